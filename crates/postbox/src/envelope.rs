@@ -1,0 +1,284 @@
+//! Type-erased message envelopes.
+//!
+//! A mailbox carries messages of every type its actor handles, so each one travels in an
+//! [`Envelope<A>`]: a pointer to a static per-`(A, M)` vtable plus the message and its optional
+//! reply handle. Envelopes are what the mailbox's blocks store by value, so to keep the hot path
+//! free of allocations the payload is stored **inline** when it fits in [`INLINE_BYTES`] (with
+//! pointer alignment); bigger or over-aligned payloads are boxed and the box pointer is stored
+//! inline instead.
+//!
+//! # Soundness
+//!
+//! An envelope is created only by [`Envelope::new::<M>`], which writes a `Packet<M>` (or a
+//! `Box<Packet<M>>`) into the payload and records the matching vtable. Every vtable function is
+//! monomorphized for that same `(A, M)` and is the only code that reads the payload back, exactly
+//! once: `dispatch` and `into_parts` move it out (and the envelope is then forgotten), `drop`
+//! drops it in place. So the payload is always read as the type it was written as, once.
+
+use crate::actor::{Actor, Handler, Message};
+use crate::ask::ReplyTo;
+use crate::context::Context;
+use crate::slot::{HandlerSlot, RunningHandler};
+use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
+use std::ptr;
+
+/// Bytes of payload stored without allocation: a message of up to 32 bytes plus its reply
+/// handle (24 bytes, present but empty for a tell). With the vtable pointer an envelope is one
+/// 64-byte cache line.
+pub(crate) const INLINE_BYTES: usize = 56;
+const INLINE_WORDS: usize = INLINE_BYTES / size_of::<usize>();
+
+type Payload = MaybeUninit<[usize; INLINE_WORDS]>;
+
+/// A message plus the handle its reply goes to (`None` for `tell`).
+struct Packet<M: Message> {
+    message: M,
+    reply: Option<ReplyTo<M::Reply>>,
+}
+
+struct VTable<A: Actor> {
+    message_type: fn() -> &'static str,
+    /// Identifies `M` (vtable addresses are not unique: constants may be duplicated).
+    message_type_id: fn() -> std::any::TypeId,
+    dispatch: for<'a> unsafe fn(
+        &mut Payload,
+        &'a mut A,
+        &'a mut Context<A>,
+        &'a mut HandlerSlot,
+    ) -> RunningHandler<'a>,
+    drop: unsafe fn(&mut Payload),
+}
+
+/// One message for an actor of type `A`, of any type `A` handles.
+pub(crate) struct Envelope<A: Actor> {
+    vtable: &'static VTable<A>,
+    payload: Payload,
+}
+
+// SAFETY: `Envelope::new` only accepts `M: Message` (which is `Send`) and a `ReplyTo` (Send),
+// so the payload is always `Send`; the vtable is a `'static` table of function pointers.
+unsafe impl<A: Actor> Send for Envelope<A> {}
+
+struct Packing<A, M>(std::marker::PhantomData<(A, M)>);
+
+impl<A: Handler<M>, M: Message> Packing<A, M> {
+    const INLINE: bool = size_of::<Packet<M>>() <= size_of::<Payload>()
+        && align_of::<Packet<M>>() <= align_of::<Payload>();
+
+    const VTABLE: VTable<A> = VTable {
+        message_type: std::any::type_name::<M>,
+        message_type_id: std::any::TypeId::of::<M>,
+        dispatch: dispatch::<A, M>,
+        drop: drop_packet::<A, M>,
+    };
+
+    /// # Safety
+    /// `payload` holds a packet written by `Envelope::new::<M>` that has not been taken yet.
+    unsafe fn take(payload: &mut Payload) -> Packet<M> {
+        let place = payload.as_mut_ptr();
+        if Self::INLINE {
+            // SAFETY: written as `Packet<M>` inline (contract), read once.
+            unsafe { ptr::read(place.cast::<Packet<M>>()) }
+        } else {
+            // SAFETY: written as `Box<Packet<M>>` (contract), read once.
+            *unsafe { ptr::read(place.cast::<Box<Packet<M>>>()) }
+        }
+    }
+}
+
+impl<A: Actor> Envelope<A> {
+    /// Wraps `message` (and the handle for its reply, when asked).
+    #[inline]
+    pub(crate) fn new<M>(message: M, reply: Option<ReplyTo<M::Reply>>) -> Self
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let mut payload = Payload::uninit();
+        let packet = Packet { message, reply };
+        let place = payload.as_mut_ptr();
+        if Packing::<A, M>::INLINE {
+            // SAFETY: `INLINE` checked size and alignment against the payload buffer.
+            unsafe { place.cast::<Packet<M>>().write(packet) };
+        } else {
+            // SAFETY: a box pointer fits in (and is aligned for) the payload buffer.
+            unsafe { place.cast::<Box<Packet<M>>>().write(Box::new(packet)) };
+        }
+        Envelope {
+            vtable: &Packing::<A, M>::VTABLE,
+            payload,
+        }
+    }
+
+    /// The message's type name, for dead letters and tracing.
+    pub(crate) fn message_type(&self) -> &'static str {
+        (self.vtable.message_type)()
+    }
+
+    /// Moves the message into `slot` and starts its handler.
+    #[inline]
+    pub(crate) fn dispatch<'a>(
+        self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+        slot: &'a mut HandlerSlot,
+    ) -> RunningHandler<'a> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: the payload was written by `new` for this vtable and is taken once, here;
+        // `ManuallyDrop` keeps `Drop` from touching it again.
+        unsafe { (this.vtable.dispatch)(&mut this.payload, actor, ctx, slot) }
+    }
+
+    /// Takes the message and reply handle back out, for a send that failed.
+    ///
+    /// # Safety
+    /// The envelope must have been created by `Envelope::new::<M>` with this same `M`.
+    pub(crate) unsafe fn into_parts<M>(self) -> (M, Option<ReplyTo<M::Reply>>)
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        debug_assert_eq!((self.vtable.message_type_id)(), std::any::TypeId::of::<M>());
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: same `M` per the contract; taken once, and `Drop` is suppressed.
+        let packet = unsafe { Packing::<A, M>::take(&mut this.payload) };
+        (packet.message, packet.reply)
+    }
+}
+
+impl<A: Actor> Drop for Envelope<A> {
+    fn drop(&mut self) {
+        // SAFETY: an envelope that is dropped still owns its payload (dispatch and into_parts
+        // forget the envelope), and `drop` reads it as the type `new` wrote.
+        unsafe { (self.vtable.drop)(&mut self.payload) }
+    }
+}
+
+impl<A: Actor> std::fmt::Debug for Envelope<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("message_type", &self.message_type())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SAFETY (callers): see `Packing::take`.
+unsafe fn drop_packet<A: Handler<M>, M: Message>(payload: &mut Payload) {
+    // SAFETY: forwarded contract.
+    drop(unsafe { Packing::<A, M>::take(payload) });
+}
+
+/// SAFETY (callers): see `Packing::take`.
+unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
+    payload: &mut Payload,
+    actor: &'a mut A,
+    ctx: &'a mut Context<A>,
+    slot: &'a mut HandlerSlot,
+) -> RunningHandler<'a> {
+    // SAFETY: forwarded contract.
+    let Packet { message, reply } = unsafe { Packing::<A, M>::take(payload) };
+    let span = tracing::debug_span!(
+        target: "postbox::actor",
+        "handle",
+        actor.id = ctx.id().get(),
+        actor.type = std::any::type_name::<A>(),
+        message = std::any::type_name::<M>(),
+    );
+    slot.start(
+        async move {
+            let value = actor.handle(message, &mut *ctx).await;
+            if let Some(reply) = reply {
+                if reply.send_unrecorded(value).is_err() {
+                    ctx.reply_undeliverable::<M::Reply>();
+                }
+            }
+        },
+        span,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! Part of the Miri suite: `cargo +nightly miri test -p postbox --lib envelope::`.
+    use super::*;
+    use crate::testkit::{block_on_local, TestCell};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Sink {
+        total: u64,
+        big_seen: usize,
+    }
+    impl Actor for Sink {}
+
+    struct Small(u64);
+    impl Message for Small {
+        type Reply = u64;
+    }
+    impl Handler<Small> for Sink {
+        async fn handle(&mut self, msg: Small, _: &mut Context<Self>) -> u64 {
+            self.total += msg.0;
+            self.total
+        }
+    }
+
+    struct Big([u64; 32], Arc<AtomicUsize>);
+    impl Message for Big {
+        type Reply = ();
+    }
+    impl Handler<Big> for Sink {
+        async fn handle(&mut self, msg: Big, _: &mut Context<Self>) {
+            self.big_seen += msg.0.len();
+        }
+    }
+    impl Drop for Big {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn small_messages_are_inline_and_big_ones_boxed() {
+        const { assert!(Packing::<Sink, Small>::INLINE) };
+        const { assert!(!Packing::<Sink, Big>::INLINE) };
+        assert_eq!(
+            size_of::<Envelope<Sink>>(),
+            INLINE_BYTES + size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn dispatch_runs_the_handler_for_inline_and_boxed_payloads() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut cell = TestCell::new(Sink::default());
+        cell.run(Envelope::new(Small(5), None));
+        cell.run(Envelope::new(Big([1; 32], drops.clone()), None));
+        assert_eq!(cell.actor.total, 5);
+        assert_eq!(cell.actor.big_seen, 32);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn dropping_or_unpacking_an_envelope_releases_the_message_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        drop(Envelope::<Sink>::new(Big([0; 32], drops.clone()), None));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        let env = Envelope::<Sink>::new(Big([0; 32], drops.clone()), None);
+        assert_eq!(env.message_type(), std::any::type_name::<Big>());
+        // SAFETY: built from `Big` just above.
+        let (message, reply) = unsafe { env.into_parts::<Big>() };
+        assert!(reply.is_none());
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        drop(message);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_asked_message_replies_through_its_handle() {
+        let (reply, rx) = ReplyTo::pair_for_test();
+        let mut cell = TestCell::new(Sink::default());
+        cell.run(Envelope::new(Small(7), Some(reply)));
+        assert_eq!(block_on_local(rx), Ok(Ok(7)));
+    }
+}

@@ -1,0 +1,103 @@
+//! How to spawn an actor: its factory, name, mailbox and supervision settings.
+
+use crate::actor::Actor;
+use crate::mailbox::Mailbox;
+use crate::supervision::{Restart, SupervisorStrategy};
+use std::fmt;
+use std::time::Duration;
+
+/// Everything needed to spawn (and restart) an actor.
+///
+/// The factory builds a fresh instance at spawn and after every restart, so restarts begin from
+/// clean state. Any `FnMut() -> A` converts into `Props`, so `system.spawn(Counter::default)`
+/// works; use the builder methods for the rest.
+///
+/// ```
+/// use postbox::prelude::*;
+/// use std::time::Duration;
+///
+/// #[derive(Default)]
+/// struct Worker;
+/// impl Actor for Worker {}
+///
+/// let props = Props::new(Worker::default)
+///     .name("worker-1")
+///     .mailbox(Mailbox::bounded(64))
+///     .restart(Restart::Transient)
+///     .shutdown_timeout(Duration::from_secs(1));
+/// # let _ = props;
+/// ```
+pub struct Props<A: Actor> {
+    pub(crate) factory: Box<dyn FnMut() -> A + Send>,
+    pub(crate) name: Option<String>,
+    pub(crate) mailbox: Option<Mailbox>,
+    pub(crate) restart: Restart,
+    pub(crate) supervisor: Option<SupervisorStrategy>,
+    pub(crate) shutdown_timeout: Option<Duration>,
+}
+
+impl<A: Actor> Props<A> {
+    /// Props with `factory` and defaults for everything else: anonymous, the system's default
+    /// mailbox, [`Restart::Permanent`], the system's default supervisor strategy for its
+    /// children, the system's default shutdown timeout.
+    pub fn new(factory: impl FnMut() -> A + Send + 'static) -> Self {
+        Self {
+            factory: Box::new(factory),
+            name: None,
+            mailbox: None,
+            restart: Restart::default(),
+            supervisor: None,
+            shutdown_timeout: None,
+        }
+    }
+
+    /// Names the actor. Names are unique among siblings and appear in its path.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the mailbox kind and size.
+    pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
+        self.mailbox = Some(mailbox);
+        self
+    }
+
+    /// Sets when the actor is restarted by its supervisor.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets how this actor supervises its own children.
+    pub fn supervisor(mut self, strategy: SupervisorStrategy) -> Self {
+        self.supervisor = Some(strategy);
+        self
+    }
+
+    /// How long the parent waits for this actor to stop (or to suspend for a restart) before
+    /// aborting it.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = Some(timeout);
+        self
+    }
+}
+
+impl<A: Actor, F: FnMut() -> A + Send + 'static> From<F> for Props<A> {
+    fn from(factory: F) -> Self {
+        Props::new(factory)
+    }
+}
+
+impl<A: Actor> fmt::Debug for Props<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Props")
+            .field("actor", &std::any::type_name::<A>())
+            .field("name", &self.name)
+            .field("mailbox", &self.mailbox)
+            .field("restart", &self.restart)
+            .field("supervisor", &self.supervisor)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
