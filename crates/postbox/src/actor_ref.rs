@@ -339,7 +339,7 @@ impl<A: Handler<M>, M: Message> Sink<M> for ActorCell<A> {
     }
 
     fn system(&self) -> &Arc<crate::system::SystemShared> {
-        &self.meta.system
+        &self.meta.system.shared
     }
 
     fn any_cell(self: Arc<Self>) -> Arc<dyn AnyCell> {
@@ -427,7 +427,7 @@ impl<A: Actor> ActorCell<A> {
         A: Handler<M>,
         M: Message,
     {
-        self.meta.system.dead_letters.record_envelope(
+        self.meta.system.shared.dead_letters.record_envelope(
             self.meta.id,
             std::any::type_name::<A>(),
             &envelope,
@@ -439,7 +439,7 @@ impl<A: Actor> ActorCell<A> {
 
     /// Counts a refused ask as a dead letter; dropping its reply handle resolves the asker.
     fn refuse_ask(&self, envelope: Envelope<A>) {
-        self.meta.system.dead_letters.record_envelope(
+        self.meta.system.shared.dead_letters.record_envelope(
             self.meta.id,
             std::any::type_name::<A>(),
             &envelope,

@@ -264,12 +264,14 @@ impl<'a, A: Handler<M>, M: Message> IntoFuture for Ask<'a, A, M> {
 
     fn into_future(self) -> Self::IntoFuture {
         let cell = self.actor.cell();
-        let timeout = self.timeout.unwrap_or(cell.meta.system.config.ask_timeout);
+        let timeout = self
+            .timeout
+            .unwrap_or(cell.meta.system.shared.config.ask_timeout);
         let (reply, rx) = ReplyTo::channel(Unanswered::Stopped);
         let sending = cell.try_send_ask(self.msg, reply).map(|(msg, reply)| {
             Box::pin(cell.send_ask(msg, reply)) as Pin<Box<dyn Future<Output = ()> + Send + 'a>>
         });
-        AskFuture::new(sending, rx, timeout, &cell.meta.system.deadlines)
+        AskFuture::new(sending, rx, timeout, &cell.meta.system.shared.deadlines)
     }
 }
 
@@ -376,10 +378,12 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         let cell = self.actor.cell();
-        let timeout = self.timeout.unwrap_or(cell.meta.system.config.ask_timeout);
+        let timeout = self
+            .timeout
+            .unwrap_or(cell.meta.system.shared.config.ask_timeout);
         let (mut reply, rx) = ReplyTo::channel(Unanswered::NoReply);
         reply.dead_letters = Some(Box::new(DeadLetterTarget {
-            system: cell.meta.system.clone(),
+            system: cell.meta.system.shared.clone(),
             recipient: cell.meta.id,
         }));
         let envelope = Envelope::new((self.make)(reply), None);
@@ -398,12 +402,12 @@ where
                 None
             }
         };
-        AskFuture::new(sending, rx, timeout, &cell.meta.system.deadlines)
+        AskFuture::new(sending, rx, timeout, &cell.meta.system.shared.deadlines)
     }
 }
 
 fn refuse<A: Actor>(cell: &crate::cell::ActorCell<A>, envelope: Envelope<A>) {
-    cell.meta.system.dead_letters.record_envelope(
+    cell.meta.system.shared.dead_letters.record_envelope(
         cell.meta.id,
         std::any::type_name::<A>(),
         &envelope,

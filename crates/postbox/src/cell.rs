@@ -12,7 +12,6 @@ use crate::actor::{Actor, ActorId};
 use crate::envelope::Envelope;
 use crate::lifecycle::{ExitReason, Failure, Terminated};
 use crate::mailbox::{AsInbox, Inbox};
-use crate::system::SystemShared;
 use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
@@ -67,7 +66,7 @@ pub(crate) const TIMING_SAMPLE: u64 = 16;
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     processed: AtomicU64,
-    timed: AtomicU64,
+    /// Sum over the timed messages (the 1st, 17th, 33rd, …; their count is derived).
     busy_nanos: AtomicU64,
     last_nanos: AtomicU64,
     restarts: AtomicU32,
@@ -88,7 +87,6 @@ impl Stats {
             .store(self.processed.load(Relaxed) + 1, Relaxed);
         if let Some(elapsed) = elapsed {
             let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-            self.timed.store(self.timed.load(Relaxed) + 1, Relaxed);
             self.busy_nanos
                 .store(self.busy_nanos.load(Relaxed).saturating_add(nanos), Relaxed);
             self.last_nanos.store(nanos, Relaxed);
@@ -137,7 +135,7 @@ pub(crate) struct ActorMeta {
     pub(crate) name: Option<Arc<str>>,
     /// `None` only for the root guardian.
     pub(crate) parent: Option<Arc<dyn AnyCell>>,
-    pub(crate) system: Arc<SystemShared>,
+    pub(crate) system: crate::ActorSystem,
     pub(crate) stats: Stats,
 }
 
@@ -253,7 +251,9 @@ pub(crate) struct ActorCell<A: Actor> {
     pub(crate) meta: ActorMeta,
 }
 
-impl<A: Actor> AsInbox<Envelope<A>, Signal<A>> for ActorCell<A> {
+impl<A: Actor> AsInbox for ActorCell<A> {
+    type Item = Envelope<A>;
+    type Signal = Signal<A>;
     fn inbox(&self) -> &Inbox<Envelope<A>, Signal<A>> {
         &self.inbox
     }
@@ -263,7 +263,7 @@ impl<A: Actor> ActorCell<A> {
     pub(crate) fn stats(&self) -> ActorStats {
         let stats = &self.meta.stats;
         let processed = stats.processed.load(Relaxed);
-        let timed = stats.timed.load(Relaxed);
+        let timed = processed.div_ceil(TIMING_SAMPLE);
         let busy = stats.busy_nanos.load(Relaxed);
         ActorStats {
             depth: self.inbox.len(),
@@ -332,7 +332,7 @@ impl<A: crate::Handler<Terminated>> TerminatedSink for ActorCell<A> {
             .inbox
             .send_signal(Signal::Terminated { from, envelope })
         {
-            self.meta.system.dead_letters.record_envelope(
+            self.meta.system.shared.dead_letters.record_envelope(
                 self.meta.id,
                 std::any::type_name::<A>(),
                 &envelope,

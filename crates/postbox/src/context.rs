@@ -24,8 +24,8 @@ pub(crate) enum Request {
 /// the means to stop or fail itself. Passed to every handler and lifecycle hook.
 pub struct Context<A: Actor> {
     myself: ActorRef<A>,
-    system: ActorSystem,
-    pub(crate) request: Option<Request>,
+    /// Boxed: it lives in every actor's context and is rarely set.
+    pub(crate) request: Option<Box<Request>>,
     pub(crate) incarnation: u32,
     pub(crate) supervisor: Supervisor,
     /// Actors this actor watches; `Terminated` from others is dropped (it may race an unwatch).
@@ -39,10 +39,8 @@ pub struct Context<A: Actor> {
 
 impl<A: Actor> Context<A> {
     pub(crate) fn new(myself: ActorRef<A>, supervisor: Supervisor) -> Self {
-        let system = ActorSystem::from_shared(myself.cell().meta.system.clone());
         Self {
             myself,
-            system,
             request: None,
             incarnation: 0,
             supervisor,
@@ -68,7 +66,7 @@ impl<A: Actor> Context<A> {
 
     /// The system this actor runs in.
     pub fn system(&self) -> &ActorSystem {
-        &self.system
+        &self.myself.cell().meta.system
     }
 
     /// How many times this actor has been restarted (0 for the first instance).
@@ -87,7 +85,8 @@ impl<A: Actor> Context<A> {
             return Err(SpawnError::ParentStopping);
         }
         let parent: Arc<dyn crate::cell::AnyCell> = self.myself.cell().clone();
-        let prepared = crate::runner::prepare(&self.system.shared, parent, props.into())?;
+        let system = self.myself.cell().meta.system.shared.clone();
+        let prepared = crate::runner::prepare(&system, parent, props.into())?;
         let child = prepared.actor_ref.clone();
         self.supervisor.add_child(prepared.record());
         prepared.start();
@@ -156,21 +155,21 @@ impl<A: Actor> Context<A> {
     /// exit (Erlang semantics); transient and temporary ones are not.
     pub fn stop(&mut self) {
         if self.request.is_none() {
-            self.request = Some(Request::Stop);
+            self.request = Some(Box::new(Request::Stop));
         }
     }
 
     /// Fails this actor after the current handler returns, as if it had panicked with
     /// `reason`: its supervisor applies its strategy.
     pub fn fail(&mut self, reason: impl fmt::Display) {
-        self.request = Some(Request::Fail(Failure::Error(Arc::from(
+        self.request = Some(Box::new(Request::Fail(Failure::Error(Arc::from(
             reason.to_string().as_str(),
-        ))));
+        )))));
     }
 
     /// Counts a reply that could not be delivered because the asker gave up.
     pub(crate) fn reply_undeliverable<R>(&self) {
-        self.system.shared.dead_letters.record(crate::DeadLetter {
+        self.system().shared.dead_letters.record(crate::DeadLetter {
             recipient: self.id(),
             recipient_type: std::any::type_name::<A>(),
             message_type: std::any::type_name::<R>(),

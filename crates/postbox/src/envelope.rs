@@ -21,6 +21,7 @@ use crate::context::Context;
 use crate::slot::{HandlerSlot, RunningHandler};
 use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
 use std::ptr;
+use tracing::Instrument;
 
 /// Bytes of payload stored without allocation: a message of up to 32 bytes plus its reply
 /// handle (24 bytes, present but empty for a tell). With the vtable pointer an envelope is one
@@ -184,6 +185,7 @@ unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
         actor.type = std::any::type_name::<A>(),
         message = std::any::type_name::<M>(),
     );
+    // The span lives with the future in the slot, entered on every poll and on drop.
     slot.start(
         async move {
             let value = actor.handle(message, &mut *ctx).await;
@@ -192,8 +194,8 @@ unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
                     ctx.reply_undeliverable::<M::Reply>();
                 }
             }
-        },
-        span,
+        }
+        .instrument(span),
     )
 }
 

@@ -12,6 +12,14 @@
 //! Every call into user code (factory, handlers, hooks) runs under `catch_unwind`, so a panic
 //! is a failure of this actor only. While user code is pending, the task also listens for
 //! interrupts (kill, abort), which abandon it at its next `.await`.
+//!
+//! # Memory
+//!
+//! Every live actor is one of these tasks, and an `async fn` state machine is as large as its
+//! largest suspension point. So only the message loop is awaited inline; every cold path
+//! (lifecycle hooks, the restart protocol, stopping, cleanup, deadline-guarded waits) is
+//! awaited through a `Box`, allocated only when that path runs. The runner keeps rarely used
+//! state in a lazily allocated [`Extra`].
 
 use crate::actor::{Actor, ActorId};
 use crate::actor_ref::ActorRef;
@@ -68,7 +76,14 @@ enum Outcome<T> {
     Interrupted,
 }
 
-type ActorConsumer<A> = Consumer<Envelope<A>, Signal<A>>;
+type ActorConsumer<A> = Consumer<ActorCell<A>>;
+
+/// Boxes a cold path's future, so that awaiting it keeps one pointer in the actor's task
+/// instead of the whole state machine. (An `async fn` wrapper would not do: it would store
+/// its unboxed argument in its own state.)
+fn cold<F: Future>(future: F) -> Pin<Box<F>> {
+    Box::pin(future)
+}
 
 /// An actor ready to be started: created, registered, not yet running.
 pub(crate) struct Prepared<A: Actor> {
@@ -90,7 +105,7 @@ impl<A: Actor> Prepared<A> {
 
     /// Starts the actor's task.
     pub(crate) fn start(self) {
-        let runtime = self.runner.cell.meta.system.runtime.clone();
+        let runtime = self.runner.cell().meta.system.shared.runtime.clone();
         runtime.spawn(self.runner.run());
     }
 
@@ -135,7 +150,7 @@ pub(crate) fn prepare<A: Actor>(
             id,
             name,
             parent: Some(parent),
-            system: system.clone(),
+            system: crate::ActorSystem::from_shared(system.clone()),
             stats: Stats::default(),
         },
     });
@@ -167,7 +182,7 @@ pub(crate) fn start_guardian(system: &Arc<SystemShared>) {
             id,
             name: Some(Arc::from("user")),
             parent: None,
-            system: system.clone(),
+            system: crate::ActorSystem::from_shared(system.clone()),
             stats: Stats::default(),
         },
     });
@@ -203,20 +218,26 @@ pub(crate) fn wait_for_termination(cell: &Arc<dyn AnyCell>) -> impl Future<Outpu
 }
 
 pub(crate) struct Runner<A: Actor> {
-    cell: Arc<ActorCell<A>>,
+    /// The inbox's consumer token; also how the runner reaches its cell.
     consumer: ActorConsumer<A>,
     factory: Box<dyn FnMut() -> A + Send>,
-    restart: Restart,
     ctx: Context<A>,
     slot: HandlerSlot,
+    /// Rarely used state, allocated on first use.
+    extra: Option<Box<Extra<A>>>,
+    restart: Restart,
+    /// Set once cleanup has run (the `Drop` guard checks it).
+    terminated: bool,
+}
+
+/// The runner's rarely used state.
+struct Extra<A: Actor> {
     /// Who to notify when this actor terminates.
     watchers: Vec<Watcher>,
     /// `Terminated` notifications that arrived while no instance was running.
     deferred: Vec<Envelope<A>>,
     /// Reason of a drain in progress (`drain_and_stop` / shutdown).
     draining: Option<ExitReason>,
-    /// Set once cleanup has run (the `Drop` guard checks it).
-    terminated: bool,
 }
 
 impl<A: Actor> Runner<A> {
@@ -229,113 +250,157 @@ impl<A: Actor> Runner<A> {
     ) -> Self {
         // SAFETY: this runner is the only consumer ever created for this cell's inbox: cells
         // are created together with exactly one runner (in `prepare` / `start_guardian`).
-        let consumer = unsafe { Consumer::new(cell.clone()) };
         let ctx = Context::new(
             ActorRef::from_cell(cell.clone()),
             Supervisor::new(strategy, escalate),
         );
+        let consumer = unsafe { Consumer::new(cell) };
         Self {
-            cell,
             consumer,
             factory,
-            restart,
             ctx,
             slot: HandlerSlot::new(),
-            watchers: Vec::new(),
-            deferred: Vec::new(),
-            draining: None,
+            extra: None,
+            restart,
             terminated: false,
         }
     }
 
+    fn cell(&self) -> &Arc<ActorCell<A>> {
+        self.consumer.owner()
+    }
+
     fn meta(&self) -> &ActorMeta {
-        &self.cell.meta
+        &self.cell().meta
     }
 
     fn system(&self) -> &SystemShared {
-        &self.cell.meta.system
+        &self.cell().meta.system.shared
+    }
+
+    fn extra(&mut self) -> &mut Extra<A> {
+        self.extra.get_or_insert_with(|| {
+            Box::new(Extra {
+                watchers: Vec::new(),
+                deferred: Vec::new(),
+                draining: None,
+            })
+        })
+    }
+
+    fn defer(&mut self, envelope: Envelope<A>) {
+        self.extra().deferred.push(envelope);
+    }
+
+    fn take_deferred(&mut self) -> Vec<Envelope<A>> {
+        self.extra
+            .as_mut()
+            .map(|extra| std::mem::take(&mut extra.deferred))
+            .unwrap_or_default()
     }
 
     fn set_status(&self, status: ActorStatus) {
         self.meta().stats.set_status(status);
     }
 
-    async fn run(mut self) {
-        let reason = self.life().await;
-        self.terminate(reason).await;
+    /// The actor's whole life. Written as a function returning an `async move` block, not as
+    /// an `async fn` taking `self` by value: the latter would keep a second copy of the runner
+    /// in its state.
+    // Deliberately not an `async fn`, which would store its arguments twice (module docs).
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let reason = self.life().await;
+            cold(self.terminate(reason)).await;
+        }
     }
 
-    async fn life(&mut self) -> ExitReason {
-        loop {
-            self.set_status(ActorStatus::Starting);
-            let mut actor = match catch_unwind(AssertUnwindSafe(&mut self.factory)) {
-                Ok(actor) => actor,
-                Err(panic) => {
-                    let failure = Failure::from_panic(&*panic);
-                    match self.after_exit(None, failure).await {
+    // Deliberately not an `async fn`, which would store its arguments twice (module docs).
+    #[allow(clippy::manual_async_fn)]
+    fn life(&mut self) -> impl Future<Output = ExitReason> + Send + '_ {
+        async move {
+            loop {
+                self.set_status(ActorStatus::Starting);
+                // A match on a temporary, not a named local: the temporary's storage ends with the
+                // match, so it is not kept in the state machine next to `actor` (see module docs).
+                let mut actor = match self.create_instance() {
+                    Ok(actor) => actor,
+                    Err(failure) => match cold(self.after_exit(None, failure)).await {
                         Next::Restart => continue,
                         Next::Exit(reason) => return reason,
-                    }
-                }
-            };
-            match self.start_and_serve(&mut actor).await {
-                End::Stopped { reason, drain } => {
-                    self.stop_instance(Some(actor), &reason, drain).await;
-                    return reason;
-                }
-                End::Aborted => {
-                    drop_quietly(actor);
-                    self.ctx.supervisor.abort_all();
-                    self.wait_for_children().await;
-                    return ExitReason::Shutdown;
-                }
-                End::Failed {
-                    failure,
-                    keep_instance,
-                } => {
-                    let instance = if keep_instance {
-                        Some(actor)
-                    } else {
-                        drop_quietly(actor);
-                        None
-                    };
-                    match self.after_exit(instance, failure).await {
-                        Next::Restart => continue,
-                        Next::Exit(reason) => return reason,
-                    }
-                }
-                End::Suspended(cause) => {
-                    self.suspend(Some(actor), &cause).await;
-                    match self.await_directive(None).await {
-                        Next::Restart => continue,
-                        Next::Exit(reason) => return reason,
-                    }
+                    },
+                };
+                // `start` answers with a boxed ending (one word) so that nothing larger is kept
+                // across the message loop.
+                let end = match cold(self.start(&mut actor)).await {
+                    Some(end) => *end,
+                    None => self.serve(&mut actor).await,
+                };
+                match cold(self.end_instance(actor, end)).await {
+                    Next::Restart => continue,
+                    Next::Exit(reason) => return reason,
                 }
             }
         }
     }
 
-    /// Runs `started`, reports a restart to the parent, then handles messages until the
-    /// instance ends.
-    async fn start_and_serve(&mut self, actor: &mut A) -> End {
+    fn create_instance(&mut self) -> Result<A, Failure> {
+        catch_unwind(AssertUnwindSafe(&mut self.factory))
+            .map_err(|panic| Failure::from_panic(&*panic))
+    }
+
+    /// What happens after an instance's message loop ended.
+    async fn end_instance(&mut self, actor: A, end: End) -> Next {
+        match end {
+            End::Stopped { reason, drain } => {
+                self.stop_instance(Some(actor), &reason, drain).await;
+                Next::Exit(reason)
+            }
+            End::Aborted => {
+                drop_quietly(actor);
+                self.ctx.supervisor.abort_all();
+                self.wait_for_children().await;
+                Next::Exit(ExitReason::Shutdown)
+            }
+            End::Failed {
+                failure,
+                keep_instance,
+            } => {
+                let instance = if keep_instance {
+                    Some(actor)
+                } else {
+                    drop_quietly(actor);
+                    None
+                };
+                self.after_exit(instance, failure).await
+            }
+            End::Suspended(cause) => {
+                self.suspend(Some(actor), &cause).await;
+                self.await_directive(None).await
+            }
+        }
+    }
+
+    /// Runs `started`, then reports a restart to the parent and handles deferred notifications.
+    async fn start(&mut self, actor: &mut A) -> Option<Box<End>> {
         match guarded(actor.started(&mut self.ctx), &self.consumer).await {
             Outcome::Done(Ok(())) => {}
             Outcome::Done(Err(error)) => {
-                return End::Failed {
+                return Some(Box::new(End::Failed {
                     failure: Failure::Error(Arc::from(error.to_string().as_str())),
                     keep_instance: true,
-                }
+                }))
             }
             Outcome::Panicked(failure) => {
-                return End::Failed {
+                return Some(Box::new(End::Failed {
                     failure,
                     keep_instance: true,
-                }
+                }))
             }
-            Outcome::Interrupted => return self.interrupted(),
+            Outcome::Interrupted => return Some(Box::new(self.interrupted())),
         }
         if let Some(end) = self.take_request() {
-            return end;
+            return Some(Box::new(end));
         }
         self.set_status(ActorStatus::Running);
         if self.ctx.incarnation > 0 {
@@ -344,43 +409,103 @@ impl<A: Actor> Runner<A> {
                 incarnation: self.ctx.incarnation,
             });
         }
-        for envelope in std::mem::take(&mut self.deferred) {
-            if let Some(end) = self.handle(actor, envelope).await {
-                return end;
+        for envelope in self.take_deferred() {
+            let outcome = self.handle(actor, envelope).await;
+            if let Some(end) = self.after_handle(outcome) {
+                return Some(Box::new(end));
             }
         }
-        self.serve(actor).await
+        None
     }
 
-    async fn serve(&mut self, actor: &mut A) -> End {
-        loop {
-            match self.receive().await {
-                Received::Message(envelope) => {
-                    if let Some(end) = self.handle(actor, envelope).await {
-                        return end;
-                    }
+    /// The hot loop: takes messages and runs their handlers until the instance ends.
+    ///
+    /// Kept lean on purpose (see the module docs on memory): the envelope is dispatched before
+    /// the await, so only the four-word handler guard lives across it; anything that is not a
+    /// message goes to a boxed cold path.
+    // Deliberately not an `async fn`, which would store its arguments twice (module docs).
+    #[allow(clippy::manual_async_fn)]
+    fn serve<'a>(&'a mut self, actor: &'a mut A) -> impl Future<Output = End> + Send + 'a {
+        async move {
+            loop {
+                let envelope = match self.next_message(actor).await {
+                    Ok(envelope) => envelope,
+                    Err(end) => return end,
+                };
+                let outcome = self.handle(actor, envelope).await;
+                if let Some(end) = self.after_handle(outcome) {
+                    return end;
                 }
-                Received::Signals(signals) => {
-                    for signal in signals {
-                        if let Some(end) = self.on_signal(signal, actor).await {
-                            return end;
+            }
+        }
+    }
+
+    /// The next message, handling signals and interrupts on the way; `Err` ends the instance.
+    // Deliberately not an `async fn`, which would store its arguments twice (module docs).
+    #[allow(clippy::manual_async_fn)]
+    fn next_message<'a>(
+        &'a mut self,
+        actor: &'a mut A,
+    ) -> impl Future<Output = Result<Envelope<A>, End>> + Send + 'a {
+        async move {
+            loop {
+                match self.receive().await {
+                    Received::Message(envelope) => return Ok(envelope),
+                    other => {
+                        if let Some(end) = cold(self.on_other(other, actor)).await {
+                            return Err(end);
                         }
                     }
                 }
-                Received::Interrupted => return self.interrupted(),
-                Received::Drained => {
-                    let reason = self.draining.take().unwrap_or(ExitReason::Stopped);
-                    return End::Stopped {
-                        reason,
-                        drain: true,
-                    };
-                }
             }
         }
     }
 
-    /// Next message or signal batch; meanwhile, enforces the deadline of a child being stopped.
+    /// Everything `receive` yields besides a message.
+    async fn on_other(
+        &mut self,
+        received: Received<Envelope<A>, Signal<A>>,
+        actor: &mut A,
+    ) -> Option<End> {
+        match received {
+            Received::Message(envelope) => {
+                let outcome = self.handle(actor, envelope).await;
+                self.after_handle(outcome)
+            }
+            Received::Signals(signals) => {
+                for signal in signals {
+                    if let Some(end) = self.on_signal(signal, actor).await {
+                        return Some(end);
+                    }
+                }
+                None
+            }
+            Received::Interrupted => Some(self.interrupted()),
+            Received::Drained => {
+                let reason = self
+                    .extra
+                    .as_mut()
+                    .and_then(|extra| extra.draining.take())
+                    .unwrap_or(ExitReason::Stopped);
+                Some(End::Stopped {
+                    reason,
+                    drain: true,
+                })
+            }
+        }
+    }
+
+    /// Next message or signal batch.
     async fn receive(&mut self) -> Received<Envelope<A>, Signal<A>> {
+        if self.ctx.supervisor.deadline().is_none() {
+            poll_fn(|cx| self.consumer.poll_recv(cx)).await
+        } else {
+            cold(self.receive_until_deadlines()).await
+        }
+    }
+
+    /// Like `receive`, while enforcing the deadline of a child being stopped or suspended.
+    async fn receive_until_deadlines(&mut self) -> Received<Envelope<A>, Signal<A>> {
         loop {
             let Some(deadline) = self.ctx.supervisor.deadline() else {
                 return poll_fn(|cx| self.consumer.poll_recv(cx)).await;
@@ -419,18 +544,32 @@ impl<A: Actor> Runner<A> {
     }
 
     /// Runs one message's handler; returns how the instance ends if it does.
-    async fn handle(&mut self, actor: &mut A, envelope: Envelope<A>) -> Option<End> {
-        let started = self.cell.meta.stats.sample_next().then(Instant::now);
+    ///
+    /// Not an `async fn`: its parameters would be kept in the state machine for the whole call.
+    /// The envelope is dispatched right away, and only the handler guard is awaited.
+    fn handle<'a>(
+        &'a mut self,
+        actor: &'a mut A,
+        envelope: Envelope<A>,
+    ) -> impl Future<Output = Outcome<()>> + Send + 'a {
+        let started = self.meta().stats.sample_next().then(Instant::now);
         let mut running = Some(envelope.dispatch(actor, &mut self.ctx, &mut self.slot));
         let consumer = &self.consumer;
-        // Polled in place (the handler future lives in the slot) rather than through a nested
-        // async fn, which would move a large state machine on every message.
-        let outcome = poll_fn(|cx| poll_guarded(Pin::new(&mut running), cx, consumer)).await;
-        drop(running);
-        self.cell
-            .meta
-            .stats
-            .record_message(started.map(|t| t.elapsed()));
+        async move {
+            // Polled in place (the handler future lives in the slot).
+            let outcome = poll_fn(|cx| poll_guarded(Pin::new(&mut running), cx, consumer)).await;
+            drop(running);
+            consumer
+                .owner()
+                .meta
+                .stats
+                .record_message(started.map(|t| t.elapsed()));
+            outcome
+        }
+    }
+
+    /// How the instance ends after a handler, if it does.
+    fn after_handle(&mut self, outcome: Outcome<()>) -> Option<End> {
         match outcome {
             Outcome::Done(()) => self.take_request(),
             Outcome::Panicked(failure) => Some(End::Failed {
@@ -442,7 +581,7 @@ impl<A: Actor> Runner<A> {
     }
 
     fn take_request(&mut self) -> Option<End> {
-        match self.ctx.request.take()? {
+        match *self.ctx.request.take()? {
             Request::Stop => Some(End::Failed {
                 failure: Failure::ExitedNormally,
                 keep_instance: true,
@@ -455,11 +594,11 @@ impl<A: Actor> Runner<A> {
     }
 
     fn interrupted(&mut self) -> End {
-        let bits = self.cell.inbox.interrupts();
+        let bits = self.cell().inbox.interrupts();
         if bits & INTERRUPT_ABORT != 0 {
             End::Aborted
         } else {
-            self.cell.inbox.clear_interrupts(INTERRUPT_KILL);
+            self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
             End::Failed {
                 failure: Failure::Killed,
                 keep_instance: false,
@@ -471,14 +610,16 @@ impl<A: Actor> Runner<A> {
         match signal {
             Signal::Terminated { from, envelope } => {
                 if self.ctx.take_watched(from) {
-                    return self.handle(actor, envelope).await;
+                    let outcome = self.handle(actor, envelope).await;
+                    return self.after_handle(outcome);
                 }
                 None
             }
             Signal::System(SystemSignal::Stop { drain, reason }) => {
-                if drain && self.draining.is_none() {
+                let draining = self.extra.as_ref().is_some_and(|e| e.draining.is_some());
+                if drain && !draining {
                     self.consumer.close();
-                    self.draining = Some(reason);
+                    self.extra().draining = Some(reason);
                     None
                 } else {
                     Some(End::Stopped {
@@ -507,10 +648,21 @@ impl<A: Actor> Runner<A> {
     /// supervision of children. Returns an escalation failure, if any.
     fn bookkeeping(&mut self, signal: SystemSignal) -> Option<Failure> {
         match signal {
-            SystemSignal::Watch(watcher) => self.watchers.push(watcher),
-            SystemSignal::Unwatch { watcher } => self.watchers.retain(|w| w.watcher != watcher),
+            SystemSignal::Watch(watcher) => self.extra().watchers.push(watcher),
+            SystemSignal::Unwatch { watcher } => {
+                if let Some(extra) = self.extra.as_mut() {
+                    extra.watchers.retain(|w| w.watcher != watcher);
+                }
+            }
             SystemSignal::Supervision(signal) => {
-                let default = &self.cell.meta.system.config.default_strategy;
+                let default = &self
+                    .consumer
+                    .owner()
+                    .meta
+                    .system
+                    .shared
+                    .config
+                    .default_strategy;
                 if let Some(escalation) = self.ctx.supervisor.on_signal(signal, default) {
                     return Some(escalation.0);
                 }
@@ -556,7 +708,7 @@ impl<A: Actor> Runner<A> {
         loop {
             match self.receive_signals(INTERRUPT_ABORT | INTERRUPT_KILL).await {
                 Received::Interrupted => {
-                    if self.cell.inbox.interrupts() & INTERRUPT_ABORT != 0 {
+                    if self.cell().inbox.interrupts() & INTERRUPT_ABORT != 0 {
                         if let Some(actor) = instance.take() {
                             drop_quietly(actor);
                         }
@@ -565,7 +717,7 @@ impl<A: Actor> Runner<A> {
                         return Next::Exit(ExitReason::Shutdown);
                     }
                     // Killing an actor that is already down changes nothing.
-                    self.cell.inbox.clear_interrupts(INTERRUPT_KILL);
+                    self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
                 }
                 Received::Signals(signals) => {
                     for signal in signals {
@@ -593,7 +745,7 @@ impl<A: Actor> Runner<A> {
                             }
                             Signal::Terminated { from, envelope } => {
                                 if self.ctx.take_watched(from) {
-                                    self.deferred.push(envelope);
+                                    self.defer(envelope);
                                 }
                             }
                             Signal::System(signal) => {
@@ -645,10 +797,10 @@ impl<A: Actor> Runner<A> {
                 let Some(received) = received else { break };
                 match received {
                     Received::Interrupted => {
-                        if self.cell.inbox.interrupts() & INTERRUPT_ABORT != 0 {
+                        if self.cell().inbox.interrupts() & INTERRUPT_ABORT != 0 {
                             return Next::Exit(ExitReason::Shutdown);
                         }
-                        self.cell.inbox.clear_interrupts(INTERRUPT_KILL);
+                        self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
                     }
                     Received::Signals(signals) => {
                         for signal in signals {
@@ -659,7 +811,7 @@ impl<A: Actor> Runner<A> {
                                 )) => return Next::Exit(reason),
                                 Signal::Terminated { from, envelope } => {
                                     if self.ctx.take_watched(from) {
-                                        self.deferred.push(envelope);
+                                        self.defer(envelope);
                                     }
                                 }
                                 Signal::System(signal) => {
@@ -700,7 +852,7 @@ impl<A: Actor> Runner<A> {
         self.ctx.supervisor.stop_all(child_reason, drain);
         self.wait_for_children().await;
         if let (Some(a), false) = (actor.as_mut(), aborted) {
-            if self.cell.inbox.interrupts() & INTERRUPT_ABORT == 0 {
+            if self.cell().inbox.interrupts() & INTERRUPT_ABORT == 0 {
                 if let Outcome::Panicked(failure) =
                     guarded(a.stopped(&mut self.ctx, reason), &self.consumer).await
                 {
@@ -718,8 +870,8 @@ impl<A: Actor> Runner<A> {
         let mut aborted = false;
         while !self.ctx.supervisor.is_empty() {
             // A kill changes nothing for an actor that is already winding down.
-            self.cell.inbox.clear_interrupts(INTERRUPT_KILL);
-            if !aborted && self.cell.inbox.interrupts() & INTERRUPT_ABORT != 0 {
+            self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
+            if !aborted && self.cell().inbox.interrupts() & INTERRUPT_ABORT != 0 {
                 self.ctx.supervisor.abort_all();
                 aborted = true;
             }
@@ -742,7 +894,7 @@ impl<A: Actor> Runner<A> {
             match signal {
                 Signal::Terminated { from, envelope } => {
                     if self.ctx.take_watched(from) {
-                        self.deferred.push(envelope);
+                        self.defer(envelope);
                     }
                 }
                 Signal::System(signal) => {
@@ -782,20 +934,25 @@ impl<A: Actor> Runner<A> {
         while let Some(envelope) = self.consumer.try_recv() {
             self.dead_letter(envelope);
         }
+        let mut watchers = self
+            .extra
+            .as_mut()
+            .map(|extra| std::mem::take(&mut extra.watchers))
+            .unwrap_or_default();
         for signal in self.consumer.close_signals() {
             match signal {
-                Signal::System(SystemSignal::Watch(watcher)) => self.watchers.push(watcher),
+                Signal::System(SystemSignal::Watch(watcher)) => watchers.push(watcher),
                 Signal::Terminated { envelope, .. } => self.dead_letter(envelope),
                 Signal::System(_) => {}
             }
         }
-        for envelope in std::mem::take(&mut self.deferred) {
+        for envelope in self.take_deferred() {
             self.dead_letter(envelope);
         }
         self.release_identity();
         self.system().counters.stopped.fetch_add(1, Relaxed);
         let id = self.meta().id;
-        for watcher in self.watchers.drain(..) {
+        for watcher in watchers {
             watcher.notify(id, reason.clone());
         }
         self.notify_parent(Supervision::ChildTerminated { child: id });
@@ -803,8 +960,8 @@ impl<A: Actor> Runner<A> {
 
     /// Removes the actor from the actor table, the registry and its parent's names.
     fn release_identity(&mut self) {
-        let meta = &self.cell.meta;
-        let system = &meta.system;
+        let meta = &self.consumer.owner().meta;
+        let system = &meta.system.shared;
         system.registry.remove_actor(meta.id);
         if let (Some(name), Some(parent)) = (&meta.name, &meta.parent) {
             system
@@ -907,5 +1064,34 @@ fn poll_guarded<F: Future, A: Actor>(
 fn drop_quietly<A>(actor: A) {
     if catch_unwind(AssertUnwindSafe(move || drop(actor))).is_err() {
         tracing::warn!(target: "postbox::actor", "an actor's destructor panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle actor is one runner future in a Tokio task; keep it small (see the module
+    /// docs). The bound leaves room for an actor of up to 64 bytes.
+    #[test]
+    fn an_idle_actor_s_task_state_stays_small() {
+        struct Idle(#[allow(dead_code)] [u64; 8]);
+        impl Actor for Idle {}
+        let runtime = crate::testkit::runtime();
+        let system = crate::ActorSystem::builder()
+            .runtime(runtime.handle().clone())
+            .build();
+        let guardian = system
+            .shared
+            .guardian
+            .get()
+            .and_then(std::sync::Weak::upgrade);
+        let guardian = guardian.expect("the guardian is running");
+        let prepared =
+            prepare(&system.shared, guardian, Props::new(|| Idle([0; 8]))).expect("spawn");
+        let future = prepared.runner.run();
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 320, "runner future is {size} bytes");
+        drop(future);
     }
 }

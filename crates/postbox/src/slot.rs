@@ -27,11 +27,14 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
-/// Reusable storage for one type-erased `Future<Output = ()> + Send`.
+/// Reusable storage for one type-erased `Future<Output = ()> + Send`. Two words: every idle
+/// actor carries one.
 pub(crate) struct HandlerSlot {
     ptr: NonNull<u8>,
-    /// Layout of the current allocation; size 0 means "nothing allocated".
-    layout: Layout,
+    /// Size of the current allocation; 0 means "nothing allocated".
+    size: u32,
+    /// Alignment of the current allocation, as a power of two.
+    align_log2: u8,
     /// A future lives in the buffer (set by `start`, cleared by the guard's drop).
     occupied: bool,
 }
@@ -44,18 +47,23 @@ impl HandlerSlot {
     pub(crate) const fn new() -> Self {
         Self {
             ptr: NonNull::dangling(),
-            layout: Layout::new::<()>(),
+            size: 0,
+            align_log2: 0,
             occupied: false,
         }
     }
 
     /// Bytes currently reserved (for memory accounting and tests).
     pub(crate) fn capacity(&self) -> usize {
-        self.layout.size()
+        self.size as usize
+    }
+
+    fn align(&self) -> usize {
+        1 << self.align_log2
     }
 
     /// Moves `future` into the slot and returns the guard that runs it.
-    pub(crate) fn start<'a, F>(&'a mut self, future: F, span: tracing::Span) -> RunningHandler<'a>
+    pub(crate) fn start<'a, F>(&'a mut self, future: F) -> RunningHandler<'a>
     where
         F: Future<Output = ()> + Send + 'a,
     {
@@ -64,10 +72,11 @@ impl HandlerSlot {
             // A guard was leaked: its future may still be pinned in the buffer, so the buffer
             // must never be reused. Abandon it (leak) and start afresh.
             self.ptr = NonNull::dangling();
-            self.layout = Layout::new::<()>();
+            self.size = 0;
+            self.align_log2 = 0;
             self.occupied = false;
         }
-        if needed.size() > self.layout.size() || needed.align() > self.layout.align() {
+        if needed.size() > self.capacity() || needed.align() > self.align() {
             self.reallocate(needed);
         }
         let place = if needed.size() == 0 {
@@ -85,7 +94,6 @@ impl HandlerSlot {
             poll: poll_erased::<F>,
             drop: drop_erased::<F>,
             slot: self,
-            span,
             _borrows: PhantomData,
         }
     }
@@ -98,7 +106,10 @@ impl HandlerSlot {
         // Round up a little so that several handler futures of similar size share one buffer.
         let size = needed.size().next_multiple_of(64);
         let align = needed.align().max(16);
-        let Ok(layout) = Layout::from_size_align(size, align) else {
+        let (Ok(layout), Ok(stored_size)) =
+            (Layout::from_size_align(size, align), u32::try_from(size))
+        else {
+            // A future of 4 GiB or more: no allocator would provide it either.
             alloc::handle_alloc_error(needed)
         };
         // SAFETY: `layout` has a non-zero size.
@@ -107,17 +118,24 @@ impl HandlerSlot {
             alloc::handle_alloc_error(layout)
         };
         self.ptr = ptr;
-        self.layout = layout;
+        self.size = stored_size;
+        // `align` is a power of two, so this is exact.
+        self.align_log2 = align.trailing_zeros() as u8;
     }
 
     fn release(&mut self) {
-        if self.layout.size() != 0 {
-            // SAFETY: allocated by `reallocate` with exactly this layout and not yet freed; the
-            // slot is unoccupied whenever this is called (callers check), so no value is lost.
-            unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+        if self.size != 0 {
+            // SAFETY: allocated by `reallocate` with exactly this size and alignment (both
+            // validated there) and not yet freed; the slot is unoccupied whenever this is called
+            // (callers check), so no value is lost.
+            unsafe {
+                let layout = Layout::from_size_align_unchecked(self.capacity(), self.align());
+                alloc::dealloc(self.ptr.as_ptr(), layout);
+            }
         }
         self.ptr = NonNull::dangling();
-        self.layout = Layout::new::<()>();
+        self.size = 0;
+        self.align_log2 = 0;
     }
 }
 
@@ -151,20 +169,19 @@ unsafe fn drop_erased<F>(place: *mut u8) {
     unsafe { std::ptr::drop_in_place(place.cast::<F>()) }
 }
 
-/// The handler future currently in a [`HandlerSlot`]. Polling it polls the future (inside its
-/// tracing span); dropping it drops the future.
+/// The handler future currently in a [`HandlerSlot`]. Polling it polls the future; dropping
+/// it drops the future. Four words, because the actor's task holds it while a handler runs.
 pub(crate) struct RunningHandler<'a> {
     place: *mut u8,
     poll: unsafe fn(*mut u8, &mut Context<'_>) -> Poll<()>,
     drop: unsafe fn(*mut u8),
     slot: &'a mut HandlerSlot,
-    span: tracing::Span,
     /// The future borrows data for `'a`; this guard must not outlive it.
     _borrows: PhantomData<&'a mut ()>,
 }
 
 // SAFETY: the erased future is `Send` (required by `HandlerSlot::start`); the guard only adds a
-// `&mut HandlerSlot` (Send) and a `Span` (Send).
+// `&mut HandlerSlot`, which is `Send`.
 unsafe impl Send for RunningHandler<'_> {}
 
 impl Future for RunningHandler<'_> {
@@ -172,7 +189,6 @@ impl Future for RunningHandler<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let _entered = this.span.enter();
         // SAFETY: `place` holds the live future written by `start` (the slot stays occupied
         // until this guard is dropped) and it is never moved.
         unsafe { (this.poll)(this.place, cx) }
@@ -184,7 +200,6 @@ impl Drop for RunningHandler<'_> {
         // Mark the slot free first: if the future's destructor panics, the slot must not try to
         // drop it again (a partially dropped value is gone either way).
         self.slot.occupied = false;
-        let _entered = self.span.enter();
         // SAFETY: the future is live and this is the only place that drops it.
         unsafe { (self.drop)(self.place) }
     }
@@ -217,7 +232,7 @@ mod tests {
         let mut state = 0u64;
         {
             let s = &mut state;
-            let mut running = slot.start(async move { *s += 1 }, tracing::Span::none());
+            let mut running = slot.start(async move { *s += 1 });
             assert_eq!(poll_once(&mut running), Poll::Ready(()));
         }
         let first_capacity = slot.capacity();
@@ -225,17 +240,14 @@ mod tests {
         {
             let big = [7u8; 300];
             let s = &mut state;
-            let mut running = slot.start(
-                async move { *s += u64::from(big[299]) },
-                tracing::Span::none(),
-            );
+            let mut running = slot.start(async move { *s += u64::from(big[299]) });
             assert_eq!(poll_once(&mut running), Poll::Ready(()));
         }
         assert!(slot.capacity() >= 300);
         let grown = slot.capacity();
         {
             let s = &mut state;
-            let mut running = slot.start(async move { *s += 1 }, tracing::Span::none());
+            let mut running = slot.start(async move { *s += 1 });
             assert_eq!(poll_once(&mut running), Poll::Ready(()));
         }
         assert_eq!(slot.capacity(), grown, "a smaller future reuses the buffer");
@@ -248,13 +260,10 @@ mod tests {
         let mut slot = HandlerSlot::new();
         {
             let guard = DropCount(drops.clone());
-            let mut running = slot.start(
-                async move {
-                    let _g = guard;
-                    std::future::pending::<()>().await
-                },
-                tracing::Span::none(),
-            );
+            let mut running = slot.start(async move {
+                let _g = guard;
+                std::future::pending::<()>().await
+            });
             assert_eq!(poll_once(&mut running), Poll::Pending);
             assert_eq!(drops.load(Ordering::SeqCst), 0);
         }
@@ -265,19 +274,16 @@ mod tests {
     fn a_panicking_poll_leaves_the_slot_usable() {
         let mut slot = HandlerSlot::new();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut running = slot.start(
-                async {
-                    panic!("handler failed");
-                },
-                tracing::Span::none(),
-            );
+            let mut running = slot.start(async {
+                panic!("handler failed");
+            });
             let _ = poll_once(&mut running);
         }));
         assert!(result.is_err());
         let mut ran = false;
         {
             let r = &mut ran;
-            let mut running = slot.start(async move { *r = true }, tracing::Span::none());
+            let mut running = slot.start(async move { *r = true });
             assert_eq!(poll_once(&mut running), Poll::Ready(()));
         }
         assert!(ran);
@@ -288,17 +294,14 @@ mod tests {
         let drops = Arc::new(AtomicUsize::new(0));
         let mut slot = HandlerSlot::new();
         let guard = DropCount(drops.clone());
-        let running = slot.start(
-            async move {
-                let _g = guard;
-            },
-            tracing::Span::none(),
-        );
+        let running = slot.start(async move {
+            let _g = guard;
+        });
         std::mem::forget(running);
         let mut ran = false;
         {
             let r = &mut ran;
-            let mut running = slot.start(async move { *r = true }, tracing::Span::none());
+            let mut running = slot.start(async move { *r = true });
             assert_eq!(poll_once(&mut running), Poll::Ready(()));
         }
         assert!(ran);
@@ -319,20 +322,17 @@ mod tests {
         }
         let mut slot = HandlerSlot::new();
         {
-            let mut running = slot.start(ZeroSized, tracing::Span::none());
+            let mut running = slot.start(ZeroSized);
             assert_eq!(poll_once(&mut running), Poll::Ready(()));
         }
         let value = Aligned(3);
         let mut seen = 0;
         {
             let s = &mut seen;
-            let mut running = slot.start(
-                async move {
-                    let v = value;
-                    *s = v.0;
-                },
-                tracing::Span::none(),
-            );
+            let mut running = slot.start(async move {
+                let v = value;
+                *s = v.0;
+            });
             assert_eq!(poll_once(&mut running), Poll::Ready(()));
         }
         assert_eq!(seen, 3);

@@ -240,14 +240,19 @@ impl Default for Backoff {
     }
 }
 
-/// What a parent knows about one child.
+/// What a parent knows about one child. Kept small: the root guardian holds one per
+/// top-level actor.
 pub(crate) struct ChildRecord {
-    pub(crate) id: ActorId,
     pub(crate) cell: Arc<dyn AnyCell>,
-    pub(crate) restart: Restart,
-    pub(crate) shutdown_timeout: Duration,
+    /// Backoff bookkeeping, allocated at the child's first restart.
+    restarts: Option<Box<RestartHistory>>,
     incarnation: u32,
-    consecutive_restarts: u32,
+    shutdown_timeout_ms: u32,
+    pub(crate) restart: Restart,
+}
+
+struct RestartHistory {
+    consecutive: u32,
     last_started: Instant,
 }
 
@@ -258,14 +263,20 @@ impl ChildRecord {
         shutdown_timeout: Duration,
     ) -> Self {
         Self {
-            id: cell.meta().id,
             cell,
-            restart,
-            shutdown_timeout,
+            restarts: None,
             incarnation: 0,
-            consecutive_restarts: 0,
-            last_started: Instant::now(),
+            shutdown_timeout_ms: u32::try_from(shutdown_timeout.as_millis()).unwrap_or(u32::MAX),
+            restart,
         }
+    }
+
+    fn id(&self) -> ActorId {
+        self.cell.meta().id
+    }
+
+    fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.shutdown_timeout_ms))
     }
 }
 
@@ -309,8 +320,11 @@ struct PendingExit {
     failure: Failure,
 }
 
-#[derive(Default)]
 struct Children {
+    /// The strategy set in this actor's props; `None` means the system default.
+    strategy: Option<SupervisorStrategy>,
+    /// False for the root guardian, which has nobody to escalate to.
+    escalate: bool,
     by_order: BTreeMap<u64, ChildRecord>,
     order_of: HashMap<ActorId, u64>,
     next_order: u64,
@@ -321,28 +335,43 @@ struct Children {
     stopping: bool,
 }
 
-/// A parent's supervision state. Empty (one pointer) until the first child is spawned.
+/// A parent's supervision state: one pointer, allocated when the actor has a strategy of its
+/// own or spawns its first child.
 pub(crate) struct Supervisor {
-    strategy: Option<Box<SupervisorStrategy>>,
-    /// False for the root guardian, which has nobody to escalate to.
-    escalate: bool,
     children: Option<Box<Children>>,
 }
 
 /// The supervisor exceeded its restart intensity: its actor must fail with this.
 pub(crate) struct Escalation(pub(crate) Failure);
 
+impl Children {
+    fn new(strategy: Option<SupervisorStrategy>, escalate: bool) -> Self {
+        Self {
+            strategy,
+            escalate,
+            by_order: BTreeMap::new(),
+            order_of: HashMap::new(),
+            next_order: 0,
+            restart_log: VecDeque::new(),
+            plan: VecDeque::new(),
+            waiting: None,
+            pending: VecDeque::new(),
+            stopping: false,
+        }
+    }
+}
+
 impl Supervisor {
     pub(crate) fn new(strategy: Option<SupervisorStrategy>, escalate: bool) -> Self {
+        let custom = strategy.is_some() || !escalate;
         Self {
-            strategy: strategy.map(Box::new),
-            escalate,
-            children: None,
+            children: custom.then(|| Box::new(Children::new(strategy, escalate))),
         }
     }
 
     fn children_mut(&mut self) -> &mut Children {
-        self.children.get_or_insert_with(Default::default)
+        self.children
+            .get_or_insert_with(|| Box::new(Children::new(None, true)))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -356,7 +385,7 @@ impl Supervisor {
     pub(crate) fn child_ids(&self) -> Vec<ActorId> {
         self.children
             .as_ref()
-            .map(|c| c.by_order.values().map(|r| r.id).collect())
+            .map(|c| c.by_order.values().map(ChildRecord::id).collect())
             .unwrap_or_default()
     }
 
@@ -364,8 +393,8 @@ impl Supervisor {
         let children = self.children_mut();
         let order = children.next_order;
         children.next_order += 1;
-        children.order_of.insert(record.id, order);
-        let id = record.id;
+        let id = record.id();
+        children.order_of.insert(id, order);
         children.by_order.insert(order, record);
         if children.stopping {
             // Raced with this supervisor's stop: stop the newcomer too.
@@ -415,7 +444,9 @@ impl Supervisor {
             Supervision::ChildStarted { child, incarnation } => {
                 if let Some(record) = self.record_mut(child) {
                     record.incarnation = incarnation;
-                    record.last_started = Instant::now();
+                    if let Some(history) = record.restarts.as_mut() {
+                        history.last_started = Instant::now();
+                    }
                 }
                 self.settle_waiting(child, Some(Ack::Started));
             }
@@ -424,7 +455,8 @@ impl Supervisor {
                     if let Some(order) = children.order_of.remove(&child) {
                         children.by_order.remove(&order);
                     }
-                    children.plan.retain(|step| step_child(step) != child);
+                    // Plan steps for this child are skipped when reached (`advance`); scanning
+                    // the plan here would cost O(children) per termination.
                 }
                 self.settle_waiting(child, None);
             }
@@ -461,7 +493,7 @@ impl Supervisor {
                 return None;
             }
             let exit = children.pending.pop_front()?;
-            let strategy = self.strategy.as_deref().unwrap_or(default).clone();
+            let strategy = children.strategy.as_ref().unwrap_or(default).clone();
             if let Some(escalation) = self.decide(exit, &strategy) {
                 return Some(escalation);
             }
@@ -485,7 +517,7 @@ impl Supervisor {
             else {
                 continue;
             };
-            let timeout = Instant::now() + record.shutdown_timeout;
+            let timeout = Instant::now() + record.shutdown_timeout();
             let (signal, ack, deadline) = match step {
                 Step::Suspend { cause, .. } => (
                     Supervision::Suspend { cause },
@@ -521,8 +553,8 @@ impl Supervisor {
     }
 
     fn decide(&mut self, exit: PendingExit, strategy: &SupervisorStrategy) -> Option<Escalation> {
-        let escalate = self.escalate;
         let children = self.children.as_mut()?;
+        let escalate = children.escalate;
         let order = *children.order_of.get(&exit.child)?;
         let record = children.by_order.get_mut(&order)?;
         if exit.incarnation < record.incarnation {
@@ -559,11 +591,17 @@ impl Supervisor {
 
         let reset_after = strategy.backoff.reset_after.unwrap_or(strategy.within);
         let record = children.by_order.get_mut(&order)?;
-        if now.duration_since(record.last_started) >= reset_after {
-            record.consecutive_restarts = 0;
+        let history = record.restarts.get_or_insert_with(|| {
+            Box::new(RestartHistory {
+                consecutive: 0,
+                last_started: now,
+            })
+        });
+        if now.duration_since(history.last_started) >= reset_after {
+            history.consecutive = 0;
         }
-        record.consecutive_restarts += 1;
-        let delay = strategy.backoff.delay(record.consecutive_restarts);
+        history.consecutive += 1;
+        let delay = strategy.backoff.delay(history.consecutive);
         record.cell.meta().stats.record_restart();
 
         let affected: Vec<u64> = match strategy.scope {
@@ -579,14 +617,14 @@ impl Supervisor {
             let sibling = &children.by_order[sibling_order];
             if sibling.restart == Restart::Temporary {
                 children.plan.push_back(Step::Stop {
-                    child: sibling.id,
+                    child: sibling.id(),
                     reason: ExitReason::Stopped,
                     drain: false,
                 });
             } else {
                 sibling.cell.meta().stats.record_restart();
                 children.plan.push_back(Step::Suspend {
-                    child: sibling.id,
+                    child: sibling.id(),
                     cause: Failure::SiblingFailed {
                         sibling: exit.child,
                     },
@@ -600,7 +638,7 @@ impl Supervisor {
                 continue;
             }
             children.plan.push_back(Step::Start {
-                child: record.id,
+                child: record.id(),
                 delay: if first { delay } else { Duration::ZERO },
             });
             first = false;
@@ -618,7 +656,12 @@ impl Supervisor {
         children.plan.clear();
         children.pending.clear();
         children.waiting = None;
-        let ids: Vec<ActorId> = children.by_order.values().rev().map(|r| r.id).collect();
+        let ids: Vec<ActorId> = children
+            .by_order
+            .values()
+            .rev()
+            .map(ChildRecord::id)
+            .collect();
         for child in ids {
             children.plan.push_back(Step::Stop {
                 child,
@@ -634,7 +677,10 @@ impl Supervisor {
     /// supervisor instance).
     pub(crate) fn reset(&mut self) {
         debug_assert!(self.is_empty());
-        self.children = None;
+        if let Some(children) = self.children.as_mut() {
+            let fresh = Children::new(children.strategy.take(), children.escalate);
+            **children = fresh;
+        }
     }
 
     /// Aborts every child at once (used when this actor is aborted).
@@ -669,7 +715,7 @@ impl Supervisor {
             tracing::warn!(
                 target: "postbox::supervision",
                 child = %child,
-                timeout = ?record.shutdown_timeout,
+                timeout = ?record.shutdown_timeout(),
                 "child did not stop within its shutdown timeout; aborting it"
             );
             record.cell.interrupt(INTERRUPT_ABORT);

@@ -326,6 +326,7 @@ impl ActorSystem {
         self.shared.shutting_down.store(true, Release);
 
         let mut aborted = Vec::new();
+        let mut actors_aborted = 0;
         let mut completed = true;
         if let Some(guardian) = self.shared.guardian.get().and_then(Weak::upgrade) {
             let done = crate::runner::wait_for_termination(&guardian);
@@ -339,7 +340,10 @@ impl ActorSystem {
                 completed = false;
                 for cell in self.shared.actors.iter() {
                     if cell.meta().parent.is_some() {
-                        aborted.push(cell.meta().path());
+                        actors_aborted += 1;
+                        if aborted.len() < REPORTED_PATHS {
+                            aborted.push(cell.meta().path());
+                        }
                     }
                     cell.interrupt(INTERRUPT_ABORT);
                 }
@@ -353,12 +357,14 @@ impl ActorSystem {
             .shared
             .actors
             .iter()
+            .take(REPORTED_PATHS)
             .map(|cell| cell.meta().path())
             .collect();
         ShutdownReport {
             elapsed: started.elapsed(),
             completed,
             actors_stopped: self.shared.counters.stopped.load(Relaxed) - stopped_before,
+            actors_aborted,
             aborted,
             unresponsive,
             messages_dropped: self
@@ -395,14 +401,19 @@ pub struct ShutdownReport {
     pub completed: bool,
     /// Actors that terminated during this shutdown (the root guardian included).
     pub actors_stopped: u64,
-    /// Paths of actors still running at the deadline, which were aborted.
+    /// Actors still running at the deadline, which were aborted.
+    pub actors_aborted: u64,
+    /// Paths of (at most 100 of) the aborted actors, sorted.
     pub aborted: Vec<String>,
-    /// Paths of actors that had not terminated when the shutdown returned (stuck in blocking
-    /// code that never yields).
+    /// Paths of (at most 100) actors that had not terminated when the shutdown returned (stuck
+    /// in blocking code that never yields).
     pub unresponsive: Vec<String>,
     /// Messages left in mailboxes and turned into dead letters during the shutdown.
     pub messages_dropped: u64,
 }
+
+/// How many paths a [`ShutdownReport`] lists (a million aborted actors are a count, not a list).
+const REPORTED_PATHS: usize = 100;
 
 /// A snapshot of one actor, from the system's actor table.
 #[derive(Debug, Clone, PartialEq, Eq)]

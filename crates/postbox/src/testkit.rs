@@ -21,7 +21,7 @@ pub(crate) struct TestCell<A: Actor> {
     runtime: tokio::runtime::Runtime,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -43,7 +43,7 @@ impl<A: Actor> TestCell<A> {
                 id: ActorId(u64::MAX),
                 name: None,
                 parent: None,
-                system: system.shared.clone(),
+                system: system.clone(),
                 stats: Stats::default(),
             },
         });

@@ -162,20 +162,22 @@ fn signal_stack_concurrent_push_then_close() {
 
 struct Holder(Inbox<u8, u8>);
 
-impl AsInbox<u8, u8> for Holder {
+impl AsInbox for Holder {
+    type Item = u8;
+    type Signal = u8;
     fn inbox(&self) -> &Inbox<u8, u8> {
         &self.0
     }
 }
 
-fn inbox(config: Mailbox) -> (std::sync::Arc<Holder>, Consumer<u8, u8>) {
+fn inbox(config: Mailbox) -> (std::sync::Arc<Holder>, Consumer<Holder>) {
     let holder = std::sync::Arc::new(Holder(Inbox::new(config)));
     // SAFETY: one consumer per inbox in these tests.
     let consumer = unsafe { Consumer::new(holder.clone()) };
     (holder, consumer)
 }
 
-fn recv(consumer: &mut Consumer<u8, u8>) -> Received<u8, u8> {
+fn recv(consumer: &mut Consumer<Holder>) -> Received<u8, u8> {
     loom::future::block_on(poll_fn(|cx| consumer.poll_recv(cx)))
 }
 

@@ -25,7 +25,7 @@
 //! that no wake-up is lost rests on a synchronizing check every [`WAITER_CHECK_INTERVAL`]
 //! messages and before the actor sleeps (see `check_send_waiters`).
 
-mod queue;
+pub(crate) mod queue;
 mod signal;
 
 #[cfg(all(test, loom))]
@@ -118,24 +118,40 @@ pub(crate) enum Received<T, S> {
 pub(crate) const WAITER_CHECK_INTERVAL: usize = 64;
 
 pub(crate) struct Inbox<T, S> {
-    queue: Queue<T>,
+    /// The user lane; the inbox's other fields sit in its middle (see `Queue`'s layout note).
+    queue: Queue<T, Cold<S>>,
+}
+
+/// The inbox's rarely written fields. Stored between the queue's producer and consumer words,
+/// they keep those two hot groups on different cache lines at no memory cost.
+pub(crate) struct Cold<S> {
     signals: SignalStack<S>,
     waker: WakerSlot,
     interrupts: AtomicUsize,
-    /// Senders blocked on a full lane. Read by the consumer after every take.
+    /// Senders blocked on a full lane.
     send_waiters: AtomicUsize,
     room: Room,
 }
 
+impl<T, S> std::ops::Deref for Inbox<T, S> {
+    type Target = Cold<S>;
+
+    fn deref(&self) -> &Cold<S> {
+        &self.queue.middle
+    }
+}
+
 impl<T, S> Inbox<T, S> {
     pub(crate) fn new(config: Mailbox) -> Self {
-        Self {
-            queue: Queue::new(config.raw_capacity()),
+        let cold = Cold {
             signals: SignalStack::new(),
             waker: WakerSlot::new(),
             interrupts: AtomicUsize::new(0),
             send_waiters: AtomicUsize::new(0),
             room: Room::new(),
+        };
+        Self {
+            queue: Queue::with_middle(config.raw_capacity(), cold),
         }
     }
 
@@ -328,30 +344,41 @@ impl Room {
 
 /// The single consumer's handle on an inbox. Exactly one exists per inbox (created by
 /// [`Consumer::new`], owned by the actor's run loop), which is what makes the queue's
-/// single-consumer methods safe to call from here.
-pub(crate) struct Consumer<T, S> {
-    inbox: Arc<dyn AsInbox<T, S>>,
+/// single-consumer methods safe to call from here. It holds the inbox through its owner (the
+/// actor cell), so the run loop needs no second reference to the cell.
+pub(crate) struct Consumer<C: AsInbox> {
+    owner: Arc<C>,
     /// Takes since the last look for blocked senders.
-    takes: usize,
+    takes: u32,
 }
 
-/// Lets the consumer hold the inbox through whatever owns it (the actor cell).
-pub(crate) trait AsInbox<T, S>: Send + Sync {
-    fn inbox(&self) -> &Inbox<T, S>;
+/// Something that owns an inbox (the actor cell).
+pub(crate) trait AsInbox: Send + Sync {
+    type Item;
+    type Signal;
+    fn inbox(&self) -> &Inbox<Self::Item, Self::Signal>;
 }
 
-impl<T, S> Consumer<T, S> {
+type Item<C> = <C as AsInbox>::Item;
+type Sig<C> = <C as AsInbox>::Signal;
+
+impl<C: AsInbox> Consumer<C> {
     /// # Safety
     /// The caller guarantees that no other `Consumer` for the same inbox ever exists.
-    pub(crate) unsafe fn new(inbox: Arc<dyn AsInbox<T, S>>) -> Self {
-        Self { inbox, takes: 0 }
+    pub(crate) unsafe fn new(owner: Arc<C>) -> Self {
+        Self { owner, takes: 0 }
+    }
+
+    /// The inbox's owner.
+    pub(crate) fn owner(&self) -> &Arc<C> {
+        &self.owner
     }
 
     /// Counts a take and looks for blocked senders (synchronizing every
     /// `WAITER_CHECK_INTERVAL` takes).
     fn took_one(&mut self) {
         self.takes += 1;
-        if self.takes == WAITER_CHECK_INTERVAL {
+        if self.takes as usize == WAITER_CHECK_INTERVAL {
             self.takes = 0;
             self.inbox().check_send_waiters();
         } else {
@@ -359,17 +386,17 @@ impl<T, S> Consumer<T, S> {
         }
     }
 
-    fn inbox(&self) -> &Inbox<T, S> {
-        self.inbox.inbox()
+    fn inbox(&self) -> &Inbox<Item<C>, Sig<C>> {
+        self.owner.inbox()
     }
 
     /// Waits for the next signal batch, message or interrupt. Signals come first.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Received<T, S>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Received<Item<C>, Sig<C>>> {
         #[cfg(not(loom))]
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut parked = false;
         loop {
-            let inbox = self.inbox.inbox();
+            let inbox = self.owner.inbox();
             let received = if inbox.interrupts() != 0 {
                 Some(Received::Interrupted)
             } else if inbox.signals.is_pending() {
@@ -388,7 +415,7 @@ impl<T, S> Consumer<T, S> {
                     None => None,
                 }
             };
-            let inbox = self.inbox.inbox();
+            let inbox = self.owner.inbox();
             if let Some(received) = received {
                 if parked {
                     inbox.queue.clear_parked();
@@ -418,7 +445,7 @@ impl<T, S> Consumer<T, S> {
         &mut self,
         cx: &mut Context<'_>,
         interrupt_mask: usize,
-    ) -> Poll<Received<T, S>> {
+    ) -> Poll<Received<Item<C>, Sig<C>>> {
         let inbox = self.inbox();
         let mut parked = false;
         loop {
@@ -459,11 +486,11 @@ impl<T, S> Consumer<T, S> {
     }
 
     /// Takes the next user message if one is ready, without waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<T> {
+    pub(crate) fn try_recv(&mut self) -> Option<Item<C>> {
         self.take()
     }
 
-    fn take(&mut self) -> Option<T> {
+    fn take(&mut self) -> Option<Item<C>> {
         // SAFETY: only consumer, see `Consumer::new`.
         let message = unsafe { self.inbox().queue.pop() }?;
         self.took_one();
@@ -482,7 +509,7 @@ impl<T, S> Consumer<T, S> {
 
     /// After [`close`](Self::close): the next remaining message, waiting for senders that had
     /// claimed a slot before the close to finish writing. `Ready(None)` once all are taken.
-    pub(crate) fn poll_remaining(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    pub(crate) fn poll_remaining(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item<C>>> {
         let mut parked = false;
         loop {
             // Once closed, the tail index is frozen: the lane is drained when len() hits zero.
@@ -509,7 +536,7 @@ impl<T, S> Consumer<T, S> {
     }
 
     /// Closes the signal lane (the actor has terminated) and returns what was still pending.
-    pub(crate) fn close_signals(&mut self) -> Drain<S> {
+    pub(crate) fn close_signals(&mut self) -> Drain<Sig<C>> {
         self.inbox().signals.close()
     }
 }
@@ -530,20 +557,28 @@ mod tests {
     use std::future::poll_fn;
 
     struct Holder(Inbox<u32, &'static str>);
-    impl AsInbox<u32, &'static str> for Holder {
+    impl AsInbox for Holder {
+        type Item = u32;
+        type Signal = &'static str;
         fn inbox(&self) -> &Inbox<u32, &'static str> {
             &self.0
         }
     }
 
-    fn inbox(config: Mailbox) -> (Arc<Holder>, Consumer<u32, &'static str>) {
+    #[test]
+    fn the_hot_words_of_an_inbox_are_a_cache_line_apart() {
+        let inbox = Inbox::<u64, u64>::new(Mailbox::default());
+        assert!(inbox.queue.hot_word_distance() >= 64);
+    }
+
+    fn inbox(config: Mailbox) -> (Arc<Holder>, Consumer<Holder>) {
         let holder = Arc::new(Holder(Inbox::new(config)));
         // SAFETY: the test creates one consumer per inbox.
         let consumer = unsafe { Consumer::new(holder.clone()) };
         (holder, consumer)
     }
 
-    async fn recv(c: &mut Consumer<u32, &'static str>) -> Received<u32, &'static str> {
+    async fn recv(c: &mut Consumer<Holder>) -> Received<u32, &'static str> {
         poll_fn(|cx| c.poll_recv(cx)).await
     }
 

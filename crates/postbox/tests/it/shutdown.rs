@@ -115,6 +115,7 @@ async fn actors_still_busy_at_the_deadline_are_aborted_and_reported() {
     }
     let report = system.shutdown_within(Duration::from_millis(100)).await;
     assert!(!report.completed);
+    assert_eq!(report.actors_aborted, 1);
     assert_eq!(report.aborted, vec!["/user/stuck".to_string()]);
     assert!(report.unresponsive.is_empty(), "{report:?}");
     // The three jobs still queued behind the stuck one became dead letters.
