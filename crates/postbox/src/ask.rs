@@ -6,8 +6,9 @@
 //! * the handler's return value, sent through the handle;
 //! * `Timeout` when the deadline passes first (the default deadline is the system's
 //!   [`ask_timeout`](crate::SystemConfig::ask_timeout); override with [`Ask::timeout`]). The
-//!   timeout fires between 0 and 10 ms after the deadline, never before: asks share coarse
-//!   deadline buckets instead of each registering a timer (see `deadline.rs`);
+//!   timeout fires between 0 and 20 ms after the deadline, never before: one sweeper per
+//!   system enforces all ask deadlines instead of each ask registering a timer (see
+//!   `deadline.rs`);
 //! * `Stopped` / `Panicked` when the handle is dropped unanswered because the actor stopped,
 //!   was killed, or panicked while handling the message. The runtime tells the handle *why* it
 //!   is being dropped (a thread-local set only around those drops), so the asker learns the
@@ -19,7 +20,7 @@
 use crate::actor::{Actor, Handler, Message};
 use crate::actor_ref::{ActorRef, Sink};
 use crate::dead_letters::{DeadLetter, DeadLetterReason};
-use crate::deadline::{DeadlineWait, Deadlines};
+use crate::deadline::{AskTimer, AskTimers};
 use crate::envelope::Envelope;
 use crate::error::AskError;
 use crate::mailbox::PushError;
@@ -29,10 +30,9 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 thread_local! {
     /// Why reply handles dropped on this thread right now go unanswered (see module docs).
@@ -164,16 +164,14 @@ impl<T> fmt::Debug for ReplyTo<T> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The future of an ask: the (rarely needed) waiting send, then the reply or the deadline.
-    pub struct AskFuture<'a, R> {
-        sending: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
-        reply: oneshot::Receiver<Result<R, AskError>>,
-        timeout: Duration,
-        deadlines: &'a Arc<Deadlines>,
-        #[pin]
-        deadline: Option<DeadlineWait>,
-    }
+/// The future of an ask: the (rarely needed) waiting send, then the reply or the deadline.
+pub struct AskFuture<'a, R> {
+    sending: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    reply: oneshot::Receiver<Result<R, AskError>>,
+    timeout: Duration,
+    timers: &'a Arc<AskTimers>,
+    /// Registered with the sweeper on the first poll that finds no reply yet.
+    timer: Option<Arc<AskTimer>>,
 }
 
 impl<'a, R> AskFuture<'a, R> {
@@ -181,14 +179,14 @@ impl<'a, R> AskFuture<'a, R> {
         sending: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
         reply: oneshot::Receiver<Result<R, AskError>>,
         timeout: Duration,
-        deadlines: &'a Arc<Deadlines>,
+        timers: &'a Arc<AskTimers>,
     ) -> Self {
         Self {
             sending,
             reply,
             timeout,
-            deadlines,
-            deadline: None,
+            timers,
+            timer: None,
         }
     }
 }
@@ -197,31 +195,38 @@ impl<R> Future for AskFuture<'_, R> {
     type Output = Result<R, AskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.get_mut();
         if let Some(sending) = this.sending.as_mut() {
             if sending.as_mut().poll(cx).is_ready() {
-                *this.sending = None;
+                this.sending = None;
             }
         }
-        if let Poll::Ready(result) = Pin::new(&mut *this.reply).poll(cx) {
+        if let Poll::Ready(result) = Pin::new(&mut this.reply).poll(cx) {
+            if let Some(timer) = &this.timer {
+                timer.finish();
+            }
             // A closed channel without a value means the handle was leaked; report it as the
             // actor not replying rather than hang.
             return Poll::Ready(result.unwrap_or(Err(AskError::Stopped)));
         }
         // The deadline is only set up when the reply is not already there (see `deadline.rs`
-        // for why asks share coarse deadline buckets instead of owning a timer each).
-        if this.deadline.is_none() {
-            let now = Instant::now();
-            let at = now
-                .checked_add(*this.timeout)
-                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-            this.deadline.set(Some(this.deadlines.wait_until(at)));
-        }
-        if let Some(deadline) = this.deadline.as_pin_mut() {
-            ready!(deadline.poll(cx));
-            return Poll::Ready(Err(AskError::Timeout(*this.timeout)));
+        // for why asks share one sweeper instead of owning a timer each).
+        let timer = this
+            .timer
+            .get_or_insert_with(|| this.timers.register(this.timeout));
+        timer.register(cx.waker());
+        if timer.expired() {
+            return Poll::Ready(Err(AskError::Timeout(this.timeout)));
         }
         Poll::Pending
+    }
+}
+
+impl<R> Drop for AskFuture<'_, R> {
+    fn drop(&mut self) {
+        if let Some(timer) = &self.timer {
+            timer.finish();
+        }
     }
 }
 
@@ -271,7 +276,7 @@ impl<'a, A: Handler<M>, M: Message> IntoFuture for Ask<'a, A, M> {
         let sending = cell.try_send_ask(self.msg, reply).map(|(msg, reply)| {
             Box::pin(cell.send_ask(msg, reply)) as Pin<Box<dyn Future<Output = ()> + Send + 'a>>
         });
-        AskFuture::new(sending, rx, timeout, &cell.meta.system.shared.deadlines)
+        AskFuture::new(sending, rx, timeout, &cell.meta.system.shared.ask_timers)
     }
 }
 
@@ -321,7 +326,7 @@ impl<'a, M: Message> IntoFuture for RecipientAsk<'a, M> {
             .sink
             .try_send_ask(self.msg, reply)
             .map(|(msg, reply)| self.sink.send_ask(msg, reply));
-        AskFuture::new(sending, rx, timeout, &self.sink.system().deadlines)
+        AskFuture::new(sending, rx, timeout, &self.sink.system().ask_timers)
     }
 }
 
@@ -402,7 +407,7 @@ where
                 None
             }
         };
-        AskFuture::new(sending, rx, timeout, &cell.meta.system.shared.deadlines)
+        AskFuture::new(sending, rx, timeout, &cell.meta.system.shared.ask_timers)
     }
 }
 

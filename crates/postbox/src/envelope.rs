@@ -185,18 +185,20 @@ unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
         actor.type = std::any::type_name::<A>(),
         message = std::any::type_name::<M>(),
     );
-    // The span lives with the future in the slot, entered on every poll and on drop.
-    slot.start(
-        async move {
-            let value = actor.handle(message, &mut *ctx).await;
-            if let Some(reply) = reply {
-                if reply.send_unrecorded(value).is_err() {
-                    ctx.reply_undeliverable::<M::Reply>();
-                }
+    let handling = async move {
+        let value = actor.handle(message, &mut *ctx).await;
+        if let Some(reply) = reply {
+            if reply.send_unrecorded(value).is_err() {
+                ctx.reply_undeliverable::<M::Reply>();
             }
         }
-        .instrument(span),
-    )
+    };
+    if span.is_disabled() {
+        slot.start(handling)
+    } else {
+        // The span lives with the future in the slot, entered on every poll and on drop.
+        slot.start(handling.instrument(span))
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@
 mod actor;
 mod actor_ref;
 mod ask;
+#[doc(hidden)]
+pub mod bench_api;
 mod cell;
 mod context;
 mod dead_letters;

@@ -35,7 +35,7 @@ use crate::error::{AskError, SpawnError};
 use crate::lifecycle::{ExitReason, Failure};
 use crate::mailbox::{Consumer, Inbox, Mailbox, Received, INTERRUPT_ABORT, INTERRUPT_KILL};
 use crate::props::Props;
-use crate::slot::HandlerSlot;
+use crate::slot::{HandlerSlot, ParkedHandler, RunningHandler};
 use crate::supervision::{ChildRecord, Restart, Supervisor};
 use crate::system::{Guardian, SystemShared};
 use std::future::{poll_fn, Future};
@@ -67,6 +67,55 @@ enum End {
 enum Next {
     Restart,
     Exit(ExitReason),
+}
+
+/// What `poll_batch` hands back to the async part of the loop.
+enum Batch<A: Actor> {
+    /// Something other than a message (boxed: rare, and kept small in the task's state).
+    Other(Box<Received<Envelope<A>, Signal<A>>>),
+    /// A handler is waiting; its future is parked in the slot. With its timing sample.
+    Parked(ParkedHandler, Option<Instant>),
+    /// The instance ends.
+    End(End),
+}
+
+/// Result of polling a handler in place.
+enum FirstPoll {
+    Finished(Outcome<()>),
+    Parked(ParkedHandler),
+}
+
+/// Polls a handler once under `catch_unwind`. Finished, panicked or interrupted (kill, abort),
+/// the future is dropped here — in the last two cases with the matching answer for any asker
+/// whose reply handle it owned. Otherwise it is parked in its slot.
+fn first_poll<A: Actor>(
+    mut running: RunningHandler<'_>,
+    cx: &mut std::task::Context<'_>,
+    consumer: &ActorConsumer<A>,
+) -> FirstPoll {
+    let (outcome, reason) = match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut running).poll(cx)))
+    {
+        Ok(Poll::Ready(())) => {
+            drop(running);
+            return FirstPoll::Finished(Outcome::Done(()));
+        }
+        Ok(Poll::Pending) => {
+            consumer.on_user_code_pending(cx);
+            if consumer.interrupts() == 0 {
+                return FirstPoll::Parked(running.park());
+            }
+            (Outcome::Interrupted, AskError::Stopped)
+        }
+        Err(panic) => (
+            Outcome::Panicked(Failure::from_panic(&*panic)),
+            AskError::Panicked,
+        ),
+    };
+    // The future's destructor is user code too.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        with_abandon_reason(reason, || drop(running));
+    }));
+    FirstPoll::Finished(outcome)
 }
 
 /// Result of running user code under [`guarded`].
@@ -420,19 +469,40 @@ impl<A: Actor> Runner<A> {
 
     /// The hot loop: takes messages and runs their handlers until the instance ends.
     ///
-    /// Kept lean on purpose (see the module docs on memory): the envelope is dispatched before
-    /// the await, so only the four-word handler guard lives across it; anything that is not a
-    /// message goes to a boxed cold path.
+    /// Messages are handled inside one synchronous poll ([`poll_batch`](Self::poll_batch)):
+    /// take a message, start its handler in the slot, poll it once, take the next. Only when a
+    /// handler has to wait, or something other than a message arrives, does the loop come back
+    /// out here to `.await`. This keeps the per-message cost to the work itself rather than the
+    /// construction and teardown of nested futures.
     // Deliberately not an `async fn`, which would store its arguments twice (module docs).
     #[allow(clippy::manual_async_fn)]
     fn serve<'a>(&'a mut self, actor: &'a mut A) -> impl Future<Output = End> + Send + 'a {
         async move {
             loop {
-                let envelope = match self.next_message(actor).await {
-                    Ok(envelope) => envelope,
-                    Err(end) => return end,
+                if self.ctx.supervisor.deadline().is_some() {
+                    // A child is being stopped or suspended against a deadline: take one event
+                    // at a time, with a timer (rare, so on the cold path).
+                    if let Some(end) = cold(self.step_with_deadline(actor)).await {
+                        return end;
+                    }
+                    continue;
+                }
+                // Matched as a temporary, so nothing of it is stored across the awaits below.
+                let (parked, started) = match poll_fn(|cx| self.poll_batch(cx, actor)).await {
+                    Batch::End(end) => return end,
+                    Batch::Other(received) => {
+                        if let Some(end) = cold(self.on_other(*received, actor)).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                    Batch::Parked(parked, started) => (parked, started),
                 };
-                let outcome = self.handle(actor, envelope).await;
+                // The handler waits on something: await it here. Between the park in
+                // `poll_batch` and the end of this await, neither `actor` nor `self.ctx` is
+                // touched, which is what makes resuming the parked future sound.
+                let outcome = self.finish_parked(parked).await;
+                self.record(started);
                 if let Some(end) = self.after_handle(outcome) {
                     return end;
                 }
@@ -440,25 +510,55 @@ impl<A: Actor> Runner<A> {
         }
     }
 
-    /// The next message, handling signals and interrupts on the way; `Err` ends the instance.
-    // Deliberately not an `async fn`, which would store its arguments twice (module docs).
-    #[allow(clippy::manual_async_fn)]
-    fn next_message<'a>(
-        &'a mut self,
-        actor: &'a mut A,
-    ) -> impl Future<Output = Result<Envelope<A>, End>> + Send + 'a {
-        async move {
-            loop {
-                match self.receive().await {
-                    Received::Message(envelope) => return Ok(envelope),
-                    other => {
-                        if let Some(end) = cold(self.on_other(other, actor)).await {
-                            return Err(end);
-                        }
+    /// Handles messages until one of them waits, something else arrives, or the instance ends.
+    fn poll_batch(&mut self, cx: &mut std::task::Context<'_>, actor: &mut A) -> Poll<Batch<A>> {
+        loop {
+            let envelope = match std::task::ready!(self.consumer.poll_recv(cx)) {
+                Received::Message(envelope) => envelope,
+                other => return Poll::Ready(Batch::Other(Box::new(other))),
+            };
+            let started = self.meta().stats.sample_next().then(Instant::now);
+            let running = envelope.dispatch(actor, &mut self.ctx, &mut self.slot);
+            match first_poll(running, cx, &self.consumer) {
+                FirstPoll::Finished(outcome) => {
+                    self.record(started);
+                    if let Some(end) = self.after_handle(outcome) {
+                        return Poll::Ready(Batch::End(end));
                     }
                 }
+                FirstPoll::Parked(parked) => return Poll::Ready(Batch::Parked(parked, started)),
             }
         }
+    }
+
+    /// Awaits a handler parked by `poll_batch` until it finishes (or panics, or is interrupted).
+    fn finish_parked(&mut self, parked: ParkedHandler) -> impl Future<Output = Outcome<()>> + '_ {
+        let slot = &mut self.slot;
+        let consumer = &self.consumer;
+        let mut parked = Some(parked);
+        poll_fn(move |cx| {
+            let Some(handler) = parked.take() else {
+                return Poll::Ready(Outcome::Interrupted);
+            };
+            // SAFETY: `handler` was parked in this slot by `poll_batch`, and nothing has been
+            // started in it since (this future holds the only access to the slot). What the
+            // handler borrows — the actor and the context — stays alive and unmoved in the
+            // actor's task, and `serve` does not touch either until this future has finished.
+            let running = unsafe { handler.resume(slot) };
+            match first_poll(running, cx, consumer) {
+                FirstPoll::Finished(outcome) => Poll::Ready(outcome),
+                FirstPoll::Parked(handler) => {
+                    parked = Some(handler);
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    fn record(&self, started: Option<Instant>) {
+        self.meta()
+            .stats
+            .record_message(started.map(|t| t.elapsed()));
     }
 
     /// Everything `receive` yields besides a message.
@@ -495,12 +595,14 @@ impl<A: Actor> Runner<A> {
         }
     }
 
-    /// Next message or signal batch.
-    async fn receive(&mut self) -> Received<Envelope<A>, Signal<A>> {
-        if self.ctx.supervisor.deadline().is_none() {
-            poll_fn(|cx| self.consumer.poll_recv(cx)).await
-        } else {
-            cold(self.receive_until_deadlines()).await
+    /// One message or event while a child's stop or suspension has a deadline.
+    async fn step_with_deadline(&mut self, actor: &mut A) -> Option<End> {
+        match self.receive_until_deadlines().await {
+            Received::Message(envelope) => {
+                let outcome = self.handle(actor, envelope).await;
+                self.after_handle(outcome)
+            }
+            other => self.on_other(other, actor).await,
         }
     }
 

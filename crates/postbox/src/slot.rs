@@ -19,6 +19,18 @@
 //!   abandons that buffer instead of reusing it, because reusing the memory of a pinned value
 //!   that was never dropped would break the pinning guarantee. Leaking is safe; the slot never
 //!   runs the destructor of a value whose borrows may have expired.
+//!
+//! ## Parking
+//!
+//! The runner polls a handler once inside its synchronous message loop. If the handler is not
+//! done, the guard is [`park`](RunningHandler::park)ed: the future stays where it is (pinned,
+//! slot occupied) and a [`ParkedHandler`] token remembers how to poll and drop it. Later,
+//! [`ParkedHandler::resume`] rebuilds a guard for the same future. `resume` is `unsafe`: the
+//! future still holds the borrows it was started with (the actor and its context), and the
+//! caller promises that those are alive, unmoved and not otherwise accessed until the resumed
+//! guard is dropped — which is how the runner uses it (it only awaits the handler in between).
+//! A token that is dropped without being resumed leaks the future (never drops it, and the slot
+//! then abandons the buffer), which is safe.
 
 use std::alloc::{self, Layout};
 use std::future::Future;
@@ -195,6 +207,57 @@ impl Future for RunningHandler<'_> {
     }
 }
 
+impl RunningHandler<'_> {
+    /// Leaves the future in its slot, unfinished and pinned, for [`ParkedHandler::resume`].
+    pub(crate) fn park(self) -> ParkedHandler {
+        let this = std::mem::ManuallyDrop::new(self);
+        ParkedHandler {
+            place: this.place,
+            poll: this.poll,
+            drop: this.drop,
+        }
+    }
+}
+
+/// A handler future left unfinished in its slot (see the module docs on parking).
+pub(crate) struct ParkedHandler {
+    place: *mut u8,
+    poll: unsafe fn(*mut u8, &mut Context<'_>) -> Poll<()>,
+    drop: unsafe fn(*mut u8),
+}
+
+// SAFETY: the parked future is `Send` (required by `HandlerSlot::start`); the token holds only
+// its address and two function pointers.
+unsafe impl Send for ParkedHandler {}
+
+impl ParkedHandler {
+    /// A guard for the parked future again.
+    ///
+    /// # Safety
+    /// `slot` is the slot this handler was parked in, and no other handler was started in it
+    /// since. Everything the future borrowed when it was started is still alive, has not moved,
+    /// and is not accessed by the caller until the returned guard is dropped.
+    pub(crate) unsafe fn resume(self, slot: &mut HandlerSlot) -> RunningHandler<'_> {
+        debug_assert!(
+            slot.occupied,
+            "resuming into a slot that holds no parked future"
+        );
+        RunningHandler {
+            place: self.place,
+            poll: self.poll,
+            drop: self.drop,
+            slot,
+            _borrows: PhantomData,
+        }
+    }
+}
+
+impl std::fmt::Debug for ParkedHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkedHandler").finish_non_exhaustive()
+    }
+}
+
 impl Drop for RunningHandler<'_> {
     fn drop(&mut self) {
         // Mark the slot free first: if the future's destructor panics, the slot must not try to
@@ -306,6 +369,67 @@ mod tests {
         }
         assert!(ran);
         // The forgotten future was never dropped (leaking is allowed), and never dropped twice.
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_parked_handler_resumes_with_its_borrows_and_finishes() {
+        let mut slot = HandlerSlot::new();
+        let mut total = 0u32;
+        let gate = std::sync::Arc::new(AtomicUsize::new(0));
+        let parked = {
+            let total = &mut total;
+            let gate = gate.clone();
+            let mut running = slot.start(std::future::poll_fn(move |_| {
+                *total += 1;
+                if gate.load(Ordering::SeqCst) == 0 {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            }));
+            assert_eq!(poll_once(&mut running), Poll::Pending);
+            running.park()
+        };
+        // Still pending after a resume: park again.
+        // SAFETY: same slot, nothing started since, `total` is alive and untouched meanwhile.
+        let parked = {
+            let mut running = unsafe { parked.resume(&mut slot) };
+            assert_eq!(poll_once(&mut running), Poll::Pending);
+            running.park()
+        };
+        gate.store(1, Ordering::SeqCst);
+        {
+            // SAFETY: as above.
+            let mut running = unsafe { parked.resume(&mut slot) };
+            assert_eq!(poll_once(&mut running), Poll::Ready(()));
+        }
+        assert_eq!(total, 3);
+        // The slot is free again and reusable.
+        let mut ran = false;
+        {
+            let r = &mut ran;
+            let mut running = slot.start(async move { *r = true });
+            assert_eq!(poll_once(&mut running), Poll::Ready(()));
+        }
+        assert!(ran);
+    }
+
+    #[test]
+    fn a_parked_handler_that_is_never_resumed_is_leaked_not_dropped() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut slot = HandlerSlot::new();
+        let guard = DropCount(drops.clone());
+        // The token is never resumed; it has no destructor, so the future stays in the slot.
+        let _abandoned = {
+            let mut running = slot.start(async move {
+                let _g = guard;
+                std::future::pending::<()>().await
+            });
+            assert_eq!(poll_once(&mut running), Poll::Pending);
+            running.park()
+        };
+        drop(slot);
         assert_eq!(drops.load(Ordering::SeqCst), 0);
     }
 

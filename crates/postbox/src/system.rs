@@ -4,7 +4,7 @@ use crate::actor::{Actor, ActorId};
 use crate::actor_ref::ActorRef;
 use crate::cell::{ActorStats, AnyCell, Supervision, SystemSignal};
 use crate::dead_letters::{DeadLetterReason, DeadLetters};
-use crate::deadline::Deadlines;
+use crate::deadline::AskTimers;
 use crate::error::SpawnError;
 use crate::lifecycle::ExitReason;
 use crate::mailbox::{Mailbox, INTERRUPT_ABORT};
@@ -119,7 +119,7 @@ impl ActorSystemBuilder {
             registry: Registry::default(),
             dead_letters: DeadLetters::new(),
             guardian: OnceLock::new(),
-            deadlines: Arc::new(Deadlines::new(runtime.clone())),
+            ask_timers: AskTimers::start(&runtime),
             runtime,
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
@@ -165,8 +165,8 @@ pub(crate) struct SystemShared {
     /// reference cycle through the guardian's `meta.system`).
     pub(crate) guardian: OnceLock<Weak<dyn AnyCell>>,
     pub(crate) runtime: tokio::runtime::Handle,
-    /// Shared coarse deadlines of asks.
-    pub(crate) deadlines: Arc<Deadlines>,
+    /// Deadlines of pending asks, enforced by one sweeper.
+    pub(crate) ask_timers: Arc<AskTimers>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) counters: Counters,
 }

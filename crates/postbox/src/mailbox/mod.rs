@@ -350,6 +350,9 @@ pub(crate) struct Consumer<C: AsInbox> {
     owner: Arc<C>,
     /// Takes since the last look for blocked senders.
     takes: u32,
+    /// The lane is closed. Only the consumer closes it, so it can remember that instead of
+    /// reading the producers' word each time it finds the lane empty.
+    closed: bool,
 }
 
 /// Something that owns an inbox (the actor cell).
@@ -366,7 +369,11 @@ impl<C: AsInbox> Consumer<C> {
     /// # Safety
     /// The caller guarantees that no other `Consumer` for the same inbox ever exists.
     pub(crate) unsafe fn new(owner: Arc<C>) -> Self {
-        Self { owner, takes: 0 }
+        Self {
+            owner,
+            takes: 0,
+            closed: false,
+        }
     }
 
     /// The inbox's owner.
@@ -409,9 +416,7 @@ impl<C: AsInbox> Consumer<C> {
                         Some(Received::Message(message))
                     }
                     // Closed with nothing claimed: no producer can add anything any more.
-                    None if inbox.queue.is_closed() && inbox.queue.len() == 0 => {
-                        Some(Received::Drained)
-                    }
+                    None if self.closed && inbox.queue.len() == 0 => Some(Received::Drained),
                     None => None,
                 }
             };
@@ -500,6 +505,7 @@ impl<C: AsInbox> Consumer<C> {
     /// Closes the user lane: later sends fail with `Closed`, blocked senders are woken.
     /// Returns the number of messages still to be taken (some may still be in flight).
     pub(crate) fn close(&mut self) -> usize {
+        self.closed = true;
         let inbox = self.inbox();
         // SAFETY: only consumer.
         let end = unsafe { inbox.queue.close() };

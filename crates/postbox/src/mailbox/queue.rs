@@ -189,7 +189,7 @@ impl<T, M> Queue<T, M> {
     }
 
     /// Bytes between the producers' `tail` and the consumer's `head`.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn hot_word_distance(&self) -> usize {
         &self.head as *const _ as usize - &self.tail as *const _ as usize
     }

@@ -61,6 +61,8 @@ pub(crate) enum Cmd {
     Crash,
     Fail,
     Exit,
+    /// Never returns (until the actor is killed or aborted).
+    Hang,
 }
 impl Message for Cmd {
     type Reply = ();
@@ -71,6 +73,7 @@ impl Handler<Cmd> for Worker {
             Cmd::Crash => panic!("{} crashes (expected by the test)", self.name),
             Cmd::Fail => ctx.fail("asked to fail"),
             Cmd::Exit => ctx.stop(),
+            Cmd::Hang => std::future::pending::<()>().await,
         }
     }
 }
@@ -611,5 +614,67 @@ async fn a_panicking_hook_does_not_prevent_the_restart() {
     actor.tell(Cmd::Crash).await.unwrap();
     log.expect(&[Ev::Started("bad-hooks", 1)]).await;
     assert_eq!(system.counters().panics, 2);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sibling_that_does_not_suspend_in_time_is_aborted_and_the_restart_goes_on() {
+    let system = ActorSystem::new();
+    let (events, mut log) = events();
+    struct Pair {
+        events: Events<Ev>,
+        stuck: Option<ActorRef<Worker>>,
+        other: Option<ActorRef<Worker>>,
+    }
+    impl Actor for Pair {
+        async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+            self.stuck = Some(ctx.spawn(
+                Worker::props("stuck", &self.events).shutdown_timeout(Duration::from_millis(50)),
+            )?);
+            self.other = Some(ctx.spawn(Worker::props("other", &self.events))?);
+            Ok(())
+        }
+    }
+    struct Kids;
+    impl Message for Kids {
+        type Reply = (ActorRef<Worker>, ActorRef<Worker>);
+    }
+    impl Handler<Kids> for Pair {
+        async fn handle(
+            &mut self,
+            _: Kids,
+            _: &mut Context<Self>,
+        ) -> (ActorRef<Worker>, ActorRef<Worker>) {
+            (self.stuck.clone().unwrap(), self.other.clone().unwrap())
+        }
+    }
+    let ev = events.clone();
+    let pair = system
+        .spawn(
+            Props::new(move || Pair {
+                events: ev.clone(),
+                stuck: None,
+                other: None,
+            })
+            .supervisor(SupervisorStrategy::all_for_one()),
+        )
+        .unwrap();
+    log.expect(&[Ev::Started("stuck", 0), Ev::Started("other", 0)])
+        .await;
+    let (stuck, other) = pair.ask(Kids).await.unwrap();
+    stuck.tell(Cmd::Hang).await.unwrap();
+    other.tell(Cmd::Crash).await.unwrap();
+    // `other` is suspended first; `stuck` never gets to its suspension (its handler hangs), so
+    // after its 50 ms shutdown timeout the parent aborts it and carries on with the restart.
+    log.expect(&[
+        Ev::Restarting("other", panicked("other")),
+        Ev::Started("other", 1),
+    ])
+    .await;
+    assert_eq!(
+        within(stuck.wait_for_stop()).await,
+        ExitReason::AlreadyTerminated
+    );
+    assert_eq!(other.ask(Whoami).await.unwrap(), ("other", 1));
     system.shutdown().await;
 }

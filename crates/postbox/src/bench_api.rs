@@ -1,0 +1,86 @@
+//! The mailbox as a plain channel, so that `benches/` can measure it against
+//! `tokio::sync::mpsc` without going through actors. Hidden from docs; not a stable API.
+
+use crate::mailbox::{AsInbox, Consumer, Inbox, Mailbox, PushError, Received};
+use std::future::poll_fn;
+use std::sync::Arc;
+
+/// Owns the inbox for the sending and receiving halves.
+pub(crate) struct Shared<T> {
+    inbox: Inbox<T, ()>,
+}
+
+impl<T: Send> AsInbox for Shared<T> {
+    type Item = T;
+    type Signal = ();
+    fn inbox(&self) -> &Inbox<T, ()> {
+        &self.inbox
+    }
+}
+
+/// The sending half; clone it for more producers.
+pub struct MailboxSender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for MailboxSender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for MailboxSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxSender").finish_non_exhaustive()
+    }
+}
+
+/// The receiving half.
+pub struct MailboxReceiver<T: Send> {
+    consumer: Consumer<Shared<T>>,
+}
+
+impl<T: Send> std::fmt::Debug for MailboxReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxReceiver").finish_non_exhaustive()
+    }
+}
+
+/// A mailbox of `config`'s size with one receiver.
+pub fn mailbox<T: Send>(config: Mailbox) -> (MailboxSender<T>, MailboxReceiver<T>) {
+    let shared = Arc::new(Shared {
+        inbox: Inbox::new(config),
+    });
+    // SAFETY: the receiver made here is the only consumer of this inbox; it is not `Clone`.
+    let consumer = unsafe { Consumer::new(shared.clone()) };
+    (MailboxSender { shared }, MailboxReceiver { consumer })
+}
+
+impl<T: Send> MailboxSender<T> {
+    /// Waits for room. (This API never closes the mailbox, so it does not fail in practice.)
+    pub async fn send(&self, value: T) -> Result<(), T> {
+        self.shared.inbox.send(value).await
+    }
+
+    /// Fails at once when full.
+    pub fn try_send(&self, value: T) -> Result<(), T> {
+        self.shared.inbox.try_send(value).map_err(|e| match e {
+            PushError::Full(v) | PushError::Closed(v) => v,
+        })
+    }
+}
+
+impl<T: Send> MailboxReceiver<T> {
+    /// The next value.
+    pub async fn recv(&mut self) -> Option<T> {
+        loop {
+            match poll_fn(|cx| self.consumer.poll_recv(cx)).await {
+                Received::Message(value) => return Some(value),
+                Received::Drained => return None,
+                Received::Signals(_) | Received::Interrupted => {}
+            }
+        }
+    }
+}
