@@ -1,1 +1,2 @@
-//! Workspace-level scenarios live in `tests/`; nothing is exported.
+//! Workspace-level scenarios: whole-system behaviour that crosses module (and, later, crate and
+//! process) boundaries. The tests live in `scenarios/`; this library exports nothing.

@@ -115,7 +115,8 @@ pub struct ActorStats {
     pub depth: usize,
     /// Mailbox bound, `None` when unbounded.
     pub capacity: Option<usize>,
-    /// Messages handled so far (across restarts).
+    /// Messages handled so far (across restarts). Counted when the handler finishes, which can
+    /// be a moment after its reply reached the asker.
     pub processed: u64,
     /// Time the most recently timed message took. One message in 16 is timed (the first, the
     /// 17th, …), which keeps the clock off the hot path.
