@@ -85,6 +85,13 @@ impl<A: Actor> ActorRef<A> {
         self.cell.inbox.len()
     }
 
+    /// Messages waiting plus the one being handled right now (0 for an idle actor): what a
+    /// new message would queue behind. O(1), lock-free, approximate under concurrent change.
+    /// Load-aware routing uses it.
+    pub fn load(&self) -> usize {
+        self.cell.load()
+    }
+
     /// Mailbox depth, processed count, processing times, restarts and status.
     pub fn stats(&self) -> ActorStats {
         self.cell.stats()
@@ -292,8 +299,14 @@ pub(crate) trait Sink<M: Message>: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn path(&self) -> String;
     fn depth(&self) -> usize;
+    fn load(&self) -> usize;
     fn is_alive(&self) -> bool;
     fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>>;
+    /// Like `try_tell`, but a refusal is not counted as a dead letter: the caller (a router
+    /// trying another routee) decides what becomes of the message.
+    fn offer(&self, msg: M) -> Result<(), TrySendError<M>>;
+    /// The waiting path of `offer`, boxed: only used when the mailbox was full.
+    fn offer_waiting(&self, msg: M) -> SendFuture<'_, M>;
     /// The waiting path of `tell`, boxed: only used when the mailbox was full.
     fn tell_waiting(&self, msg: M) -> SendFuture<'_, M>;
     /// Sends an ask without waiting. A full mailbox hands both back for `send_ask`; a closed
@@ -318,12 +331,39 @@ impl<A: Handler<M>, M: Message> Sink<M> for ActorCell<A> {
         self.inbox.len()
     }
 
+    fn load(&self) -> usize {
+        ActorCell::load(self)
+    }
+
     fn is_alive(&self) -> bool {
         !self.inbox.is_closed()
     }
 
     fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
         ActorCell::try_tell(self, msg)
+    }
+
+    fn offer(&self, msg: M) -> Result<(), TrySendError<M>> {
+        match self.inbox.try_send(Envelope::new(msg, None)) {
+            Ok(()) => Ok(()),
+            // SAFETY (both arms): built from an `M` just above.
+            Err(PushError::Full(envelope)) => {
+                Err(TrySendError::Full(unsafe { envelope.into_parts::<M>().0 }))
+            }
+            Err(PushError::Closed(envelope)) => Err(TrySendError::Closed(unsafe {
+                envelope.into_parts::<M>().0
+            })),
+        }
+    }
+
+    fn offer_waiting(&self, msg: M) -> SendFuture<'_, M> {
+        Box::pin(async move {
+            self.inbox
+                .send(Envelope::new(msg, None))
+                .await
+                // SAFETY: built from an `M` just above.
+                .map_err(|envelope| SendError(unsafe { envelope.into_parts::<M>().0 }))
+        })
     }
 
     fn tell_waiting(&self, msg: M) -> SendFuture<'_, M> {
@@ -473,9 +513,40 @@ impl<M: Message> Recipient<M> {
         self.sink.depth()
     }
 
+    /// Like [`ActorRef::load`]: messages waiting plus the one being handled.
+    pub fn load(&self) -> usize {
+        self.sink.load()
+    }
+
     /// Whether the actor still accepts messages.
     pub fn is_alive(&self) -> bool {
         self.sink.is_alive()
+    }
+
+    /// `try_tell` without dead-letter accounting, for routers that try another routee.
+    pub(crate) fn offer(&self, msg: M) -> Result<(), TrySendError<M>> {
+        self.sink.offer(msg)
+    }
+
+    /// `tell` without dead-letter accounting, for routers that try another routee.
+    pub(crate) async fn offer_waiting(&self, msg: M) -> Result<(), SendError<M>> {
+        match self.sink.offer(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(msg)) => Err(SendError(msg)),
+            Err(TrySendError::Full(msg)) => self.sink.offer_waiting(msg).await,
+        }
+    }
+
+    /// Stops the actor after it has handled what is already in its mailbox.
+    pub(crate) fn drain_and_stop(&self) {
+        let _ = self
+            .sink
+            .clone()
+            .any_cell()
+            .send_system(crate::cell::SystemSignal::Stop {
+                drain: true,
+                reason: crate::ExitReason::Stopped,
+            });
     }
 
     /// Like [`ActorRef::tell`].

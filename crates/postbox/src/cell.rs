@@ -71,6 +71,10 @@ pub(crate) struct Stats {
     last_nanos: AtomicU64,
     restarts: AtomicU32,
     status: AtomicU8,
+    /// Messages taken from the mailbox without being handled while the actor lived (dropped
+    /// while down), modulo 256: with `processed` it tells whether a message is being handled
+    /// now, without a store per message.
+    skipped: AtomicU8,
 }
 
 impl Stats {
@@ -96,6 +100,21 @@ impl Stats {
     pub(crate) fn record_restart(&self) {
         self.restarts
             .store(self.restarts.load(Relaxed) + 1, Relaxed);
+    }
+
+    pub(crate) fn record_skipped(&self) {
+        self.skipped
+            .store(self.skipped.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    /// Whether the actor is handling a message now, given the mailbox's consumer index
+    /// `taken()` (read after the counters, so it is never behind them).
+    pub(crate) fn is_handling(&self, taken: impl FnOnce() -> usize) -> bool {
+        let processed = self.processed.load(Relaxed);
+        let skipped = self.skipped.load(Relaxed);
+        // Every taken message is counted processed (or skipped) once finished, so the
+        // difference is the one in hand; a stale read errs towards "busy".
+        ((taken() as u64).wrapping_sub(processed) as u8).wrapping_sub(skipped) != 0
     }
 
     pub(crate) fn set_status(&self, status: ActorStatus) {
@@ -275,6 +294,12 @@ impl<A: Actor> ActorCell<A> {
             restarts: stats.restarts.load(Relaxed),
             status: stats.status(),
         }
+    }
+
+    /// Messages waiting plus the one being handled: what a new message would queue behind.
+    pub(crate) fn load(&self) -> usize {
+        let handling = self.meta.stats.is_handling(|| self.inbox.taken());
+        self.inbox.len() + usize::from(handling)
     }
 }
 

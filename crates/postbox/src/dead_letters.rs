@@ -33,15 +33,22 @@ pub enum DeadLetterReason {
     DroppedAtStop,
     /// A reply whose asker had stopped waiting (timed out or dropped the ask).
     ReplyUndeliverable,
+    /// Sent through a router that had no live routee left.
+    NoRoutees,
+    /// Arrived while its actor was down between a failure and its restart, and the actor was
+    /// spawned to drop such messages ([`WhileDown::DeadLetter`](crate::WhileDown)).
+    ActorDown,
 }
 
 impl DeadLetterReason {
     /// Every reason, in a stable order (for metrics).
-    pub const ALL: [DeadLetterReason; 4] = [
+    pub const ALL: [DeadLetterReason; 6] = [
         DeadLetterReason::ActorStopped,
         DeadLetterReason::MailboxFull,
         DeadLetterReason::DroppedAtStop,
         DeadLetterReason::ReplyUndeliverable,
+        DeadLetterReason::NoRoutees,
+        DeadLetterReason::ActorDown,
     ];
 
     /// A short snake_case label, stable for metrics.
@@ -51,6 +58,8 @@ impl DeadLetterReason {
             DeadLetterReason::MailboxFull => "mailbox_full",
             DeadLetterReason::DroppedAtStop => "dropped_at_stop",
             DeadLetterReason::ReplyUndeliverable => "reply_undeliverable",
+            DeadLetterReason::NoRoutees => "no_routees",
+            DeadLetterReason::ActorDown => "actor_down",
         }
     }
 
@@ -60,6 +69,8 @@ impl DeadLetterReason {
             DeadLetterReason::MailboxFull => 1,
             DeadLetterReason::DroppedAtStop => 2,
             DeadLetterReason::ReplyUndeliverable => 3,
+            DeadLetterReason::NoRoutees => 4,
+            DeadLetterReason::ActorDown => 5,
         }
     }
 }

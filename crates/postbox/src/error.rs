@@ -103,6 +103,8 @@ pub enum AskError {
     Panicked,
     /// The reply handle ([`ReplyTo`](crate::ReplyTo)) was dropped without sending a reply.
     NoReply,
+    /// Sent through a router with no live routee.
+    NoRoutees,
 }
 
 impl fmt::Display for AskError {
@@ -112,6 +114,7 @@ impl fmt::Display for AskError {
             AskError::Stopped => f.write_str("the actor stopped before replying"),
             AskError::Panicked => f.write_str("the actor panicked while handling the message"),
             AskError::NoReply => f.write_str("the reply handle was dropped without a reply"),
+            AskError::NoRoutees => f.write_str("the router has no live routee"),
         }
     }
 }

@@ -45,6 +45,7 @@
 mod actor;
 mod actor_ref;
 mod ask;
+mod backoff;
 #[doc(hidden)]
 pub mod bench_api;
 mod cell;
@@ -57,6 +58,7 @@ mod lifecycle;
 mod mailbox;
 mod props;
 mod registry;
+mod router;
 mod runner;
 mod slot;
 mod supervision;
@@ -69,6 +71,7 @@ mod testkit;
 pub use actor::{Actor, ActorId, Handler, Message};
 pub use actor_ref::{ActorRef, Recipient, WatchTarget, Watchable};
 pub use ask::{Ask, AskFuture, AskWith, RecipientAsk, ReplyTo};
+pub use backoff::{BackoffSupervisor, WhileDown};
 pub use cell::{ActorStats, ActorStatus};
 pub use context::Context;
 pub use dead_letters::{
@@ -79,6 +82,7 @@ pub use lifecycle::{ExitReason, Failure, Terminated};
 pub use mailbox::Mailbox;
 pub use props::Props;
 pub use registry::Registry;
+pub use router::{GroupBuilder, PoolBuilder, Resizer, Router, RouterAsk, Routing};
 pub use supervision::{Backoff, Restart, SupervisorStrategy};
 pub use system::{
     ActorInfo, ActorSystem, ActorSystemBuilder, ShutdownReport, SystemConfig, SystemCounters,

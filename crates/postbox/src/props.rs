@@ -1,6 +1,7 @@
 //! How to spawn an actor: its factory, name, mailbox and supervision settings.
 
 use crate::actor::Actor;
+use crate::backoff::WhileDown;
 use crate::mailbox::Mailbox;
 use crate::supervision::{Restart, SupervisorStrategy};
 use std::fmt;
@@ -34,6 +35,7 @@ pub struct Props<A: Actor> {
     pub(crate) restart: Restart,
     pub(crate) supervisor: Option<SupervisorStrategy>,
     pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) while_down: WhileDown,
 }
 
 impl<A: Actor> Props<A> {
@@ -48,6 +50,7 @@ impl<A: Actor> Props<A> {
             restart: Restart::default(),
             supervisor: None,
             shutdown_timeout: None,
+            while_down: WhileDown::Keep,
         }
     }
 
@@ -83,6 +86,15 @@ impl<A: Actor> Props<A> {
     }
 }
 
+impl<A: Actor> Props<A> {
+    /// What becomes of messages sent while the actor is down between a failure and its
+    /// restart (during a backoff delay, say). Default: [`WhileDown::Keep`].
+    pub fn while_down(mut self, while_down: WhileDown) -> Self {
+        self.while_down = while_down;
+        self
+    }
+}
+
 impl<A: Actor, F: FnMut() -> A + Send + 'static> From<F> for Props<A> {
     fn from(factory: F) -> Self {
         Props::new(factory)
@@ -98,6 +110,7 @@ impl<A: Actor> fmt::Debug for Props<A> {
             .field("restart", &self.restart)
             .field("supervisor", &self.supervisor)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("while_down", &self.while_down)
             .finish_non_exhaustive()
     }
 }

@@ -24,6 +24,7 @@
 use crate::actor::{Actor, ActorId};
 use crate::actor_ref::ActorRef;
 use crate::ask::{abandon, with_abandon_reason};
+use crate::backoff::WhileDown;
 use crate::cell::{
     ActorCell, ActorMeta, ActorStatus, AnyCell, Signal, Stats, Supervision, SystemSignal,
     WatchNotify, Watcher,
@@ -205,13 +206,14 @@ pub(crate) fn prepare<A: Actor>(
     });
     system.actors.insert(id, cell.clone());
     system.counters.started.fetch_add(1, Relaxed);
-    let runner = Runner::new(
+    let mut runner = Runner::new(
         cell.clone(),
         props.factory,
         props.restart,
         props.supervisor,
         true,
     );
+    runner.while_down = props.while_down;
     Ok(Prepared {
         actor_ref: ActorRef::from_cell(cell),
         runner,
@@ -275,6 +277,8 @@ pub(crate) struct Runner<A: Actor> {
     /// Rarely used state, allocated on first use.
     extra: Option<Box<Extra<A>>>,
     restart: Restart,
+    /// What becomes of user messages while the actor waits to be restarted.
+    while_down: WhileDown,
     /// Set once cleanup has run (the `Drop` guard checks it).
     terminated: bool,
 }
@@ -311,6 +315,7 @@ impl<A: Actor> Runner<A> {
             slot: HandlerSlot::new(),
             extra: None,
             restart,
+            while_down: WhileDown::Keep,
             terminated: false,
         }
     }
@@ -888,12 +893,25 @@ impl<A: Actor> Runner<A> {
 
     /// Sleeps the backoff delay (still answering stop and abort), then restarts.
     async fn delayed_start(&mut self, delay: Duration) -> Next {
+        let dead_letter = self.while_down == WhileDown::DeadLetter;
+        if dead_letter {
+            while let Some(envelope) = self.consumer.try_recv() {
+                self.drop_while_down(envelope);
+            }
+        }
         if !delay.is_zero() {
             let mut sleep = pin!(tokio::time::sleep(delay));
             loop {
-                let received = poll_fn(|cx| match self.consumer.poll_signals(cx, usize::MAX) {
-                    Poll::Ready(received) => Poll::Ready(Some(received)),
-                    Poll::Pending => sleep.as_mut().poll(cx).map(|()| None),
+                let received = poll_fn(|cx| {
+                    let polled = if dead_letter {
+                        self.consumer.poll_recv(cx)
+                    } else {
+                        self.consumer.poll_signals(cx, usize::MAX)
+                    };
+                    match polled {
+                        Poll::Ready(received) => Poll::Ready(Some(received)),
+                        Poll::Pending => sleep.as_mut().poll(cx).map(|()| None),
+                    }
                 })
                 .await;
                 let Some(received) = received else { break };
@@ -922,8 +940,9 @@ impl<A: Actor> Runner<A> {
                             }
                         }
                     }
-                    Received::Message(_) | Received::Drained => {
-                        unreachable!("poll_signals yields only signals and interrupts")
+                    Received::Message(envelope) => self.drop_while_down(envelope),
+                    Received::Drained => {
+                        unreachable!("the mailbox of an actor waiting to restart stays open")
                     }
                 }
             }
@@ -1014,6 +1033,19 @@ impl<A: Actor> Runner<A> {
             self.dead_letter(envelope);
         }
         self.finish(reason);
+    }
+
+    /// A message that arrived while the actor was down, for an actor spawned with
+    /// [`WhileDown::DeadLetter`].
+    fn drop_while_down(&self, envelope: Envelope<A>) {
+        self.meta().stats.record_skipped();
+        self.system().dead_letters.record_envelope(
+            self.meta().id,
+            std::any::type_name::<A>(),
+            &envelope,
+            DeadLetterReason::ActorDown,
+        );
+        abandon(envelope, AskError::Stopped);
     }
 
     fn dead_letter(&self, envelope: Envelope<A>) {

@@ -155,10 +155,10 @@ impl Default for SupervisorStrategy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backoff {
     min: Duration,
-    max: Duration,
+    pub(crate) max: Duration,
     factor: f64,
     jitter: f64,
-    reset_after: Option<Duration>,
+    pub(crate) reset_after: Option<Duration>,
 }
 
 impl Backoff {
@@ -602,6 +602,9 @@ impl Supervisor {
         }
         history.consecutive += 1;
         let delay = strategy.backoff.delay(history.consecutive);
+        // Uptime counts from the restart, so a child that keeps failing in `started` (and never
+        // reports a start) does not look healthy just because time passed.
+        history.last_started = now + delay;
         record.cell.meta().stats.record_restart();
 
         let affected: Vec<u64> = match strategy.scope {

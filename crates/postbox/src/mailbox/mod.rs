@@ -160,6 +160,11 @@ impl<T, S> Inbox<T, S> {
         self.queue.len()
     }
 
+    /// How many user messages the consumer has taken so far.
+    pub(crate) fn taken(&self) -> usize {
+        self.queue.head_index()
+    }
+
     /// The bound of the user lane, `None` when unbounded.
     pub(crate) fn capacity(&self) -> Option<usize> {
         let capacity = self.queue.capacity();

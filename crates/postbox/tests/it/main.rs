@@ -5,11 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
+mod backoff;
 mod common;
 mod dead_letters;
 mod lifecycle;
 mod messaging;
 mod observability;
 mod registry;
+mod router;
 mod shutdown;
 mod supervision;
