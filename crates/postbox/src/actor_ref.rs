@@ -551,10 +551,15 @@ impl<M: Message> Recipient<M> {
 
     /// Like [`ActorRef::tell`].
     pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
-        match self.sink.try_tell(msg) {
+        // `offer` first: a full mailbox is not a dead letter for a sender that will wait.
+        match self.sink.offer(msg) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Closed(msg)) => Err(SendError(msg)),
             Err(TrySendError::Full(msg)) => self.sink.tell_waiting(msg).await,
+            // Closed for good: `try_tell` counts the dead letter and hands the message back.
+            Err(TrySendError::Closed(msg)) => match self.sink.try_tell(msg) {
+                Err(TrySendError::Closed(msg) | TrySendError::Full(msg)) => Err(SendError(msg)),
+                Ok(()) => Ok(()),
+            },
         }
     }
 

@@ -1039,21 +1039,19 @@ impl<A: Actor> Runner<A> {
     /// [`WhileDown::DeadLetter`].
     fn drop_while_down(&self, envelope: Envelope<A>) {
         self.meta().stats.record_skipped();
-        self.system().dead_letters.record_envelope(
-            self.meta().id,
-            std::any::type_name::<A>(),
-            &envelope,
-            DeadLetterReason::ActorDown,
-        );
-        abandon(envelope, AskError::Stopped);
+        self.dead_letter_for(envelope, DeadLetterReason::ActorDown);
     }
 
     fn dead_letter(&self, envelope: Envelope<A>) {
+        self.dead_letter_for(envelope, DeadLetterReason::DroppedAtStop);
+    }
+
+    fn dead_letter_for(&self, envelope: Envelope<A>, reason: DeadLetterReason) {
         self.system().dead_letters.record_envelope(
             self.meta().id,
             std::any::type_name::<A>(),
             &envelope,
-            DeadLetterReason::DroppedAtStop,
+            reason,
         );
         abandon(envelope, AskError::Stopped);
     }
