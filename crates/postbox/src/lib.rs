@@ -40,7 +40,8 @@
 //! [`Context`] spawns children, watches other actors and stops or fails the actor;
 //! [`Props`] and [`SupervisorStrategy`] say how actors are created and restarted;
 //! [`ActorSystem`] holds the root guardian, the [`Registry`], the [`DeadLetters`] and the
-//! actor table. Module docs of each piece state its semantics.
+//! actor table; a [`CircuitBreaker`] fails calls to a dependency fast while it is down.
+//! Module docs of each piece state its semantics.
 
 mod actor;
 mod actor_ref;
@@ -48,6 +49,7 @@ mod ask;
 mod backoff;
 #[doc(hidden)]
 pub mod bench_api;
+mod breaker;
 mod cell;
 mod context;
 mod dead_letters;
@@ -72,6 +74,11 @@ pub use actor::{Actor, ActorId, Handler, Message};
 pub use actor_ref::{ActorRef, Recipient, WatchTarget, Watchable};
 pub use ask::{Ask, AskFuture, AskWith, RecipientAsk, ReplyTo};
 pub use backoff::{BackoffSupervisor, WhileDown};
+pub use breaker::{
+    BreakerConfigError, BreakerError, BreakerEvent, BreakerState, BreakerStats, CallOutcome,
+    CircuitBreaker, CircuitBreakerBuilder, GuardedAskError, GuardedRecipient, GuardedRef,
+    GuardedSendError, GuardedTrySendError,
+};
 pub use cell::{ActorStats, ActorStatus};
 pub use context::Context;
 pub use dead_letters::{

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 mod backoff;
+mod breaker;
 mod common;
 mod dead_letters;
 mod lifecycle;
