@@ -4,6 +4,7 @@ use crate::actor::{Actor, ActorId, Handler};
 use crate::actor_ref::{ActorRef, WatchTarget, Watchable};
 use crate::cell::{SystemSignal, TerminatedSink, WatchNotify, Watcher};
 use crate::dead_letters::DeadLetterReason;
+use crate::dispatcher::Dispatcher;
 use crate::error::SpawnError;
 use crate::lifecycle::{ExitReason, Failure, Terminated};
 use crate::props::Props;
@@ -35,6 +36,10 @@ pub struct Context<A: Actor> {
     watching: Option<Box<HashSet<ActorId>>>,
     /// Set once the actor begins to stop: no new children.
     pub(crate) stopping: bool,
+    /// The dispatcher this actor runs on, which its children inherit (for a blocking actor:
+    /// the one its children run on). `None`: the system's runtime. Held here, by the actor's
+    /// own task, it keeps the dispatcher's runtime alive exactly as long as the actor runs.
+    pub(crate) dispatcher: Option<Dispatcher>,
 }
 
 impl<A: Actor> Context<A> {
@@ -46,6 +51,7 @@ impl<A: Actor> Context<A> {
             supervisor,
             watching: None,
             stopping: false,
+            dispatcher: None,
         }
     }
 
@@ -76,7 +82,8 @@ impl<A: Actor> Context<A> {
 
     /// Spawns a child supervised by this actor with this actor's
     /// [`SupervisorStrategy`](crate::SupervisorStrategy). Children are stopped before their
-    /// parent, in reverse start order.
+    /// parent, in reverse start order. A child whose props choose no
+    /// [`dispatcher`](Props::dispatcher) runs on this actor's.
     pub fn spawn<C: Actor>(
         &mut self,
         props: impl Into<Props<C>>,
@@ -86,7 +93,12 @@ impl<A: Actor> Context<A> {
         }
         let parent: Arc<dyn crate::cell::AnyCell> = self.myself.cell().clone();
         let system = self.myself.cell().meta.system.shared.clone();
-        let prepared = crate::runner::prepare(&system, parent, props.into())?;
+        let mut props = props.into();
+        if props.dispatcher.is_none() {
+            // Children inherit the dispatcher (never `blocking`); see `dispatcher.rs`.
+            props.dispatcher = self.dispatcher.clone();
+        }
+        let prepared = crate::runner::prepare(&system, parent, props)?;
         let child = prepared.actor_ref.clone();
         self.supervisor.add_child(prepared.record());
         prepared.start();

@@ -40,17 +40,21 @@
 //! [`Context`] spawns children, watches other actors and stops or fails the actor;
 //! [`Props`] and [`SupervisorStrategy`] say how actors are created and restarted;
 //! [`ActorSystem`] holds the root guardian, the [`Registry`], the [`DeadLetters`] and the
-//! actor table. Module docs of each piece state its semantics.
+//! actor table. [`Dispatcher`] (threads of their own for a group of actors) and [`Bulkhead`]
+//! (a concurrency limit for a group of calls) compartmentalize. Module docs of each piece state
+//! its semantics.
 
 mod actor;
 mod actor_ref;
 mod ask;
 #[doc(hidden)]
 pub mod bench_api;
+mod bulkhead;
 mod cell;
 mod context;
 mod dead_letters;
 mod deadline;
+mod dispatcher;
 mod envelope;
 mod error;
 mod lifecycle;
@@ -69,11 +73,13 @@ mod testkit;
 pub use actor::{Actor, ActorId, Handler, Message};
 pub use actor_ref::{ActorRef, Recipient, WatchTarget, Watchable};
 pub use ask::{Ask, AskFuture, AskWith, RecipientAsk, ReplyTo};
+pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadStats};
 pub use cell::{ActorStats, ActorStatus};
 pub use context::Context;
 pub use dead_letters::{
     DeadLetter, DeadLetterReason, DeadLetterRecvError, DeadLetterStream, DeadLetters, LOG_BURST,
 };
+pub use dispatcher::Dispatcher;
 pub use error::{AskError, BoxError, RegistryError, SendError, SpawnError, TrySendError};
 pub use lifecycle::{ExitReason, Failure, Terminated};
 pub use mailbox::Mailbox;

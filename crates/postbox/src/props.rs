@@ -1,6 +1,7 @@
 //! How to spawn an actor: its factory, name, mailbox and supervision settings.
 
 use crate::actor::Actor;
+use crate::dispatcher::Dispatcher;
 use crate::mailbox::Mailbox;
 use crate::supervision::{Restart, SupervisorStrategy};
 use std::fmt;
@@ -34,6 +35,8 @@ pub struct Props<A: Actor> {
     pub(crate) restart: Restart,
     pub(crate) supervisor: Option<SupervisorStrategy>,
     pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) dispatcher: Option<Dispatcher>,
+    pub(crate) blocking: bool,
 }
 
 impl<A: Actor> Props<A> {
@@ -48,6 +51,8 @@ impl<A: Actor> Props<A> {
             restart: Restart::default(),
             supervisor: None,
             shutdown_timeout: None,
+            dispatcher: None,
+            blocking: false,
         }
     }
 
@@ -81,6 +86,41 @@ impl<A: Actor> Props<A> {
         self.shutdown_timeout = Some(timeout);
         self
     }
+
+    /// Runs the actor on `dispatcher`'s threads instead of its parent's dispatcher (or the
+    /// system's runtime). Its children inherit it unless they choose their own. See
+    /// [`Dispatcher`] for the placement rules.
+    ///
+    /// ```
+    /// use postbox::prelude::*;
+    /// use postbox::Dispatcher;
+    ///
+    /// struct Legacy;
+    /// impl Actor for Legacy {}
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let legacy = Dispatcher::new("legacy", 2)?;
+    /// let props = Props::new(|| Legacy).name("gateway").dispatcher(&legacy);
+    /// # let _ = props;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dispatcher(mut self, dispatcher: &Dispatcher) -> Self {
+        self.dispatcher = Some(dispatcher.clone());
+        self
+    }
+
+    /// Runs the actor on a dedicated OS thread of its own, so that its handlers may block
+    /// (synchronous I/O, `std::thread::sleep`, long computations) without holding up any other
+    /// actor. The thread is named `postbox-blocking-<id>`, runs a current-thread Tokio runtime
+    /// of its own (so the actor's timers work even when every other thread is busy) and ends
+    /// with the actor. Not inherited: its children run on its dispatcher (see [`Dispatcher`]).
+    /// Costs one OS thread per actor, so it suits a few gateways to blocking resources rather
+    /// than many entities.
+    pub fn blocking(mut self) -> Self {
+        self.blocking = true;
+        self
+    }
 }
 
 impl<A: Actor, F: FnMut() -> A + Send + 'static> From<F> for Props<A> {
@@ -98,6 +138,11 @@ impl<A: Actor> fmt::Debug for Props<A> {
             .field("restart", &self.restart)
             .field("supervisor", &self.supervisor)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field(
+                "dispatcher",
+                &self.dispatcher.as_ref().map(Dispatcher::name),
+            )
+            .field("blocking", &self.blocking)
             .finish_non_exhaustive()
     }
 }

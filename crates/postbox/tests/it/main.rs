@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
+mod bulkhead;
 mod common;
 mod dead_letters;
 mod lifecycle;
