@@ -2,8 +2,10 @@
 
 use crate::actor::{Actor, ActorId, Handler};
 use crate::actor_ref::{ActorRef, WatchTarget, Watchable};
+use crate::breaker::CircuitBreaker;
 use crate::cell::{SystemSignal, TerminatedSink, WatchNotify, Watcher};
 use crate::dead_letters::DeadLetterReason;
+use crate::dispatcher::Dispatcher;
 use crate::error::SpawnError;
 use crate::lifecycle::{ExitReason, Failure, Terminated};
 use crate::props::Props;
@@ -28,13 +30,24 @@ pub struct Context<A: Actor> {
     pub(crate) request: Option<Box<Request>>,
     pub(crate) incarnation: u32,
     pub(crate) supervisor: Supervisor,
-    /// Actors this actor watches; `Terminated` from others is dropped (it may race an unwatch).
-    /// Boxed on purpose: most actors watch nothing, and every idle actor carries its context,
-    /// so one pointer beats an inline (empty) set of six words.
-    #[allow(clippy::box_collection)]
-    watching: Option<Box<HashSet<ActorId>>>,
+    /// What few actors use. Boxed on purpose: every idle actor carries its context, so one
+    /// pointer beats the inline fields (an empty set alone is six words).
+    pub(crate) extras: Option<Box<Extras>>,
     /// Set once the actor begins to stop: no new children.
     pub(crate) stopping: bool,
+}
+
+/// The rarely used part of a context.
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// Actors this actor watches; `Terminated` from others is dropped (it may race an unwatch).
+    pub(crate) watching: HashSet<ActorId>,
+    /// The dispatcher this actor runs on, which its children inherit (for a blocking actor:
+    /// the one its children run on). `None`: the system's runtime. Held here, by the actor's
+    /// own task, it keeps the dispatcher's runtime alive exactly as long as the actor runs.
+    pub(crate) dispatcher: Option<Dispatcher>,
+    /// The breaker its props gave it: one per actor, kept across restarts.
+    pub(crate) breaker: Option<CircuitBreaker>,
 }
 
 impl<A: Actor> Context<A> {
@@ -44,9 +57,26 @@ impl<A: Actor> Context<A> {
             request: None,
             incarnation: 0,
             supervisor,
-            watching: None,
+            extras: None,
             stopping: false,
         }
+    }
+
+    fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// The dispatcher this actor runs on (`None`: the system's runtime).
+    pub(crate) fn dispatcher(&self) -> Option<&Dispatcher> {
+        self.extras.as_ref()?.dispatcher.as_ref()
+    }
+
+    /// The circuit breaker given to this actor with
+    /// [`Props::circuit_breaker`](crate::Props::circuit_breaker), for its calls to the
+    /// dependency it guards. The same breaker serves every incarnation, so a restart does not
+    /// forget that the dependency is down.
+    pub fn circuit_breaker(&self) -> Option<&CircuitBreaker> {
+        self.extras.as_ref()?.breaker.as_ref()
     }
 
     /// A reference to this actor.
@@ -76,7 +106,8 @@ impl<A: Actor> Context<A> {
 
     /// Spawns a child supervised by this actor with this actor's
     /// [`SupervisorStrategy`](crate::SupervisorStrategy). Children are stopped before their
-    /// parent, in reverse start order.
+    /// parent, in reverse start order. A child whose props choose no
+    /// [`dispatcher`](Props::dispatcher) runs on this actor's.
     pub fn spawn<C: Actor>(
         &mut self,
         props: impl Into<Props<C>>,
@@ -86,7 +117,12 @@ impl<A: Actor> Context<A> {
         }
         let parent: Arc<dyn crate::cell::AnyCell> = self.myself.cell().clone();
         let system = self.myself.cell().meta.system.shared.clone();
-        let prepared = crate::runner::prepare(&system, parent, props.into())?;
+        let mut props = props.into();
+        if props.dispatcher.is_none() {
+            // Children inherit the dispatcher (never `blocking`); see `dispatcher.rs`.
+            props.dispatcher = self.dispatcher().cloned();
+        }
+        let prepared = crate::runner::prepare(&system, parent, props)?;
         let child = prepared.actor_ref.clone();
         self.supervisor.add_child(prepared.record());
         prepared.start();
@@ -111,11 +147,7 @@ impl<A: Actor> Context<A> {
         if id == self.id() {
             return;
         }
-        if !self
-            .watching
-            .get_or_insert_with(Default::default)
-            .insert(id)
-        {
+        if !self.extras().watching.insert(id) {
             return;
         }
         let sink: Arc<dyn TerminatedSink> = self.myself.cell().clone();
@@ -133,8 +165,8 @@ impl<A: Actor> Context<A> {
     pub fn unwatch<T: Watchable + ?Sized>(&mut self, target: &T) {
         let WatchTarget(cell) = target.watch_target();
         let id = cell.meta().id;
-        if let Some(watching) = &mut self.watching {
-            if watching.remove(&id) {
+        if let Some(extras) = &mut self.extras {
+            if extras.watching.remove(&id) {
                 let _ = cell.send_system(SystemSignal::Unwatch { watcher: self.id() });
             }
         }
@@ -142,12 +174,16 @@ impl<A: Actor> Context<A> {
 
     /// Whether this actor currently watches `id`.
     pub fn is_watching(&self, id: ActorId) -> bool {
-        self.watching.as_ref().is_some_and(|w| w.contains(&id))
+        self.extras
+            .as_ref()
+            .is_some_and(|e| e.watching.contains(&id))
     }
 
     /// Consumes a `Terminated` for `from`: true if it is still watched (and then no longer is).
     pub(crate) fn take_watched(&mut self, from: ActorId) -> bool {
-        self.watching.as_mut().is_some_and(|w| w.remove(&from))
+        self.extras
+            .as_mut()
+            .is_some_and(|e| e.watching.remove(&from))
     }
 
     /// Stops this actor after the current handler returns (a normal exit). Queued messages

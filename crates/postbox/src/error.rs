@@ -134,6 +134,9 @@ pub enum SpawnError {
     ShuttingDown,
     /// The parent is stopping and accepts no new children.
     ParentStopping,
+    /// A [`blocking`](crate::Props::blocking) actor's dedicated thread could not be started
+    /// (the OS refused a thread); the message is the OS error.
+    ThreadUnavailable(String),
 }
 
 impl fmt::Display for SpawnError {
@@ -146,6 +149,9 @@ impl fmt::Display for SpawnError {
             ),
             SpawnError::ShuttingDown => f.write_str("the actor system is shutting down"),
             SpawnError::ParentStopping => f.write_str("the parent actor is stopping"),
+            SpawnError::ThreadUnavailable(e) => {
+                write!(f, "could not start the blocking actor's thread: {e}")
+            }
         }
     }
 }

@@ -40,7 +40,9 @@
 //! [`Context`] spawns children, watches other actors and stops or fails the actor;
 //! [`Props`] and [`SupervisorStrategy`] say how actors are created and restarted;
 //! [`ActorSystem`] holds the root guardian, the [`Registry`], the [`DeadLetters`] and the
-//! actor table; a [`CircuitBreaker`] fails calls to a dependency fast while it is down.
+//! actor table. A [`CircuitBreaker`] fails calls to a dependency fast while it is down;
+//! [`Router`]s spread work over replicas; [`Dispatcher`] (threads of their own for a group
+//! of actors) and [`Bulkhead`] (a concurrency limit for a group of calls) compartmentalize.
 //! Module docs of each piece state its semantics.
 
 mod actor;
@@ -50,10 +52,12 @@ mod backoff;
 #[doc(hidden)]
 pub mod bench_api;
 mod breaker;
+mod bulkhead;
 mod cell;
 mod context;
 mod dead_letters;
 mod deadline;
+mod dispatcher;
 mod envelope;
 mod error;
 mod lifecycle;
@@ -79,11 +83,13 @@ pub use breaker::{
     CircuitBreaker, CircuitBreakerBuilder, GuardedAskError, GuardedRecipient, GuardedRef,
     GuardedSendError, GuardedTrySendError,
 };
+pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadStats};
 pub use cell::{ActorStats, ActorStatus};
 pub use context::Context;
 pub use dead_letters::{
     DeadLetter, DeadLetterReason, DeadLetterRecvError, DeadLetterStream, DeadLetters, LOG_BURST,
 };
+pub use dispatcher::Dispatcher;
 pub use error::{AskError, BoxError, RegistryError, SendError, SpawnError, TrySendError};
 pub use lifecycle::{ExitReason, Failure, Terminated};
 pub use mailbox::Mailbox;

@@ -2,6 +2,8 @@
 
 use crate::actor::Actor;
 use crate::backoff::WhileDown;
+use crate::breaker::CircuitBreaker;
+use crate::dispatcher::Dispatcher;
 use crate::mailbox::Mailbox;
 use crate::supervision::{Restart, SupervisorStrategy};
 use std::fmt;
@@ -36,6 +38,9 @@ pub struct Props<A: Actor> {
     pub(crate) supervisor: Option<SupervisorStrategy>,
     pub(crate) shutdown_timeout: Option<Duration>,
     pub(crate) while_down: WhileDown,
+    pub(crate) dispatcher: Option<Dispatcher>,
+    pub(crate) blocking: bool,
+    pub(crate) breaker: Option<CircuitBreaker>,
 }
 
 impl<A: Actor> Props<A> {
@@ -51,6 +56,9 @@ impl<A: Actor> Props<A> {
             supervisor: None,
             shutdown_timeout: None,
             while_down: WhileDown::Keep,
+            dispatcher: None,
+            blocking: false,
+            breaker: None,
         }
     }
 
@@ -84,6 +92,41 @@ impl<A: Actor> Props<A> {
         self.shutdown_timeout = Some(timeout);
         self
     }
+
+    /// Runs the actor on `dispatcher`'s threads instead of its parent's dispatcher (or the
+    /// system's runtime). Its children inherit it unless they choose their own. See
+    /// [`Dispatcher`] for the placement rules.
+    ///
+    /// ```
+    /// use postbox::prelude::*;
+    /// use postbox::Dispatcher;
+    ///
+    /// struct Legacy;
+    /// impl Actor for Legacy {}
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let legacy = Dispatcher::new("legacy", 2)?;
+    /// let props = Props::new(|| Legacy).name("gateway").dispatcher(&legacy);
+    /// # let _ = props;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dispatcher(mut self, dispatcher: &Dispatcher) -> Self {
+        self.dispatcher = Some(dispatcher.clone());
+        self
+    }
+
+    /// Runs the actor on a dedicated OS thread of its own, so that its handlers may block
+    /// (synchronous I/O, `std::thread::sleep`, long computations) without holding up any other
+    /// actor. The thread is named `postbox-blocking-<id>`, runs a current-thread Tokio runtime
+    /// of its own (so the actor's timers work even when every other thread is busy) and ends
+    /// with the actor. Not inherited: its children run on its dispatcher (see [`Dispatcher`]).
+    /// Costs one OS thread per actor, so it suits a few gateways to blocking resources rather
+    /// than many entities.
+    pub fn blocking(mut self) -> Self {
+        self.blocking = true;
+        self
+    }
 }
 
 impl<A: Actor> Props<A> {
@@ -91,6 +134,31 @@ impl<A: Actor> Props<A> {
     /// restart (during a backoff delay, say). Default: [`WhileDown::Keep`].
     pub fn while_down(mut self, while_down: WhileDown) -> Self {
         self.while_down = while_down;
+        self
+    }
+}
+
+impl<A: Actor> Props<A> {
+    /// Gives the actor a circuit breaker for its calls to a dependency, read in handlers with
+    /// [`Context::circuit_breaker`](crate::Context::circuit_breaker). The breaker belongs to
+    /// the actor's place in the supervision tree, not to an instance: a restarted actor finds
+    /// it as it was (open, if the dependency is still down), so restarts cannot hammer a
+    /// failing dependency. Pass clones of one breaker to several actors to share it.
+    ///
+    /// ```
+    /// use postbox::prelude::*;
+    /// use postbox::CircuitBreaker;
+    ///
+    /// struct Fetcher;
+    /// impl Actor for Fetcher {}
+    ///
+    /// let breaker = CircuitBreaker::builder("inventory-db").max_failures(3).build()?;
+    /// let props = Props::new(|| Fetcher).circuit_breaker(breaker);
+    /// # let _ = props;
+    /// # Ok::<(), postbox::BreakerConfigError>(())
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
         self
     }
 }
@@ -111,6 +179,12 @@ impl<A: Actor> fmt::Debug for Props<A> {
             .field("supervisor", &self.supervisor)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("while_down", &self.while_down)
+            .field(
+                "dispatcher",
+                &self.dispatcher.as_ref().map(Dispatcher::name),
+            )
+            .field("blocking", &self.blocking)
+            .field("breaker", &self.breaker.as_ref().map(CircuitBreaker::name))
             .finish_non_exhaustive()
     }
 }

@@ -31,6 +31,7 @@ use crate::cell::{
 };
 use crate::context::{Context, Request};
 use crate::dead_letters::DeadLetterReason;
+use crate::dispatcher::PinnedThread;
 use crate::envelope::Envelope;
 use crate::error::{AskError, SpawnError};
 use crate::lifecycle::{ExitReason, Failure};
@@ -141,6 +142,8 @@ pub(crate) struct Prepared<A: Actor> {
     runner: Runner<A>,
     restart: Restart,
     shutdown_timeout: Duration,
+    /// The dedicated thread of a blocking actor.
+    thread: Option<PinnedThread>,
 }
 
 impl<A: Actor> Prepared<A> {
@@ -153,8 +156,18 @@ impl<A: Actor> Prepared<A> {
         )
     }
 
-    /// Starts the actor's task.
+    /// Starts the actor's task: on its own thread if it is blocking, else on its dispatcher
+    /// (kept in its context, where its children find it too), else on the system's runtime.
     pub(crate) fn start(self) {
+        if let Some(thread) = self.thread {
+            return thread.run(Box::pin(self.runner.run()));
+        }
+        if let Some(dispatcher) = self.runner.ctx.dispatcher() {
+            // The runner's context holds the dispatcher, so the task keeps its runtime alive.
+            let runtime = dispatcher.handle().clone();
+            runtime.spawn(self.runner.run());
+            return;
+        }
         let runtime = self.runner.cell().meta.system.shared.runtime.clone();
         runtime.spawn(self.runner.run());
     }
@@ -180,6 +193,15 @@ pub(crate) fn prepare<A: Actor>(
     props: Props<A>,
 ) -> Result<Prepared<A>, SpawnError> {
     let id = system.next_id();
+    // First, before the actor is entered anywhere: failing to get a thread undoes nothing.
+    let thread = if props.blocking {
+        let name = format!("postbox-blocking-{}", id.get());
+        let thread =
+            PinnedThread::spawn(name).map_err(|e| SpawnError::ThreadUnavailable(e.to_string()))?;
+        Some(thread)
+    } else {
+        None
+    };
     let name: Option<Arc<str>> = match props.name {
         Some(name) => {
             validate_name(&name)?;
@@ -214,6 +236,13 @@ pub(crate) fn prepare<A: Actor>(
         true,
     );
     runner.while_down = props.while_down;
+    if props.dispatcher.is_some() || props.breaker.is_some() {
+        runner.ctx.extras = Some(Box::new(crate::context::Extras {
+            dispatcher: props.dispatcher,
+            breaker: props.breaker,
+            ..Default::default()
+        }));
+    }
     Ok(Prepared {
         actor_ref: ActorRef::from_cell(cell),
         runner,
@@ -221,6 +250,7 @@ pub(crate) fn prepare<A: Actor>(
         shutdown_timeout: props
             .shutdown_timeout
             .unwrap_or(system.config.shutdown_timeout),
+        thread,
     })
 }
 
@@ -1204,7 +1234,8 @@ mod tests {
     use super::*;
 
     /// Every idle actor is one runner future in a Tokio task; keep it small (see the module
-    /// docs). The bound leaves room for an actor of up to 64 bytes.
+    /// docs). The bound leaves room for an actor of up to 64 bytes. Settings few actors use
+    /// (watched set, dispatcher, breaker) share one boxed `Extras` in the context.
     #[test]
     fn an_idle_actor_s_task_state_stays_small() {
         struct Idle(#[allow(dead_code)] [u64; 8]);

@@ -369,3 +369,80 @@ async fn call_wraps_a_plain_ask() {
     assert_eq!(system.dead_letters().total(), before);
     system.shutdown().await;
 }
+
+/// An actor that guards its calls to a dependency with the breaker its props gave it, and
+/// fails (is restarted) when a call fails.
+struct Caller {
+    dependency_up: Arc<AtomicBool>,
+}
+
+impl Actor for Caller {}
+
+struct CallDependency;
+impl Message for CallDependency {
+    type Reply = Result<(), String>;
+}
+
+impl Handler<CallDependency> for Caller {
+    async fn handle(&mut self, _: CallDependency, ctx: &mut Context<Self>) -> Result<(), String> {
+        let up = self.dependency_up.load(Relaxed);
+        let breaker = ctx.circuit_breaker().expect("given by props").clone();
+        let result = breaker
+            .call(async move {
+                if up {
+                    Ok(())
+                } else {
+                    Err("down")
+                }
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_rejected() => Err("rejected".into()),
+            Err(error) => {
+                // A real failure: let the supervisor restart this actor.
+                ctx.fail(format!("dependency call failed: {error}"));
+                Err("failed".into())
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_given_through_props_outlives_restarts_of_the_actor_it_guards() {
+    let system = ActorSystem::new();
+    let dependency_up = Arc::new(AtomicBool::new(false));
+    let up = dependency_up.clone();
+    let guard = breaker(2);
+    let caller = system
+        .spawn(
+            Props::new(move || Caller {
+                dependency_up: up.clone(),
+            })
+            .circuit_breaker(guard.clone()),
+        )
+        .unwrap();
+
+    // Two failed calls, each restarting the actor, trip the shared breaker.
+    for _ in 0..2 {
+        assert_eq!(
+            caller.ask(CallDependency).await.unwrap(),
+            Err("failed".into())
+        );
+    }
+    assert_eq!(guard.state(), BreakerState::Open);
+    // The restarted instance finds the breaker open: it fails fast and does not fail itself.
+    assert_eq!(
+        caller.ask(CallDependency).await.unwrap(),
+        Err("rejected".into())
+    );
+
+    // The dependency recovers; after the reset timeout the trial call closes the breaker.
+    dependency_up.store(true, Relaxed);
+    advance(RESET).await;
+    assert_eq!(caller.ask(CallDependency).await.unwrap(), Ok(()));
+    assert_eq!(guard.state(), BreakerState::Closed);
+    // Two restarts, from the two real failures; the rejected call restarted nothing.
+    assert_eq!(caller.stats().restarts, 2);
+    system.shutdown().await;
+}

@@ -7,6 +7,7 @@
 
 mod backoff;
 mod breaker;
+mod bulkhead;
 mod common;
 mod dead_letters;
 mod lifecycle;
