@@ -46,7 +46,7 @@
 //!
 //! **Blocking is not inherited.** Children of a blocking actor run on the dispatcher the
 //! blocking actor would otherwise have used — its own [`Props::dispatcher`], else its parent's,
-//! else the system's runtime — unless their props say [`blocking`](Props::blocking) themselves.
+//! else the system's runtime — unless their props say [`blocking`](crate::Props::blocking) themselves.
 //! Blocking is a property of a handler's code, not of a subtree, and inheriting it would turn
 //! every child (say, one per request) silently into an OS thread. Akka makes the same choice:
 //! a pinned dispatcher is assigned to one actor by its deployment, children do not get it.

@@ -48,23 +48,23 @@
 mod actor;
 mod actor_ref;
 mod ask;
-mod backoff;
+pub mod backoff;
 #[doc(hidden)]
 pub mod bench_api;
-mod breaker;
-mod bulkhead;
+pub mod breaker;
+pub mod bulkhead;
 mod cell;
 mod context;
 mod dead_letters;
 mod deadline;
-mod dispatcher;
+pub mod dispatcher;
 mod envelope;
 mod error;
 mod lifecycle;
 mod mailbox;
 mod props;
 mod registry;
-mod router;
+pub mod router;
 mod runner;
 mod slot;
 mod supervision;

@@ -138,7 +138,7 @@ pub(crate) struct Counters {
     pub(crate) panics: AtomicU64,
 }
 
-/// A snapshot of [`Counters`].
+/// A snapshot of the system's lifetime counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct SystemCounters {
