@@ -1,0 +1,1 @@
+//! postbox wire format (work in progress).
