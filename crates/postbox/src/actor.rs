@@ -39,6 +39,15 @@ pub trait Message: Send + 'static {
     /// What a handler returns for this message and what `ask` resolves to. Use `()` for
     /// messages that are only ever told.
     type Reply: Send + 'static;
+
+    /// How this message travels to actors on other nodes; `None` (the default) keeps it
+    /// local. The transport crate's `remote_message!` macro writes this method.
+    fn remote() -> Option<crate::remote::RemoteCodec<Self>>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// The behaviour shared by all actors: lifecycle hooks, all optional.
@@ -139,6 +148,12 @@ impl ActorId {
     /// The numeric value of the id.
     pub const fn get(self) -> u64 {
         self.0
+    }
+
+    /// The id with numeric value `raw` (as carried by another node's messages). Whether an
+    /// actor has it is for [`ActorSystem`](crate::ActorSystem) lookups to say.
+    pub const fn from_raw(raw: u64) -> Self {
+        Self(raw)
     }
 }
 

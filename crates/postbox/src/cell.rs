@@ -309,6 +309,7 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
     fn stats(&self) -> ActorStats;
     fn depth(&self) -> usize;
     fn actor_type(&self) -> &'static str;
+    fn actor_type_id(&self) -> std::any::TypeId;
     /// Pushes a system signal; hands it back if the actor has terminated.
     fn send_system(&self, signal: SystemSignal) -> Result<(), SystemSignal>;
     fn interrupt(&self, bits: usize);
@@ -330,6 +331,10 @@ impl<A: Actor> AnyCell for ActorCell<A> {
 
     fn actor_type(&self) -> &'static str {
         std::any::type_name::<A>()
+    }
+
+    fn actor_type_id(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<A>()
     }
 
     fn send_system(&self, signal: SystemSignal) -> Result<(), SystemSignal> {

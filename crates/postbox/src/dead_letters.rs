@@ -38,17 +38,27 @@ pub enum DeadLetterReason {
     /// Arrived while its actor was down between a failure and its restart, and the actor was
     /// spawned to drop such messages ([`WhileDown::DeadLetter`](crate::WhileDown)).
     ActorDown,
+    /// For a remote actor whose node could not be reached.
+    Unreachable,
+    /// Its type has no remote codec, so it cannot leave this node.
+    NotRemotable,
+    /// Arrived from another node and could not be delivered here (unknown target or message
+    /// tag, undecodable payload).
+    RemoteRejected,
 }
 
 impl DeadLetterReason {
     /// Every reason, in a stable order (for metrics).
-    pub const ALL: [DeadLetterReason; 6] = [
+    pub const ALL: [DeadLetterReason; 9] = [
         DeadLetterReason::ActorStopped,
         DeadLetterReason::MailboxFull,
         DeadLetterReason::DroppedAtStop,
         DeadLetterReason::ReplyUndeliverable,
         DeadLetterReason::NoRoutees,
         DeadLetterReason::ActorDown,
+        DeadLetterReason::Unreachable,
+        DeadLetterReason::NotRemotable,
+        DeadLetterReason::RemoteRejected,
     ];
 
     /// A short snake_case label, stable for metrics.
@@ -60,6 +70,9 @@ impl DeadLetterReason {
             DeadLetterReason::ReplyUndeliverable => "reply_undeliverable",
             DeadLetterReason::NoRoutees => "no_routees",
             DeadLetterReason::ActorDown => "actor_down",
+            DeadLetterReason::Unreachable => "unreachable",
+            DeadLetterReason::NotRemotable => "not_remotable",
+            DeadLetterReason::RemoteRejected => "remote_rejected",
         }
     }
 
@@ -71,6 +84,9 @@ impl DeadLetterReason {
             DeadLetterReason::ReplyUndeliverable => 3,
             DeadLetterReason::NoRoutees => 4,
             DeadLetterReason::ActorDown => 5,
+            DeadLetterReason::Unreachable => 6,
+            DeadLetterReason::NotRemotable => 7,
+            DeadLetterReason::RemoteRejected => 8,
         }
     }
 }

@@ -48,6 +48,9 @@ struct VTable<A: Actor> {
         &'a mut HandlerSlot,
     ) -> RunningHandler<'a>,
     drop: unsafe fn(&mut Payload),
+    /// Takes the packet and encodes it for another node (`Err` if the type is not remotable;
+    /// the packet is consumed either way, an ask resolving with the failure).
+    remote: unsafe fn(&mut Payload) -> Result<crate::remote::Outbound, ()>,
 }
 
 /// One message for an actor of type `A`, of any type `A` handles.
@@ -71,6 +74,7 @@ impl<A: Handler<M>, M: Message> Packing<A, M> {
         message_type_id: std::any::TypeId::of::<M>,
         dispatch: dispatch::<A, M>,
         drop: drop_packet::<A, M>,
+        remote: encode_packet::<A, M>,
     };
 
     /// # Safety
@@ -130,6 +134,13 @@ impl<A: Actor> Envelope<A> {
         unsafe { (this.vtable.dispatch)(&mut this.payload, actor, ctx, slot) }
     }
 
+    /// Encodes the message for a remote actor (see `remote.rs`).
+    pub(crate) fn into_remote(self) -> Result<crate::remote::Outbound, ()> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: as in `dispatch`: written by `new` for this vtable, taken once, here.
+        unsafe { (this.vtable.remote)(&mut this.payload) }
+    }
+
     /// Takes the message and reply handle back out, for a send that failed.
     ///
     /// # Safety
@@ -161,6 +172,34 @@ impl<A: Actor> std::fmt::Debug for Envelope<A> {
             .field("message_type", &self.message_type())
             .finish_non_exhaustive()
     }
+}
+
+/// SAFETY (callers): see `Packing::take`.
+unsafe fn encode_packet<A: Handler<M>, M: Message>(
+    payload: &mut Payload,
+) -> Result<crate::remote::Outbound, ()> {
+    use crate::remote::{Outbound, PendingReply, RemoteFailure};
+    // SAFETY: forwarded contract.
+    let Packet { message, reply } = unsafe { Packing::<A, M>::take(payload) };
+    let failed = |reply: Option<ReplyTo<M::Reply>>, failure| {
+        if let Some(reply) = reply {
+            crate::ask::with_abandon_reason(crate::AskError::Remote(failure), || drop(reply));
+        }
+    };
+    let Some(codec) = M::remote() else {
+        failed(reply, RemoteFailure::NotRemotable);
+        return Err(());
+    };
+    let mut bytes = Vec::new();
+    if (codec.encode)(&message, &mut bytes).is_err() {
+        failed(reply, RemoteFailure::Undecodable);
+        return Err(());
+    }
+    Ok(Outbound {
+        tag: codec.tag,
+        payload: bytes,
+        reply: reply.map(|reply| PendingReply::new(reply, codec.decode_reply)),
+    })
 }
 
 /// SAFETY (callers): see `Packing::take`.

@@ -105,6 +105,10 @@ pub enum AskError {
     NoReply,
     /// Sent through a router with no live routee.
     NoRoutees,
+    /// The remote actor's node was lost before the reply came (or was unreachable).
+    NodeDown,
+    /// The remote node could not deliver or answer the message.
+    Remote(crate::remote::RemoteFailure),
 }
 
 impl fmt::Display for AskError {
@@ -115,6 +119,8 @@ impl fmt::Display for AskError {
             AskError::Panicked => f.write_str("the actor panicked while handling the message"),
             AskError::NoReply => f.write_str("the reply handle was dropped without a reply"),
             AskError::NoRoutees => f.write_str("the router has no live routee"),
+            AskError::NodeDown => f.write_str("the remote actor's node is unreachable"),
+            AskError::Remote(failure) => write!(f, "remote failure: {failure}"),
         }
     }
 }

@@ -64,6 +64,7 @@ mod lifecycle;
 mod mailbox;
 mod props;
 mod registry;
+pub mod remote;
 pub mod router;
 mod runner;
 mod slot;

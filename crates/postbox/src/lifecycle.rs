@@ -78,6 +78,11 @@ pub enum ExitReason {
     Failed(Failure),
     /// Sent to watchers of an actor that had already terminated when the watch was placed.
     AlreadyTerminated,
+    /// A remote actor's node was lost (connection down and not restored): the actor may still
+    /// run, but it is unreachable from here.
+    NodeDown,
+    /// A remote actor terminated; its node reported why.
+    Remote(std::sync::Arc<str>),
 }
 
 impl ExitReason {
@@ -95,6 +100,8 @@ impl fmt::Display for ExitReason {
             ExitReason::Shutdown => f.write_str("system shutdown"),
             ExitReason::Failed(failure) => write!(f, "{failure}"),
             ExitReason::AlreadyTerminated => f.write_str("already terminated"),
+            ExitReason::NodeDown => f.write_str("its node is unreachable"),
+            ExitReason::Remote(reason) => write!(f, "terminated on its node: {reason}"),
         }
     }
 }

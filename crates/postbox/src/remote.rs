@@ -1,0 +1,475 @@
+//! The seam between the core and a remote transport (`postbox-remote`).
+//!
+//! The core never opens sockets or serializes bytes. It reaches other nodes through three
+//! pieces defined here:
+//!
+//! - a message type opts in to travelling between nodes by returning a [`RemoteCodec`] from
+//!   [`Message::remote`](crate::Message::remote): a stable tag and four function pointers that
+//!   encode and decode the message and its reply (written by the transport crate's macro, so
+//!   the core carries pointers, not a serializer);
+//! - a remote actor is reached through a **proxy**: an [`ActorRef<A>`] whose cell is local but
+//!   whose mailbox is drained by a forwarder instead of an actor instance. `tell`, `try_tell`,
+//!   `ask`, backpressure, depth and death watch work exactly as for a local actor — the same
+//!   type, the same code path up to the mailbox — which is what location transparency means
+//!   here. The forwarder encodes each message ([`Outbound`]) and hands it to the transport's
+//!   [`RemoteLink`], in mailbox order, so per-sender ordering carries over to the connection;
+//! - the transport ends a proxy ([`ProxyHandle::terminate`]) when the remote actor terminates or
+//!   its node is lost. Messages still queued become dead letters
+//!   ([`Unreachable`](crate::DeadLetterReason::Unreachable)), pending asks resolve with
+//!   [`AskError::NodeDown`], and the proxy's watchers get `Terminated`.
+//!
+//! This module is the transport's API; applications use `postbox-remote`.
+
+use crate::actor::{Actor, ActorId, Message};
+use crate::actor_ref::ActorRef;
+use crate::cell::{ActorCell, ActorMeta, AnyCell, Signal, Stats, SystemSignal, Watcher};
+use crate::dead_letters::{DeadLetter, DeadLetterReason};
+use crate::envelope::Envelope;
+use crate::error::{AskError, BoxError};
+use crate::lifecycle::ExitReason;
+use crate::mailbox::{Consumer, Inbox, Mailbox, Received};
+use crate::system::ActorSystem;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// How a message type travels between nodes: a stable tag and its codecs. Build it with the
+/// transport crate's `remote_message!` macro rather than by hand.
+pub struct RemoteCodec<M: Message> {
+    /// The message's stable wire tag, e.g. `"bank.Deposit"`. Unique per message type in a
+    /// cluster, and unchanged across releases that must talk to each other.
+    pub tag: &'static str,
+    /// Appends the encoded message to the buffer.
+    pub encode: fn(&M, &mut Vec<u8>) -> Result<(), BoxError>,
+    /// Decodes a message.
+    pub decode: fn(&[u8]) -> Result<M, BoxError>,
+    /// Appends the encoded reply to the buffer.
+    pub encode_reply: fn(&M::Reply, &mut Vec<u8>) -> Result<(), BoxError>,
+    /// Decodes a reply.
+    pub decode_reply: fn(&[u8]) -> Result<M::Reply, BoxError>,
+}
+
+impl<M: Message> Clone for RemoteCodec<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: Message> Copy for RemoteCodec<M> {}
+
+impl<M: Message> fmt::Debug for RemoteCodec<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteCodec")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a remote call failed on the far side (carried by [`AskError::Remote`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemoteFailure {
+    /// No actor with that id or name on the target node.
+    UnknownTarget,
+    /// The target does not handle a message with that tag (or its node never registered it).
+    UnknownTag,
+    /// The message or its reply could not be decoded.
+    Undecodable,
+    /// The message type has no [`RemoteCodec`]: it cannot leave this node.
+    NotRemotable,
+    /// The remote node refused it (shutting down, say).
+    Refused,
+}
+
+impl fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemoteFailure::UnknownTarget => "no such actor on the remote node",
+            RemoteFailure::UnknownTag => "the remote actor does not handle this message type",
+            RemoteFailure::Undecodable => "the message or its reply could not be decoded",
+            RemoteFailure::NotRemotable => "the message type cannot be sent to another node",
+            RemoteFailure::Refused => "the remote node refused the message",
+        })
+    }
+}
+
+/// One message on its way to a remote actor, encoded.
+pub struct Outbound {
+    /// The message type's wire tag.
+    pub tag: &'static str,
+    /// The encoded message.
+    pub payload: Vec<u8>,
+    /// For an ask: where the reply goes.
+    pub reply: Option<PendingReply>,
+}
+
+impl fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound")
+            .field("tag", &self.tag)
+            .field("bytes", &self.payload.len())
+            .field("ask", &self.reply.is_some())
+            .finish()
+    }
+}
+
+/// The asker's end of a remote ask: completes it from the reply's bytes or with an error.
+/// Dropping it unanswered resolves the asker with [`AskError::NodeDown`].
+pub struct PendingReply {
+    inner: Option<Box<dyn ErasedReply>>,
+}
+
+trait ErasedReply: Send {
+    fn complete(self: Box<Self>, bytes: &[u8]) -> Result<(), AskError>;
+    fn fail(self: Box<Self>, error: AskError);
+    fn is_closed(&self) -> bool;
+}
+
+struct TypedReply<R> {
+    reply: crate::ask::ReplyTo<R>,
+    decode: fn(&[u8]) -> Result<R, BoxError>,
+}
+
+impl<R: Send + 'static> ErasedReply for TypedReply<R> {
+    fn complete(self: Box<Self>, bytes: &[u8]) -> Result<(), AskError> {
+        match (self.decode)(bytes) {
+            Ok(value) => {
+                let _ = self.reply.send_unrecorded(value);
+                Ok(())
+            }
+            Err(_) => {
+                let error = AskError::Remote(RemoteFailure::Undecodable);
+                self.fail(error);
+                Err(error)
+            }
+        }
+    }
+
+    fn fail(self: Box<Self>, error: AskError) {
+        crate::ask::with_abandon_reason(error, || drop(self.reply));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+impl PendingReply {
+    pub(crate) fn new<R: Send + 'static>(
+        reply: crate::ask::ReplyTo<R>,
+        decode: fn(&[u8]) -> Result<R, BoxError>,
+    ) -> Self {
+        Self {
+            inner: Some(Box::new(TypedReply { reply, decode })),
+        }
+    }
+
+    /// Completes the ask with the encoded reply. Fails (and resolves the asker with
+    /// `Remote(Undecodable)`) if the bytes do not decode.
+    pub fn complete(mut self, bytes: &[u8]) -> Result<(), AskError> {
+        match self.inner.take() {
+            Some(inner) => inner.complete(bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves the ask with `error`.
+    pub fn fail(mut self, error: AskError) {
+        if let Some(inner) = self.inner.take() {
+            inner.fail(error);
+        }
+    }
+
+    /// Whether the asker has stopped waiting (its ask timed out or was dropped): the transport
+    /// can forget this entry.
+    pub fn is_closed(&self) -> bool {
+        self.inner.as_ref().is_none_or(|inner| inner.is_closed())
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.fail(AskError::NodeDown);
+        }
+    }
+}
+
+impl fmt::Debug for PendingReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingReply")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Why a [`RemoteLink`] could not take a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The peer is unreachable (not connected and not reconnecting, or shut down).
+    Unreachable,
+}
+
+/// The boxed future [`RemoteLink::send`] returns.
+pub type LinkSend<'a> = Pin<Box<dyn Future<Output = Result<(), (Outbound, LinkError)>> + Send + 'a>>;
+
+/// Where a proxy's messages go: one remote actor, through its node's connection.
+pub trait RemoteLink: Send + Sync + 'static {
+    /// Queues `message` for the remote actor, waiting while the connection's outbound queue is
+    /// full (backpressure). Hands the message back if the peer is unreachable.
+    fn send(&self, message: Outbound) -> LinkSend<'_>;
+    /// The first local watcher of this proxy appeared: ask the remote node to report the
+    /// actor's termination.
+    fn watch(&self);
+    /// The proxy ended (for any reason): release what it holds on the remote side.
+    fn closed(&self);
+}
+
+/// The transport's handle on one proxy.
+pub struct ProxyHandle {
+    cell: Arc<dyn AnyCell>,
+}
+
+impl ProxyHandle {
+    /// Ends the proxy: what is still queued becomes `Unreachable` dead letters (asks among it
+    /// resolve with `NodeDown`), and watchers get `Terminated` with `reason`.
+    pub fn terminate(&self, reason: ExitReason) {
+        let _ = self.cell.send_system(SystemSignal::Stop {
+            drain: false,
+            reason,
+        });
+    }
+
+    /// The proxy's local id.
+    pub fn id(&self) -> ActorId {
+        self.cell.meta().id
+    }
+
+    /// Whether the proxy still accepts messages.
+    pub fn is_alive(&self) -> bool {
+        self.cell.stats().status != crate::ActorStatus::Stopped
+    }
+}
+
+impl fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyHandle")
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
+/// Creates a proxy for a remote actor of type `A` named `name` (shown as its path, e.g.
+/// `postbox://10.0.0.7:4000/user/counter`), forwarding through `link`. The proxy lives in
+/// `system` (its dead letters and id space) but not in its actor table or supervision tree.
+pub fn spawn_proxy<A: Actor>(
+    system: &ActorSystem,
+    name: String,
+    mailbox: Mailbox,
+    link: Arc<dyn RemoteLink>,
+) -> (ActorRef<A>, ProxyHandle) {
+    let shared = &system.shared;
+    let cell = Arc::new(ActorCell {
+        inbox: Inbox::new(mailbox),
+        meta: ActorMeta {
+            id: shared.next_id(),
+            name: Some(Arc::from(name)),
+            parent: None,
+            system: system.clone(),
+            stats: Stats::default(),
+        },
+    });
+    cell.meta.stats.set_status(crate::ActorStatus::Running);
+    // SAFETY: the cell was created just above; this is the only consumer ever made for it.
+    let consumer = unsafe { Consumer::new(cell.clone()) };
+    let handle = ProxyHandle { cell: cell.clone() };
+    shared.runtime.spawn(forward(consumer, link));
+    (ActorRef::from_cell(cell), handle)
+}
+
+/// The proxy's task: forwards messages in mailbox order until terminated.
+async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn RemoteLink>) {
+    let mut watchers: Vec<Watcher> = Vec::new();
+    let reason = loop {
+        match poll_fn(|cx| consumer.poll_recv(cx)).await {
+            Received::Message(envelope) => {
+                if let Some(reason) = send_one(&consumer, &*link, envelope).await {
+                    break reason;
+                }
+            }
+            Received::Signals(signals) => {
+                let mut stop = None;
+                for signal in signals {
+                    match signal {
+                        Signal::System(SystemSignal::Stop { reason, .. }) => stop = Some(reason),
+                        Signal::System(SystemSignal::Watch(watcher)) => {
+                            if watchers.is_empty() {
+                                link.watch();
+                            }
+                            watchers.push(watcher);
+                        }
+                        Signal::System(SystemSignal::Unwatch { watcher }) => {
+                            watchers.retain(|w| w.watcher != watcher);
+                        }
+                        Signal::System(SystemSignal::Supervision(_)) | Signal::Terminated { .. } => {}
+                    }
+                }
+                if let Some(reason) = stop {
+                    break reason;
+                }
+            }
+            Received::Interrupted => {
+                consumer.owner().inbox.clear_interrupts(usize::MAX);
+                break ExitReason::Stopped;
+            }
+            Received::Drained => break ExitReason::Stopped,
+        }
+    };
+    consumer.close();
+    let cell = consumer.owner().clone();
+    cell.meta.stats.set_status(crate::ActorStatus::Stopped);
+    while let Some(envelope) = consumer.try_recv() {
+        unreachable_letter(&cell, envelope);
+    }
+    for signal in consumer.close_signals() {
+        if let Signal::System(SystemSignal::Watch(watcher)) = signal {
+            watchers.push(watcher);
+        }
+    }
+    link.closed();
+    let id = cell.meta.id;
+    for watcher in watchers {
+        watcher.notify(id, reason.clone());
+    }
+}
+
+/// Encodes and sends one message; returns the proxy's end if the link is gone.
+async fn send_one<A: Actor>(
+    consumer: &Consumer<ActorCell<A>>,
+    link: &dyn RemoteLink,
+    envelope: Envelope<A>,
+) -> Option<ExitReason> {
+    let cell = consumer.owner();
+    let message_type = envelope.message_type();
+    match envelope.into_remote() {
+        Ok(outbound) => match link.send(outbound).await {
+            Ok(()) => {
+                cell.meta.stats.record_message(None);
+                None
+            }
+            Err((outbound, LinkError::Unreachable)) => {
+                record(cell, message_type, DeadLetterReason::Unreachable);
+                if let Some(reply) = outbound.reply {
+                    reply.fail(AskError::NodeDown);
+                }
+                Some(ExitReason::NodeDown)
+            }
+        },
+        Err(()) => {
+            record(cell, message_type, DeadLetterReason::NotRemotable);
+            None
+        }
+    }
+}
+
+fn unreachable_letter<A: Actor>(cell: &ActorCell<A>, envelope: Envelope<A>) {
+    cell.meta.system.shared.dead_letters.record_envelope(
+        cell.meta.id,
+        std::any::type_name::<A>(),
+        &envelope,
+        DeadLetterReason::Unreachable,
+    );
+    crate::ask::abandon(envelope, AskError::NodeDown);
+}
+
+fn record<A: Actor>(cell: &ActorCell<A>, message_type: &'static str, reason: DeadLetterReason) {
+    cell.meta.system.shared.dead_letters.record(DeadLetter {
+        recipient: cell.meta.id,
+        recipient_type: std::any::type_name::<A>(),
+        message_type,
+        reason,
+    });
+}
+
+/// A local actor, found by id or registered name for a message that arrived from another node,
+/// before its type is known.
+#[derive(Clone)]
+pub struct LocalActor {
+    cell: Arc<dyn AnyCell>,
+}
+
+impl LocalActor {
+    /// The live actor with `id` in `system`.
+    pub fn by_id(system: &ActorSystem, id: ActorId) -> Option<Self> {
+        let cell = system.shared.actors.get(&id)?.clone();
+        Some(Self { cell })
+    }
+
+    /// The actor registered as `name` in `system`'s registry.
+    pub fn by_name(system: &ActorSystem, name: &str) -> Option<Self> {
+        let id = system.registry().lookup_id(name)?;
+        Self::by_id(system, id)
+    }
+
+    /// Its id.
+    pub fn id(&self) -> ActorId {
+        self.cell.meta().id
+    }
+
+    /// `TypeId` of its actor type, to find how to deliver a tag to it.
+    pub fn actor_type_id(&self) -> std::any::TypeId {
+        self.cell.actor_type_id()
+    }
+
+    /// Its actor type's name.
+    pub fn actor_type(&self) -> &'static str {
+        self.cell.actor_type()
+    }
+
+    /// A typed reference, if it is an `A`.
+    pub fn downcast<A: Actor>(&self) -> Option<ActorRef<A>> {
+        self.cell
+            .clone()
+            .into_any()
+            .downcast::<ActorCell<A>>()
+            .ok()
+            .map(ActorRef::from_cell)
+    }
+
+    /// Resolves when the actor terminates (at once if it already has), with why.
+    pub fn terminated(&self) -> impl Future<Output = ExitReason> + Send + 'static {
+        crate::runner::wait_for_termination(&self.cell)
+    }
+
+    /// Counts a message that arrived from another node for this actor and could not be
+    /// delivered.
+    pub fn rejected(&self, message_type: &'static str) {
+        self.cell.meta().system.shared.dead_letters.record(DeadLetter {
+            recipient: self.id(),
+            recipient_type: self.actor_type(),
+            message_type,
+            reason: DeadLetterReason::RemoteRejected,
+        });
+    }
+}
+
+impl fmt::Debug for LocalActor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalActor")
+            .field("id", &self.id())
+            .field("type", &self.actor_type())
+            .finish()
+    }
+}
+
+/// Counts a message from another node that found no recipient here (unknown target).
+pub fn reject_unknown_target(system: &ActorSystem, message_type: &'static str) {
+    system.shared.dead_letters.record(DeadLetter {
+        recipient: ActorId(0),
+        recipient_type: "",
+        message_type,
+        reason: DeadLetterReason::RemoteRejected,
+    });
+}
