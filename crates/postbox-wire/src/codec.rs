@@ -1,0 +1,746 @@
+//! Framing and the binary layout of every frame (documented in the crate docs).
+//!
+//! Encoding writes straight into the caller's `BytesMut`; decoding reads from a slice of the
+//! frame, with every read checked (no indexing, no panics), and hands out the payload of a
+//! `Message` or `Reply` as a sub-slice of the frame's `Bytes` (no copy).
+
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::{
+    ActorAddr, Challenge, Envelope, ErrorKind, Frame, Hello, NodeAddr, Proof, RefuseReason,
+    RemoteError, Target, WireError, DEFAULT_MAX_FRAME,
+};
+
+/// The length prefix: a u32, big-endian.
+const HEADER: usize = 4;
+
+/// The kind bytes. Their values are part of the protocol; `HELLO`, `CHALLENGE` and `REFUSED`
+/// never change (see the versioning rules in the crate docs).
+pub(crate) mod kind {
+    pub(crate) const HELLO: u8 = 0x01;
+    pub(crate) const CHALLENGE: u8 = 0x02;
+    pub(crate) const PROOF: u8 = 0x03;
+    pub(crate) const WELCOME: u8 = 0x04;
+    pub(crate) const REFUSED: u8 = 0x05;
+    pub(crate) const GOODBYE: u8 = 0x06;
+    pub(crate) const MESSAGE: u8 = 0x10;
+    pub(crate) const REPLY: u8 = 0x11;
+    pub(crate) const ERROR: u8 = 0x12;
+    pub(crate) const HEARTBEAT: u8 = 0x20;
+    pub(crate) const HEARTBEAT_ACK: u8 = 0x21;
+    pub(crate) const WATCH: u8 = 0x30;
+    pub(crate) const UNWATCH: u8 = 0x31;
+    pub(crate) const TERMINATED: u8 = 0x32;
+    pub(crate) const LOOKUP: u8 = 0x40;
+    pub(crate) const FOUND: u8 = 0x41;
+}
+
+/// Flag bits of a `Message` frame.
+mod message_flags {
+    /// The target is a name (a string), not an id (a varint).
+    pub(super) const TARGET_NAME: u8 = 0x01;
+    /// A correlation id follows the tag.
+    pub(super) const CORRELATION: u8 = 0x02;
+    /// A sender follows.
+    pub(super) const SENDER: u8 = 0x04;
+    /// A trace string follows.
+    pub(super) const TRACE: u8 = 0x08;
+    /// Every flag this version knows.
+    pub(super) const KNOWN: u8 = TARGET_NAME | CORRELATION | SENDER | TRACE;
+}
+
+/// Flag bits of a `Found` frame.
+mod found_flags {
+    /// An id follows.
+    pub(super) const ID: u8 = 0x01;
+}
+
+/// Length-delimited framing of [`Frame`]s: a u32 big-endian length, then the frame's body
+/// (whose first byte is its kind), at most `max_frame` bytes long.
+///
+/// As a [`Decoder`] it never panics, whatever the input; it refuses a length over `max_frame`
+/// before reserving any room for it, and it returns `Ok(None)` until a whole frame has arrived.
+/// As an [`Encoder`] it refuses to write a frame over `max_frame`, leaving the buffer as it
+/// was.
+///
+/// Both nodes of a connection should use the same limit.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_frame: usize,
+}
+
+impl FrameCodec {
+    /// A codec whose frames (not counting the 4-byte length prefix) are at most `max_frame`
+    /// bytes. A limit above `u32::MAX` is lowered to it, the most the prefix can announce.
+    pub fn new(max_frame: usize) -> Self {
+        let ceiling = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+        FrameCodec {
+            max_frame: max_frame.min(ceiling),
+        }
+    }
+
+    /// The largest frame body, in bytes, this codec reads or writes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+}
+
+impl Default for FrameCodec {
+    /// A codec with [`DEFAULT_MAX_FRAME`].
+    fn default() -> Self {
+        FrameCodec::new(DEFAULT_MAX_FRAME)
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        let len = match src.get(..HEADER) {
+            Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+            _ => return Ok(None),
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > self.max_frame {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        let Some(total) = len.checked_add(HEADER) else {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        };
+        if src.len() < total {
+            // At most `max_frame + 4` bytes in all: the length was checked above.
+            src.reserve(total.saturating_sub(src.len()));
+            return Ok(None);
+        }
+        src.advance(HEADER);
+        let body = src.split_to(len).freeze();
+        decode_body(body).map(Some)
+    }
+}
+
+impl Encoder<&Frame> for FrameCodec {
+    type Error = WireError;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), WireError> {
+        encode_with_limit(frame, dst, self.max_frame)
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = WireError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), WireError> {
+        encode_with_limit(&frame, dst, self.max_frame)
+    }
+}
+
+/// Appends one encoded frame, length prefix included, to `out`, under the
+/// [`DEFAULT_MAX_FRAME`] limit; the batching writer encodes many frames into one buffer this
+/// way. Use a [`FrameCodec`] for another limit.
+///
+/// On error (`FrameTooLarge`), `out` is left as it was.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), WireError> {
+    encode_with_limit(frame, out, DEFAULT_MAX_FRAME)
+}
+
+fn encode_with_limit(frame: &Frame, out: &mut BytesMut, max: usize) -> Result<(), WireError> {
+    // The payload alone is too large: refuse before copying it.
+    if let Frame::Message(Envelope { payload, .. }) | Frame::Reply { payload, .. } = frame {
+        if payload.len() > max {
+            return Err(WireError::FrameTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+    }
+    let start = out.len();
+    out.reserve(HEADER + size_hint(frame));
+    out.put_u32(0);
+    encode_body(frame, out);
+    let len = out.len().saturating_sub(start + HEADER);
+    let prefix = match u32::try_from(len) {
+        Ok(prefix) if len <= max => prefix,
+        _ => {
+            out.truncate(start);
+            return Err(WireError::FrameTooLarge { len, max });
+        }
+    };
+    if let Some(header) = out.get_mut(start..start + HEADER) {
+        header.copy_from_slice(&prefix.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// A close upper estimate of a frame's body length, so that encoding reserves once.
+fn size_hint(frame: &Frame) -> usize {
+    const FIXED: usize = 48;
+    match frame {
+        Frame::Message(env) => {
+            let target = match &env.target {
+                Target::Id(_) => 0,
+                Target::Name(name) => name.len(),
+            };
+            let sender = env.sender.as_ref().map_or(0, |s| s.node.addr.len() + 32);
+            let trace = env.trace.as_ref().map_or(0, String::len);
+            FIXED + target + env.tag.len() + sender + trace + env.payload.len()
+        }
+        Frame::Reply { payload, .. } => FIXED + payload.len(),
+        Frame::Hello(hello) => FIXED + 32 + hello.cluster.len() + hello.node.addr.len(),
+        Frame::Challenge(ch) => FIXED + 64 + ch.cluster.len() + ch.node.addr.len(),
+        Frame::Refused { message, .. } => FIXED + message.len(),
+        Frame::Error { error, .. } => FIXED + error.message.len(),
+        Frame::Terminated { reason, .. } => FIXED + reason.len(),
+        Frame::Lookup { name, .. } => FIXED + name.len(),
+        _ => FIXED,
+    }
+}
+
+fn encode_body(frame: &Frame, out: &mut BytesMut) {
+    match frame {
+        Frame::Hello(hello) => {
+            out.put_u8(kind::HELLO);
+            out.put_u16(hello.version);
+            put_str(out, &hello.cluster);
+            put_node(out, &hello.node);
+            out.put_slice(&hello.nonce);
+        }
+        Frame::Challenge(ch) => {
+            out.put_u8(kind::CHALLENGE);
+            out.put_u16(ch.version);
+            put_str(out, &ch.cluster);
+            put_node(out, &ch.node);
+            out.put_slice(&ch.nonce);
+            out.put_slice(&ch.proof);
+        }
+        Frame::Proof(proof) => {
+            out.put_u8(kind::PROOF);
+            out.put_slice(&proof.proof);
+        }
+        Frame::Welcome => out.put_u8(kind::WELCOME),
+        Frame::Refused { reason, message } => {
+            out.put_u8(kind::REFUSED);
+            out.put_u8(reason.code());
+            put_str(out, message);
+        }
+        Frame::Goodbye => out.put_u8(kind::GOODBYE),
+        Frame::Message(env) => encode_message(env, out),
+        Frame::Reply {
+            correlation,
+            payload,
+        } => {
+            out.put_u8(kind::REPLY);
+            put_varint(out, *correlation);
+            out.put_slice(payload);
+        }
+        Frame::Error { correlation, error } => {
+            out.put_u8(kind::ERROR);
+            put_varint(out, *correlation);
+            out.put_u8(error.kind.code());
+            put_str(out, &error.message);
+        }
+        Frame::Heartbeat { seq } => {
+            out.put_u8(kind::HEARTBEAT);
+            put_varint(out, *seq);
+        }
+        Frame::HeartbeatAck { seq } => {
+            out.put_u8(kind::HEARTBEAT_ACK);
+            put_varint(out, *seq);
+        }
+        Frame::Watch { watcher, target } => {
+            out.put_u8(kind::WATCH);
+            put_varint(out, *watcher);
+            put_varint(out, *target);
+        }
+        Frame::Unwatch { watcher, target } => {
+            out.put_u8(kind::UNWATCH);
+            put_varint(out, *watcher);
+            put_varint(out, *target);
+        }
+        Frame::Terminated {
+            target,
+            watcher,
+            reason,
+        } => {
+            out.put_u8(kind::TERMINATED);
+            put_varint(out, *target);
+            put_varint(out, *watcher);
+            put_str(out, reason);
+        }
+        Frame::Lookup { correlation, name } => {
+            out.put_u8(kind::LOOKUP);
+            put_varint(out, *correlation);
+            put_str(out, name);
+        }
+        Frame::Found { correlation, id } => {
+            out.put_u8(kind::FOUND);
+            out.put_u8(if id.is_some() { found_flags::ID } else { 0 });
+            put_varint(out, *correlation);
+            if let Some(id) = id {
+                put_varint(out, *id);
+            }
+        }
+    }
+}
+
+fn encode_message(env: &Envelope, out: &mut BytesMut) {
+    let mut flags = 0;
+    if matches!(env.target, Target::Name(_)) {
+        flags |= message_flags::TARGET_NAME;
+    }
+    if env.correlation.is_some() {
+        flags |= message_flags::CORRELATION;
+    }
+    if env.sender.is_some() {
+        flags |= message_flags::SENDER;
+    }
+    if env.trace.is_some() {
+        flags |= message_flags::TRACE;
+    }
+    out.put_u8(kind::MESSAGE);
+    out.put_u8(flags);
+    match &env.target {
+        Target::Id(id) => put_varint(out, *id),
+        Target::Name(name) => put_str(out, name),
+    }
+    put_str(out, &env.tag);
+    if let Some(correlation) = env.correlation {
+        put_varint(out, correlation);
+    }
+    if let Some(sender) = &env.sender {
+        put_node(out, &sender.node);
+        put_varint(out, sender.id);
+    }
+    if let Some(trace) = &env.trace {
+        put_str(out, trace);
+    }
+    out.put_slice(&env.payload);
+}
+
+/// Unsigned LEB128: 7 bits a byte, least significant group first, high bit = more follow.
+fn put_varint(out: &mut BytesMut, mut value: u64) {
+    while value >= 0x80 {
+        out.put_u8((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.put_u8(value as u8);
+}
+
+fn put_str(out: &mut BytesMut, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.put_slice(s.as_bytes());
+}
+
+fn put_node(out: &mut BytesMut, node: &NodeAddr) {
+    put_str(out, &node.addr);
+    put_varint(out, node.node_id);
+    put_varint(out, node.incarnation);
+}
+
+/// Decodes one frame body (kind byte first, length prefix already removed).
+fn decode_body(body: Bytes) -> Result<Frame, WireError> {
+    let Some(&code) = body.first() else {
+        return Err(WireError::Malformed(
+            "empty frame: a length of 0 leaves no room for the kind byte".into(),
+        ));
+    };
+    let mut r = Reader {
+        buf: &body,
+        pos: 1,
+        frame: "",
+    };
+    match code {
+        kind::HELLO => {
+            r.frame = "hello";
+            let version = r.u16("version")?;
+            let cluster = r.str("cluster")?;
+            let node = r.node("node")?;
+            let nonce = r.array32("nonce")?;
+            // Later versions may append fields: not checked for the end (crate docs).
+            Ok(Frame::Hello(Hello {
+                version,
+                cluster,
+                node,
+                nonce,
+            }))
+        }
+        kind::CHALLENGE => {
+            r.frame = "challenge";
+            let version = r.u16("version")?;
+            let cluster = r.str("cluster")?;
+            let node = r.node("node")?;
+            let nonce = r.array32("nonce")?;
+            let proof = r.array32("proof")?;
+            Ok(Frame::Challenge(Challenge {
+                version,
+                cluster,
+                node,
+                nonce,
+                proof,
+            }))
+        }
+        kind::PROOF => {
+            r.frame = "proof";
+            let proof = r.array32("proof")?;
+            r.end()?;
+            Ok(Frame::Proof(Proof { proof }))
+        }
+        kind::WELCOME => {
+            r.frame = "welcome";
+            r.end()?;
+            Ok(Frame::Welcome)
+        }
+        kind::REFUSED => {
+            r.frame = "refused";
+            let code = r.u8("reason")?;
+            let reason = RefuseReason::from_code(code)
+                .ok_or_else(|| r.error("reason", format_args!("unknown code {code}")))?;
+            let message = r.str("message")?;
+            Ok(Frame::Refused { reason, message })
+        }
+        kind::GOODBYE => {
+            r.frame = "goodbye";
+            r.end()?;
+            Ok(Frame::Goodbye)
+        }
+        kind::MESSAGE => {
+            r.frame = "message";
+            decode_message(r, &body).map(Frame::Message)
+        }
+        kind::REPLY => {
+            r.frame = "reply";
+            let correlation = r.varint("correlation")?;
+            let payload = r.rest(&body)?;
+            Ok(Frame::Reply {
+                correlation,
+                payload,
+            })
+        }
+        kind::ERROR => {
+            r.frame = "error";
+            let correlation = r.varint("correlation")?;
+            let code = r.u8("error kind")?;
+            let kind = ErrorKind::from_code(code)
+                .ok_or_else(|| r.error("error kind", format_args!("unknown code {code}")))?;
+            let message = r.str("message")?;
+            r.end()?;
+            Ok(Frame::Error {
+                correlation,
+                error: RemoteError { kind, message },
+            })
+        }
+        kind::HEARTBEAT => {
+            r.frame = "heartbeat";
+            let seq = r.varint("seq")?;
+            r.end()?;
+            Ok(Frame::Heartbeat { seq })
+        }
+        kind::HEARTBEAT_ACK => {
+            r.frame = "heartbeat_ack";
+            let seq = r.varint("seq")?;
+            r.end()?;
+            Ok(Frame::HeartbeatAck { seq })
+        }
+        kind::WATCH | kind::UNWATCH => {
+            r.frame = if code == kind::WATCH {
+                "watch"
+            } else {
+                "unwatch"
+            };
+            let watcher = r.varint("watcher")?;
+            let target = r.varint("target")?;
+            r.end()?;
+            Ok(if code == kind::WATCH {
+                Frame::Watch { watcher, target }
+            } else {
+                Frame::Unwatch { watcher, target }
+            })
+        }
+        kind::TERMINATED => {
+            r.frame = "terminated";
+            let target = r.varint("target")?;
+            let watcher = r.varint("watcher")?;
+            let reason = r.str("reason")?;
+            r.end()?;
+            Ok(Frame::Terminated {
+                target,
+                watcher,
+                reason,
+            })
+        }
+        kind::LOOKUP => {
+            r.frame = "lookup";
+            let correlation = r.varint("correlation")?;
+            let name = r.str("name")?;
+            r.end()?;
+            Ok(Frame::Lookup { correlation, name })
+        }
+        kind::FOUND => {
+            r.frame = "found";
+            let flags = r.flags("flags", found_flags::ID)?;
+            let correlation = r.varint("correlation")?;
+            let id = if flags & found_flags::ID != 0 {
+                Some(r.varint("id")?)
+            } else {
+                None
+            };
+            r.end()?;
+            Ok(Frame::Found { correlation, id })
+        }
+        other => Err(WireError::UnknownKind(other)),
+    }
+}
+
+fn decode_message(mut r: Reader<'_>, body: &Bytes) -> Result<Envelope, WireError> {
+    let flags = r.flags("flags", message_flags::KNOWN)?;
+    let target = if flags & message_flags::TARGET_NAME != 0 {
+        Target::Name(r.str("target name")?)
+    } else {
+        Target::Id(r.varint("target id")?)
+    };
+    let tag = r.str("tag")?;
+    let correlation = if flags & message_flags::CORRELATION != 0 {
+        Some(r.varint("correlation")?)
+    } else {
+        None
+    };
+    let sender = if flags & message_flags::SENDER != 0 {
+        let node = r.node("sender")?;
+        let id = r.varint("sender id")?;
+        Some(ActorAddr { node, id })
+    } else {
+        None
+    };
+    let trace = if flags & message_flags::TRACE != 0 {
+        Some(r.str("trace")?)
+    } else {
+        None
+    };
+    let payload = r.rest(body)?;
+    Ok(Envelope {
+        target,
+        tag,
+        correlation,
+        sender,
+        trace,
+        payload,
+    })
+}
+
+/// Checked reads from a frame body. Every error names the frame and the field.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    frame: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&self, field: &str, problem: impl fmt::Display) -> WireError {
+        WireError::Malformed(format!("{} frame, {field}: {problem}", self.frame))
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], WireError> {
+        let bytes = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end));
+        match bytes {
+            Some(bytes) => {
+                self.pos += n;
+                Ok(bytes)
+            }
+            None => Err(self.error(
+                field,
+                format_args!(
+                    "truncated: needs {n} bytes, the frame has {} left",
+                    self.remaining()
+                ),
+            )),
+        }
+    }
+
+    fn u8(&mut self, field: &str) -> Result<u8, WireError> {
+        match self.buf.get(self.pos) {
+            Some(&byte) => {
+                self.pos += 1;
+                Ok(byte)
+            }
+            None => Err(self.error(field, "truncated: the frame ends before it")),
+        }
+    }
+
+    fn u16(&mut self, field: &str) -> Result<u16, WireError> {
+        match self.take(2, field)? {
+            &[a, b] => Ok(u16::from_be_bytes([a, b])),
+            _ => Err(self.error(field, "truncated")),
+        }
+    }
+
+    fn array32(&mut self, field: &str) -> Result<[u8; 32], WireError> {
+        let bytes = self.take(32, field)?;
+        <[u8; 32]>::try_from(bytes).map_err(|_| self.error(field, "truncated"))
+    }
+
+    fn flags(&mut self, field: &str, known: u8) -> Result<u8, WireError> {
+        let flags = self.u8(field)?;
+        if flags & !known != 0 {
+            return Err(self.error(
+                field,
+                format_args!("unknown flag bits 0x{:02x}", flags & !known),
+            ));
+        }
+        Ok(flags)
+    }
+
+    fn varint(&mut self, field: &str) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for group in 0..10 {
+            let byte = self.u8(field)?;
+            // The tenth byte holds bit 63 only.
+            if group == 9 && byte > 1 {
+                break;
+            }
+            value |= u64::from(byte & 0x7f) << (7 * group);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(self.error(field, "varint longer than a u64"))
+    }
+
+    fn str(&mut self, field: &str) -> Result<String, WireError> {
+        let len = self.varint(field)?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let bytes = self.take(len, field)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(err) => Err(self.error(field, format_args!("not UTF-8 ({err})"))),
+        }
+    }
+
+    fn node(&mut self, field: &str) -> Result<NodeAddr, WireError> {
+        let addr = self.str(field)?;
+        let node_id = self.varint(field)?;
+        let incarnation = self.varint(field)?;
+        Ok(NodeAddr {
+            addr,
+            node_id,
+            incarnation,
+        })
+    }
+
+    /// The rest of the frame, as a slice of `body` (which `self.buf` borrows from): no copy.
+    fn rest(&mut self, body: &Bytes) -> Result<Bytes, WireError> {
+        if self.pos > body.len() {
+            return Err(self.error("payload", "read past the end of the frame"));
+        }
+        let rest = body.slice(self.pos..);
+        self.pos = body.len();
+        Ok(rest)
+    }
+
+    /// Checks that every byte of the frame was read.
+    fn end(&self) -> Result<(), WireError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(self.error(
+                "end",
+                format_args!("{n} unexpected bytes after the last field"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(buf: &[u8]) -> Reader<'_> {
+        Reader {
+            buf,
+            pos: 0,
+            frame: "test",
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_at_every_group_boundary() {
+        let mut values = vec![0, 1, u64::MAX, u64::MAX - 1];
+        for bits in 1..64 {
+            values.extend([(1u64 << bits) - 1, 1u64 << bits, (1u64 << bits) + 1]);
+        }
+        for value in values {
+            let mut out = BytesMut::new();
+            put_varint(&mut out, value);
+            let expected_len = (64 - value.leading_zeros()).div_ceil(7).max(1) as usize;
+            assert_eq!(out.len(), expected_len, "length of {value}");
+            let mut r = reader(&out);
+            assert_eq!(r.varint("v").unwrap(), value);
+            assert_eq!(r.remaining(), 0);
+        }
+    }
+
+    #[test]
+    fn varint_overflow_and_truncation_are_malformed() {
+        // Ten bytes whose last carries more than bit 63.
+        let mut too_big = vec![0xff; 9];
+        too_big.push(0x02);
+        let err = reader(&too_big).varint("v").unwrap_err();
+        assert!(
+            err.to_string().contains("varint longer than a u64"),
+            "{err}"
+        );
+        // Eleven continuation bytes.
+        let err = reader(&[0x80; 11]).varint("v").unwrap_err();
+        assert!(
+            err.to_string().contains("varint longer than a u64"),
+            "{err}"
+        );
+        // A continuation bit, then the end.
+        let err = reader(&[0x80]).varint("v").unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // u64::MAX itself is fine.
+        let mut max = vec![0xff; 9];
+        max.push(0x01);
+        assert_eq!(reader(&max).varint("v").unwrap(), u64::MAX);
+    }
+
+    #[test]
+    fn a_string_longer_than_the_frame_is_refused_without_allocating_for_it() {
+        // Announces u64::MAX bytes.
+        let mut buf = vec![0xff; 9];
+        buf.push(0x01);
+        let err = reader(&buf).str("s").unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn the_payload_of_a_decoded_message_shares_the_frame_buffer() {
+        let frame = Frame::Message(Envelope::new(7, "t", Bytes::from_static(&[9; 100])));
+        let mut buf = BytesMut::new();
+        encode_frame(&frame, &mut buf).unwrap();
+        let base = buf.as_ptr() as usize;
+        let decoded = FrameCodec::default().decode(&mut buf).unwrap().unwrap();
+        let Frame::Message(env) = decoded else {
+            panic!("not a message")
+        };
+        let at = env.payload.as_ptr() as usize;
+        assert!(
+            at > base && at < base + 200,
+            "payload was copied out of the frame buffer"
+        );
+    }
+}

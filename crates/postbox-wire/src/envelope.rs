@@ -1,0 +1,41 @@
+//! The envelope of a remote message.
+
+use bytes::Bytes;
+
+use crate::{ActorAddr, Target};
+
+/// One message for an actor on another node: the body of a [`Frame::Message`](crate::Frame).
+///
+/// The payload is opaque to this crate: the sender serialized it (typically with
+/// [`to_payload`](crate::to_payload)) and the receiver picks the type to decode it as from
+/// `tag`. A decoded envelope's payload is a slice of the frame's buffer, not a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Who the message is for on the receiving node.
+    pub target: Target,
+    /// The explicit, stable tag of the message's type, registered on both nodes.
+    pub tag: String,
+    /// `Some(id)` for an ask: the receiver answers with a `Reply` or an `Error` frame carrying
+    /// the same id.
+    pub correlation: Option<u64>,
+    /// The sending actor, if the message has one (it may be told to reply or be watched).
+    pub sender: Option<ActorAddr>,
+    /// A W3C `traceparent`, carried opaque.
+    pub trace: Option<String>,
+    /// The serialized message.
+    pub payload: Bytes,
+}
+
+impl Envelope {
+    /// An envelope for a `tell`: no correlation, no sender, no trace.
+    pub fn new(target: impl Into<Target>, tag: impl Into<String>, payload: Bytes) -> Self {
+        Envelope {
+            target: target.into(),
+            tag: tag.into(),
+            correlation: None,
+            sender: None,
+            trace: None,
+            payload,
+        }
+    }
+}

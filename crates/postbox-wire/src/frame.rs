@@ -1,0 +1,281 @@
+//! The frames of the protocol.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::{Challenge, Envelope, Hello, Proof};
+
+/// One unit of the protocol, as read from or written to a connection.
+///
+/// See the [crate documentation](crate) for the byte layout of each kind and for the order in
+/// which they may appear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Frame {
+    /// Handshake step 1, client → server: who the client is, and its nonce.
+    Hello(Hello),
+    /// Handshake step 2, server → client: who the server is, its nonce, and its proof.
+    Challenge(Challenge),
+    /// Handshake step 3, client → server: the client's proof.
+    Proof(Proof),
+    /// Handshake step 4, server → client: the connection is open for traffic.
+    Welcome,
+    /// Handshake step 4 (or any time before it), server → client: the connection is refused
+    /// and will be closed.
+    Refused {
+        /// Why, for the program.
+        reason: RefuseReason,
+        /// Why, for a person reading the logs.
+        message: String,
+    },
+    /// A message for an actor (a `tell`, or an `ask` if it has a correlation id).
+    Message(Envelope),
+    /// The successful answer to the ask with this correlation id.
+    Reply {
+        /// The ask's correlation id.
+        correlation: u64,
+        /// The serialized reply.
+        payload: Bytes,
+    },
+    /// The failed answer to the ask with this correlation id.
+    Error {
+        /// The ask's correlation id.
+        correlation: u64,
+        /// What went wrong.
+        error: RemoteError,
+    },
+    /// A liveness probe; the peer answers with a `HeartbeatAck` of the same `seq`.
+    Heartbeat {
+        /// The probe's sequence number.
+        seq: u64,
+    },
+    /// The answer to a `Heartbeat`.
+    HeartbeatAck {
+        /// The sequence number of the probe answered.
+        seq: u64,
+    },
+    /// Actor `watcher` (on the sending node) wants to be told when actor `target` (on the
+    /// receiving node) terminates.
+    Watch {
+        /// The watching actor's id, on the sending node.
+        watcher: u64,
+        /// The watched actor's id, on the receiving node.
+        target: u64,
+    },
+    /// Cancels a `Watch`.
+    Unwatch {
+        /// The watching actor's id, on the sending node.
+        watcher: u64,
+        /// The watched actor's id, on the receiving node.
+        target: u64,
+    },
+    /// Actor `target` (on the sending node) has terminated; told to `watcher` (on the receiving
+    /// node).
+    Terminated {
+        /// The terminated actor's id, on the sending node.
+        target: u64,
+        /// The watching actor's id, on the receiving node.
+        watcher: u64,
+        /// Why it terminated, for people.
+        reason: String,
+    },
+    /// Asks the receiving node for the id of the actor registered under `name`.
+    Lookup {
+        /// Correlates the `Found` answer.
+        correlation: u64,
+        /// The registered name.
+        name: String,
+    },
+    /// The answer to a `Lookup`: the actor's id, or `None` if no actor has that name.
+    Found {
+        /// The `Lookup`'s correlation id.
+        correlation: u64,
+        /// The actor's id, if the name is registered.
+        id: Option<u64>,
+    },
+    /// The sender is closing the connection on purpose (graceful leave); nothing follows.
+    Goodbye,
+}
+
+impl Frame {
+    /// A short, stable label of the frame's kind, for metrics and logs: `"hello"`,
+    /// `"challenge"`, `"proof"`, `"welcome"`, `"refused"`, `"message"`, `"reply"`, `"error"`,
+    /// `"heartbeat"`, `"heartbeat_ack"`, `"watch"`, `"unwatch"`, `"terminated"`, `"lookup"`,
+    /// `"found"`, `"goodbye"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Hello(_) => "hello",
+            Frame::Challenge(_) => "challenge",
+            Frame::Proof(_) => "proof",
+            Frame::Welcome => "welcome",
+            Frame::Refused { .. } => "refused",
+            Frame::Message(_) => "message",
+            Frame::Reply { .. } => "reply",
+            Frame::Error { .. } => "error",
+            Frame::Heartbeat { .. } => "heartbeat",
+            Frame::HeartbeatAck { .. } => "heartbeat_ack",
+            Frame::Watch { .. } => "watch",
+            Frame::Unwatch { .. } => "unwatch",
+            Frame::Terminated { .. } => "terminated",
+            Frame::Lookup { .. } => "lookup",
+            Frame::Found { .. } => "found",
+            Frame::Goodbye => "goodbye",
+        }
+    }
+}
+
+/// What kind of failure a remote ask ended with. Travels as one byte (see the crate docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The receiving node has no message type registered under the envelope's tag.
+    UnknownTag,
+    /// The payload could not be decoded as the tag's type.
+    Undecodable,
+    /// No actor with the target id or name on the receiving node.
+    UnknownTarget,
+    /// The actor stopped before it replied.
+    Stopped,
+    /// The actor's handler panicked.
+    Panicked,
+    /// The receiving side gave up waiting.
+    Timeout,
+    /// The message was refused (mailbox full or closed, breaker open, bulkhead full).
+    Refused,
+    /// Anything else: a bug on the receiving node.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, in wire-code order (code = index + 1).
+    pub(crate) const ALL: [ErrorKind; 8] = [
+        ErrorKind::UnknownTag,
+        ErrorKind::Undecodable,
+        ErrorKind::UnknownTarget,
+        ErrorKind::Stopped,
+        ErrorKind::Panicked,
+        ErrorKind::Timeout,
+        ErrorKind::Refused,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind's byte on the wire.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            ErrorKind::UnknownTag => 1,
+            ErrorKind::Undecodable => 2,
+            ErrorKind::UnknownTarget => 3,
+            ErrorKind::Stopped => 4,
+            ErrorKind::Panicked => 5,
+            ErrorKind::Timeout => 6,
+            ErrorKind::Refused => 7,
+            ErrorKind::Internal => 8,
+        }
+    }
+
+    /// The kind with this wire byte, if any.
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.code() == code)
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            ErrorKind::UnknownTag => "unknown message tag",
+            ErrorKind::Undecodable => "undecodable payload",
+            ErrorKind::UnknownTarget => "unknown target actor",
+            ErrorKind::Stopped => "actor stopped",
+            ErrorKind::Panicked => "actor panicked",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Internal => "internal error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The failure a remote node answered an ask with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// What kind of failure, for the program.
+    pub kind: ErrorKind,
+    /// Details, for people.
+    pub message: String,
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "remote {}", self.kind)
+        } else {
+            write!(f, "remote {}: {}", self.kind, self.message)
+        }
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// Why a server refused a connection. Travels as one byte (see the crate docs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// The client's protocol version is not the server's.
+    VersionMismatch,
+    /// The client belongs to another cluster.
+    WrongCluster,
+    /// The client's proof did not verify: it does not know the cluster's secret.
+    AuthenticationFailed,
+    /// The server has reached its connection limit.
+    TooManyConnections,
+    /// The client sent something other than the expected handshake frame.
+    Malformed,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl RefuseReason {
+    /// Every reason, in wire-code order (code = index + 1).
+    pub(crate) const ALL: [RefuseReason; 6] = [
+        RefuseReason::VersionMismatch,
+        RefuseReason::WrongCluster,
+        RefuseReason::AuthenticationFailed,
+        RefuseReason::TooManyConnections,
+        RefuseReason::Malformed,
+        RefuseReason::ShuttingDown,
+    ];
+
+    /// The reason's byte on the wire.
+    pub(crate) fn code(&self) -> u8 {
+        match self {
+            RefuseReason::VersionMismatch => 1,
+            RefuseReason::WrongCluster => 2,
+            RefuseReason::AuthenticationFailed => 3,
+            RefuseReason::TooManyConnections => 4,
+            RefuseReason::Malformed => 5,
+            RefuseReason::ShuttingDown => 6,
+        }
+    }
+
+    /// The reason with this wire byte, if any.
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.code() == code)
+    }
+}
+
+impl fmt::Display for RefuseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RefuseReason::VersionMismatch => "protocol version mismatch",
+            RefuseReason::WrongCluster => "wrong cluster",
+            RefuseReason::AuthenticationFailed => "authentication failed",
+            RefuseReason::TooManyConnections => "too many connections",
+            RefuseReason::Malformed => "malformed handshake",
+            RefuseReason::ShuttingDown => "shutting down",
+        })
+    }
+}
