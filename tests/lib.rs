@@ -1,2 +1,137 @@
-//! Workspace-level scenarios: whole-system behaviour that crosses module (and, later, crate and
-//! process) boundaries. The tests live in `scenarios/`; this library exports nothing.
+//! Workspace-level scenarios: whole-system behaviour that crosses module, crate and process
+//! boundaries. The tests live in `scenarios/`; this library holds what they share with the
+//! peer process they start (`bin/remote_peer.rs`).
+
+#![allow(missing_docs)] // test fixtures
+
+use postbox::prelude::*;
+use postbox_remote::{remote_actor, remote_message, Remote, RemoteConfig};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub const CLUSTER: &str = "test-cluster";
+pub const SECRET: &[u8] = b"correct horse battery staple";
+
+/// Keeps a log of what it was told, answers asks about it.
+#[derive(Default)]
+pub struct Journal {
+    log: Vec<u64>,
+}
+
+impl Actor for Journal {}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Record(pub u64);
+impl Message for Record {
+    type Reply = ();
+    remote_message!("test.Record");
+}
+impl Handler<Record> for Journal {
+    async fn handle(&mut self, Record(n): Record, _: &mut Context<Self>) {
+        self.log.push(n);
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ReadLog;
+impl Message for ReadLog {
+    type Reply = Vec<u64>;
+    remote_message!("test.ReadLog");
+}
+impl Handler<ReadLog> for Journal {
+    async fn handle(&mut self, _: ReadLog, _: &mut Context<Self>) -> Vec<u64> {
+        self.log.clone()
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Echo(pub String);
+impl Message for Echo {
+    type Reply = String;
+    remote_message!("test.Echo");
+}
+impl Handler<Echo> for Journal {
+    async fn handle(&mut self, Echo(s): Echo, _: &mut Context<Self>) -> String {
+        s
+    }
+}
+
+/// Never answers in time: sleeps for the given milliseconds.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Stall(pub u64);
+impl Message for Stall {
+    type Reply = ();
+    remote_message!("test.Stall");
+}
+impl Handler<Stall> for Journal {
+    async fn handle(&mut self, Stall(ms): Stall, _: &mut Context<Self>) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Quit;
+impl Message for Quit {
+    type Reply = ();
+    remote_message!("test.Quit");
+}
+impl Handler<Quit> for Journal {
+    async fn handle(&mut self, _: Quit, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Registered as a remote message type, but `Journal` does not expose it to other nodes.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Secret;
+impl Message for Secret {
+    type Reply = ();
+    remote_message!("test.Secret");
+}
+impl Handler<Secret> for Journal {
+    async fn handle(&mut self, _: Secret, _: &mut Context<Self>) {}
+}
+
+/// Has no codec: it cannot leave its node.
+#[derive(Debug)]
+pub struct LocalOnly;
+impl Message for LocalOnly {
+    type Reply = ();
+}
+impl Handler<LocalOnly> for Journal {
+    async fn handle(&mut self, _: LocalOnly, _: &mut Context<Self>) {}
+}
+
+remote_actor!(Journal: Record, ReadLog, Echo, Stall, Quit);
+
+pub fn config(secret: &[u8]) -> RemoteConfig {
+    RemoteConfig::new("127.0.0.1:0".parse().expect("address"), CLUSTER, secret)
+        .reconnect(3, Duration::from_millis(20))
+        .handshake_timeout(Duration::from_secs(2))
+}
+
+/// A node hosting a `Journal` registered as "journal" (transient: `Quit` ends it for good).
+pub async fn host() -> (ActorSystem, Remote, ActorRef<Journal>) {
+    let system = ActorSystem::new();
+    let remote = Remote::start(&system, config(SECRET))
+        .await
+        .expect("listen");
+    remote.expose::<Journal>();
+    let journal = system
+        .spawn(Props::new(Journal::default).restart(Restart::Transient))
+        .expect("spawn");
+    system
+        .registry()
+        .register("journal", &journal)
+        .expect("register");
+    (system, remote, journal)
+}
+
+/// A node with nothing on it.
+pub async fn client() -> (ActorSystem, Remote) {
+    let system = ActorSystem::new();
+    let remote = Remote::start(&system, config(SECRET))
+        .await
+        .expect("listen");
+    (system, remote)
+}

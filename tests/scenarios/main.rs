@@ -1,5 +1,8 @@
 //! Whole-system scenarios: many actors, many concurrent clients, failures mid-stream — and the
 //! books still balance.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 mod bank;
 mod crash_under_load;
+mod remote;

@@ -162,6 +162,12 @@ pub(crate) struct ActorMeta {
 impl ActorMeta {
     /// `/user/parent/child`: names up the parent chain (computed on demand, nothing stored).
     pub(crate) fn path(&self) -> String {
+        // A remote ref's proxy is named by its full address.
+        if let (None, Some(name)) = (&self.parent, &self.name) {
+            if name.contains("://") {
+                return name.to_string();
+            }
+        }
         let mut segments = Vec::new();
         self.push_segments(&mut segments);
         let mut path = String::new();

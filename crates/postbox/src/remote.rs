@@ -120,7 +120,7 @@ pub struct PendingReply {
     inner: Option<Box<dyn ErasedReply>>,
 }
 
-trait ErasedReply: Send {
+trait ErasedReply: Send + Sync {
     fn complete(self: Box<Self>, bytes: &[u8]) -> Result<(), AskError>;
     fn fail(self: Box<Self>, error: AskError);
     fn is_closed(&self) -> bool;
@@ -213,7 +213,8 @@ pub enum LinkError {
 }
 
 /// The boxed future [`RemoteLink::send`] returns.
-pub type LinkSend<'a> = Pin<Box<dyn Future<Output = Result<(), (Outbound, LinkError)>> + Send + 'a>>;
+pub type LinkSend<'a> =
+    Pin<Box<dyn Future<Output = Result<(), (Outbound, LinkError)>> + Send + 'a>>;
 
 /// Where a proxy's messages go: one remote actor, through its node's connection.
 pub trait RemoteLink: Send + Sync + 'static {
@@ -228,6 +229,7 @@ pub trait RemoteLink: Send + Sync + 'static {
 }
 
 /// The transport's handle on one proxy.
+#[derive(Clone)]
 pub struct ProxyHandle {
     cell: Arc<dyn AnyCell>,
 }
@@ -313,7 +315,8 @@ async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn R
                         Signal::System(SystemSignal::Unwatch { watcher }) => {
                             watchers.retain(|w| w.watcher != watcher);
                         }
-                        Signal::System(SystemSignal::Supervision(_)) | Signal::Terminated { .. } => {}
+                        Signal::System(SystemSignal::Supervision(_))
+                        | Signal::Terminated { .. } => {}
                     }
                 }
                 if let Some(reason) = stop {
@@ -446,12 +449,17 @@ impl LocalActor {
     /// Counts a message that arrived from another node for this actor and could not be
     /// delivered.
     pub fn rejected(&self, message_type: &'static str) {
-        self.cell.meta().system.shared.dead_letters.record(DeadLetter {
-            recipient: self.id(),
-            recipient_type: self.actor_type(),
-            message_type,
-            reason: DeadLetterReason::RemoteRejected,
-        });
+        self.cell
+            .meta()
+            .system
+            .shared
+            .dead_letters
+            .record(DeadLetter {
+                recipient: self.id(),
+                recipient_type: self.actor_type(),
+                message_type,
+                reason: DeadLetterReason::RemoteRejected,
+            });
     }
 }
 
@@ -472,4 +480,20 @@ pub fn reject_unknown_target(system: &ActorSystem, message_type: &'static str) {
         message_type,
         reason: DeadLetterReason::RemoteRejected,
     });
+}
+
+/// Puts an ask into a local actor's mailbox (waiting for room), on behalf of another node.
+/// Resolves once the message is queued — so that messages from one peer keep their order —
+/// to a future of the reply.
+pub async fn enqueue_ask<A, M>(
+    actor: &ActorRef<A>,
+    msg: M,
+) -> impl Future<Output = Result<M::Reply, AskError>> + Send + 'static
+where
+    A: crate::Handler<M>,
+    M: Message,
+{
+    let (reply, rx) = crate::ask::ReplyTo::channel(crate::ask::Unanswered::Stopped);
+    actor.cell().send_ask(msg, reply).await;
+    async move { rx.await.unwrap_or(Err(AskError::Stopped)) }
 }

@@ -1,0 +1,470 @@
+//! Peers and their connections: the reader and the batching writer of each connection, the
+//! pending asks and lookups it carries, and the proxies (remote refs) that go through it.
+
+use crate::remote::Shared;
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use postbox::remote::{
+    LinkError, LinkSend, LocalActor, Outbound, PendingReply, ProxyHandle, RemoteFailure, RemoteLink,
+};
+use postbox::{AskError, ExitReason};
+use postbox_wire::{Envelope, ErrorKind, Frame, FrameCodec, NodeAddr, RemoteError, Target};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::Decoder;
+
+/// Most frames the writer takes from its queue for one write.
+const WRITE_BATCH: usize = 512;
+
+/// Everything known about one peer node (keyed by its address).
+pub(crate) struct Peer {
+    pub(crate) addr: String,
+    conn: Mutex<Option<Arc<Connection>>>,
+    /// Serializes connection attempts to this peer.
+    pub(crate) dialing: tokio::sync::Mutex<()>,
+    /// Remote refs through this peer, by proxy id.
+    proxies: DashMap<u64, ProxyHandle>,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: String) -> Self {
+        Self {
+            addr,
+            conn: Mutex::new(None),
+            dialing: tokio::sync::Mutex::new(()),
+            proxies: DashMap::new(),
+        }
+    }
+
+    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    fn set_connection(&self, conn: &Arc<Connection>) {
+        *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+    }
+
+    /// The connection `conn` was lost: if it was this peer's, every remote ref through it ends.
+    fn lost(&self, conn: &Arc<Connection>) {
+        let mut current = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *current = None;
+            drop(current);
+            let proxies: Vec<ProxyHandle> =
+                self.proxies.iter().map(|p| p.value().clone()).collect();
+            for proxy in proxies {
+                proxy.terminate(ExitReason::NodeDown);
+            }
+        }
+    }
+
+    pub(crate) fn add_proxy(&self, handle: ProxyHandle) {
+        self.proxies.insert(handle.id().get(), handle);
+    }
+
+    pub(crate) fn proxy_count(&self) -> usize {
+        self.proxies.len()
+    }
+}
+
+/// One established, authenticated connection.
+pub(crate) struct Connection {
+    pub(crate) peer_node: NodeAddr,
+    out: mpsc::Sender<Frame>,
+    pending: DashMap<u64, PendingReply>,
+    lookups: DashMap<u64, oneshot::Sender<Option<u64>>>,
+    closed: AtomicBool,
+}
+
+impl Connection {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    pub(crate) fn pending_asks(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Sends `frame`, waiting for room in the outbound queue.
+    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Frame> {
+        self.out.send(frame).await.map_err(|e| e.0)
+    }
+
+    /// Asks the peer for the id registered as `name`.
+    pub(crate) async fn lookup(&self, shared: &Shared, name: &str) -> Option<Option<u64>> {
+        let correlation = shared.next_correlation();
+        let (tx, rx) = oneshot::channel();
+        self.lookups.insert(correlation, tx);
+        let frame = Frame::Lookup {
+            correlation,
+            name: name.to_owned(),
+        };
+        if self.send(frame).await.is_err() {
+            self.lookups.remove(&correlation);
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Forgets asks whose askers stopped waiting (timed out): the pending map never holds
+    /// entries nobody waits for longer than one sweep.
+    pub(crate) fn sweep(&self) {
+        self.pending.retain(|_, reply| !reply.is_closed());
+    }
+
+    /// Fails everything in flight: asks with `NodeDown`, lookups with "down".
+    fn close(&self) {
+        self.closed.store(true, Relaxed);
+        let keys: Vec<u64> = self.pending.iter().map(|e| *e.key()).collect();
+        for key in keys {
+            if let Some((_, reply)) = self.pending.remove(&key) {
+                reply.fail(AskError::NodeDown);
+            }
+        }
+        self.lookups.clear();
+    }
+}
+
+/// Starts the reader and writer of an authenticated connection and registers it with `peer`.
+pub(crate) fn run_connection(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    peer_node: NodeAddr,
+    read: OwnedReadHalf,
+    leftover: BytesMut,
+    write: OwnedWriteHalf,
+    guard: Option<Box<dyn std::any::Any + Send>>,
+) -> Arc<Connection> {
+    let (out, rx) = mpsc::channel(shared.config.outbound_capacity);
+    let conn = Arc::new(Connection {
+        peer_node,
+        out,
+        pending: DashMap::new(),
+        lookups: DashMap::new(),
+        closed: AtomicBool::new(false),
+    });
+    peer.set_connection(&conn);
+    shared.stats.connections.fetch_add(1, Relaxed);
+    let writer = tokio::spawn(write_loop(shared.clone(), write, rx));
+    let reader_shared = shared.clone();
+    let reader_peer = peer.clone();
+    let reader_conn = conn.clone();
+    tokio::spawn(async move {
+        let why = read_loop(&reader_shared, &reader_peer, &reader_conn, read, leftover).await;
+        tracing::debug!(
+            peer = %reader_peer.addr,
+            incarnation = reader_conn.peer_node.incarnation,
+            why,
+            "connection closed"
+        );
+        writer.abort();
+        reader_conn.close();
+        reader_peer.lost(&reader_conn);
+        reader_shared.stats.connections.fetch_sub(1, Relaxed);
+        drop(guard);
+    });
+    conn
+}
+
+/// Takes frames in batches, encodes them into one buffer and writes it with one call;
+/// heartbeats while idle.
+async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut seq = 0;
+    loop {
+        let taken = match tokio::time::timeout(
+            shared.config.heartbeat_interval,
+            rx.recv_many(&mut batch, WRITE_BATCH),
+        )
+        .await
+        {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(_) => {
+                seq += 1;
+                batch.push(Frame::Heartbeat { seq });
+                1
+            }
+        };
+        for frame in batch.drain(..) {
+            if let Err(error) = postbox_wire::encode_frame(&frame, &mut buf) {
+                // Our own frame is too big: its asker learns why; the connection goes on.
+                tracing::warn!(%error, kind = frame.kind(), "frame not sent");
+            }
+        }
+        shared.stats.frames_out.fetch_add(taken as u64, Relaxed);
+        shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
+        if write.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+}
+
+/// Reads and handles frames until the connection ends; returns why it ended.
+async fn read_loop(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    conn: &Arc<Connection>,
+    mut read: OwnedReadHalf,
+    mut buf: BytesMut,
+) -> String {
+    let mut codec = FrameCodec::new(shared.config.max_frame);
+    loop {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    shared.stats.frames_in.fetch_add(1, Relaxed);
+                    if let Some(end) = on_frame(shared, peer, conn, frame).await {
+                        return end;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    shared.stats.protocol_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(peer = %peer.addr, %error, "bad frame; closing the connection");
+                    return error.to_string();
+                }
+            }
+        }
+        buf.reserve(64 * 1024);
+        match tokio::time::timeout(shared.config.heartbeat_timeout, read.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => return "closed by the peer".into(),
+            Ok(Ok(n)) => {
+                shared.stats.bytes_in.fetch_add(n as u64, Relaxed);
+            }
+            Ok(Err(error)) => return error.to_string(),
+            Err(_) => return "no heartbeat from the peer".into(),
+        }
+    }
+}
+
+async fn on_frame(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    conn: &Arc<Connection>,
+    frame: Frame,
+) -> Option<String> {
+    match frame {
+        Frame::Message(envelope) => deliver(shared, conn, envelope).await,
+        Frame::Reply {
+            correlation,
+            payload,
+        } => {
+            if let Some((_, reply)) = conn.pending.remove(&correlation) {
+                let _ = reply.complete(&payload);
+            }
+        }
+        Frame::Error { correlation, error } => {
+            if let Some((_, reply)) = conn.pending.remove(&correlation) {
+                reply.fail(ask_error(&error));
+            }
+        }
+        Frame::Heartbeat { seq } => {
+            let _ = conn.out.try_send(Frame::HeartbeatAck { seq });
+        }
+        Frame::HeartbeatAck { .. } => {}
+        Frame::Watch { watcher, target } => {
+            let conn = conn.clone();
+            let local = LocalActor::by_id(&shared.system, postbox::ActorId::from_raw(target));
+            tokio::spawn(async move {
+                let reason = match local {
+                    Some(local) => local.terminated().await.to_string(),
+                    None => "no such actor".to_owned(),
+                };
+                let _ = conn
+                    .send(Frame::Terminated {
+                        target,
+                        watcher,
+                        reason,
+                    })
+                    .await;
+            });
+        }
+        Frame::Unwatch { .. } => {}
+        Frame::Terminated {
+            watcher, reason, ..
+        } => {
+            if let Some(proxy) = peer.proxies.get(&watcher) {
+                proxy.terminate(ExitReason::Remote(Arc::from(reason.as_str())));
+            }
+        }
+        Frame::Lookup { correlation, name } => {
+            let id = LocalActor::by_name(&shared.system, &name).map(|a| a.id().get());
+            let _ = conn.send(Frame::Found { correlation, id }).await;
+        }
+        Frame::Found { correlation, id } => {
+            if let Some((_, tx)) = conn.lookups.remove(&correlation) {
+                let _ = tx.send(id);
+            }
+        }
+        Frame::Goodbye => return Some("the peer left".into()),
+        other => {
+            shared.stats.protocol_errors.fetch_add(1, Relaxed);
+            return Some(format!(
+                "unexpected {} frame after the handshake",
+                other.kind()
+            ));
+        }
+    }
+    None
+}
+
+/// Puts a message from the peer into the target's mailbox (waiting for room, which keeps the
+/// peer's order and pushes back on it); answers an ask when its reply comes.
+async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelope) {
+    let Envelope {
+        target,
+        tag,
+        correlation,
+        payload,
+        ..
+    } = envelope;
+    let local = match &target {
+        Target::Id(id) => LocalActor::by_id(&shared.system, postbox::ActorId::from_raw(*id)),
+        Target::Name(name) => LocalActor::by_name(&shared.system, name),
+    };
+    let refuse = |failure: RemoteFailure| {
+        if let Some(correlation) = correlation {
+            let _ = conn.out.try_send(Frame::Error {
+                correlation,
+                error: RemoteError {
+                    kind: error_kind(failure),
+                    message: format!("{failure} (tag {tag:?})"),
+                },
+            });
+        }
+    };
+    let Some(local) = local else {
+        postbox::remote::reject_unknown_target(&shared.system, "remote message");
+        refuse(RemoteFailure::UnknownTarget);
+        return;
+    };
+    let enqueue = match shared
+        .types
+        .deliver(&local, &tag, payload, correlation.is_some())
+    {
+        Ok(enqueue) => enqueue,
+        Err(failure) => {
+            local.rejected("remote message");
+            refuse(failure);
+            return;
+        }
+    };
+    if let (Some(reply), Some(correlation)) = (enqueue.await, correlation) {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let frame = match reply.await {
+                Some(Ok(bytes)) => Frame::Reply {
+                    correlation,
+                    payload: Bytes::from(bytes),
+                },
+                Some(Err(failure)) => Frame::Error {
+                    correlation,
+                    error: RemoteError {
+                        kind: error_kind(failure),
+                        message: failure.to_string(),
+                    },
+                },
+                None => return,
+            };
+            let _ = conn.send(frame).await;
+        });
+    }
+}
+
+fn error_kind(failure: RemoteFailure) -> ErrorKind {
+    match failure {
+        RemoteFailure::UnknownTarget => ErrorKind::UnknownTarget,
+        RemoteFailure::UnknownTag => ErrorKind::UnknownTag,
+        RemoteFailure::Undecodable => ErrorKind::Undecodable,
+        _ => ErrorKind::Refused,
+    }
+}
+
+fn ask_error(error: &RemoteError) -> AskError {
+    AskError::Remote(match error.kind {
+        ErrorKind::UnknownTarget => RemoteFailure::UnknownTarget,
+        ErrorKind::UnknownTag => RemoteFailure::UnknownTag,
+        ErrorKind::Undecodable => RemoteFailure::Undecodable,
+        ErrorKind::Stopped => return AskError::Stopped,
+        ErrorKind::Panicked => return AskError::Panicked,
+        _ => RemoteFailure::Refused,
+    })
+}
+
+/// The link of one remote ref: its peer and the actor's id there.
+pub(crate) struct ActorLink {
+    pub(crate) shared: Weak<Shared>,
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) target: u64,
+    pub(crate) proxy_id: OnceLock<u64>,
+    pub(crate) next_correlation: Arc<AtomicU64>,
+}
+
+impl RemoteLink for ActorLink {
+    fn send(&self, message: Outbound) -> LinkSend<'_> {
+        Box::pin(async move {
+            let Some(conn) = self.peer.connection() else {
+                return Err((message, LinkError::Unreachable));
+            };
+            let Outbound {
+                tag,
+                payload,
+                reply,
+            } = message;
+            let correlation = reply.map(|reply| {
+                let correlation = self.next_correlation.fetch_add(1, Relaxed);
+                conn.pending.insert(correlation, reply);
+                correlation
+            });
+            let frame = Frame::Message(Envelope {
+                target: Target::Id(self.target),
+                tag: tag.to_owned(),
+                correlation,
+                sender: None,
+                trace: None,
+                payload: Bytes::from(payload),
+            });
+            match conn.send(frame).await {
+                Ok(()) => Ok(()),
+                Err(_) => Err((
+                    Outbound {
+                        tag,
+                        payload: Vec::new(),
+                        reply: correlation
+                            .and_then(|c| conn.pending.remove(&c))
+                            .map(|(_, reply)| reply),
+                    },
+                    LinkError::Unreachable,
+                )),
+            }
+        })
+    }
+
+    fn watch(&self) {
+        let (Some(conn), Some(&watcher)) = (self.peer.connection(), self.proxy_id.get()) else {
+            return;
+        };
+        let _ = conn.out.try_send(Frame::Watch {
+            watcher,
+            target: self.target,
+        });
+    }
+
+    fn closed(&self) {
+        if let Some(&id) = self.proxy_id.get() {
+            self.peer.proxies.remove(&id);
+        }
+        let _ = self.shared.upgrade();
+    }
+}

@@ -1,0 +1,7 @@
+//! Two nodes over real loopback TCP: in one process (two `ActorSystem`s), and in two OS
+//! processes (`remote-peer`, started by the test).
+
+mod common;
+mod loopback;
+mod process;
+mod refusals;
