@@ -179,12 +179,20 @@ async fn bench_postbox(tells: u64, asks: usize) -> Report {
     for _ in 0..10_000 {
         sink.tell(Blob(body.clone())).await.expect("tell");
     }
-    let before = sink.ask(Count).timeout(Duration::from_secs(60)).await.expect("count");
+    let before = sink
+        .ask(Count)
+        .timeout(Duration::from_secs(60))
+        .await
+        .expect("count");
     let started = Instant::now();
     for _ in 0..tells {
         sink.tell(Blob(body.clone())).await.expect("tell");
     }
-    let counted = sink.ask(Count).timeout(Duration::from_secs(300)).await.expect("count");
+    let counted = sink
+        .ask(Count)
+        .timeout(Duration::from_secs(300))
+        .await
+        .expect("count");
     let elapsed = started.elapsed();
     assert_eq!(counted - before, tells, "every tell arrived");
     let mut latencies = Vec::with_capacity(asks);
@@ -225,7 +233,11 @@ async fn bench_raw(tells: u64, asks: usize) -> Report {
     let mut codec = FrameCodec::default();
     let mut inbuf = BytesMut::new();
     let ask = |correlation: u64| message_frame(Some(correlation), &body);
-    async fn reply(read: &mut tokio::net::tcp::OwnedReadHalf, codec: &mut FrameCodec, buf: &mut BytesMut) -> u64 {
+    async fn reply(
+        read: &mut tokio::net::tcp::OwnedReadHalf,
+        codec: &mut FrameCodec,
+        buf: &mut BytesMut,
+    ) -> u64 {
         loop {
             if let Some(Frame::Reply { correlation, .. }) = codec.decode(buf).expect("frame") {
                 return correlation;
@@ -307,7 +319,10 @@ fn main() {
     let raw = rt.block_on(bench_raw(tells, asks));
     let postbox = rt.block_on(bench_postbox(tells, asks));
     println!("remote, two processes on loopback, {PAYLOAD}-byte payloads, {tells} tells, {asks} sequential asks");
-    println!("{:<10} {:>14} {:>12} {:>12}", "", "tells/s", "ask p50", "ask p99");
+    println!(
+        "{:<10} {:>14} {:>12} {:>12}",
+        "", "tells/s", "ask p50", "ask p99"
+    );
     for (name, r) in [("raw", &raw), ("postbox", &postbox)] {
         println!(
             "{:<10} {:>14.0} {:>12.1?} {:>12.1?}",
