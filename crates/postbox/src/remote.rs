@@ -4,7 +4,7 @@
 //! pieces defined here:
 //!
 //! - a message type opts in to travelling between nodes by returning a [`RemoteCodec`] from
-//!   [`Message::remote`](crate::Message::remote): a stable tag and four function pointers that
+//!   [`Message::remote`]: a stable tag and four function pointers that
 //!   encode and decode the message and its reply (written by the transport crate's macro, so
 //!   the core carries pointers, not a serializer);
 //! - a remote actor is reached through a **proxy**: an [`ActorRef<A>`] whose cell is local but
