@@ -21,10 +21,11 @@ pub trait RemoteActor: Actor {
 pub(crate) type Delivered =
     Pin<Box<dyn Future<Output = Option<Result<Vec<u8>, RemoteFailure>>> + Send>>;
 
-/// Decodes a payload and puts it in the actor's mailbox; resolves once it is queued, to the
-/// reply's future for an ask.
-type Deliver =
-    Box<dyn Fn(&LocalActor, Bytes, bool) -> Result<BoxedEnqueue, RemoteFailure> + Send + Sync>;
+/// Decodes a payload and puts it in the actor's mailbox: at once when there is room (`None`),
+/// else through a future that resolves once it is queued — to the reply's future for an ask.
+type Deliver = Box<
+    dyn Fn(&LocalActor, Bytes, bool) -> Result<Option<BoxedEnqueue>, RemoteFailure> + Send + Sync,
+>;
 type BoxedEnqueue = Pin<Box<dyn Future<Output = Option<Delivered>> + Send>>;
 
 /// The handlers of one actor type, by message tag. Filled by [`RemoteActor::register`].
@@ -50,7 +51,18 @@ impl<A: Actor> Handlers<A> {
         let deliver: Deliver = Box::new(move |target, payload, ask| {
             let actor = target.downcast::<A>().ok_or(RemoteFailure::UnknownTag)?;
             let msg = (codec.decode)(&payload).map_err(|_| RemoteFailure::Undecodable)?;
-            Ok(Box::pin(async move {
+            let msg = if ask {
+                msg
+            } else {
+                // The common case, without a boxed future: room in the mailbox.
+                match postbox::remote::try_enqueue(&actor, msg) {
+                    Ok(()) => return Ok(None),
+                    Err(postbox::TrySendError::Full(msg)) => msg,
+                    // `tell` below counts the dead letter.
+                    Err(postbox::TrySendError::Closed(msg)) => msg,
+                }
+            };
+            Ok(Some(Box::pin(async move {
                 if ask {
                     let reply = postbox::remote::enqueue_ask(&actor, msg).await;
                     let delivered: Delivered = Box::pin(async move {
@@ -70,7 +82,7 @@ impl<A: Actor> Handlers<A> {
                     let _ = actor.tell(msg).await;
                     None
                 }
-            }) as BoxedEnqueue)
+            }) as BoxedEnqueue))
         });
         self.by_tag.insert(codec.tag, deliver);
     }
@@ -109,7 +121,7 @@ impl TypeRegistry {
         tag: &str,
         payload: Bytes,
         ask: bool,
-    ) -> Result<BoxedEnqueue, RemoteFailure> {
+    ) -> Result<Option<BoxedEnqueue>, RemoteFailure> {
         let table = self
             .types
             .get(&target.actor_type_id())

@@ -353,7 +353,8 @@ async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelop
         .types
         .deliver(&local, &tag, payload, correlation.is_some())
     {
-        Ok(enqueue) => enqueue,
+        Ok(Some(enqueue)) => enqueue,
+        Ok(None) => return,
         Err(failure) => {
             local.rejected("remote message");
             refuse(failure);
@@ -411,30 +412,54 @@ pub(crate) struct ActorLink {
     pub(crate) next_correlation: Arc<AtomicU64>,
 }
 
+impl ActorLink {
+    /// The frame for `message`, its ask filed in `conn`'s pending map.
+    fn frame(&self, conn: &Connection, message: Outbound) -> (Frame, Option<u64>) {
+        let Outbound {
+            tag,
+            payload,
+            reply,
+        } = message;
+        let correlation = reply.map(|reply| {
+            let correlation = self.next_correlation.fetch_add(1, Relaxed);
+            conn.pending.insert(correlation, reply);
+            correlation
+        });
+        let frame = Frame::Message(Envelope {
+            target: Target::Id(self.target),
+            tag: tag.to_owned(),
+            correlation,
+            sender: None,
+            trace: None,
+            payload: Bytes::from(payload),
+        });
+        (frame, correlation)
+    }
+}
+
 impl RemoteLink for ActorLink {
+    fn try_send(&self, message: Outbound) -> Result<(), (Outbound, LinkError)> {
+        let Some(conn) = self.peer.connection() else {
+            return Err((message, LinkError::Unreachable));
+        };
+        let result = match conn.out.try_reserve() {
+            Ok(permit) => {
+                permit.send(self.frame(&conn, message).0);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Err((message, LinkError::Full)),
+            Err(mpsc::error::TrySendError::Closed(())) => Err((message, LinkError::Unreachable)),
+        };
+        result
+    }
+
     fn send(&self, message: Outbound) -> LinkSend<'_> {
         Box::pin(async move {
             let Some(conn) = self.peer.connection() else {
                 return Err((message, LinkError::Unreachable));
             };
-            let Outbound {
-                tag,
-                payload,
-                reply,
-            } = message;
-            let correlation = reply.map(|reply| {
-                let correlation = self.next_correlation.fetch_add(1, Relaxed);
-                conn.pending.insert(correlation, reply);
-                correlation
-            });
-            let frame = Frame::Message(Envelope {
-                target: Target::Id(self.target),
-                tag: tag.to_owned(),
-                correlation,
-                sender: None,
-                trace: None,
-                payload: Bytes::from(payload),
-            });
+            let tag = message.tag;
+            let (frame, correlation) = self.frame(&conn, message);
             match conn.send(frame).await {
                 Ok(()) => Ok(()),
                 Err(_) => Err((

@@ -210,6 +210,8 @@ impl fmt::Debug for PendingReply {
 pub enum LinkError {
     /// The peer is unreachable (not connected and not reconnecting, or shut down).
     Unreachable,
+    /// The connection's outbound queue is full right now (only from `try_send`).
+    Full,
 }
 
 /// The boxed future [`RemoteLink::send`] returns.
@@ -221,6 +223,11 @@ pub trait RemoteLink: Send + Sync + 'static {
     /// Queues `message` for the remote actor, waiting while the connection's outbound queue is
     /// full (backpressure). Hands the message back if the peer is unreachable.
     fn send(&self, message: Outbound) -> LinkSend<'_>;
+    /// Queues `message` if there is room right now, without waiting or allocating a future;
+    /// hands it back with `Full` (then the proxy uses [`send`](Self::send)) or `Unreachable`.
+    fn try_send(&self, message: Outbound) -> Result<(), (Outbound, LinkError)> {
+        Err((message, LinkError::Full))
+    }
     /// The first local watcher of this proxy appeared: ask the remote node to report the
     /// actor's termination.
     fn watch(&self);
@@ -357,12 +364,15 @@ async fn send_one<A: Actor>(
     let cell = consumer.owner();
     let message_type = envelope.message_type();
     match envelope.into_remote() {
-        Ok(outbound) => match link.send(outbound).await {
+        Ok(outbound) => match match link.try_send(outbound) {
+            Err((outbound, LinkError::Full)) => link.send(outbound).await,
+            other => other,
+        } {
             Ok(()) => {
                 cell.meta.stats.record_message(None);
                 None
             }
-            Err((outbound, LinkError::Unreachable)) => {
+            Err((outbound, _)) => {
                 record(cell, message_type, DeadLetterReason::Unreachable);
                 if let Some(reply) = outbound.reply {
                     reply.fail(AskError::NodeDown);
@@ -496,4 +506,15 @@ where
     let (reply, rx) = crate::ask::ReplyTo::channel(crate::ask::Unanswered::Stopped);
     actor.cell().send_ask(msg, reply).await;
     async move { rx.await.unwrap_or(Err(AskError::Stopped)) }
+}
+
+/// Puts a tell from another node into a local actor's mailbox if there is room right now,
+/// without counting a refusal as a dead letter (the transport then waits with `tell`, or
+/// counts it).
+pub fn try_enqueue<A, M>(actor: &ActorRef<A>, msg: M) -> Result<(), crate::TrySendError<M>>
+where
+    A: crate::Handler<M>,
+    M: Message,
+{
+    crate::actor_ref::Sink::offer(&**actor.cell(), msg)
 }
