@@ -135,3 +135,38 @@ pub async fn client() -> (ActorSystem, Remote) {
         .expect("listen");
     (system, remote)
 }
+
+/// Reports the `Terminated` it receives for `target`, which it watches from its start.
+pub struct Watcher {
+    target: ActorRef<Journal>,
+    report: tokio::sync::mpsc::UnboundedSender<Terminated>,
+}
+
+impl Actor for Watcher {
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        ctx.watch(&self.target);
+        Ok(())
+    }
+}
+
+impl Handler<Terminated> for Watcher {
+    async fn handle(&mut self, terminated: Terminated, _: &mut Context<Self>) {
+        let _ = self.report.send(terminated);
+    }
+}
+
+/// Spawns a [`Watcher`] of `target` in `system`; its reports arrive on the returned channel.
+pub fn watch(
+    system: &ActorSystem,
+    target: &ActorRef<Journal>,
+) -> tokio::sync::mpsc::UnboundedReceiver<Terminated> {
+    let (report, reports) = tokio::sync::mpsc::unbounded_channel();
+    let target = target.clone();
+    system
+        .spawn(Props::new(move || Watcher {
+            target: target.clone(),
+            report: report.clone(),
+        }))
+        .expect("spawn the watcher");
+    reports
+}

@@ -6,7 +6,6 @@ use postbox::remote::RemoteFailure;
 use postbox::DeadLetterReason;
 use postbox_remote::RemoteError;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tells_and_asks_reach_a_remote_actor_in_send_order() {
@@ -142,38 +141,12 @@ async fn unknown_names_tags_and_local_only_messages_are_refused_with_reasons() {
     assert_eq!(within(journal.ask(Echo("ok".into()))).await.unwrap(), "ok");
 }
 
-/// Reports the `Terminated` it receives.
-struct Watcher {
-    target: ActorRef<Journal>,
-    report: mpsc::UnboundedSender<Terminated>,
-}
-
-impl Actor for Watcher {
-    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        ctx.watch(&self.target);
-        Ok(())
-    }
-}
-
-impl Handler<Terminated> for Watcher {
-    async fn handle(&mut self, terminated: Terminated, _: &mut Context<Self>) {
-        let _ = self.report.send(terminated);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watching_a_remote_actor_delivers_terminated_when_it_stops() {
     let (_host_system, host, _journal) = host().await;
     let (system, client) = client().await;
     let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let target = journal.clone();
-    system
-        .spawn(Props::new(move || Watcher {
-            target: target.clone(),
-            report: tx.clone(),
-        }))
-        .unwrap();
+    let mut rx = watch(&system, &journal);
     // Make sure the watch has reached the host before the actor stops.
     within(journal.ask(Echo("sync".into()))).await.unwrap();
     journal.tell(Quit).await.unwrap();
@@ -192,14 +165,7 @@ async fn watchers_learn_of_node_loss_and_a_restarted_node_is_reached_afresh() {
     let addr = host.addr().to_owned();
     let (system, client) = client().await;
     let journal: ActorRef<Journal> = within(client.lookup(&addr, "journal")).await.unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let target = journal.clone();
-    system
-        .spawn(Props::new(move || Watcher {
-            target: target.clone(),
-            report: tx.clone(),
-        }))
-        .unwrap();
+    let mut rx = watch(&system, &journal);
     within(journal.ask(Echo("sync".into()))).await.unwrap();
 
     host.shutdown().await;

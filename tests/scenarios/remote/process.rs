@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
 /// Starts a peer process; returns it and the address it listens on.
 async fn start_peer() -> (Child, String) {
@@ -30,24 +29,6 @@ async fn start_peer() -> (Child, String) {
     (child, addr)
 }
 
-struct Watcher {
-    target: ActorRef<Journal>,
-    report: mpsc::UnboundedSender<Terminated>,
-}
-
-impl Actor for Watcher {
-    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        ctx.watch(&self.target);
-        Ok(())
-    }
-}
-
-impl Handler<Terminated> for Watcher {
-    async fn handle(&mut self, terminated: Terminated, _: &mut Context<Self>) {
-        let _ = self.report.send(terminated);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tell_ask_and_watch_across_processes_and_a_killed_peer_is_noticed_at_once() {
     let (mut peer, addr) = start_peer().await;
@@ -62,14 +43,7 @@ async fn tell_ask_and_watch_across_processes_and_a_killed_peer_is_noticed_at_onc
         (0..1_000).collect::<Vec<_>>()
     );
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let target = journal.clone();
-    system
-        .spawn(Props::new(move || Watcher {
-            target: target.clone(),
-            report: tx.clone(),
-        }))
-        .unwrap();
+    let mut rx = watch(&system, &journal);
     within(journal.ask(Echo("sync".into()))).await.unwrap();
 
     // An ask in flight when the peer process is killed fails with NodeDown, long before its
