@@ -10,7 +10,7 @@ use postbox::remote::{
 use postbox::{AskError, ExitReason};
 use postbox_wire::{Envelope, ErrorKind, Frame, FrameCodec, NodeAddr, RemoteError, Target};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -405,7 +405,6 @@ fn ask_error(error: &RemoteError) -> AskError {
 
 /// The link of one remote ref: its peer and the actor's id there.
 pub(crate) struct ActorLink {
-    pub(crate) shared: Weak<Shared>,
     pub(crate) peer: Arc<Peer>,
     pub(crate) target: u64,
     pub(crate) proxy_id: OnceLock<u64>,
@@ -490,6 +489,5 @@ impl RemoteLink for ActorLink {
         if let Some(&id) = self.proxy_id.get() {
             self.peer.proxies.remove(&id);
         }
-        let _ = self.shared.upgrade();
     }
 }

@@ -95,12 +95,12 @@ pub struct Remote {
 fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
-        return fastrand_fallback();
+        return clock_fallback();
     }
     u64::from_le_bytes(bytes)
 }
 
-fn fastrand_fallback() -> u64 {
+fn clock_fallback() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -174,7 +174,6 @@ impl Remote {
         };
         let id = found.ok_or_else(|| RemoteError::NotFound(name.to_owned()))?;
         let link = Arc::new(ActorLink {
-            shared: Arc::downgrade(&self.shared),
             peer: peer.clone(),
             target: id,
             proxy_id: OnceLock::new(),

@@ -187,29 +187,12 @@ impl<M: Message> Router<M> {
     /// scatter-gather routers offer a copy to every routee and succeed if any took one.
     pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
         let shared = &*self.shared;
+        if let Kind::Broadcast { clone } | Kind::ScatterGather { clone, .. } = shared.routing.kind {
+            return self.try_broadcast(msg, clone);
+        }
         let mut msg = msg;
         loop {
             let routees = shared.snapshot();
-            if let Kind::Broadcast { clone } | Kind::ScatterGather { clone, .. } =
-                shared.routing.kind
-            {
-                let mut accepted = false;
-                for routee in &routees.list {
-                    match routee.offer(clone(&msg)) {
-                        Ok(()) => accepted = true,
-                        Err(TrySendError::Closed(_)) => shared.remove(routee.id()),
-                        Err(TrySendError::Full(_)) => {}
-                    }
-                }
-                if accepted {
-                    return Ok(());
-                }
-                if routees.list.is_empty() {
-                    shared.no_routees();
-                    return Err(TrySendError::Closed(msg));
-                }
-                return routees.list[0].try_tell(msg);
-            }
             let Some(index) = routees.pick(&shared.routing, &shared.cursor, &msg) else {
                 shared.no_routees();
                 return Err(TrySendError::Closed(msg));
@@ -222,6 +205,29 @@ impl<M: Message> Router<M> {
                     shared.remove(routee.id());
                     msg = back;
                 }
+            }
+        }
+    }
+
+    fn try_broadcast(&self, msg: M, clone: fn(&M) -> M) -> Result<(), TrySendError<M>> {
+        let shared = &*self.shared;
+        let routees = shared.snapshot();
+        let mut accepted = false;
+        for routee in &routees.list {
+            match routee.offer(clone(&msg)) {
+                Ok(()) => accepted = true,
+                Err(TrySendError::Closed(_)) => shared.remove(routee.id()),
+                Err(TrySendError::Full(_)) => {}
+            }
+        }
+        if accepted {
+            return Ok(());
+        }
+        match routees.list.first() {
+            Some(routee) => routee.try_tell(msg),
+            None => {
+                shared.no_routees();
+                Err(TrySendError::Closed(msg))
             }
         }
     }
