@@ -166,6 +166,26 @@ async fn tell_waits_for_room_and_resumes_in_order() {
 }
 
 #[tokio::test]
+async fn a_recipient_tell_that_waits_for_room_is_not_a_dead_letter() {
+    let system = ActorSystem::new();
+    let (actor, gate) = gated(&system, Mailbox::bounded(1));
+    actor.tell(Hold).await.unwrap();
+    until_holding(&actor).await;
+    actor.tell(N(1)).await.unwrap();
+    let recipient: Recipient<N> = actor.recipient();
+    let sender = tokio::spawn(async move { recipient.tell(N(2)).await });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!sender.is_finished(), "the mailbox is full: tell waits");
+    gate.notify_one();
+    within(sender).await.unwrap().unwrap();
+    assert_eq!(actor.ask(Seen).await.unwrap(), vec![1, 2]);
+    assert_eq!(system.dead_letters().total(), 0, "waiting is not a refusal");
+    system.shutdown().await;
+}
+
+#[tokio::test]
 async fn try_tell_hands_the_message_back_when_full_or_closed() {
     let system = ActorSystem::new();
     let (actor, gate) = gated(&system, Mailbox::bounded(1));
