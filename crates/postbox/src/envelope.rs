@@ -37,6 +37,13 @@ struct Packet<M: Message> {
     reply: Option<ReplyTo<M::Reply>>,
 }
 
+/// Encodes a packed message for another node; the callback hears of a refusal before any
+/// asker does.
+type EncodeRemote = unsafe fn(
+    &mut Payload,
+    &dyn Fn(crate::remote::RemoteFailure),
+) -> Result<crate::remote::Outbound, ()>;
+
 struct VTable<A: Actor> {
     message_type: fn() -> &'static str,
     /// Identifies `M` (vtable addresses are not unique: constants may be duplicated).
@@ -50,7 +57,7 @@ struct VTable<A: Actor> {
     drop: unsafe fn(&mut Payload),
     /// Takes the packet and encodes it for another node (`Err` if the type is not remotable;
     /// the packet is consumed either way, an ask resolving with the failure).
-    remote: unsafe fn(&mut Payload) -> Result<crate::remote::Outbound, ()>,
+    remote: EncodeRemote,
 }
 
 /// One message for an actor of type `A`, of any type `A` handles.
@@ -134,11 +141,16 @@ impl<A: Actor> Envelope<A> {
         unsafe { (this.vtable.dispatch)(&mut this.payload, actor, ctx, slot) }
     }
 
-    /// Encodes the message for a remote actor (see `remote.rs`).
-    pub(crate) fn into_remote(self) -> Result<crate::remote::Outbound, ()> {
+    /// Encodes the message for a remote actor (see `remote.rs`). When it cannot be encoded,
+    /// `refused` runs before an asker learns of it, so the dead letter is counted by the time
+    /// the ask resolves.
+    pub(crate) fn into_remote(
+        self,
+        refused: &dyn Fn(crate::remote::RemoteFailure),
+    ) -> Result<crate::remote::Outbound, ()> {
         let mut this = ManuallyDrop::new(self);
         // SAFETY: as in `dispatch`: written by `new` for this vtable, taken once, here.
-        unsafe { (this.vtable.remote)(&mut this.payload) }
+        unsafe { (this.vtable.remote)(&mut this.payload, refused) }
     }
 
     /// Takes the message and reply handle back out, for a send that failed.
@@ -177,11 +189,13 @@ impl<A: Actor> std::fmt::Debug for Envelope<A> {
 /// SAFETY (callers): see `Packing::take`.
 unsafe fn encode_packet<A: Handler<M>, M: Message>(
     payload: &mut Payload,
+    refused: &dyn Fn(crate::remote::RemoteFailure),
 ) -> Result<crate::remote::Outbound, ()> {
     use crate::remote::{Outbound, PendingReply, RemoteFailure};
     // SAFETY: forwarded contract.
     let Packet { message, reply } = unsafe { Packing::<A, M>::take(payload) };
     let failed = |reply: Option<ReplyTo<M::Reply>>, failure| {
+        refused(failure);
         if let Some(reply) = reply {
             crate::ask::with_abandon_reason(crate::AskError::Remote(failure), || drop(reply));
         }

@@ -363,7 +363,8 @@ async fn send_one<A: Actor>(
 ) -> Option<ExitReason> {
     let cell = consumer.owner();
     let message_type = envelope.message_type();
-    match envelope.into_remote() {
+    let refused = |_: RemoteFailure| record(cell, message_type, DeadLetterReason::NotRemotable);
+    match envelope.into_remote(&refused) {
         Ok(outbound) => match match link.try_send(outbound) {
             Err((outbound, LinkError::Full)) => link.send(outbound).await,
             other => other,
@@ -380,10 +381,7 @@ async fn send_one<A: Actor>(
                 Some(ExitReason::NodeDown)
             }
         },
-        Err(()) => {
-            record(cell, message_type, DeadLetterReason::NotRemotable);
-            None
-        }
+        Err(()) => None,
     }
 }
 
