@@ -412,7 +412,6 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let shared = shared.clone();
         tokio::spawn(async move {
             if let Err(why) = accept(&shared, stream).await {
-                shared.stats.refused.fetch_add(1, Relaxed);
                 tracing::warn!(%from, %why, "inbound connection refused");
             }
         });
@@ -428,12 +427,15 @@ impl Drop for InboundSlot {
     }
 }
 
+/// Handshakes an inbound connection and runs it. A refusal is counted before the socket
+/// closes, so a peer that sees the close can already read the count.
 async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
     let (mut read, mut write) = stream.into_split();
     let config = &shared.config;
     let max = config.max_frame;
     if shared.inbound.fetch_add(1, Relaxed) >= config.max_connections {
         shared.inbound.fetch_sub(1, Relaxed);
+        shared.stats.refused.fetch_add(1, Relaxed);
         let _ = refuse(
             &mut write,
             RefuseReason::TooManyConnections,
@@ -521,9 +523,16 @@ async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         Ok(hello.node)
     };
-    let node = match tokio::time::timeout(config.handshake_timeout, handshake).await {
-        Ok(result) => result?,
-        Err(_) => return Err("handshake timed out".into()),
+    let outcome = match tokio::time::timeout(config.handshake_timeout, handshake).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err("handshake timed out".into()),
+    };
+    let node = match outcome {
+        Ok(node) => node,
+        Err(why) => {
+            shared.stats.refused.fetch_add(1, Relaxed);
+            return Err(why);
+        }
     };
     let peer = shared.peer(&node.addr);
     run_connection(shared, &peer, node, read, buf, write, Some(Box::new(slot)));
