@@ -31,13 +31,16 @@ pub struct RemoteConfig {
     pub heartbeat_interval: Duration,
     /// A connection that received nothing for this long is considered dead.
     pub heartbeat_timeout: Duration,
+    /// How long [`Remote::shutdown`](crate::Remote::shutdown) waits for remote refs and
+    /// outbound queues to be written out before closing regardless.
+    pub drain_timeout: Duration,
 }
 
 impl RemoteConfig {
     /// Settings for listening on `listen` in cluster `cluster` with `secret`, and defaults:
     /// 8 MiB frames, 1024 connections, 5 s handshake timeout, 4096 queued frames per peer,
     /// proxies with 1024-message mailboxes, 4 connection attempts from 100 ms, heartbeats
-    /// every second and a 10 s silence limit.
+    /// every second, a 10 s silence limit and 5 s to drain at shutdown.
     pub fn new(listen: SocketAddr, cluster: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
         Self {
             listen,
@@ -52,6 +55,7 @@ impl RemoteConfig {
             reconnect_attempts: 4,
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 
@@ -70,6 +74,12 @@ impl RemoteConfig {
     /// Sets the handshake timeout.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets how long shutdown waits for queued messages to be written out.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
         self
     }
 

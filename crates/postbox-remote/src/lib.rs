@@ -64,6 +64,13 @@
 //!   `RemoteRejected` dead letter on the receiving node; malformed frames, oversized frames,
 //!   a wrong protocol version, a wrong cluster name or a failed authentication close that one
 //!   connection with a specific, logged and counted reason. The node keeps serving the others.
+//! - **One connection per pair of nodes**, used in both directions. When two nodes dial each
+//!   other at the same moment, the dial of the node with the smaller node id wins on both
+//!   sides; the other is refused with `SimultaneousConnect` and its dialer uses the winner.
+//! - **Shutdown drains**: [`Remote::shutdown`] stops accepting, lets every remote ref forward
+//!   what is queued in it (later sends are refused and counted), writes out each outbound queue
+//!   followed by a `Goodbye`, all within [`RemoteConfig::drain_timeout`], then closes. Peers
+//!   see the node leave at once instead of waiting for a heartbeat timeout.
 //! - **Authentication**: every connection starts with a mutual HMAC-SHA256 challenge–response
 //!   over the shared cluster secret (see `postbox-wire`), bound to both nonces, the cluster
 //!   name and each node's address and incarnation.

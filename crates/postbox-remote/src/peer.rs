@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
 
 /// Most frames the writer takes from its queue for one write.
 const WRITE_BATCH: usize = 512;
@@ -24,9 +25,11 @@ pub(crate) struct Peer {
     pub(crate) addr: String,
     conn: Mutex<Option<Arc<Connection>>>,
     /// Serializes connection attempts to this peer.
-    pub(crate) dialing: tokio::sync::Mutex<()>,
+    pub(crate) dialing: Arc<tokio::sync::Mutex<()>>,
     /// Remote refs through this peer, by proxy id.
     proxies: DashMap<u64, ProxyHandle>,
+    /// Woken whenever a connection to this peer is established.
+    connected: tokio::sync::Notify,
 }
 
 impl Peer {
@@ -34,9 +37,34 @@ impl Peer {
         Self {
             addr,
             conn: Mutex::new(None),
-            dialing: tokio::sync::Mutex::new(()),
+            dialing: Arc::new(tokio::sync::Mutex::new(())),
             proxies: DashMap::new(),
+            connected: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Waits up to `limit` for a connection to this peer (one the peer is dialing to us).
+    pub(crate) async fn wait_connection(
+        &self,
+        limit: std::time::Duration,
+    ) -> Option<Arc<Connection>> {
+        let wait = async {
+            loop {
+                let notified = self.connected.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(conn) = self.connection() {
+                    return conn;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.ok()
+    }
+
+    /// The remote refs through this peer.
+    pub(crate) fn proxies(&self) -> Vec<ProxyHandle> {
+        self.proxies.iter().map(|p| p.value().clone()).collect()
     }
 
     pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
@@ -50,6 +78,7 @@ impl Peer {
 
     fn set_connection(&self, conn: &Arc<Connection>) {
         *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+        self.connected.notify_waiters();
     }
 
     /// The connection `conn` was lost: if it was this peer's, every remote ref through it ends.
@@ -58,9 +87,7 @@ impl Peer {
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
             *current = None;
             drop(current);
-            let proxies: Vec<ProxyHandle> =
-                self.proxies.iter().map(|p| p.value().clone()).collect();
-            for proxy in proxies {
+            for proxy in self.proxies() {
                 proxy.terminate(ExitReason::NodeDown);
             }
         }
@@ -82,6 +109,10 @@ pub(crate) struct Connection {
     pending: DashMap<u64, PendingReply>,
     lookups: DashMap<u64, oneshot::Sender<Option<u64>>>,
     closed: AtomicBool,
+    /// Cancelled when the writer has stopped (after writing a `Goodbye`, or on failure).
+    writer_done: CancellationToken,
+    /// Cancelled to close the connection from this side.
+    stop: CancellationToken,
 }
 
 impl Connection {
@@ -96,6 +127,20 @@ impl Connection {
     /// Sends `frame`, waiting for room in the outbound queue.
     pub(crate) async fn send(&self, frame: Frame) -> Result<(), Frame> {
         self.out.send(frame).await.map_err(|e| e.0)
+    }
+
+    /// Queues a `Goodbye` behind everything already queued and waits until the writer has
+    /// written it (or failed).
+    pub(crate) async fn say_goodbye(&self) {
+        if self.send(Frame::Goodbye).await.is_ok() {
+            self.writer_done.cancelled().await;
+        }
+    }
+
+    /// Closes the connection from this side: in-flight asks fail with `NodeDown` and the
+    /// remote refs through it end.
+    pub(crate) fn abort(&self) {
+        self.stop.cancel();
     }
 
     /// Asks the peer for the id registered as `name`.
@@ -150,15 +195,25 @@ pub(crate) fn run_connection(
         pending: DashMap::new(),
         lookups: DashMap::new(),
         closed: AtomicBool::new(false),
+        writer_done: CancellationToken::new(),
+        stop: CancellationToken::new(),
     });
     peer.set_connection(&conn);
     shared.stats.connections.fetch_add(1, Relaxed);
-    let writer = tokio::spawn(write_loop(shared.clone(), write, rx));
+    let writer_done = conn.writer_done.clone();
+    let writer_shared = shared.clone();
+    let writer = tokio::spawn(async move {
+        let _done = writer_done.drop_guard();
+        write_loop(writer_shared, write, rx).await;
+    });
     let reader_shared = shared.clone();
     let reader_peer = peer.clone();
     let reader_conn = conn.clone();
     tokio::spawn(async move {
-        let why = read_loop(&reader_shared, &reader_peer, &reader_conn, read, leftover).await;
+        let why = tokio::select! {
+            why = read_loop(&reader_shared, &reader_peer, &reader_conn, read, leftover) => why,
+            () = reader_conn.stop.cancelled() => "closed by this node".to_owned(),
+        };
         tracing::debug!(
             peer = %reader_peer.addr,
             incarnation = reader_conn.peer_node.incarnation,
@@ -175,7 +230,7 @@ pub(crate) fn run_connection(
 }
 
 /// Takes frames in batches, encodes them into one buffer and writes it with one call;
-/// heartbeats while idle.
+/// heartbeats while idle. Ends after writing a `Goodbye`.
 async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -195,7 +250,9 @@ async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf, mut rx: mpsc
                 1
             }
         };
+        let mut goodbye = false;
         for frame in batch.drain(..) {
+            goodbye |= matches!(frame, Frame::Goodbye);
             if let Err(error) = postbox_wire::encode_frame(&frame, &mut buf) {
                 // Our own frame is too big: its asker learns why; the connection goes on.
                 tracing::warn!(%error, kind = frame.kind(), "frame not sent");
@@ -204,6 +261,10 @@ async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf, mut rx: mpsc
         shared.stats.frames_out.fetch_add(taken as u64, Relaxed);
         shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
         if write.write_all(&buf).await.is_err() {
+            return;
+        }
+        if goodbye {
+            let _ = write.shutdown().await;
             return;
         }
         buf.clear();

@@ -6,7 +6,7 @@ use crate::handlers::{RemoteActor, TypeRegistry};
 use crate::peer::{run_connection, ActorLink, Connection, Peer};
 use bytes::BytesMut;
 use dashmap::DashMap;
-use postbox::{Actor, ActorRef, ActorSystem, Mailbox};
+use postbox::{Actor, ActorRef, ActorSystem, ExitReason, Mailbox};
 use postbox_wire::auth::{self, Role};
 use postbox_wire::{
     Challenge, Frame, FrameCodec, Hello, NodeAddr, Proof, RefuseReason, PROTOCOL_VERSION,
@@ -54,7 +54,8 @@ pub struct RemoteStats {
     pub reconnects: u64,
     /// Handshakes that failed authentication (either side).
     pub auth_failures: u64,
-    /// Inbound connections refused (limit, version, cluster, bad handshake).
+    /// Inbound connections refused (limit, version, cluster, bad handshake, and the losing
+    /// side of a simultaneous connect).
     pub refused: u64,
     /// Connections closed for malformed or oversized frames.
     pub protocol_errors: u64,
@@ -222,8 +223,11 @@ impl Remote {
         self.shared.peers.get(addr).map_or(0, |p| p.proxy_count())
     }
 
-    /// Stops listening and closes every connection (peers see the node leave; remote refs on
-    /// both sides end).
+    /// Stops listening, then drains: every remote ref forwards what is already queued in it
+    /// (new sends to it are refused and counted), every connection writes out its outbound
+    /// queue followed by a `Goodbye` — all within [`RemoteConfig::drain_timeout`] — and then
+    /// every connection closes (peers see the node leave; remote refs on both sides end, asks
+    /// still waiting for a reply resolve with `NodeDown`).
     pub async fn shutdown(&self) {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
@@ -235,9 +239,34 @@ impl Remote {
             .iter()
             .map(|p| p.value().clone())
             .collect();
-        for peer in peers {
+        let drain = async {
+            // Every proxy starts draining at once; then wait for each.
+            let proxies: Vec<_> = peers
+                .iter()
+                .flat_map(|peer| peer.proxies())
+                .map(|proxy| proxy.drain(ExitReason::Shutdown))
+                .collect();
+            for drained in proxies {
+                drained.await;
+            }
+            for peer in &peers {
+                if let Some(conn) = peer.connection() {
+                    conn.say_goodbye().await;
+                }
+            }
+        };
+        if tokio::time::timeout(self.shared.config.drain_timeout, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                limit = ?self.shared.config.drain_timeout,
+                "remote shutdown: outbound traffic not drained in time; closing anyway"
+            );
+        }
+        for peer in &peers {
             if let Some(conn) = peer.connection() {
-                let _ = conn.send(Frame::Goodbye).await;
+                conn.abort();
             }
         }
     }
@@ -287,6 +316,18 @@ async fn connect(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connectio
         }
         match dial(shared, peer).await {
             Ok(conn) => return Ok(conn),
+            // The peer is dialing us at the same moment and its connection wins the tie-break.
+            Err(ConnectError::Refused {
+                reason: RefuseReason::SimultaneousConnect,
+                ..
+            }) => {
+                if let Some(conn) = peer.wait_connection(shared.config.handshake_timeout).await {
+                    return Ok(conn);
+                }
+                if attempt >= shared.config.reconnect_attempts {
+                    return Err(ConnectError::Timeout);
+                }
+            }
             // Refusals are answers, not outages: retrying would not change them.
             Err(
                 error @ (ConnectError::Refused { .. }
@@ -518,24 +559,47 @@ async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
             .await;
             return Err(format!("{} failed authentication", hello.node.addr));
         }
+        // One connection per pair of nodes. If one to this very incarnation is already up
+        // (its dial overtook ours), the client is to use that one. If we are dialing it right
+        // now too, the dial of the node with the smaller id wins, on both sides alike. Holding
+        // the dialing lock until the connection is registered keeps a dial of ours from
+        // starting in between (it would find this connection instead).
+        let peer = shared.peer(&hello.node.addr);
+        let not_dialing = peer.dialing.clone().try_lock_owned().ok();
+        let connected = peer
+            .connection()
+            .is_some_and(|conn| conn.peer_node == hello.node);
+        if connected || (not_dialing.is_none() && shared.me.node_id < hello.node.node_id) {
+            let _ = refuse(
+                &mut write,
+                RefuseReason::SimultaneousConnect,
+                "we are dialing you; use that connection",
+                max,
+            )
+            .await;
+            return Err(format!(
+                "{} dialed while we dialed it; our connection wins",
+                hello.node.addr
+            ));
+        }
         send_frame(&mut write, &Frame::Welcome, max)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(hello.node)
+        Ok((hello.node, peer, not_dialing))
     };
     let outcome = match tokio::time::timeout(config.handshake_timeout, handshake).await {
         Ok(outcome) => outcome,
         Err(_) => Err("handshake timed out".into()),
     };
-    let node = match outcome {
-        Ok(node) => node,
+    let (node, peer, not_dialing) = match outcome {
+        Ok(accepted) => accepted,
         Err(why) => {
             shared.stats.refused.fetch_add(1, Relaxed);
             return Err(why);
         }
     };
-    let peer = shared.peer(&node.addr);
     run_connection(shared, &peer, node, read, buf, write, Some(Box::new(slot)));
+    drop(not_dialing);
     Ok(())
 }
 

@@ -236,17 +236,22 @@ pub enum RefuseReason {
     Malformed,
     /// The server is shutting down.
     ShuttingDown,
+    /// Both nodes dialed each other at once and the server's own connection wins the
+    /// tie-break (the one dialed by the node with the smaller id); the client is to use that
+    /// one instead.
+    SimultaneousConnect,
 }
 
 impl RefuseReason {
     /// Every reason, in wire-code order (code = index + 1).
-    pub(crate) const ALL: [RefuseReason; 6] = [
+    pub(crate) const ALL: [RefuseReason; 7] = [
         RefuseReason::VersionMismatch,
         RefuseReason::WrongCluster,
         RefuseReason::AuthenticationFailed,
         RefuseReason::TooManyConnections,
         RefuseReason::Malformed,
         RefuseReason::ShuttingDown,
+        RefuseReason::SimultaneousConnect,
     ];
 
     /// The reason's byte on the wire.
@@ -258,6 +263,7 @@ impl RefuseReason {
             RefuseReason::TooManyConnections => 4,
             RefuseReason::Malformed => 5,
             RefuseReason::ShuttingDown => 6,
+            RefuseReason::SimultaneousConnect => 7,
         }
     }
 
@@ -276,6 +282,7 @@ impl fmt::Display for RefuseReason {
             RefuseReason::TooManyConnections => "too many connections",
             RefuseReason::Malformed => "malformed handshake",
             RefuseReason::ShuttingDown => "shutting down",
+            RefuseReason::SimultaneousConnect => "simultaneous connect; the other connection wins",
         })
     }
 }

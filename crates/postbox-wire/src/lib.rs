@@ -72,7 +72,8 @@
 //! copy.
 //!
 //! Codes of [`RefuseReason`]: 1 `VersionMismatch`, 2 `WrongCluster`, 3
-//! `AuthenticationFailed`, 4 `TooManyConnections`, 5 `Malformed`, 6 `ShuttingDown`.
+//! `AuthenticationFailed`, 4 `TooManyConnections`, 5 `Malformed`, 6 `ShuttingDown`,
+//! 7 `SimultaneousConnect`.
 //! Codes of [`ErrorKind`]: 1 `UnknownTag`, 2 `Undecodable`, 3 `UnknownTarget`, 4 `Stopped`, 5
 //! `Panicked`, 6 `Timeout`, 7 `Refused`, 8 `Internal`. Code 0 is never used.
 //!
@@ -129,7 +130,10 @@
 //!    node, cluster, ns, nc)`, over the node the client announced in its `Hello`.
 //! 4. **server → client: `Welcome`** if the proof verifies, else `Refused {
 //!    AuthenticationFailed }` and the server closes. Any frame out of this order before
-//!    `Welcome` is answered with `Refused { Malformed }`.
+//!    `Welcome` is answered with `Refused { Malformed }`. When both nodes are dialing each
+//!    other at that moment, the connection dialed by the node with the smaller node id wins:
+//!    the server whose own dial wins answers `Refused { SimultaneousConnect }`, and the
+//!    client waits for the server's connection instead — one connection per pair of nodes.
 //!
 //! After `Welcome` both sides may send any traffic frame (`Message`, `Reply`, `Error`,
 //! heartbeats, watches, lookups) until one of them sends `Goodbye` or the connection drops.

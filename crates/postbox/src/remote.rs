@@ -251,6 +251,16 @@ impl ProxyHandle {
         });
     }
 
+    /// Ends the proxy once it has forwarded what is already queued (new messages are
+    /// refused from now on); resolves when it has ended. Used when the transport shuts down.
+    pub fn drain(&self, reason: ExitReason) -> impl Future<Output = ExitReason> + Send + 'static {
+        let _ = self.cell.send_system(SystemSignal::Stop {
+            drain: true,
+            reason,
+        });
+        crate::runner::wait_for_termination(&self.cell)
+    }
+
     /// The proxy's local id.
     pub fn id(&self) -> ActorId {
         self.cell.meta().id
@@ -301,6 +311,7 @@ pub fn spawn_proxy<A: Actor>(
 /// The proxy's task: forwards messages in mailbox order until terminated.
 async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn RemoteLink>) {
     let mut watchers: Vec<Watcher> = Vec::new();
+    let mut draining = None;
     let reason = loop {
         match poll_fn(|cx| consumer.poll_recv(cx)).await {
             Received::Message(envelope) => {
@@ -312,6 +323,14 @@ async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn R
                 let mut stop = None;
                 for signal in signals {
                     match signal {
+                        Signal::System(SystemSignal::Stop {
+                            reason,
+                            drain: true,
+                        }) if draining.is_none() => {
+                            // Forward what is queued, then stop (`Received::Drained`).
+                            consumer.close();
+                            draining = Some(reason);
+                        }
                         Signal::System(SystemSignal::Stop { reason, .. }) => stop = Some(reason),
                         Signal::System(SystemSignal::Watch(watcher)) => {
                             if watchers.is_empty() {
@@ -334,7 +353,7 @@ async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn R
                 consumer.owner().inbox.clear_interrupts(usize::MAX);
                 break ExitReason::Stopped;
             }
-            Received::Drained => break ExitReason::Stopped,
+            Received::Drained => break draining.take().unwrap_or(ExitReason::Stopped),
         }
     };
     consumer.close();

@@ -2,6 +2,7 @@
 //! processes (`remote-peer`, started by the test).
 
 mod common;
+mod connections;
 mod loopback;
 mod process;
 mod refusals;
