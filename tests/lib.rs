@@ -5,7 +5,7 @@
 #![allow(missing_docs)] // test fixtures
 
 use postbox::prelude::*;
-use postbox_remote::{remote_actor, remote_message, Remote, RemoteConfig};
+use postbox_remote::{remote_actor, remote_message, Remote, RemoteConfig, TlsConfig};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -110,12 +110,32 @@ pub fn config(secret: &[u8]) -> RemoteConfig {
         .handshake_timeout(Duration::from_secs(2))
 }
 
+/// Mutual TLS from the test fixtures: `"node"` has a certificate from the cluster CA,
+/// `"rogue-node"` one from an unrelated CA (both trust only their own CA).
+pub fn tls(node: &str) -> TlsConfig {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+    let ca = if node == "rogue-node" {
+        "rogue-ca.pem"
+    } else {
+        "ca.pem"
+    };
+    TlsConfig::from_files(
+        dir.join(ca),
+        dir.join(format!("{node}.pem")),
+        dir.join(format!("{node}-key.pem")),
+    )
+    .expect("TLS fixtures")
+}
+
 /// A node hosting a `Journal` registered as "journal" (transient: `Quit` ends it for good).
 pub async fn host() -> (ActorSystem, Remote, ActorRef<Journal>) {
+    host_with(config(SECRET)).await
+}
+
+/// [`host`] with the given transport settings.
+pub async fn host_with(config: RemoteConfig) -> (ActorSystem, Remote, ActorRef<Journal>) {
     let system = ActorSystem::new();
-    let remote = Remote::start(&system, config(SECRET))
-        .await
-        .expect("listen");
+    let remote = Remote::start(&system, config).await.expect("listen");
     remote.expose::<Journal>();
     let journal = system
         .spawn(Props::new(Journal::default).restart(Restart::Transient))
@@ -129,10 +149,13 @@ pub async fn host() -> (ActorSystem, Remote, ActorRef<Journal>) {
 
 /// A node with nothing on it.
 pub async fn client() -> (ActorSystem, Remote) {
+    client_with(config(SECRET)).await
+}
+
+/// [`client`] with the given transport settings.
+pub async fn client_with(config: RemoteConfig) -> (ActorSystem, Remote) {
     let system = ActorSystem::new();
-    let remote = Remote::start(&system, config(SECRET))
-        .await
-        .expect("listen");
+    let remote = Remote::start(&system, config).await.expect("listen");
     (system, remote)
 }
 

@@ -12,12 +12,15 @@
 //!   decodes and counts them — no actors, no proxies, no mailboxes: the practical limit of the
 //!   framing. Then `k` sequential request/reply frames.
 //!
+//! - **postbox + TLS**: the postbox run again with mutual TLS on both nodes (certificates from
+//!   `tests/fixtures/tls`).
+//!
 //! Usage: `cargo bench --bench remote -- [--tells N] [--asks K]` (defaults 1 000 000 and
 //! 20 000, × `POSTBOX_BENCH_SCALE`).
 
 use bytes::{Bytes, BytesMut};
 use postbox::prelude::*;
-use postbox_remote::{remote_actor, remote_message, Remote, RemoteConfig};
+use postbox_remote::{remote_actor, remote_message, Remote, RemoteConfig, TlsConfig};
 use postbox_wire::{Envelope, Frame, FrameCodec, Target};
 use serde::{Deserialize, Serialize};
 use std::process::Stdio;
@@ -74,8 +77,20 @@ impl Handler<Ping> for Sink {
 
 remote_actor!(Sink: Blob, Count, Ping);
 
-fn config() -> RemoteConfig {
-    RemoteConfig::new("127.0.0.1:0".parse().expect("addr"), CLUSTER, SECRET)
+fn config(tls: bool) -> RemoteConfig {
+    let config = RemoteConfig::new("127.0.0.1:0".parse().expect("addr"), CLUSTER, SECRET);
+    if !tls {
+        return config;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    config.tls(
+        TlsConfig::from_files(
+            dir.join("ca.pem"),
+            dir.join("node.pem"),
+            dir.join("node-key.pem"),
+        )
+        .expect("TLS fixtures"),
+    )
 }
 
 fn payload() -> Vec<u8> {
@@ -87,9 +102,9 @@ async fn wait_for_stdin_eof() {
     let _ = tokio::io::stdin().read_to_end(&mut sink).await;
 }
 
-async fn child_postbox() {
+async fn child_postbox(tls: bool) {
     let system = ActorSystem::new();
-    let remote = Remote::start(&system, config()).await.expect("listen");
+    let remote = Remote::start(&system, config(tls)).await.expect("listen");
     remote.expose::<Sink>();
     let sink = system
         .spawn(Props::new(Sink::default).mailbox(Mailbox::bounded(4096)))
@@ -169,10 +184,10 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     (at(0.5), at(0.99))
 }
 
-async fn bench_postbox(tells: u64, asks: usize) -> Report {
-    let (mut child, addr) = start_child("postbox").await;
+async fn bench_postbox(tells: u64, asks: usize, tls: bool) -> Report {
+    let (mut child, addr) = start_child(if tls { "postbox-tls" } else { "postbox" }).await;
     let system = ActorSystem::new();
-    let remote = Remote::start(&system, config()).await.expect("listen");
+    let remote = Remote::start(&system, config(tls)).await.expect("listen");
     let sink: ActorRef<Sink> = remote.lookup(&addr, "sink").await.expect("lookup");
     let body = payload();
     // Warm up the connection and both ends.
@@ -297,7 +312,8 @@ fn main() {
     if let Some(kind) = value("--child") {
         let rt = runtime();
         match kind.as_str() {
-            "postbox" => rt.block_on(child_postbox()),
+            "postbox" => rt.block_on(child_postbox(false)),
+            "postbox-tls" => rt.block_on(child_postbox(true)),
             "raw" => rt.block_on(child_raw()),
             other => panic!("unknown child {other:?}"),
         }
@@ -317,15 +333,16 @@ fn main() {
         .max(10);
     let rt = runtime();
     let raw = rt.block_on(bench_raw(tells, asks));
-    let postbox = rt.block_on(bench_postbox(tells, asks));
+    let postbox = rt.block_on(bench_postbox(tells, asks, false));
+    let tls = rt.block_on(bench_postbox(tells, asks, true));
     println!("remote, two processes on loopback, {PAYLOAD}-byte payloads, {tells} tells, {asks} sequential asks");
     println!(
-        "{:<10} {:>14} {:>12} {:>12}",
+        "{:<12} {:>14} {:>12} {:>12}",
         "", "tells/s", "ask p50", "ask p99"
     );
-    for (name, r) in [("raw", &raw), ("postbox", &postbox)] {
+    for (name, r) in [("raw", &raw), ("postbox", &postbox), ("postbox+tls", &tls)] {
         println!(
-            "{:<10} {:>14.0} {:>12.1?} {:>12.1?}",
+            "{:<12} {:>14.0} {:>12.1?} {:>12.1?}",
             name, r.tells_per_sec, r.p50, r.p99
         );
     }
@@ -333,5 +350,11 @@ fn main() {
         "postbox / raw: throughput {:.2}×, ask p50 {:.2}×",
         postbox.tells_per_sec / raw.tells_per_sec,
         postbox.p50.as_secs_f64() / raw.p50.as_secs_f64()
+    );
+    println!(
+        "postbox+tls / raw: throughput {:.2}×, ask p50 {:.2}×; TLS / plain: throughput {:.2}×",
+        tls.tells_per_sec / raw.tells_per_sec,
+        tls.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+        tls.tells_per_sec / postbox.tells_per_sec
     );
 }

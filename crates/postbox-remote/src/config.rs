@@ -1,5 +1,6 @@
 //! Transport settings.
 
+use crate::TlsConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct RemoteConfig {
     /// How long [`Remote::shutdown`](crate::Remote::shutdown) waits for remote refs and
     /// outbound queues to be written out before closing regardless.
     pub drain_timeout: Duration,
+    /// Mutual TLS for every connection, if set (see [`TlsConfig`]).
+    pub tls: Option<TlsConfig>,
 }
 
 impl RemoteConfig {
@@ -56,6 +59,7 @@ impl RemoteConfig {
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 
@@ -74,6 +78,13 @@ impl RemoteConfig {
     /// Sets the handshake timeout.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Runs every connection, both accepted and dialed, over mutual TLS: peers must present
+    /// a certificate from the cluster's CA, and the HMAC handshake runs inside the session.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -100,6 +111,7 @@ impl std::fmt::Debug for RemoteConfig {
             .field("max_frame", &self.max_frame)
             .field("max_connections", &self.max_connections)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

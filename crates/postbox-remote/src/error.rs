@@ -26,6 +26,9 @@ pub enum ConnectError {
     Protocol(String),
     /// The handshake did not finish in time.
     Timeout,
+    /// The TLS handshake failed: the peer's certificate is not from the cluster's CA or does
+    /// not name the dialed address, the peer does not speak TLS, or it refused ours.
+    Tls(String),
 }
 
 impl fmt::Display for ConnectError {
@@ -42,6 +45,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Incompatible(what) => write!(f, "incompatible peer: {what}"),
             ConnectError::Protocol(what) => write!(f, "handshake protocol error: {what}"),
             ConnectError::Timeout => f.write_str("the handshake timed out"),
+            ConnectError::Tls(what) => write!(f, "TLS handshake failed: {what}"),
         }
     }
 }

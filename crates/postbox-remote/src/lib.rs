@@ -74,18 +74,25 @@
 //! - **Authentication**: every connection starts with a mutual HMAC-SHA256 challenge–response
 //!   over the shared cluster secret (see `postbox-wire`), bound to both nonces, the cluster
 //!   name and each node's address and incarnation.
+//! - **TLS** (optional, [`RemoteConfig::tls`] with [`TlsConfig::from_files`]): mutual TLS on
+//!   every connection, both directions verified against the cluster's CA; the HMAC handshake
+//!   runs inside the session. A peer without a certificate from that CA, or without TLS, is
+//!   refused (`ConnectError::Tls` on the dialing side) and counted as an authentication
+//!   failure.
 
 mod config;
 mod error;
 mod handlers;
 mod peer;
 mod remote;
+mod tls;
 
 pub use config::RemoteConfig;
 pub use error::{ConnectError, RemoteError};
 pub use handlers::{Handlers, RemoteActor};
 pub use postbox_wire::{ActorAddr, NodeAddr};
 pub use remote::{Remote, RemoteStats};
+pub use tls::{TlsConfig, TlsConfigError};
 
 /// Implements [`Message::remote`](postbox::Message::remote) inside an `impl Message` block:
 /// the message (and its reply) travel as MessagePack, under the given stable tag. Both types

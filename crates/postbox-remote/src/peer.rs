@@ -11,11 +11,16 @@ use postbox::{AskError, ExitReason};
 use postbox_wire::{Envelope, ErrorKind, Frame, FrameCodec, NodeAddr, RemoteError, Target};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
+
+/// The reading half of a connection's stream (plain TCP or TLS).
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection's stream (plain TCP or TLS).
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Most frames the writer takes from its queue for one write.
 const WRITE_BATCH: usize = 512;
@@ -183,9 +188,9 @@ pub(crate) fn run_connection(
     shared: &Arc<Shared>,
     peer: &Arc<Peer>,
     peer_node: NodeAddr,
-    read: OwnedReadHalf,
+    read: ReadHalf,
     leftover: BytesMut,
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     guard: Option<Box<dyn std::any::Any + Send>>,
 ) -> Arc<Connection> {
     let (out, rx) = mpsc::channel(shared.config.outbound_capacity);
@@ -231,7 +236,7 @@ pub(crate) fn run_connection(
 
 /// Takes frames in batches, encodes them into one buffer and writes it with one call;
 /// heartbeats while idle. Ends after writing a `Goodbye`.
-async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
+async fn write_loop(shared: Arc<Shared>, mut write: WriteHalf, mut rx: mpsc::Receiver<Frame>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut seq = 0;
@@ -276,7 +281,7 @@ async fn read_loop(
     shared: &Arc<Shared>,
     peer: &Arc<Peer>,
     conn: &Arc<Connection>,
-    mut read: OwnedReadHalf,
+    mut read: ReadHalf,
     mut buf: BytesMut,
 ) -> String {
     let mut codec = FrameCodec::new(shared.config.max_frame);

@@ -3,7 +3,7 @@
 use crate::config::RemoteConfig;
 use crate::error::{ConnectError, RemoteError};
 use crate::handlers::{RemoteActor, TypeRegistry};
-use crate::peer::{run_connection, ActorLink, Connection, Peer};
+use crate::peer::{run_connection, ActorLink, Connection, Peer, ReadHalf, WriteHalf};
 use bytes::BytesMut;
 use dashmap::DashMap;
 use postbox::{Actor, ActorRef, ActorSystem, ExitReason, Mailbox};
@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{Decoder, Encoder};
@@ -333,6 +333,7 @@ async fn connect(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connectio
                 error @ (ConnectError::Refused { .. }
                 | ConnectError::AuthenticationFailed
                 | ConnectError::Incompatible(_)
+                | ConnectError::Tls(_)
                 | ConnectError::BadAddress(_)),
             ) => return Err(error),
             Err(error) if attempt >= shared.config.reconnect_attempts => return Err(error),
@@ -348,10 +349,23 @@ async fn connect(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connectio
 async fn dial(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connection>, ConnectError> {
     let stream = TcpStream::connect(&peer.addr).await?;
     let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
     let mut buf = BytesMut::new();
     let handshake = async {
         let config = &shared.config;
+        let (mut read, mut write) = match &config.tls {
+            None => split_plain(stream),
+            Some(tls) => {
+                let name = crate::tls::server_name(&peer.addr)
+                    .ok_or_else(|| ConnectError::BadAddress(peer.addr.clone()))?;
+                match tls.connector().connect(name, stream).await {
+                    Ok(stream) => split_tls(stream),
+                    Err(error) => {
+                        shared.stats.auth_failures.fetch_add(1, Relaxed);
+                        return Err(ConnectError::Tls(error.to_string()));
+                    }
+                }
+            }
+        };
         let my_nonce = nonce()?;
         send_frame(
             &mut write,
@@ -424,7 +438,7 @@ async fn dial(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connection>,
         )
         .await?;
         match read_frame(&mut read, &mut buf, config.max_frame).await? {
-            Frame::Welcome => Ok(node),
+            Frame::Welcome => Ok((node, read, write)),
             Frame::Refused { reason, message } => {
                 if reason == RefuseReason::AuthenticationFailed {
                     shared.stats.auth_failures.fetch_add(1, Relaxed);
@@ -437,10 +451,23 @@ async fn dial(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connection>,
             ))),
         }
     };
-    let node = tokio::time::timeout(shared.config.handshake_timeout, handshake)
+    let (node, read, write) = tokio::time::timeout(shared.config.handshake_timeout, handshake)
         .await
         .map_err(|_| ConnectError::Timeout)??;
     Ok(run_connection(shared, peer, node, read, buf, write, None))
+}
+
+fn split_plain(stream: TcpStream) -> (ReadHalf, WriteHalf) {
+    let (read, write) = stream.into_split();
+    (Box::new(read), Box::new(write))
+}
+
+fn split_tls<S>(stream: S) -> (ReadHalf, WriteHalf)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    (Box::new(read), Box::new(write))
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
@@ -471,12 +498,13 @@ impl Drop for InboundSlot {
 /// Handshakes an inbound connection and runs it. A refusal is counted before the socket
 /// closes, so a peer that sees the close can already read the count.
 async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
-    let (mut read, mut write) = stream.into_split();
     let config = &shared.config;
     let max = config.max_frame;
     if shared.inbound.fetch_add(1, Relaxed) >= config.max_connections {
         shared.inbound.fetch_sub(1, Relaxed);
         shared.stats.refused.fetch_add(1, Relaxed);
+        // Over the limit there is no TLS session to refuse in: plain refusal, then close.
+        let (_, mut write) = split_plain(stream);
         let _ = refuse(
             &mut write,
             RefuseReason::TooManyConnections,
@@ -487,6 +515,25 @@ async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
         return Err("connection limit reached".into());
     }
     let slot = InboundSlot(shared.clone());
+    let (mut read, mut write) = match &config.tls {
+        None => split_plain(stream),
+        Some(tls) => {
+            match tokio::time::timeout(config.handshake_timeout, tls.acceptor().accept(stream))
+                .await
+            {
+                Ok(Ok(stream)) => split_tls(stream),
+                Ok(Err(error)) => {
+                    shared.stats.auth_failures.fetch_add(1, Relaxed);
+                    shared.stats.refused.fetch_add(1, Relaxed);
+                    return Err(format!("TLS handshake failed: {error}"));
+                }
+                Err(_) => {
+                    shared.stats.refused.fetch_add(1, Relaxed);
+                    return Err("TLS handshake timed out".into());
+                }
+            }
+        }
+    };
     let mut buf = BytesMut::new();
     let handshake = async {
         let hello = match read_frame(&mut read, &mut buf, max).await {
@@ -604,7 +651,7 @@ async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
 }
 
 async fn refuse(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    write: &mut (impl AsyncWrite + Unpin + ?Sized),
     reason: RefuseReason,
     message: &str,
     max: usize,
@@ -621,7 +668,7 @@ async fn refuse(
 }
 
 async fn send_frame(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    write: &mut (impl AsyncWrite + Unpin + ?Sized),
     frame: &Frame,
     max: usize,
 ) -> Result<(), ConnectError> {
@@ -632,7 +679,7 @@ async fn send_frame(
 }
 
 async fn read_frame(
-    read: &mut tokio::net::tcp::OwnedReadHalf,
+    read: &mut (impl AsyncRead + Unpin + ?Sized),
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Frame, ConnectError> {

@@ -6,3 +6,4 @@ mod connections;
 mod loopback;
 mod process;
 mod refusals;
+mod tls;
