@@ -102,7 +102,36 @@ impl Handler<LocalOnly> for Journal {
     async fn handle(&mut self, _: LocalOnly, _: &mut Context<Self>) {}
 }
 
-remote_actor!(Journal: Record, ReadLog, Echo, Stall, Quit);
+/// Carries a ref: the journal tells `to` a `Record(n)` (wherever `to` lives).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Forward {
+    pub to: ActorRef<Journal>,
+    pub n: u64,
+}
+impl Message for Forward {
+    type Reply = ();
+    remote_message!("test.Forward");
+}
+impl Handler<Forward> for Journal {
+    async fn handle(&mut self, Forward { to, n }: Forward, _: &mut Context<Self>) {
+        let _ = to.tell(Record(n)).await;
+    }
+}
+
+/// Answers with the ref it was given: a ref in a message and in a reply.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Reflect(pub ActorRef<Journal>);
+impl Message for Reflect {
+    type Reply = ActorRef<Journal>;
+    remote_message!("test.Reflect");
+}
+impl Handler<Reflect> for Journal {
+    async fn handle(&mut self, Reflect(to): Reflect, _: &mut Context<Self>) -> ActorRef<Journal> {
+        to
+    }
+}
+
+remote_actor!(Journal: Record, ReadLog, Echo, Stall, Quit, Forward, Reflect);
 
 pub fn config(secret: &[u8]) -> RemoteConfig {
     RemoteConfig::new("127.0.0.1:0".parse().expect("address"), CLUSTER, secret)

@@ -1,7 +1,7 @@
 //! The message type registry: which tags an exposed actor type answers, and how.
 
 use bytes::Bytes;
-use postbox::remote::{LocalActor, RemoteFailure};
+use postbox::remote::{with_ref_codec, LocalActor, RefCodec, RemoteFailure};
 use postbox::{Actor, Handler, Message};
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -24,7 +24,14 @@ pub(crate) type Delivered =
 /// Decodes a payload and puts it in the actor's mailbox: at once when there is room (`None`),
 /// else through a future that resolves once it is queued — to the reply's future for an ask.
 type Deliver = Box<
-    dyn Fn(&LocalActor, Bytes, bool) -> Result<Option<BoxedEnqueue>, RemoteFailure> + Send + Sync,
+    dyn Fn(
+            &LocalActor,
+            Bytes,
+            bool,
+            &Arc<dyn RefCodec>,
+        ) -> Result<Option<BoxedEnqueue>, RemoteFailure>
+        + Send
+        + Sync,
 >;
 type BoxedEnqueue = Pin<Box<dyn Future<Output = Option<Delivered>> + Send>>;
 
@@ -48,7 +55,7 @@ impl<A: Actor> Handlers<A> {
             );
             return;
         };
-        let deliver: Deliver = Box::new(move |target, payload, ask| {
+        let deliver: Deliver = Box::new(move |target, payload, ask, refs| {
             let actor = target.downcast::<A>().ok_or(RemoteFailure::UnknownTag)?;
             let msg = (codec.decode)(&payload).map_err(|_| RemoteFailure::Undecodable)?;
             let msg = if ask {
@@ -62,17 +69,18 @@ impl<A: Actor> Handlers<A> {
                     Err(postbox::TrySendError::Closed(msg)) => msg,
                 }
             };
+            let refs = refs.clone();
             Ok(Some(Box::pin(async move {
                 if ask {
                     let reply = postbox::remote::enqueue_ask(&actor, msg).await;
                     let delivered: Delivered = Box::pin(async move {
                         Some(match reply.await {
-                            Ok(value) => {
+                            Ok(value) => with_ref_codec(&refs, || {
                                 let mut out = Vec::new();
                                 (codec.encode_reply)(&value, &mut out)
                                     .map(|()| out)
                                     .map_err(|_| RemoteFailure::Undecodable)
-                            }
+                            }),
                             Err(_) => Err(RemoteFailure::Refused),
                         })
                     });
@@ -121,6 +129,7 @@ impl TypeRegistry {
         tag: &str,
         payload: Bytes,
         ask: bool,
+        refs: &Arc<dyn RefCodec>,
     ) -> Result<Option<BoxedEnqueue>, RemoteFailure> {
         let table = self
             .types
@@ -128,6 +137,6 @@ impl TypeRegistry {
             .map(|t| t.value().clone())
             .ok_or(RemoteFailure::UnknownTag)?;
         let deliver = table.get(tag).ok_or(RemoteFailure::UnknownTag)?;
-        deliver(target, payload, ask)
+        deliver(target, payload, ask, refs)
     }
 }

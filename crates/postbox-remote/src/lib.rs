@@ -64,6 +64,14 @@
 //!   `RemoteRejected` dead letter on the receiving node; malformed frames, oversized frames,
 //!   a wrong protocol version, a wrong cluster name or a failed authentication close that one
 //!   connection with a specific, logged and counted reason. The node keeps serving the others.
+//! - **Refs inside messages**: an `ActorRef<A>` field in a message or a reply (serde derive
+//!   as for any field) travels as its actor's address — node, incarnation, id — and resolves
+//!   on arrival: to the local actor itself when it lives on the receiving node, else to a
+//!   remote ref (connecting to that node if needed). A ref to an actor that is gone resolves to
+//!   one that has already terminated: sends to it are counted dead letters, watching it
+//!   delivers `Terminated` at once. An address whose actor is not an `A` fails the decode
+//!   (`Undecodable`). A node that sends refs to its actors must `expose` their types, so that
+//!   messages sent through those refs are accepted.
 //! - **One connection per pair of nodes**, used in both directions. When two nodes dial each
 //!   other at the same moment, the dial of the node with the smaller node id wins on both
 //!   sides; the other is refused with `SimultaneousConnect` and its dialer uses the winner.
@@ -84,6 +92,7 @@ mod config;
 mod error;
 mod handlers;
 mod peer;
+mod refs;
 mod remote;
 mod tls;
 

@@ -5,7 +5,8 @@ use crate::remote::Shared;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use postbox::remote::{
-    LinkError, LinkSend, LocalActor, Outbound, PendingReply, ProxyHandle, RemoteFailure, RemoteLink,
+    with_ref_codec, ActorAddress, LinkError, LinkSend, LocalActor, Outbound, PendingReply,
+    ProxyHandle, RefCodec, RemoteFailure, RemoteLink,
 };
 use postbox::{AskError, ExitReason};
 use postbox_wire::{Envelope, ErrorKind, Frame, FrameCodec, NodeAddr, RemoteError, Target};
@@ -33,8 +34,21 @@ pub(crate) struct Peer {
     pub(crate) dialing: Arc<tokio::sync::Mutex<()>>,
     /// Remote refs through this peer, by proxy id.
     proxies: DashMap<u64, ProxyHandle>,
-    /// Woken whenever a connection to this peer is established.
+    /// Woken whenever a connection to this peer is established or a background attempt ends.
     connected: tokio::sync::Notify,
+    /// Background connection attempts under way (see [`Peer::connecting`]).
+    attempts: std::sync::atomic::AtomicUsize,
+}
+
+/// A background connection attempt to a peer, counted while it lives; its end wakes the
+/// sends waiting for it.
+pub(crate) struct Connecting(Arc<Peer>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.0.attempts.fetch_sub(1, Relaxed);
+        self.0.connected.notify_waiters();
+    }
 }
 
 impl Peer {
@@ -45,7 +59,20 @@ impl Peer {
             dialing: Arc::new(tokio::sync::Mutex::new(())),
             proxies: DashMap::new(),
             connected: tokio::sync::Notify::new(),
+            attempts: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Marks a background connection attempt until the returned guard drops: sends through
+    /// this peer wait for it instead of failing.
+    pub(crate) fn connecting(self: &Arc<Self>) -> Connecting {
+        self.attempts.fetch_add(1, Relaxed);
+        Connecting(self.clone())
+    }
+
+    /// Whether a connection to this peer is being established right now.
+    fn is_connecting(&self) -> bool {
+        self.attempts.load(Relaxed) > 0 || self.dialing.try_lock().is_err()
     }
 
     /// Waits up to `limit` for a connection to this peer (one the peer is dialing to us).
@@ -327,7 +354,7 @@ async fn on_frame(
             payload,
         } => {
             if let Some((_, reply)) = conn.pending.remove(&correlation) {
-                let _ = reply.complete(&payload);
+                let _ = with_ref_codec(&shared.refs, || reply.complete(&payload));
             }
         }
         Frame::Error { correlation, error } => {
@@ -415,10 +442,12 @@ async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelop
         refuse(RemoteFailure::UnknownTarget);
         return;
     };
-    let enqueue = match shared
-        .types
-        .deliver(&local, &tag, payload, correlation.is_some())
-    {
+    let delivery = with_ref_codec(&shared.refs, || {
+        shared
+            .types
+            .deliver(&local, &tag, payload, correlation.is_some(), &shared.refs)
+    });
+    let enqueue = match delivery {
         Ok(Some(enqueue)) => enqueue,
         Ok(None) => return,
         Err(failure) => {
@@ -469,15 +498,62 @@ fn ask_error(error: &RemoteError) -> AskError {
     })
 }
 
-/// The link of one remote ref: its peer and the actor's id there.
+/// The link of one remote ref: its peer, the actor's id there and the peer's incarnation it
+/// belongs to (a connection to a later incarnation does not carry it).
 pub(crate) struct ActorLink {
     pub(crate) peer: Arc<Peer>,
     pub(crate) target: u64,
-    pub(crate) proxy_id: OnceLock<u64>,
-    pub(crate) next_correlation: Arc<AtomicU64>,
+    incarnation: u64,
+    proxy_id: OnceLock<u64>,
+    next_correlation: Arc<AtomicU64>,
+    refs: Arc<dyn RefCodec>,
+    shared: std::sync::Weak<Shared>,
+    /// How often a send waiting for a connection checks that it is still being established.
+    connect_wait: std::time::Duration,
 }
 
 impl ActorLink {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        peer: Arc<Peer>,
+        target: u64,
+        incarnation: u64,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            peer,
+            target,
+            incarnation,
+            proxy_id: OnceLock::new(),
+            next_correlation: shared.correlation(),
+            refs: shared.refs.clone(),
+            shared: Arc::downgrade(shared),
+            connect_wait: shared.config.handshake_timeout,
+        })
+    }
+
+    /// Registers the proxy `handle` forwarding through this link, to the actor at `node`.
+    pub(crate) fn adopt(&self, shared: &Shared, node: &NodeAddr, handle: ProxyHandle) {
+        let id = handle.id().get();
+        let _ = self.proxy_id.set(id);
+        shared.proxy_targets.insert(
+            id,
+            ActorAddress {
+                node: node.addr.clone(),
+                node_id: node.node_id,
+                incarnation: node.incarnation,
+                id: self.target,
+            },
+        );
+        self.peer.add_proxy(handle);
+    }
+
+    /// The connection that carries this link's messages, if it is up.
+    fn connection(&self) -> Option<Arc<Connection>> {
+        self.peer
+            .connection()
+            .filter(|conn| conn.peer_node.incarnation == self.incarnation)
+    }
+
     /// The frame for `message`, its ask filed in `conn`'s pending map.
     fn frame(&self, conn: &Connection, message: Outbound) -> (Frame, Option<u64>) {
         let Outbound {
@@ -504,8 +580,14 @@ impl ActorLink {
 
 impl RemoteLink for ActorLink {
     fn try_send(&self, message: Outbound) -> Result<(), (Outbound, LinkError)> {
-        let Some(conn) = self.peer.connection() else {
-            return Err((message, LinkError::Unreachable));
+        let Some(conn) = self.connection() else {
+            // Still connecting: `send` waits for it.
+            let error = if self.peer.is_connecting() {
+                LinkError::Full
+            } else {
+                LinkError::Unreachable
+            };
+            return Err((message, error));
         };
         let result = match conn.out.try_reserve() {
             Ok(permit) => {
@@ -520,8 +602,18 @@ impl RemoteLink for ActorLink {
 
     fn send(&self, message: Outbound) -> LinkSend<'_> {
         Box::pin(async move {
-            let Some(conn) = self.peer.connection() else {
-                return Err((message, LinkError::Unreachable));
+            // Wait while a connection is being established (its attempts are bounded).
+            let conn = loop {
+                let woken = self.peer.connected.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if let Some(conn) = self.connection() {
+                    break conn;
+                }
+                if !self.peer.is_connecting() {
+                    return Err((message, LinkError::Unreachable));
+                }
+                let _ = tokio::time::timeout(self.connect_wait, woken).await;
             };
             let tag = message.tag;
             let (frame, correlation) = self.frame(&conn, message);
@@ -542,7 +634,7 @@ impl RemoteLink for ActorLink {
     }
 
     fn watch(&self) {
-        let (Some(conn), Some(&watcher)) = (self.peer.connection(), self.proxy_id.get()) else {
+        let (Some(conn), Some(&watcher)) = (self.connection(), self.proxy_id.get()) else {
             return;
         };
         let _ = conn.out.try_send(Frame::Watch {
@@ -554,6 +646,13 @@ impl RemoteLink for ActorLink {
     fn closed(&self) {
         if let Some(&id) = self.proxy_id.get() {
             self.peer.proxies.remove(&id);
+            if let Some(shared) = self.shared.upgrade() {
+                shared.proxy_targets.remove(&id);
+            }
         }
+    }
+
+    fn ref_codec(&self) -> Option<Arc<dyn RefCodec>> {
+        Some(self.refs.clone())
     }
 }

@@ -4,8 +4,10 @@ use crate::config::RemoteConfig;
 use crate::error::{ConnectError, RemoteError};
 use crate::handlers::{RemoteActor, TypeRegistry};
 use crate::peer::{run_connection, ActorLink, Connection, Peer, ReadHalf, WriteHalf};
+use crate::refs::RefContext;
 use bytes::BytesMut;
 use dashmap::DashMap;
+use postbox::remote::{ActorAddress, RefCodec};
 use postbox::{Actor, ActorRef, ActorSystem, ExitReason, Mailbox};
 use postbox_wire::auth::{self, Role};
 use postbox_wire::{
@@ -13,7 +15,7 @@ use postbox_wire::{
 };
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,6 +72,10 @@ pub(crate) struct Shared {
     inbound: AtomicUsize,
     correlation: Arc<AtomicU64>,
     pub(crate) stats: Stats,
+    /// Serves `ActorRef`s inside messages and replies (see `refs.rs`).
+    pub(crate) refs: Arc<dyn RefCodec>,
+    /// The remote actor behind each proxy, by proxy id: what a proxy serializes to.
+    pub(crate) proxy_targets: DashMap<u64, ActorAddress>,
 }
 
 impl Shared {
@@ -77,7 +83,12 @@ impl Shared {
         self.correlation.fetch_add(1, Relaxed)
     }
 
-    fn peer(&self, addr: &str) -> Arc<Peer> {
+    /// The counter correlation ids come from.
+    pub(crate) fn correlation(&self) -> Arc<AtomicU64> {
+        self.correlation.clone()
+    }
+
+    pub(crate) fn peer(&self, addr: &str) -> Arc<Peer> {
         self.peers
             .entry(addr.to_owned())
             .or_insert_with(|| Arc::new(Peer::new(addr.to_owned())))
@@ -127,7 +138,7 @@ impl Remote {
             node_id: random_u64(),
             incarnation: random_u64(),
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|weak| Shared {
             system: system.clone(),
             config,
             me,
@@ -136,6 +147,11 @@ impl Remote {
             inbound: AtomicUsize::new(0),
             correlation: Arc::new(AtomicU64::new(1)),
             stats: Stats::default(),
+            refs: Arc::new(RefContext {
+                shared: weak.clone(),
+                system: system.clone(),
+            }),
+            proxy_targets: DashMap::new(),
         });
         let accept = tokio::spawn(accept_loop(shared.clone(), listener));
         let sweeper = tokio::spawn(sweep_loop(Arc::downgrade(&shared)));
@@ -174,20 +190,14 @@ impl Remote {
             return Err(RemoteError::NodeDown);
         };
         let id = found.ok_or_else(|| RemoteError::NotFound(name.to_owned()))?;
-        let link = Arc::new(ActorLink {
-            peer: peer.clone(),
-            target: id,
-            proxy_id: OnceLock::new(),
-            next_correlation: self.shared.correlation.clone(),
-        });
+        let link = ActorLink::new(&self.shared, peer.clone(), id, conn.peer_node.incarnation);
         let (actor, handle) = postbox::remote::spawn_proxy::<A>(
             &self.shared.system,
             format!("postbox://{}/{name}", peer.addr),
             Mailbox::bounded(self.shared.config.proxy_mailbox),
             link.clone(),
         );
-        let _ = link.proxy_id.set(handle.id().get());
-        peer.add_proxy(handle);
+        link.adopt(&self.shared, &conn.peer_node, handle);
         Ok(actor)
     }
 
@@ -299,7 +309,10 @@ async fn sweep_loop(shared: std::sync::Weak<Shared>) {
 
 /// The peer's connection, dialing (with exponential backoff between attempts) if there is
 /// none.
-async fn connect(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connection>, ConnectError> {
+pub(crate) async fn connect(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+) -> Result<Arc<Connection>, ConnectError> {
     if let Some(conn) = peer.connection() {
         return Ok(conn);
     }

@@ -5,5 +5,6 @@ mod common;
 mod connections;
 mod loopback;
 mod process;
+mod refs;
 mod refusals;
 mod tls;

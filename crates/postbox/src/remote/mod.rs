@@ -34,6 +34,9 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 
+mod refs;
+pub use refs::{with_ref_codec, ActorAddress, RefCodec, Resolved};
+
 /// How a message type travels between nodes: a stable tag and its codecs. Build it with the
 /// transport crate's `remote_message!` macro rather than by hand.
 pub struct RemoteCodec<M: Message> {
@@ -233,6 +236,10 @@ pub trait RemoteLink: Send + Sync + 'static {
     fn watch(&self);
     /// The proxy ended (for any reason): release what it holds on the remote side.
     fn closed(&self);
+    /// Serves the `ActorRef`s inside the messages this link encodes (see [`RefCodec`]).
+    fn ref_codec(&self) -> Option<Arc<dyn RefCodec>> {
+        None
+    }
 }
 
 /// The transport's handle on one proxy.
@@ -312,10 +319,11 @@ pub fn spawn_proxy<A: Actor>(
 async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn RemoteLink>) {
     let mut watchers: Vec<Watcher> = Vec::new();
     let mut draining = None;
+    let refs = link.ref_codec();
     let reason = loop {
         match poll_fn(|cx| consumer.poll_recv(cx)).await {
             Received::Message(envelope) => {
-                if let Some(reason) = send_one(&consumer, &*link, envelope).await {
+                if let Some(reason) = send_one(&consumer, &*link, refs.as_ref(), envelope).await {
                     break reason;
                 }
             }
@@ -378,12 +386,17 @@ async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn R
 async fn send_one<A: Actor>(
     consumer: &Consumer<ActorCell<A>>,
     link: &dyn RemoteLink,
+    refs: Option<&Arc<dyn RefCodec>>,
     envelope: Envelope<A>,
 ) -> Option<ExitReason> {
     let cell = consumer.owner();
     let message_type = envelope.message_type();
     let refused = |_: RemoteFailure| record(cell, message_type, DeadLetterReason::NotRemotable);
-    match envelope.into_remote(&refused) {
+    let encoded = match refs {
+        Some(refs) => with_ref_codec(refs, || envelope.into_remote(&refused)),
+        None => envelope.into_remote(&refused),
+    };
+    match encoded {
         Ok(outbound) => match match link.try_send(outbound) {
             Err((outbound, LinkError::Full)) => link.send(outbound).await,
             other => other,
