@@ -72,6 +72,10 @@
 //!   delivers `Terminated` at once. An address whose actor is not an `A` fails the decode
 //!   (`Undecodable`). A node that sends refs to its actors must `expose` their types, so that
 //!   messages sent through those refs are accepted.
+//! - **No implicit sender**: as in Akka Typed, whoever should get an answer is an `ActorRef`
+//!   field of the message (or the ask's reply), so the wire envelope's `sender` stays empty;
+//!   asks are correlated by id and watches by the proxy's id. Its `trace` field carries a W3C
+//!   `traceparent` once the observability layer fills it.
 //! - **One connection per pair of nodes**, used in both directions. When two nodes dial each
 //!   other at the same moment, the dial of the node with the smaller node id wins on both
 //!   sides; the other is refused with `SimultaneousConnect` and its dialer uses the winner.
