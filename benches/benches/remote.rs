@@ -39,8 +39,11 @@ struct Sink {
 }
 impl Actor for Sink {}
 
+/// 100 bytes of binary payload, as MessagePack `bin` (serde_bytes): without it serde writes
+/// a `Vec<u8>` as a sequence of 100 separately encoded integers, which is what a user with
+/// binary data avoids.
 #[derive(Serialize, Deserialize)]
-struct Blob(Vec<u8>);
+struct Blob(#[serde(with = "serde_bytes")] Vec<u8>);
 impl Message for Blob {
     type Reply = ();
     remote_message!("bench.Blob");

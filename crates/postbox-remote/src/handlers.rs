@@ -76,7 +76,7 @@ impl<A: Actor> Handlers<A> {
                     let delivered: Delivered = Box::pin(async move {
                         Some(match reply.await {
                             Ok(value) => with_ref_codec(&refs, || {
-                                let mut out = Vec::new();
+                                let mut out = Vec::with_capacity(128);
                                 (codec.encode_reply)(&value, &mut out)
                                     .map(|()| out)
                                     .map_err(|_| RemoteFailure::Undecodable)

@@ -568,7 +568,7 @@ impl ActorLink {
         });
         let frame = Frame::Message(Envelope {
             target: Target::Id(self.target),
-            tag: tag.to_owned(),
+            tag: std::borrow::Cow::Borrowed(tag),
             correlation,
             sender: None,
             trace: None,

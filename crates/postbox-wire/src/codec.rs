@@ -528,7 +528,7 @@ fn decode_message(mut r: Reader<'_>, body: &Bytes) -> Result<Envelope, WireError
     let payload = r.rest(body)?;
     Ok(Envelope {
         target,
-        tag,
+        tag: tag.into(),
         correlation,
         sender,
         trace,

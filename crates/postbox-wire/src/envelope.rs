@@ -1,6 +1,7 @@
 //! The envelope of a remote message.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 
 use crate::{ActorAddr, Target};
 
@@ -13,8 +14,9 @@ use crate::{ActorAddr, Target};
 pub struct Envelope {
     /// Who the message is for on the receiving node.
     pub target: Target,
-    /// The explicit, stable tag of the message's type, registered on both nodes.
-    pub tag: String,
+    /// The explicit, stable tag of the message's type, registered on both nodes. Borrowed on
+    /// the sending side (tags are `&'static str` constants), owned when decoded.
+    pub tag: Cow<'static, str>,
     /// `Some(id)` for an ask: the receiver answers with a `Reply` or an `Error` frame carrying
     /// the same id.
     pub correlation: Option<u64>,
@@ -28,7 +30,11 @@ pub struct Envelope {
 
 impl Envelope {
     /// An envelope for a `tell`: no correlation, no sender, no trace.
-    pub fn new(target: impl Into<Target>, tag: impl Into<String>, payload: Bytes) -> Self {
+    pub fn new(
+        target: impl Into<Target>,
+        tag: impl Into<Cow<'static, str>>,
+        payload: Bytes,
+    ) -> Self {
         Envelope {
             target: target.into(),
             tag: tag.into(),

@@ -204,7 +204,8 @@ unsafe fn encode_packet<A: Handler<M>, M: Message>(
         failed(reply, RemoteFailure::NotRemotable);
         return Err(());
     };
-    let mut bytes = Vec::new();
+    // Room for a typical small message: growing from empty would reallocate several times.
+    let mut bytes = Vec::with_capacity(256);
     if (codec.encode)(&message, &mut bytes).is_err() {
         failed(reply, RemoteFailure::Undecodable);
         return Err(());

@@ -75,7 +75,7 @@ pub(crate) fn envelope() -> impl Strategy<Value = Envelope> {
         .prop_map(
             |(target, tag, correlation, sender, trace, payload)| Envelope {
                 target,
-                tag,
+                tag: tag.into(),
                 correlation,
                 sender,
                 trace,
