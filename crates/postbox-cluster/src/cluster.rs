@@ -299,8 +299,9 @@ impl Cluster {
         self.inner.transport.stats()
     }
 
-    /// Leaves gracefully: announces it, waits until every up member has acknowledged (at
-    /// most [`leave_timeout`](ClusterConfig::leave_timeout)), then stops gossiping. The
+    /// Leaves gracefully: announces it, waits until every joining or up member has
+    /// acknowledged (at most [`leave_timeout`](ClusterConfig::leave_timeout)), then stops
+    /// gossiping. The
     /// others see this node `Left`, never `Down`; its registry entries disappear from their
     /// listings at once. Local subscribers get `MemberLeft` for this node, then their streams
     /// end. The actor system and the remote transport keep running: shut them down after.
@@ -313,7 +314,7 @@ impl Cluster {
         {
             return Err(ClusterError::Stopped);
         }
-        let mut waiting = inner.membership.up_peers();
+        let mut waiting = inner.membership.reachable_peers();
         inner
             .gossip
             .chitchat

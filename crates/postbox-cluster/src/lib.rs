@@ -84,7 +84,7 @@
 //!   or not the failure detector had noticed.
 //! - **Leave**: [`Cluster::leave`] publishes `leaving`; every member that sees it reports
 //!   the node `Left` (never `Down`) and acknowledges in its own state; the leaver stops
-//!   gossiping once all up members acknowledged, or after `leave_timeout`.
+//!   gossiping once all joining and up members acknowledged, or after `leave_timeout`.
 //!
 //! With the default tuning (200 ms gossip, phi 8, down after 1 s) a killed node is seen
 //! down by every other node in about 3 s on loopback; BENCHMARKS.md has the measured median

@@ -63,6 +63,11 @@ struct View {
     loads: HashMap<(Identity, String), Arc<ReportedLoad>>,
 }
 
+/// Whether a member in `status` can be expected to answer (to acknowledge a departure).
+fn reachable(status: MemberStatus) -> bool {
+    matches!(status, MemberStatus::Joining | MemberStatus::Up)
+}
+
 /// What the driver read from chitchat.
 pub(crate) struct Observation {
     nodes: Vec<Observed>,
@@ -145,12 +150,13 @@ impl Membership {
         self.read().members.get(&self.me).map(|r| r.member.clone())
     }
 
-    /// Up members other than this node, with their gossip addresses.
-    pub(crate) fn up_peers(&self) -> Vec<(Identity, SocketAddr)> {
+    /// Members other than this node that are joining or up (those a departure must reach),
+    /// with their gossip addresses.
+    pub(crate) fn reachable_peers(&self) -> Vec<(Identity, SocketAddr)> {
         self.read()
             .members
             .iter()
-            .filter(|(id, r)| **id != self.me && r.member.status == MemberStatus::Up)
+            .filter(|(id, r)| **id != self.me && reachable(r.member.status))
             .map(|(id, r)| (*id, r.member.gossip_addr))
             .collect()
     }
@@ -165,12 +171,12 @@ impl Membership {
             .collect()
     }
 
-    /// Whether `peer` is still up and has not yet acknowledged our departure.
+    /// Whether `peer` is still joining or up and has not yet acknowledged our departure.
     pub(crate) fn awaiting_ack(&self, peer: Identity) -> bool {
         self.read()
             .members
             .get(&peer)
-            .is_some_and(|r| r.member.status == MemberStatus::Up && !r.acks.contains(&self.me))
+            .is_some_and(|r| reachable(r.member.status) && !r.acks.contains(&self.me))
     }
 
     pub(crate) fn is_up(&self, identity: Identity) -> bool {
