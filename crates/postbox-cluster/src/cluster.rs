@@ -314,6 +314,9 @@ impl Cluster {
         {
             return Err(ClusterError::Stopped);
         }
+        // Everyone this node has heard of so far must hear of the departure.
+        let every = inner.config.failure_detection.gossip_interval / 2;
+        let _ = tokio::time::timeout(every * 8, inner.membership.catch_up()).await;
         let mut waiting = inner.membership.reachable_peers();
         inner
             .gossip
@@ -323,7 +326,6 @@ impl Cluster {
             .self_node_state()
             .set(meta::STATUS, meta::STATUS_LEAVING);
         let deadline = Instant::now() + inner.config.leave_timeout;
-        let every = inner.config.failure_detection.gossip_interval / 2;
         loop {
             waiting.retain(|(peer, _)| inner.membership.awaiting_ack(*peer));
             if waiting.is_empty() {

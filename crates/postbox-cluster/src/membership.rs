@@ -99,6 +99,8 @@ pub(crate) struct Membership {
     listings_rx: watch::Receiver<u64>,
     /// Wakes the driver early (a local registration changed).
     pub(crate) poke: Notify,
+    /// Counts the driver's applied observations.
+    applied: watch::Sender<u64>,
 }
 
 impl Membership {
@@ -126,6 +128,7 @@ impl Membership {
             listings_changed: Mutex::new(Some(listings_tx)),
             listings_rx,
             poke: Notify::new(),
+            applied: watch::channel(0).0,
         }
     }
 
@@ -220,6 +223,16 @@ impl Membership {
             initial: current.into_iter().map(ClusterEvent::of).collect(),
             receiver,
         }
+    }
+
+    /// Returns once the driver has applied an observation made after this call (or the
+    /// driver is gone).
+    pub(crate) async fn catch_up(&self) {
+        let mut applied = self.applied.subscribe();
+        let start = *applied.borrow_and_update();
+        self.poke.notify_one();
+        // The apply in progress may have observed before this call: wait for the next one.
+        let _ = applied.wait_for(|count| *count >= start + 2).await;
     }
 
     /// Marks this node as left (after a graceful leave): tells local subscribers, then closes
@@ -384,6 +397,7 @@ impl Membership {
                 let _ = sender.send(event);
             }
         }
+        self.applied.send_modify(|count| *count += 1);
         if listings_changed {
             if let Some(changed) = &*self
                 .listings_changed

@@ -257,3 +257,16 @@ async fn a_node_whose_seeds_are_silent_starts_alone_and_is_found_later() {
     wait_all_up(&mut seed.cluster.events(), &[seed.addr(), lonely.addr()]).await;
     wait_all_up(&mut lonely.cluster.events(), &[seed.addr(), lonely.addr()]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_right_after_joining_is_still_seen_left() {
+    let a = Node::start("a", config(&[])).await;
+    let mut events = a.cluster.events();
+    let b = Node::start("b", config(&[a.gossip()])).await;
+    // b may not have confirmed a as live yet: its departure must reach a all the same.
+    within(b.cluster.leave()).await.unwrap();
+    let seen = wait_for(&mut events, &b.addr(), MemberStatus::Left).await;
+    assert!(!seen
+        .iter()
+        .any(|e| e.member().node == b.addr() && e.member().status == MemberStatus::Down));
+}
