@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 mod bank;
+mod cluster;
 mod crash_under_load;
 mod remote;

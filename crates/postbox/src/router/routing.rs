@@ -16,6 +16,7 @@ use std::time::Duration;
 /// | [`round_robin`](Self::round_robin) | the next routee in turn | one routee |
 /// | [`random`](Self::random) | a random routee | one routee |
 /// | [`smallest_mailbox`](Self::smallest_mailbox) | the routee with the least [`load`](crate::ActorRef::load) | one routee |
+/// | [`smallest_load`](Self::smallest_load) | the routee with the least load by a function you give | one routee |
 /// | [`consistent_hashing`](Self::consistent_hashing) | the routee owning the message's key | one routee |
 /// | [`broadcast`](Self::broadcast) | every routee | every routee, first reply wins |
 /// | [`scatter_gather`](Self::scatter_gather) | every routee | every routee, first reply within the deadline wins |
@@ -24,10 +25,11 @@ pub struct Routing<M: Message> {
     pub(crate) kind: Kind<M>,
 }
 
-pub(crate) enum Kind<M> {
+pub(crate) enum Kind<M: Message> {
     RoundRobin,
     Random,
     SmallestMailbox,
+    SmallestLoad(LoadFn<M>),
     ConsistentHashing {
         key: Arc<dyn Fn(&M) -> u64 + Send + Sync>,
         virtual_nodes: usize,
@@ -45,6 +47,9 @@ pub(crate) enum Kind<M> {
         within: Duration,
     },
 }
+
+/// How [`Routing::smallest_load`] measures a routee.
+type LoadFn<M> = Arc<dyn Fn(&Recipient<M>) -> usize + Send + Sync>;
 
 fn clone_message<M: Clone>(msg: &M) -> M {
     msg.clone()
@@ -70,6 +75,18 @@ impl<M: Message> Routing<M> {
     pub fn smallest_mailbox() -> Self {
         Self {
             kind: Kind::SmallestMailbox,
+        }
+    }
+
+    /// Like [`smallest_mailbox`](Self::smallest_mailbox), with the load of each routee read by
+    /// `load` instead of [`Recipient::load`]. For routees whose real queue is not in this
+    /// process — a remote actor's mailbox is on its node; the local ref only sees messages not
+    /// yet forwarded — `load` can add what is known of the far side (postbox-cluster's
+    /// routers add the load each node gossips). It is called for each candidate on every
+    /// routing decision, in the sender's task, so it must be cheap and must not block.
+    pub fn smallest_load(load: impl Fn(&Recipient<M>) -> usize + Send + Sync + 'static) -> Self {
+        Self {
+            kind: Kind::SmallestLoad(Arc::new(load)),
         }
     }
 
@@ -134,6 +151,7 @@ impl<M: Message> Routing<M> {
             Kind::RoundRobin => "round_robin",
             Kind::Random => "random",
             Kind::SmallestMailbox => "smallest_mailbox",
+            Kind::SmallestLoad(_) => "smallest_load",
             Kind::ConsistentHashing { .. } => "consistent_hashing",
             Kind::Broadcast { .. } => "broadcast",
             Kind::ScatterGather { .. } => "scatter_gather",
@@ -195,7 +213,8 @@ impl<M: Message> Routees<M> {
         }
         Some(match &routing.kind {
             Kind::Random => fastrand::usize(..n),
-            Kind::SmallestMailbox => self.least_loaded(cursor),
+            Kind::SmallestMailbox => self.least_loaded(cursor, |routee| routee.load()),
+            Kind::SmallestLoad(load) => self.least_loaded(cursor, |routee| load(routee)),
             Kind::ConsistentHashing { key, .. } => {
                 let point = key(msg);
                 let at = self.ring.partition_point(|&(p, _)| p < point);
@@ -211,14 +230,14 @@ impl<M: Message> Routees<M> {
         })
     }
 
-    fn least_loaded(&self, cursor: &AtomicUsize) -> usize {
+    fn least_loaded(&self, cursor: &AtomicUsize, load: impl Fn(&Recipient<M>) -> usize) -> usize {
         let n = self.list.len();
         // Start after the previous choice so that equal loads spread over the routees.
         let start = cursor.load(Relaxed);
         let mut best = (usize::MAX, start % n);
         for offset in 0..n {
             let index = (start + offset) % n;
-            let load = self.list[index].load();
+            let load = load(&self.list[index]);
             if load < best.0 {
                 best = (load, index);
                 if load == 0 {

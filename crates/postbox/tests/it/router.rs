@@ -164,6 +164,39 @@ async fn smallest_mailbox_avoids_busy_routees() {
 }
 
 #[tokio::test]
+async fn smallest_load_reads_the_load_function_not_the_local_mailbox() {
+    let system = ActorSystem::new();
+    let workers = spawn_workers(&system, &open_gate(), 3);
+    // Pretend the first two routees carry load this process cannot see (as a remote actor's
+    // far-side queue): 5 and 1 messages; the third reports none, then more than the others.
+    let far_side: Arc<std::sync::Mutex<HashMap<ActorId, usize>>> =
+        Arc::new(std::sync::Mutex::new(HashMap::from([
+            (workers[0].id(), 5),
+            (workers[1].id(), 1),
+        ])));
+    let router = Router::group(workers.clone())
+        .routing(Routing::smallest_load({
+            let far_side = far_side.clone();
+            move |routee: &Recipient<Job>| {
+                let far = far_side.lock().unwrap().get(&routee.id()).copied();
+                routee.load() + far.unwrap_or(0)
+            }
+        }))
+        .spawn(&system)
+        .await
+        .unwrap();
+    assert_eq!(router.routing().name(), "smallest_load");
+
+    let counts = tally(&router, 30).await;
+    assert_eq!(counts.get(&workers[2].id()), Some(&30), "{counts:?}");
+
+    far_side.lock().unwrap().insert(workers[2].id(), 9);
+    let counts = tally(&router, 30).await;
+    assert_eq!(counts.get(&workers[1].id()), Some(&30), "{counts:?}");
+    system.shutdown().await;
+}
+
+#[tokio::test]
 async fn consistent_hashing_keeps_keys_on_their_routee() {
     let system = ActorSystem::new();
     let workers = spawn_workers(&system, &open_gate(), 4);

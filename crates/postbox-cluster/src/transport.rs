@@ -1,0 +1,463 @@
+//! Gossip over UDP, authenticated: chitchat's `Transport`, with every datagram sealed with an
+//! HMAC-SHA256 tag over the cluster's secret and name.
+//!
+//! Layout of a datagram:
+//!
+//! | bytes | gossip (kind 1) | refusal (kind 2) |
+//! | --- | --- | --- |
+//! | 0..4 | magic `PBXC` | magic `PBXC` |
+//! | 4 | `1` | `2` |
+//! | 5.. | 8-byte cluster tag (SHA-256 of the cluster name, truncated), the chitchat message, then a 32-byte HMAC-SHA256 tag | one reason byte: `1` wrong cluster, `2` authentication failed |
+//!
+//! The HMAC key is the secret; its input is a domain string, the cluster name and every byte
+//! of the datagram before the tag, so a datagram proves its sender knows both. A datagram
+//! that fails is dropped, counted, logged, and answered with a refusal (at most one per
+//! source per second, and never larger than what it answers, so it cannot amplify a flood).
+//! Refusals are not authenticated — a node that does not know the secret must be able to
+//! read one — so they change no state: they are counted, logged, and fail a
+//! [`Cluster::join`](crate::Cluster::join) that has heard nothing better.
+//!
+//! Replayed gossip is harmless: chitchat ignores versions and heartbeats it already has.
+//! Chitchat fills a datagram up to 65 506 bytes; the 45 bytes of framing come on top, so a
+//! delta within 45 bytes of that limit cannot be sent (counted in `oversized`; chitchat
+//! compresses deltas, so it takes thousands of registrations to get there).
+
+use crate::error::Refusal;
+use anyhow::anyhow;
+use async_trait::async_trait;
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const MAGIC: &[u8; 4] = b"PBXC";
+const KIND_GOSSIP: u8 = 1;
+const KIND_REFUSAL: u8 = 2;
+const TAG_LEN: usize = 32;
+const HEADER_LEN: usize = 4 + 1 + 8;
+/// The largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65_507;
+const DOMAIN: &[u8] = b"postbox-cluster gossip v1\0";
+/// At most one refusal (and one warning) per source in this time.
+const REFUSAL_EVERY: Duration = Duration::from_secs(1);
+
+/// What a joining node heard first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstAnswer {
+    Nothing,
+    /// Authenticated gossip from another node.
+    Contact,
+    Refused(SocketAddr, Refusal),
+}
+
+/// Counters of the gossip transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct GossipStats {
+    /// Authenticated datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes received (all datagrams).
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams that were not ours or could not be decoded.
+    pub malformed: u64,
+    /// Datagrams from another cluster.
+    pub wrong_cluster: u64,
+    /// Datagrams that failed authentication (wrong secret, or tampered with).
+    pub auth_failures: u64,
+    /// Refusals received from other nodes.
+    pub refusals_received: u64,
+    /// Gossip too large to send once framed.
+    pub oversized: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    datagrams_in: AtomicU64,
+    datagrams_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    malformed: AtomicU64,
+    wrong_cluster: AtomicU64,
+    auth_failures: AtomicU64,
+    refusals_received: AtomicU64,
+    oversized: AtomicU64,
+}
+
+/// What the transport shares with the cluster.
+pub(crate) struct TransportShared {
+    mac: Hmac<Sha256>,
+    cluster_tag: [u8; 8],
+    counters: Counters,
+    first_answer: watch::Sender<FirstAnswer>,
+    /// When we last refused (or logged a refusal from) each source.
+    throttle: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl TransportShared {
+    pub(crate) fn new(cluster: &str, secret: &[u8]) -> Result<Arc<Self>, String> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|e| format!("unusable cluster secret: {e}"))?;
+        mac.update(DOMAIN);
+        mac.update(&(cluster.len() as u64).to_be_bytes());
+        mac.update(cluster.as_bytes());
+        Ok(Arc::new(Self {
+            mac,
+            cluster_tag: cluster_tag(cluster),
+            counters: Counters::default(),
+            first_answer: watch::channel(FirstAnswer::Nothing).0,
+            throttle: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub(crate) fn first_answer(&self) -> watch::Receiver<FirstAnswer> {
+        self.first_answer.subscribe()
+    }
+
+    pub(crate) fn stats(&self) -> GossipStats {
+        let c = &self.counters;
+        GossipStats {
+            datagrams_in: c.datagrams_in.load(Relaxed),
+            datagrams_out: c.datagrams_out.load(Relaxed),
+            bytes_in: c.bytes_in.load(Relaxed),
+            bytes_out: c.bytes_out.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+            wrong_cluster: c.wrong_cluster.load(Relaxed),
+            auth_failures: c.auth_failures.load(Relaxed),
+            refusals_received: c.refusals_received.load(Relaxed),
+            oversized: c.oversized.load(Relaxed),
+        }
+    }
+
+    /// Seals `message` into `out`.
+    fn seal(&self, message: &ChitchatMessage, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(MAGIC);
+        out.push(KIND_GOSSIP);
+        out.extend_from_slice(&self.cluster_tag);
+        message.serialize(out);
+        let mut mac = self.mac.clone();
+        mac.update(out);
+        out.extend_from_slice(&mac.finalize().into_bytes());
+    }
+
+    /// Checks a datagram; `Ok` holds the chitchat message's bytes, or a refusal.
+    fn open<'a>(&self, datagram: &'a [u8]) -> Result<Opened<'a>, Rejected> {
+        let (Some(magic), Some(&kind)) = (datagram.get(..4), datagram.get(4)) else {
+            return Err(Rejected::Malformed);
+        };
+        if magic != MAGIC {
+            return Err(Rejected::Malformed);
+        }
+        match kind {
+            KIND_REFUSAL => match datagram.get(5..) {
+                Some([1]) => Ok(Opened::Refusal(Refusal::WrongCluster)),
+                Some([2]) => Ok(Opened::Refusal(Refusal::AuthenticationFailed)),
+                _ => Err(Rejected::Malformed),
+            },
+            KIND_GOSSIP => {
+                if datagram.len() < HEADER_LEN + TAG_LEN {
+                    return Err(Rejected::Malformed);
+                }
+                if datagram[5..HEADER_LEN] != self.cluster_tag {
+                    return Err(Rejected::Refuse(Refusal::WrongCluster));
+                }
+                let (sealed, tag) = datagram.split_at(datagram.len() - TAG_LEN);
+                let mut mac = self.mac.clone();
+                mac.update(sealed);
+                if mac.verify_slice(tag).is_err() {
+                    return Err(Rejected::Refuse(Refusal::AuthenticationFailed));
+                }
+                Ok(Opened::Gossip(&sealed[HEADER_LEN..]))
+            }
+            _ => Err(Rejected::Malformed),
+        }
+    }
+
+    /// Whether `from` may be answered (or logged about) now; at most once per
+    /// [`REFUSAL_EVERY`].
+    fn throttle_allows(&self, from: SocketAddr) -> bool {
+        let mut throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if throttle.len() > 4_096 {
+            throttle.retain(|_, at| now.duration_since(*at) < REFUSAL_EVERY);
+        }
+        match throttle.get(&from) {
+            Some(at) if now.duration_since(*at) < REFUSAL_EVERY => false,
+            _ => {
+                throttle.insert(from, now);
+                true
+            }
+        }
+    }
+}
+
+fn cluster_tag(cluster: &str) -> [u8; 8] {
+    let digest = Sha256::digest(cluster.as_bytes());
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    tag
+}
+
+enum Opened<'a> {
+    Gossip(&'a [u8]),
+    Refusal(Refusal),
+}
+
+enum Rejected {
+    Malformed,
+    Refuse(Refusal),
+}
+
+/// Hands chitchat the socket bound before it started (so that port 0 works and the
+/// advertised address is the real one).
+pub(crate) struct GossipTransport {
+    socket: Mutex<Option<tokio::net::UdpSocket>>,
+    shared: Arc<TransportShared>,
+}
+
+impl GossipTransport {
+    pub(crate) fn new(socket: tokio::net::UdpSocket, shared: Arc<TransportShared>) -> Self {
+        Self {
+            socket: Mutex::new(Some(socket)),
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for GossipTransport {
+    async fn open(&self, _listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let socket = self
+            .socket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| anyhow!("the gossip socket was already handed out"))?;
+        let local = socket.local_addr()?;
+        Ok(Box::new(AuthenticatedSocket {
+            socket,
+            local,
+            shared: self.shared.clone(),
+            send_buf: Vec::with_capacity(MAX_DATAGRAM),
+            recv_buf: vec![0; 65_536].into_boxed_slice(),
+        }))
+    }
+}
+
+struct AuthenticatedSocket {
+    socket: tokio::net::UdpSocket,
+    local: SocketAddr,
+    shared: Arc<TransportShared>,
+    send_buf: Vec<u8>,
+    recv_buf: Box<[u8]>,
+}
+
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::OutOfMemory
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+#[async_trait]
+impl Socket for AuthenticatedSocket {
+    async fn send(&mut self, to: SocketAddr, message: ChitchatMessage) -> anyhow::Result<()> {
+        self.shared.seal(&message, &mut self.send_buf);
+        if self.send_buf.len() > MAX_DATAGRAM {
+            self.shared.counters.oversized.fetch_add(1, Relaxed);
+            return Err(anyhow!(
+                "gossip datagram of {} bytes is over the UDP limit once authenticated",
+                self.send_buf.len()
+            ));
+        }
+        let sent = self.socket.send_to(&self.send_buf, to).await?;
+        let counters = &self.shared.counters;
+        counters.datagrams_out.fetch_add(1, Relaxed);
+        counters.bytes_out.fetch_add(sent as u64, Relaxed);
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        loop {
+            let (len, from) = match self.socket.recv_from(&mut self.recv_buf).await {
+                Ok(received) => received,
+                Err(error) if is_transient(&error) => continue,
+                Err(error) => return Err(anyhow!("gossip socket failed: {error}")),
+            };
+            if let Some(outcome) = self.accept(from, len).await {
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+impl AuthenticatedSocket {
+    /// Checks one datagram: an authenticated message is returned, anything else is counted
+    /// (and refused or recorded).
+    async fn accept(
+        &mut self,
+        from: SocketAddr,
+        len: usize,
+    ) -> Option<(SocketAddr, ChitchatMessage)> {
+        let shared = self.shared.clone();
+        let counters = &shared.counters;
+        counters.bytes_in.fetch_add(len as u64, Relaxed);
+        let datagram = self.recv_buf.get(..len)?;
+        match shared.open(datagram) {
+            Ok(Opened::Gossip(mut bytes)) => match ChitchatMessage::deserialize(&mut bytes) {
+                Ok(message) => {
+                    counters.datagrams_in.fetch_add(1, Relaxed);
+                    if from != self.local {
+                        shared.first_answer.send_if_modified(|first| {
+                            let nothing_yet = *first == FirstAnswer::Nothing;
+                            if nothing_yet {
+                                *first = FirstAnswer::Contact;
+                            }
+                            nothing_yet
+                        });
+                    }
+                    Some((from, message))
+                }
+                Err(error) => {
+                    // Authenticated but undecodable: a node of another version.
+                    counters.malformed.fetch_add(1, Relaxed);
+                    if shared.throttle_allows(from) {
+                        tracing::warn!(%from, %error, "undecodable gossip from a cluster member (another version?)");
+                    }
+                    None
+                }
+            },
+            Ok(Opened::Refusal(reason)) => {
+                counters.refusals_received.fetch_add(1, Relaxed);
+                if shared.throttle_allows(from) {
+                    tracing::warn!(%from, %reason, "a node refused our gossip");
+                }
+                shared.first_answer.send_if_modified(|first| {
+                    let nothing_yet = *first == FirstAnswer::Nothing;
+                    if nothing_yet {
+                        *first = FirstAnswer::Refused(from, reason);
+                    }
+                    nothing_yet
+                });
+                None
+            }
+            Err(Rejected::Malformed) => {
+                counters.malformed.fetch_add(1, Relaxed);
+                None
+            }
+            Err(Rejected::Refuse(reason)) => {
+                match reason {
+                    Refusal::WrongCluster => counters.wrong_cluster.fetch_add(1, Relaxed),
+                    Refusal::AuthenticationFailed => counters.auth_failures.fetch_add(1, Relaxed),
+                };
+                if shared.throttle_allows(from) {
+                    tracing::warn!(%from, ?reason, "gossip refused");
+                    let code = match reason {
+                        Refusal::WrongCluster => 1,
+                        Refusal::AuthenticationFailed => 2,
+                    };
+                    let refusal = [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], KIND_REFUSAL, code];
+                    let _ = self.socket.send_to(&refusal, from).await;
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> ChitchatMessage {
+        ChitchatMessage::BadCluster
+    }
+
+    fn sealed(shared: &TransportShared) -> Vec<u8> {
+        let mut out = Vec::new();
+        shared.seal(&message(), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_sealed_datagram_opens_with_the_same_cluster_and_secret() {
+        let shared = TransportShared::new("c", b"secret").unwrap();
+        let datagram = sealed(&shared);
+        let Ok(Opened::Gossip(mut bytes)) = shared.open(&datagram) else {
+            panic!("refused its own datagram");
+        };
+        assert_eq!(ChitchatMessage::deserialize(&mut bytes).unwrap(), message());
+    }
+
+    #[test]
+    fn another_cluster_or_secret_or_a_flipped_bit_is_refused() {
+        let ours = TransportShared::new("c", b"secret").unwrap();
+        let other_cluster = sealed(&TransportShared::new("d", b"secret").unwrap());
+        let other_secret = sealed(&TransportShared::new("c", b"guess").unwrap());
+        assert!(matches!(
+            ours.open(&other_cluster),
+            Err(Rejected::Refuse(Refusal::WrongCluster))
+        ));
+        assert!(matches!(
+            ours.open(&other_secret),
+            Err(Rejected::Refuse(Refusal::AuthenticationFailed))
+        ));
+        let good = sealed(&ours);
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            assert!(ours.open(&bad).is_err(), "bit flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed_and_refusals_are_read() {
+        let ours = TransportShared::new("c", b"secret").unwrap();
+        for garbage in [
+            &b""[..],
+            b"PB",
+            b"PBXC",
+            b"PBXC\x01short",
+            b"XXXX\x01",
+            b"PBXC\x09",
+        ] {
+            assert!(
+                matches!(ours.open(garbage), Err(Rejected::Malformed)),
+                "{garbage:?}"
+            );
+        }
+        assert!(matches!(
+            ours.open(b"PBXC\x02\x02"),
+            Ok(Opened::Refusal(Refusal::AuthenticationFailed))
+        ));
+        assert!(matches!(
+            ours.open(b"PBXC\x02\x07"),
+            Err(Rejected::Malformed)
+        ));
+    }
+
+    #[test]
+    fn refusals_are_throttled_per_source() {
+        let ours = TransportShared::new("c", b"secret").unwrap();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        assert!(ours.throttle_allows(a));
+        assert!(!ours.throttle_allows(a));
+        assert!(ours.throttle_allows(b));
+    }
+}

@@ -1,0 +1,165 @@
+//! The cluster-wide registry: register anywhere, look up from everywhere, entries follow the
+//! members.
+
+use crate::common::*;
+use postbox::prelude::*;
+use postbox::ActorStatus;
+use postbox_cluster::{Listing, ListingSubscription, RegisterError, ServiceKey};
+use std::time::Duration;
+
+/// Waits until the subscription's listing has `n` instances.
+async fn wait_listing<A: Actor>(sub: &mut ListingSubscription<A>, n: usize) -> Listing<A> {
+    within(async {
+        loop {
+            let listing = sub.next().await.expect("subscription open");
+            if listing.len() == n {
+                return listing;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_registered_on_one_node_is_reachable_from_every_node() {
+    let nodes = cluster_of(3).await;
+    let key = ServiceKey::<Worker>::new("greeter");
+    let local = nodes[0].serve(&key).await;
+    for node in &nodes {
+        let mut sub = node.cluster.receptionist().subscribe(&key);
+        let listing = wait_listing(&mut sub, 1).await;
+        let instance = &listing.instances()[0];
+        assert_eq!(instance.node, nodes[0].addr());
+        assert_eq!(within(instance.actor.ask(WhereAreYou)).await.unwrap(), "n0");
+    }
+    // On its own node the ref is the local one.
+    let listing = nodes[0].cluster.receptionist().lookup(&key).await;
+    assert_eq!(listing.refs(), std::slice::from_ref(&local));
+
+    // A key of another actor type lists nothing, even with the same name.
+    let other = ServiceKey::<Other>::new("greeter");
+    assert!(nodes[1]
+        .cluster
+        .receptionist()
+        .lookup(&other)
+        .await
+        .is_empty());
+
+    // Deregistering removes it everywhere; the actor keeps running.
+    let mut sub = nodes[2].cluster.receptionist().subscribe(&key);
+    wait_listing(&mut sub, 1).await;
+    assert!(
+        nodes[0]
+            .cluster
+            .receptionist()
+            .deregister(&key, &local)
+            .await
+    );
+    wait_listing(&mut sub, 0).await;
+    assert!(local.is_alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_a_stopped_actor_or_a_crashed_node_vanish_and_in_flight_asks_fail() {
+    let nodes = cluster_of(3).await;
+    let key = ServiceKey::<Worker>::new("jobs");
+    let stopping = nodes[1].serve(&key).await;
+    nodes[2].serve(&key).await;
+    let mut sub = nodes[0].cluster.receptionist().subscribe(&key);
+    let listing = wait_listing(&mut sub, 2).await;
+
+    // An actor that stops leaves the listing.
+    stopping.stop();
+    let listing_after_stop = wait_listing(&mut sub, 1).await;
+    assert_eq!(listing_after_stop.instances()[0].node, nodes[2].addr());
+
+    // An ask in flight to the node that crashes fails with NodeDown, not a timeout.
+    let on_c = listing
+        .instances()
+        .iter()
+        .find(|i| i.node == nodes[2].addr())
+        .unwrap()
+        .actor
+        .clone();
+    let stalled = tokio::spawn(async move {
+        on_c.ask(Stall(60_000))
+            .timeout(Duration::from_secs(60))
+            .await
+    });
+    within(async {
+        while nodes[0].remote.pending_asks(nodes[2].remote.addr()) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    nodes[2].crash().await;
+    assert_eq!(within(stalled).await.unwrap(), Err(AskError::NodeDown));
+    wait_listing(&mut sub, 0).await;
+    assert!(nodes[1]
+        .cluster
+        .receptionist()
+        .lookup(&key)
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_are_checked() {
+    let nodes = cluster_of(2).await;
+    let receptionist = nodes[0].cluster.receptionist();
+    let key = ServiceKey::<Worker>::new("checked");
+    let remote_worker = nodes[1].serve(&key).await;
+    let mut sub = receptionist.subscribe(&key);
+    let listing = wait_listing(&mut sub, 1).await;
+    let proxy = listing.refs()[0].clone();
+    assert_eq!(
+        receptionist.register(&key, &proxy).await,
+        Err(RegisterError::NotLocal)
+    );
+    let empty = ServiceKey::<Worker>::new("");
+    let worker = nodes[0].serve(&key).await;
+    assert!(matches!(
+        receptionist.register(&empty, &worker).await,
+        Err(RegisterError::InvalidKey(_))
+    ));
+    assert_eq!(
+        receptionist.register(&key, &worker).await,
+        Ok(()),
+        "twice is fine"
+    );
+    worker.stop();
+    worker.wait_for_stop().await;
+    // `wait_for_stop` can return as the actor's cleanup begins, a moment before its status
+    // says so.
+    within(async {
+        while worker.stats().status != ActorStatus::Stopped {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        receptionist.register(&key, &worker).await,
+        Err(RegisterError::NotRunning)
+    );
+    drop(remote_worker);
+
+    // After leaving, nothing can be registered and the subscription ends.
+    nodes[0].cluster.leave().await.unwrap();
+    let fresh = nodes[0].system.spawn(Props::new(|| Other)).unwrap();
+    assert_eq!(
+        receptionist
+            .register(&ServiceKey::new("late"), &fresh)
+            .await,
+        Err(RegisterError::Stopped)
+    );
+    assert!(
+        within(async {
+            loop {
+                if sub.next().await.is_none() {
+                    return true;
+                }
+            }
+        })
+        .await
+    );
+}
