@@ -376,6 +376,17 @@ impl<A: Actor> Runner<A> {
         self.extra().deferred.push(envelope);
     }
 
+    /// Puts back the rest of a batch of signals when one of them ended the current state:
+    /// they are handled by the next state (the final cleanup collects watchers from them), so
+    /// a watch, a child's termination or a stop that arrived together with the ending signal
+    /// is never lost.
+    fn requeue(&self, signals: crate::mailbox::Drain<Signal<A>>) {
+        for signal in signals {
+            // The lane closes only in `finish`, after the runner stops receiving.
+            let _ = self.cell().inbox.send_signal(signal);
+        }
+    }
+
     fn take_deferred(&mut self) -> Vec<Envelope<A>> {
         self.extra
             .as_mut()
@@ -607,9 +618,10 @@ impl<A: Actor> Runner<A> {
                 let outcome = self.handle(actor, envelope).await;
                 self.after_handle(outcome)
             }
-            Received::Signals(signals) => {
-                for signal in signals {
+            Received::Signals(mut signals) => {
+                while let Some(signal) = signals.next() {
                     if let Some(end) = self.on_signal(signal, actor).await {
+                        self.requeue(signals);
                         return Some(end);
                     }
                 }
@@ -856,8 +868,8 @@ impl<A: Actor> Runner<A> {
                     // Killing an actor that is already down changes nothing.
                     self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
                 }
-                Received::Signals(signals) => {
-                    for signal in signals {
+                Received::Signals(mut signals) => {
+                    while let Some(signal) = signals.next() {
                         match signal {
                             Signal::System(SystemSignal::Supervision(Supervision::Suspend {
                                 cause,
@@ -867,6 +879,7 @@ impl<A: Actor> Runner<A> {
                             Signal::System(SystemSignal::Supervision(Supervision::Start {
                                 delay,
                             })) => {
+                                self.requeue(signals);
                                 if let Some(actor) = instance.take() {
                                     // Start without Suspend: finish the old instance first.
                                     self.suspend(Some(actor), &Failure::ExitedNormally).await;
@@ -877,6 +890,7 @@ impl<A: Actor> Runner<A> {
                                 reason,
                             }))
                             | Signal::System(SystemSignal::Stop { reason, .. }) => {
+                                self.requeue(signals);
                                 self.stop_instance(instance.take(), &reason, false).await;
                                 return Next::Exit(reason);
                             }
@@ -952,13 +966,16 @@ impl<A: Actor> Runner<A> {
                         }
                         self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
                     }
-                    Received::Signals(signals) => {
-                        for signal in signals {
+                    Received::Signals(mut signals) => {
+                        while let Some(signal) = signals.next() {
                             match signal {
                                 Signal::System(SystemSignal::Stop { reason, .. })
                                 | Signal::System(SystemSignal::Supervision(
                                     Supervision::Terminate { reason },
-                                )) => return Next::Exit(reason),
+                                )) => {
+                                    self.requeue(signals);
+                                    return Next::Exit(reason);
+                                }
                                 Signal::Terminated { from, envelope } => {
                                     if self.ctx.take_watched(from) {
                                         self.defer(envelope);
@@ -1093,6 +1110,10 @@ impl<A: Actor> Runner<A> {
         }
         self.terminated = true;
         self.set_status(ActorStatus::Stopped);
+        // Before the signal lane closes: whoever learns of the termination from a closed lane
+        // (a late `wait_for_stop`, a late watch) finds the actor gone from the table and the
+        // registry too.
+        self.release_identity();
         while let Some(envelope) = self.consumer.try_recv() {
             self.dead_letter(envelope);
         }
@@ -1111,7 +1132,6 @@ impl<A: Actor> Runner<A> {
         for envelope in self.take_deferred() {
             self.dead_letter(envelope);
         }
-        self.release_identity();
         self.system().counters.stopped.fetch_add(1, Relaxed);
         let id = self.meta().id;
         for watcher in watchers {

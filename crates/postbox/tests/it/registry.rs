@@ -99,3 +99,32 @@ async fn names_survive_a_restart() {
     assert_eq!(found.id(), fragile.id());
     system.shutdown().await;
 }
+
+/// Whoever learns that an actor has stopped — even from a `wait_for_stop` issued while it was
+/// stopping — finds it gone from the registry and the actor table: a name freed by a stop can
+/// be registered again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_actor_is_unregistered_before_anyone_hears_it_stopped() {
+    let system = ActorSystem::new();
+    for round in 0..500 {
+        let db = system.spawn(|| Db).unwrap();
+        system.registry().register("db", &db).unwrap();
+        db.stop();
+        // Race the waiter against the termination: it may register before or after the
+        // actor's signal lane closes.
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let reason = db.wait_for_stop().await;
+        assert!(
+            system.registry().lookup_id("db").is_none(),
+            "round {round}: still registered ({reason:?}, {:?}, alive {})",
+            system.actor(db.id()).map(|info| info.stats.status),
+            db.is_alive()
+        );
+        assert!(
+            system.actor(db.id()).is_none(),
+            "round {round}: still listed"
+        );
+    }
+}
