@@ -490,9 +490,16 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         };
         shared.stats.connections_accepted.fetch_add(1, Relaxed);
         let _ = stream.set_nodelay(true);
+        // Admission in accept order, here rather than in the connection's task.
+        let slot = if shared.inbound.fetch_add(1, Relaxed) < shared.config.max_connections {
+            Some(InboundSlot(shared.clone()))
+        } else {
+            shared.inbound.fetch_sub(1, Relaxed);
+            None
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(why) = accept(&shared, stream).await {
+            if let Err(why) = accept(&shared, stream, slot).await {
                 tracing::warn!(%from, %why, "inbound connection refused");
             }
         });
@@ -510,11 +517,14 @@ impl Drop for InboundSlot {
 
 /// Handshakes an inbound connection and runs it. A refusal is counted before the socket
 /// closes, so a peer that sees the close can already read the count.
-async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
+async fn accept(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    slot: Option<InboundSlot>,
+) -> Result<(), String> {
     let config = &shared.config;
     let max = config.max_frame;
-    if shared.inbound.fetch_add(1, Relaxed) >= config.max_connections {
-        shared.inbound.fetch_sub(1, Relaxed);
+    let Some(slot) = slot else {
         shared.stats.refused.fetch_add(1, Relaxed);
         // Over the limit there is no TLS session to refuse in: plain refusal, then close.
         let (_, mut write) = split_plain(stream);
@@ -526,8 +536,7 @@ async fn accept(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), String> {
         )
         .await;
         return Err("connection limit reached".into());
-    }
-    let slot = InboundSlot(shared.clone());
+    };
     let (mut read, mut write) = match &config.tls {
         None => split_plain(stream),
         Some(tls) => {
