@@ -3,7 +3,7 @@
 
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
-use crate::member::{Member, MemberStatus, NodeLoad};
+use crate::member::{ClusterEvent, Member, MemberStatus, NodeLoad};
 use crate::membership::{ClusterEvents, Membership, Observer};
 use crate::meta;
 use crate::receptionist::{ProxyKey, Receptionist, Registrations};
@@ -397,10 +397,31 @@ impl Inner {
             self.gossip_addr,
             self.config.seed_refresh,
         ));
+        let down = tokio::spawn(disconnect_the_down(
+            self.membership.subscribe(),
+            self.remote.clone(),
+        ));
         self.tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend([driver, load, seeds]);
+            .extend([driver, load, seeds, down]);
+    }
+}
+
+/// A member declared down loses its transport connection at once: asks in flight to it fail
+/// with `NodeDown` and refs to it end, even if the node hangs with its socket open (which the
+/// transport alone would notice only at its heartbeat timeout).
+async fn disconnect_the_down(mut events: ClusterEvents, remote: Remote) {
+    loop {
+        match events.recv().await {
+            Ok(ClusterEvent::MemberDown(member)) => {
+                if remote.disconnect(&member.node) {
+                    tracing::info!(node = %member.node, "down: transport connection closed");
+                }
+            }
+            Ok(_) | Err(crate::membership::EventsError::Lagged(_)) => {}
+            Err(_) => return,
+        }
     }
 }
 

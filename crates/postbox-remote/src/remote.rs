@@ -228,6 +228,28 @@ impl Remote {
             .map_or(0, |c| c.pending_asks())
     }
 
+    /// Closes the connection to `node` if it is to that very incarnation, as if it had been
+    /// lost: asks in flight to it fail with `NodeDown`, remote refs through it end and their
+    /// watchers learn of it. For a membership layer that has declared the node down (a hung
+    /// node would otherwise hold its connection until the heartbeat timeout). Returns whether
+    /// a connection was closed.
+    pub fn disconnect(&self, node: &NodeAddr) -> bool {
+        let Some(conn) = self
+            .shared
+            .peers
+            .get(&node.addr)
+            .and_then(|peer| peer.connection())
+        else {
+            return false;
+        };
+        if conn.peer_node.node_id != node.node_id || conn.peer_node.incarnation != node.incarnation
+        {
+            return false;
+        }
+        conn.abort();
+        true
+    }
+
     /// Remote refs currently open through `addr`.
     pub fn remote_refs(&self, addr: &str) -> usize {
         self.shared.peers.get(addr).map_or(0, |p| p.proxy_count())

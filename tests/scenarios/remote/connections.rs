@@ -92,3 +92,39 @@ async fn a_node_that_shut_down_is_not_reachable_and_asks_say_so() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnecting_a_node_fails_its_asks_and_ends_its_refs_at_once() {
+    let (_host_system, host, _journal) = host().await;
+    let (_system, client) = client().await;
+    let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
+    // An ask the host will not answer for a long time (as if the host hung).
+    let stalled = tokio::spawn({
+        let journal = journal.clone();
+        async move {
+            journal
+                .ask(Stall(30_000))
+                .timeout(Duration::from_secs(60))
+                .await
+        }
+    });
+    until("the ask to be in flight", || {
+        client.pending_asks(host.addr()) == 1
+    })
+    .await;
+    // Another incarnation at that address is not this connection.
+    let mut other = host.node().clone();
+    other.incarnation ^= 1;
+    assert!(!client.disconnect(&other));
+    assert!(client.disconnect(host.node()));
+    assert_eq!(within(stalled).await.unwrap(), Err(AskError::NodeDown));
+    let ended = within(journal.wait_for_stop()).await;
+    assert!(
+        matches!(ended, ExitReason::NodeDown | ExitReason::AlreadyTerminated),
+        "{ended:?}"
+    );
+    // A later lookup connects afresh (the journal itself is still busy with the stall).
+    let again: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
+    assert!(again.is_alive());
+    assert_eq!(client.stats().connections, 1);
+}

@@ -4,7 +4,7 @@
 use crate::common::*;
 use postbox::prelude::*;
 use postbox::ActorStatus;
-use postbox_cluster::{Listing, ListingSubscription, RegisterError, ServiceKey};
+use postbox_cluster::{Listing, ListingSubscription, MemberStatus, RegisterError, ServiceKey};
 use std::time::Duration;
 
 /// Waits until the subscription's listing has `n` instances.
@@ -162,4 +162,32 @@ async fn registrations_are_checked() {
         })
         .await
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_declared_down_is_disconnected_and_its_asks_fail() {
+    let nodes = cluster_of(2).await;
+    let key = ServiceKey::<Worker>::new("hangs");
+    nodes[1].serve(&key).await;
+    let mut sub = nodes[0].cluster.receptionist().subscribe(&key);
+    let listing = wait_listing(&mut sub, 1).await;
+    let on_b = listing.instances()[0].actor.clone();
+    let stalled = tokio::spawn(async move {
+        on_b.ask(Stall(60_000))
+            .timeout(Duration::from_secs(60))
+            .await
+    });
+    within(async {
+        while nodes[0].remote.pending_asks(nodes[1].remote.addr()) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // The node stops gossiping but its transport keeps the connection open and answers
+    // heartbeats: only the cluster's verdict can end the ask.
+    let mut events = nodes[0].cluster.events();
+    nodes[1].cluster.kill();
+    wait_for(&mut events, nodes[1].remote.node(), MemberStatus::Down).await;
+    assert_eq!(within(stalled).await.unwrap(), Err(AskError::NodeDown));
+    assert_eq!(nodes[0].remote.pending_asks(nodes[1].remote.addr()), 0);
 }
