@@ -4,7 +4,9 @@
 use crate::histogram::DurationHistogram;
 use dashmap::DashMap;
 use postbox::Observer;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the runtime reported about one actor type.
@@ -18,17 +20,55 @@ pub(crate) struct TypeSamples {
 
 /// Samples by actor type. Types are few (one per Rust type that is spawned), so the map
 /// stays small whatever the number of actors; entries are never removed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Samples {
-    by_type: DashMap<&'static str, TypeSamples>,
+    /// Tells this instance's entries apart in the threads' caches.
+    id: u64,
+    by_type: DashMap<&'static str, Arc<TypeSamples>>,
+}
+
+/// Ids of `Samples` instances (one per `Metrics`).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The entry a thread used last: `(Samples id, type name, entry)`. A thread mostly runs
+/// batches of one actor, so this spares the map lookup (hashing the type name and taking a
+/// shard lock) on nearly every sample.
+type LastUsed = Option<(u64, &'static str, Arc<TypeSamples>)>;
+
+thread_local! {
+    static LAST_USED: RefCell<LastUsed> = const { RefCell::new(None) };
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Self {
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            by_type: DashMap::new(),
+        }
+    }
 }
 
 impl Samples {
     fn with_type(&self, actor_type: &'static str, f: impl FnOnce(&TypeSamples)) {
-        if let Some(samples) = self.by_type.get(actor_type) {
-            return f(&samples);
-        }
-        f(&self.by_type.entry(actor_type).or_default());
+        let mut f = Some(f);
+        LAST_USED.with(|last| {
+            if let Some((id, name, samples)) = &*last.borrow() {
+                // The same type's name may be two static copies (one per codegen unit), so
+                // an address mismatch falls back to comparing the text.
+                if *id == self.id && (std::ptr::eq(*name, actor_type) || *name == actor_type) {
+                    if let Some(f) = f.take() {
+                        f(samples);
+                    }
+                }
+            }
+        });
+        let Some(f) = f else { return };
+        let samples = match self.by_type.get(actor_type) {
+            Some(samples) => samples.clone(),
+            None => self.by_type.entry(actor_type).or_default().clone(),
+        };
+        f(&samples);
+        LAST_USED.with(|last| *last.borrow_mut() = Some((self.id, actor_type, samples)));
     }
 
     /// Calls `f` for every actor type seen so far.

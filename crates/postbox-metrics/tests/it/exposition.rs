@@ -314,3 +314,64 @@ fn promtool_rejects_what_is_wrong() {
     let broken = "# TYPE z gauge\nz{ 1\n";
     assert!(promtool_check(broken).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_s_counters_reach_the_exposition() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let system = ActorSystem::new();
+    let config = postbox_remote::RemoteConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        "metrics-test",
+        b"a cluster secret of enough length",
+    );
+    let remote = postbox_remote::Remote::start(&system, config)
+        .await
+        .unwrap();
+    let metrics = Metrics::builder(&system)
+        .with_remote(remote.clone())
+        .build()
+        .unwrap();
+    let before = metrics.encode().unwrap();
+    assert_eq!(
+        series_value(&before, "postbox_remote_connections"),
+        Some(0.0)
+    );
+    assert_eq!(
+        series_value(&before, "postbox_remote_connections_accepted_total"),
+        Some(0.0)
+    );
+
+    // A peer that speaks garbage: accepted, then refused at the handshake.
+    let mut peer = tokio::net::TcpStream::connect(remote.addr()).await.unwrap();
+    peer.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = within(peer.read_to_end(&mut sink)).await;
+    let after = within(async {
+        loop {
+            let text = metrics.encode().unwrap();
+            let refused = series_value(&text, "postbox_remote_refused_total").unwrap_or(0.0)
+                + series_value(&text, "postbox_remote_protocol_errors_total").unwrap_or(0.0);
+            if refused >= 1.0 {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        series_value(&after, "postbox_remote_connections_accepted_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        series_value(&after, "postbox_remote_connections"),
+        Some(0.0)
+    );
+    assert_eq!(
+        series_value(&after, "postbox_remote_frames_total{direction=\"out\"}"),
+        Some(remote.stats().frames_out as f64)
+    );
+    remote.shutdown().await;
+    system.shutdown().await;
+}
