@@ -605,9 +605,13 @@ impl<A: Actor> Runner<A> {
                 let outcome = self.handle(actor, envelope).await;
                 self.after_handle(outcome)
             }
-            Received::Signals(signals) => {
-                for signal in signals {
+            Received::Signals(mut signals) => {
+                while let Some(signal) = signals.next() {
                     if let Some(end) = self.on_signal(signal, actor).await {
+                        // Signals that came in the same batch as the one that ends the
+                        // instance still count: a watch registered right after a stop must
+                        // hear of the termination, a child's report must reach the supervisor.
+                        self.absorb(signals);
                         return Some(end);
                     }
                 }
