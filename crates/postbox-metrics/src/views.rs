@@ -182,7 +182,9 @@ pub(crate) fn actors_view(system: &ActorSystem, top: usize, tree: usize) -> Acto
             nodes.push(n);
         }
         if let Some(kids) = children.get(&id) {
-            queue.extend(kids.iter().copied());
+            // No more than can still be listed: a parent of a million stays cheap.
+            let room = tree.saturating_sub(nodes.len() + queue.len());
+            queue.extend(kids.iter().copied().take(room));
         }
     }
     let mut groups: Vec<GroupView> = groups.into_values().collect();
