@@ -577,3 +577,125 @@ pub(crate) fn encode_snapshot(
     )?)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::DurationHistogram;
+    use std::time::Duration;
+
+    /// Encodes a fixed snapshot, as a scrape would.
+    #[derive(Debug)]
+    struct Fixed(Snapshot);
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), Error> {
+            encode_snapshot(&self.0, &mut encoder)
+        }
+    }
+
+    fn exposition(snapshot: Snapshot) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Fixed(snapshot)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap_or_default();
+        text
+    }
+
+    fn snapshot() -> Snapshot {
+        let handler_time = DurationHistogram::default();
+        handler_time.observe(Duration::from_micros(3));
+        handler_time.observe(Duration::from_millis(2));
+        let mailbox_wait = DurationHistogram::default();
+        let mut counters = SystemCounters::default();
+        counters.actors_started = 12;
+        counters.ask_timeouts = 4;
+        Snapshot {
+            live: 11,
+            groups: [(
+                "app::Worker",
+                Group {
+                    actors: 10,
+                    depth_sum: 25,
+                    depth_max: 9,
+                    processed: 70,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            processed: [("app::Worker", 100)].into_iter().collect(),
+            named: vec![NamedDepth {
+                actor_type: "app::Worker",
+                path: "/user/ledger".into(),
+                depth: 9,
+            }],
+            named_unexported: 3,
+            types: [(
+                "app::Worker",
+                TypeSnapshot {
+                    handler_time: handler_time.snapshot(),
+                    mailbox_wait: mailbox_wait.snapshot(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            counters,
+            dead_letters: vec![(DeadLetterReason::MailboxFull, 5)],
+            breakers: Vec::new(),
+            routers: vec![("pool".into(), 4)],
+            transport: None,
+            members: Some(vec![Member::new("a", "x", MemberStatus::Leaving)]),
+            walk_seconds: 0.0,
+        }
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().collect()
+    }
+
+    #[test]
+    fn a_snapshot_becomes_these_series() {
+        let text = exposition(snapshot());
+        let lines = lines(&text);
+        for expected in [
+            "postbox_actors_live 11",
+            "postbox_actors_started_total 12",
+            "postbox_ask_timeouts_total 4",
+            "postbox_dead_letters_total{reason=\"mailbox_full\"} 5",
+            "postbox_group_actors{actor_type=\"app::Worker\"} 10",
+            "postbox_group_mailbox_depth{actor_type=\"app::Worker\"} 25",
+            "postbox_group_mailbox_depth_max{actor_type=\"app::Worker\"} 9",
+            "postbox_actor_mailbox_depth{actor_type=\"app::Worker\",actor=\"/user/ledger\"} 9",
+            "postbox_named_actors_unexported 3",
+            "postbox_messages_processed_total{actor_type=\"app::Worker\"} 100",
+            "postbox_handler_duration_seconds_count{actor_type=\"app::Worker\"} 2",
+            "postbox_handler_duration_seconds_bucket{le=\"0.000001\",actor_type=\"app::Worker\"} 0",
+            "postbox_handler_duration_seconds_bucket{le=\"0.000005\",actor_type=\"app::Worker\"} 1",
+            "postbox_handler_duration_seconds_bucket{le=\"0.0025\",actor_type=\"app::Worker\"} 2",
+            "postbox_handler_duration_seconds_bucket{le=\"+Inf\",actor_type=\"app::Worker\"} 2",
+            "postbox_mailbox_wait_seconds_count{actor_type=\"app::Worker\"} 0",
+            "postbox_router_routees{router=\"pool\"} 4",
+            "postbox_cluster_members{status=\"leaving\"} 1",
+            "postbox_cluster_members{status=\"up\"} 0",
+            "# TYPE postbox_messages_processed counter",
+            "# TYPE postbox_group_mailbox_depth gauge",
+            "# TYPE postbox_handler_duration_seconds histogram",
+            "# EOF",
+        ] {
+            assert!(lines.contains(&expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn absent_sources_add_no_families() {
+        let text = exposition(Snapshot {
+            routers: Vec::new(),
+            members: None,
+            ..snapshot()
+        });
+        assert!(!text.contains("postbox_breaker_"), "no breaker registered");
+        assert!(!text.contains("postbox_router_"), "no router registered");
+        assert!(!text.contains("postbox_remote_"), "no transport");
+        assert!(!text.contains("postbox_cluster_"), "no cluster source");
+    }
+}
