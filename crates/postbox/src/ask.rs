@@ -216,6 +216,7 @@ impl<R> Future for AskFuture<'_, R> {
             .get_or_insert_with(|| this.timers.register(this.timeout));
         timer.register(cx.waker());
         if timer.expired() {
+            this.timers.count_timeout();
             return Poll::Ready(Err(AskError::Timeout(this.timeout)));
         }
         Poll::Pending

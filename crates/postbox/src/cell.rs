@@ -97,6 +97,11 @@ impl Stats {
         }
     }
 
+    /// Messages handled so far.
+    pub(crate) fn processed(&self) -> u64 {
+        self.processed.load(Relaxed)
+    }
+
     pub(crate) fn record_restart(&self) {
         self.restarts
             .store(self.restarts.load(Relaxed) + 1, Relaxed);
@@ -282,6 +287,15 @@ impl<A: Actor> AsInbox for ActorCell<A> {
     type Signal = Signal<A>;
     fn inbox(&self) -> &Inbox<Envelope<A>, Signal<A>> {
         &self.inbox
+    }
+
+    fn on_mailbox_wait(&self, stamp: u64) {
+        if let Some(observer) = self.meta.system.shared.observer.get() {
+            observer.mailbox_wait(
+                std::any::type_name::<A>(),
+                crate::observe::since_stamp(stamp),
+            );
+        }
     }
 }
 

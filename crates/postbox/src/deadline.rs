@@ -69,6 +69,8 @@ pub(crate) struct AskTimers {
     /// Wakes the idle sweeper. Its own `Arc`, so the idle sweeper does not keep the timers
     /// (and their system) alive.
     wake: Arc<Notify>,
+    /// Asks that gave up at their deadline (counted by the asker, for metrics).
+    timeouts: AtomicU64,
 }
 
 impl Drop for AskTimers {
@@ -88,9 +90,20 @@ impl AskTimers {
             next_shard: AtomicUsize::new(0),
             active: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
+            timeouts: AtomicU64::new(0),
         });
         runtime.spawn(sweep(Arc::downgrade(&timers)));
         timers
+    }
+
+    /// Counts an ask that resolved with a timeout.
+    pub(crate) fn count_timeout(&self) {
+        self.timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// Asks that resolved with a timeout so far.
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.timeouts.load(Relaxed)
     }
 
     /// Registers a deadline `timeout` from now.

@@ -62,6 +62,7 @@ mod envelope;
 mod error;
 mod lifecycle;
 mod mailbox;
+pub mod observe;
 mod props;
 mod registry;
 pub mod remote;
@@ -94,12 +95,14 @@ pub use dispatcher::Dispatcher;
 pub use error::{AskError, BoxError, RegistryError, SendError, SpawnError, TrySendError};
 pub use lifecycle::{ExitReason, Failure, Terminated};
 pub use mailbox::Mailbox;
+pub use observe::Observer;
 pub use props::Props;
 pub use registry::Registry;
 pub use router::{GroupBuilder, PoolBuilder, Resizer, Router, RouterAsk, Routing};
 pub use supervision::{Backoff, Restart, SupervisorStrategy};
 pub use system::{
-    ActorInfo, ActorSystem, ActorSystemBuilder, ShutdownReport, SystemConfig, SystemCounters,
+    ActorInfo, ActorSystem, ActorSystemBuilder, ActorView, ShutdownReport, SystemConfig,
+    SystemCounters,
 };
 
 /// The types most actor code needs.

@@ -602,9 +602,7 @@ impl<A: Actor> Runner<A> {
     }
 
     fn record(&self, started: Option<Instant>) {
-        self.meta()
-            .stats
-            .record_message(started.map(|t| t.elapsed()));
+        record_handled(self.cell(), started);
     }
 
     /// Everything `receive` yields besides a message.
@@ -708,11 +706,7 @@ impl<A: Actor> Runner<A> {
             // Polled in place (the handler future lives in the slot).
             let outcome = poll_fn(|cx| poll_guarded(Pin::new(&mut running), cx, consumer)).await;
             drop(running);
-            consumer
-                .owner()
-                .meta
-                .stats
-                .record_message(started.map(|t| t.elapsed()));
+            record_handled(consumer.owner(), started);
             outcome
         }
     }
@@ -1133,6 +1127,12 @@ impl<A: Actor> Runner<A> {
             self.dead_letter(envelope);
         }
         self.system().counters.stopped.fetch_add(1, Relaxed);
+        if let Some(observer) = self.system().observer.get() {
+            // After `release_identity`: an exporter summing live actors plus stopped ones
+            // then undercounts for a moment rather than counting this actor twice.
+            let processed = self.meta().stats.processed();
+            observer.actor_stopped(std::any::type_name::<A>(), processed);
+        }
         let id = self.meta().id;
         for watcher in watchers {
             watcher.notify(id, reason.clone());
@@ -1193,6 +1193,19 @@ impl<A: Actor> Drop for Runner<A> {
         if !self.terminated {
             self.consumer.close();
             self.finish(ExitReason::Shutdown);
+        }
+    }
+}
+
+/// Counts a handled message; `started` is set if it was one of the timed samples, whose time
+/// then also goes to the system's observer, if any.
+#[inline]
+fn record_handled<A: Actor>(cell: &ActorCell<A>, started: Option<Instant>) {
+    let elapsed = started.map(|t| t.elapsed());
+    cell.meta.stats.record_message(elapsed);
+    if let Some(elapsed) = elapsed {
+        if let Some(observer) = cell.meta.system.shared.observer.get() {
+            observer.handler_time(std::any::type_name::<A>(), elapsed);
         }
     }
 }

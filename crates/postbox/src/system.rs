@@ -8,6 +8,7 @@ use crate::deadline::AskTimers;
 use crate::error::SpawnError;
 use crate::lifecycle::ExitReason;
 use crate::mailbox::{Mailbox, INTERRUPT_ABORT};
+use crate::observe::{Observer, ObserverAlreadySet};
 use crate::props::Props;
 use crate::registry::Registry;
 use crate::supervision::SupervisorStrategy;
@@ -123,6 +124,7 @@ impl ActorSystemBuilder {
             runtime,
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
+            observer: OnceLock::new(),
         });
         crate::runner::start_guardian(&shared);
         ActorSystem { shared }
@@ -150,6 +152,8 @@ pub struct SystemCounters {
     pub restarts: u64,
     /// Panics caught in handlers and hooks.
     pub panics: u64,
+    /// Asks that gave up at their deadline ([`AskError::Timeout`](crate::AskError::Timeout)).
+    pub ask_timeouts: u64,
 }
 
 pub(crate) struct SystemShared {
@@ -169,6 +173,8 @@ pub(crate) struct SystemShared {
     pub(crate) ask_timers: Arc<AskTimers>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) counters: Counters,
+    /// Receives per-message samples (`observe` module); set at most once.
+    pub(crate) observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl SystemShared {
@@ -296,6 +302,38 @@ impl ActorSystem {
             actors_stopped: c.stopped.load(Relaxed),
             restarts: c.restarts.load(Relaxed),
             panics: c.panics.load(Relaxed),
+            ask_timeouts: self.shared.ask_timers.timeouts(),
+        }
+    }
+
+    /// Installs the observer that receives per-message samples (handler times, mailbox
+    /// waits) and actor terminations; see [`observe`](crate::observe). A system has at most
+    /// one: if it already has one, `observer` is handed back.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) -> Result<(), ObserverAlreadySet> {
+        self.shared
+            .observer
+            .set(observer)
+            .map_err(ObserverAlreadySet)?;
+        crate::observe::enable_wait_sampling();
+        Ok(())
+    }
+
+    /// Whether an observer is installed.
+    pub fn has_observer(&self) -> bool {
+        self.shared.observer.get().is_some()
+    }
+
+    /// Calls `visit` with a borrowed view of every live actor (the root guardian included),
+    /// without allocating per actor: the way to aggregate over a million actors.
+    ///
+    /// The walk holds read locks on parts of the actor table while `visit` runs, so `visit`
+    /// must be quick and must not spawn actors (that could deadlock); collect what you need
+    /// and act afterwards. Actors spawned or stopped during the walk may or may not be seen.
+    pub fn for_each_actor(&self, mut visit: impl FnMut(ActorView<'_>)) {
+        for entry in self.shared.actors.iter() {
+            visit(ActorView {
+                cell: &**entry.value(),
+            });
         }
     }
 
@@ -444,6 +482,65 @@ impl ActorInfo {
             actor_type: cell.actor_type(),
             stats: cell.stats(),
         }
+    }
+}
+
+/// A borrowed view of one live actor, handed out by [`ActorSystem::for_each_actor`]. Reading
+/// it allocates nothing, except [`path`](Self::path).
+#[derive(Clone, Copy)]
+pub struct ActorView<'a> {
+    cell: &'a dyn AnyCell,
+}
+
+impl<'a> ActorView<'a> {
+    /// Its id.
+    pub fn id(&self) -> ActorId {
+        self.cell.meta().id
+    }
+
+    /// Its parent's id (`None` for the root guardian).
+    pub fn parent(&self) -> Option<ActorId> {
+        self.cell.meta().parent.as_ref().map(|p| p.meta().id)
+    }
+
+    /// Its name, if it was given one at spawn.
+    pub fn name(&self) -> Option<&'a str> {
+        self.cell.meta().name.as_deref()
+    }
+
+    /// Its Rust type name.
+    pub fn actor_type(&self) -> &'static str {
+        self.cell.actor_type()
+    }
+
+    /// Its mailbox depth. O(1).
+    pub fn depth(&self) -> usize {
+        self.cell.depth()
+    }
+
+    /// Its mailbox depth, counters and status.
+    pub fn stats(&self) -> ActorStats {
+        self.cell.stats()
+    }
+
+    /// Its path (allocates: computed from the names up the parent chain).
+    pub fn path(&self) -> String {
+        self.cell.meta().path()
+    }
+
+    /// A full snapshot, as [`ActorSystem::actor`] returns it.
+    pub fn info(&self) -> ActorInfo {
+        ActorInfo::of(self.cell)
+    }
+}
+
+impl fmt::Debug for ActorView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorView")
+            .field("id", &self.id())
+            .field("actor_type", &self.actor_type())
+            .field("depth", &self.depth())
+            .finish_non_exhaustive()
     }
 }
 

@@ -365,6 +365,11 @@ pub(crate) trait AsInbox: Send + Sync {
     type Item;
     type Signal;
     fn inbox(&self) -> &Inbox<Self::Item, Self::Signal>;
+
+    /// A message stamped by its sender (`observe` module) was taken; `stamp` is when.
+    fn on_mailbox_wait(&self, stamp: u64) {
+        let _ = stamp;
+    }
 }
 
 type Item<C> = <C as AsInbox>::Item;
@@ -415,8 +420,11 @@ impl<C: AsInbox> Consumer<C> {
                 Some(Received::Signals(inbox.signals.take_all()))
             } else {
                 // SAFETY: this `Consumer` is the inbox's only consumer (see `Consumer::new`).
-                match unsafe { inbox.queue.pop() } {
-                    Some(message) => {
+                match unsafe { inbox.queue.pop_stamped() } {
+                    Some((message, stamp)) => {
+                        if stamp != 0 {
+                            self.owner.on_mailbox_wait(stamp);
+                        }
                         self.took_one();
                         Some(Received::Message(message))
                     }
@@ -502,7 +510,10 @@ impl<C: AsInbox> Consumer<C> {
 
     fn take(&mut self) -> Option<Item<C>> {
         // SAFETY: only consumer, see `Consumer::new`.
-        let message = unsafe { self.inbox().queue.pop() }?;
+        let (message, stamp) = unsafe { self.inbox().queue.pop_stamped() }?;
+        if stamp != 0 {
+            self.owner.on_mailbox_wait(stamp);
+        }
         self.took_one();
         Some(message)
     }

@@ -95,6 +95,10 @@ struct Block<T> {
     ready: AtomicUsize,
     /// Tail index read by the producer that released the block (valid once `RELEASED` is set).
     observed_tail: AtomicUsize,
+    /// When slot 0 was claimed (`observe::stamp_now`), 0 for none: the mailbox-wait sample.
+    /// Written by slot 0's producer before it sets the slot's ready bit, which publishes it
+    /// (the ready bit's release/acquire pair orders it); it carries no synchronization itself.
+    stamp: std::sync::atomic::AtomicU64,
     slots: [UnsafeCell<MaybeUninit<T>>; BLOCK_CAP],
 }
 
@@ -105,6 +109,7 @@ impl<T> Block<T> {
             next: AtomicPtr::new(ptr::null_mut()),
             ready: AtomicUsize::new(0),
             observed_tail: AtomicUsize::new(0),
+            stamp: std::sync::atomic::AtomicU64::new(0),
             slots: std::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
         }))
     }
@@ -234,6 +239,12 @@ impl<T, M> Queue<T, M> {
             let block = self.find_block(index);
             let slot = index & SLOT_MASK;
             (*block).slots[slot].with_mut(|p| (*p).write(value));
+            if slot == 0 && crate::observe::wait_sampling() {
+                (*block).stamp.store(
+                    crate::observe::stamp_now(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             (*block).ready.fetch_or(1 << slot, Release);
         }
         Ok(self.take_parked())
@@ -294,7 +305,18 @@ impl<T, M> Queue<T, M> {
     ///
     /// # Safety
     /// Only the single consumer may call this.
+    #[cfg(any(test, loom))]
     pub(crate) unsafe fn pop(&self) -> Option<T> {
+        // SAFETY: same contract.
+        unsafe { self.pop_stamped() }.map(|(value, _)| value)
+    }
+
+    /// Like `pop`, also handing out the value's mailbox-wait stamp: non-zero only for the
+    /// first slot of a block, and only when senders were stamping (`observe` module).
+    ///
+    /// # Safety
+    /// Only the single consumer may call this.
+    pub(crate) unsafe fn pop_stamped(&self) -> Option<(T, u64)> {
         let head = self.head.load(Relaxed);
         let mut block = self.head_block.load(Acquire);
         if block.is_null() {
@@ -335,8 +357,13 @@ impl<T, M> Queue<T, M> {
         // SAFETY: the ready bit (acquired above) says the producer finished writing this slot,
         // and the consumer reads each index exactly once because `head` only moves forward.
         let value = b.slots[slot].with(|p| unsafe { ptr::read(p).assume_init() });
+        let stamp = if slot == 0 {
+            b.stamp.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            0
+        };
         self.head.store(head + 1, Release);
-        Some(value)
+        Some((value, stamp))
     }
 
     /// Reclaims released blocks before `current` whose producers are all done (rule 3).
@@ -373,6 +400,7 @@ impl<T, M> Queue<T, M> {
         b.next.store(ptr::null_mut(), Relaxed);
         b.ready.store(0, Relaxed);
         b.observed_tail.store(0, Relaxed);
+        b.stamp.store(0, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: exclusive per contract, and reset above.
         unsafe { self.give_back(block) };
     }

@@ -413,3 +413,51 @@ async fn anonymous_actors_are_named_by_id() {
     assert_eq!(actor.path(), format!("/user/${}", actor.id().get()));
     system.shutdown().await;
 }
+
+/// A watch registered while a stop waits in the signal lane — both taken in one batch —
+/// still hears of the termination, and only once it has happened.
+#[tokio::test]
+async fn a_watch_that_arrives_with_a_stop_is_told_after_the_termination() {
+    struct Gated(Arc<Notify>);
+    impl Actor for Gated {}
+    struct Wait;
+    impl Message for Wait {
+        type Reply = ();
+    }
+    impl Handler<Wait> for Gated {
+        async fn handle(&mut self, _: Wait, _: &mut Context<Self>) {
+            self.0.notified().await;
+        }
+    }
+
+    let system = ActorSystem::new();
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    let actor = system.spawn(Props::new(move || Gated(g.clone()))).unwrap();
+    actor.tell(Wait).await.unwrap();
+    within(async {
+        while actor.depth() != 0 || actor.stats().status != postbox::ActorStatus::Running {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // The handler waits on the gate, so the stop and the watch queue up together.
+    actor.stop();
+    let mut stopped = std::pin::pin!(actor.wait_for_stop());
+    std::future::poll_fn(|cx| {
+        use std::future::Future;
+        assert!(
+            stopped.as_mut().poll(cx).is_pending(),
+            "the actor is still running"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    gate.notify_one();
+    assert_eq!(within(stopped).await, ExitReason::Stopped);
+    assert!(
+        actor.tell(Wait).await.is_err(),
+        "a terminated actor's mailbox is closed"
+    );
+    system.shutdown().await;
+}

@@ -1,0 +1,187 @@
+//! Where the endpoint reads state that lives outside the core runtime: the transport's counters
+//! and the cluster's members. Both are small traits so that this crate depends on neither the
+//! transport's internals nor the cluster crate; the node wires the real ones in.
+
+use postbox::ActorSystem;
+use serde::Serialize;
+use std::fmt;
+
+/// Counters of a transport between nodes, read at every scrape.
+///
+/// Every field but `connections` is a monotonic count since the transport started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// Authenticated connections open now.
+    pub connections: u64,
+    /// Inbound connections accepted (before the handshake).
+    pub connections_accepted: u64,
+    /// Frames read.
+    pub frames_in: u64,
+    /// Frames written.
+    pub frames_out: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Connection attempts after the first to the same peer.
+    pub reconnects: u64,
+    /// Handshakes that failed authentication.
+    pub auth_failures: u64,
+    /// Inbound connections refused (limit, version, cluster, bad handshake).
+    pub refused: u64,
+    /// Connections closed for malformed or oversized frames.
+    pub protocol_errors: u64,
+}
+
+/// Something that can report [`TransportStats`]: `postbox_remote::Remote` (with the `remote`
+/// feature), or a test double.
+pub trait TransportSource: Send + Sync + 'static {
+    /// The counters now. Called once per scrape; must be quick.
+    fn transport_stats(&self) -> TransportStats;
+}
+
+#[cfg(feature = "remote")]
+impl TransportSource for postbox_remote::Remote {
+    fn transport_stats(&self) -> TransportStats {
+        let s = self.stats();
+        TransportStats {
+            connections: s.connections,
+            connections_accepted: s.connections_accepted,
+            frames_in: s.frames_in,
+            frames_out: s.frames_out,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            reconnects: s.reconnects,
+            auth_failures: s.auth_failures,
+            refused: s.refused,
+            protocol_errors: s.protocol_errors,
+        }
+    }
+}
+
+/// Where a member is in its life in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MemberStatus {
+    /// Joining: known, not yet serving.
+    Joining,
+    /// A serving member.
+    Up,
+    /// Suspected unreachable by the failure detector.
+    Suspect,
+    /// Leaving gracefully.
+    Leaving,
+    /// Declared down (left or failed).
+    Down,
+}
+
+impl MemberStatus {
+    /// Every status, in a stable order (for metrics: each gets a series, zeros included).
+    pub const ALL: [MemberStatus; 5] = [
+        MemberStatus::Joining,
+        MemberStatus::Up,
+        MemberStatus::Suspect,
+        MemberStatus::Leaving,
+        MemberStatus::Down,
+    ];
+
+    /// A short snake_case label, stable for metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Joining => "joining",
+            MemberStatus::Up => "up",
+            MemberStatus::Suspect => "suspect",
+            MemberStatus::Leaving => "leaving",
+            MemberStatus::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for MemberStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One member of the cluster, as shown by `/members` and counted by status in `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Member {
+    /// The member's node id.
+    pub id: String,
+    /// Where it listens.
+    pub address: String,
+    /// Its status.
+    pub status: MemberStatus,
+    /// The load it reports (for postbox nodes: messages waiting in all its mailboxes), if known.
+    pub load: Option<f64>,
+    /// Whether this is the node serving the endpoint.
+    pub is_self: bool,
+}
+
+impl Member {
+    /// A member with no known load that is not this node.
+    pub fn new(id: impl Into<String>, address: impl Into<String>, status: MemberStatus) -> Self {
+        Self {
+            id: id.into(),
+            address: address.into(),
+            status,
+            load: None,
+            is_self: false,
+        }
+    }
+
+    /// Sets the reported load.
+    pub fn with_load(mut self, load: f64) -> Self {
+        self.load = Some(load);
+        self
+    }
+
+    /// Marks the member as the node serving the endpoint.
+    pub fn this_node(mut self) -> Self {
+        self.is_self = true;
+        self
+    }
+}
+
+/// The cluster's view of its members. The cluster crate implements it; without a cluster,
+/// [`SingleNode`] reports this node alone.
+pub trait ClusterSource: Send + Sync + 'static {
+    /// The members now. Called once per scrape and per `/members` request; must be quick.
+    fn members(&self) -> Vec<Member>;
+}
+
+/// The membership of a node that is not in a cluster: itself, `Up`, with its total mailbox
+/// depth as its load.
+#[derive(Debug, Clone)]
+pub struct SingleNode {
+    system: ActorSystem,
+    id: String,
+    address: String,
+}
+
+impl SingleNode {
+    /// This node, named `id`, reachable at `address` (informational).
+    pub fn new(system: &ActorSystem, id: impl Into<String>, address: impl Into<String>) -> Self {
+        Self {
+            system: system.clone(),
+            id: id.into(),
+            address: address.into(),
+        }
+    }
+}
+
+impl ClusterSource for SingleNode {
+    fn members(&self) -> Vec<Member> {
+        let mut waiting = 0u64;
+        self.system
+            .for_each_actor(|actor| waiting += actor.depth() as u64);
+        vec![
+            Member::new(self.id.clone(), self.address.clone(), MemberStatus::Up)
+                .with_load(waiting as f64)
+                .this_node(),
+        ]
+    }
+}

@@ -1,0 +1,377 @@
+//! `/metrics`: specific series values, and the whole exposition checked by the real promtool.
+
+use crate::common::{get, scratch_dir, series_value, stuck_with_depth, tool, within, Hold, Stuck};
+use postbox::prelude::*;
+use postbox::{CircuitBreaker, Router};
+use postbox_metrics::{
+    ClusterSource, Member, MemberStatus, Metrics, TransportSource, TransportStats,
+};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+struct FixedTransport;
+impl TransportSource for FixedTransport {
+    fn transport_stats(&self) -> TransportStats {
+        let mut stats = TransportStats::default();
+        stats.connections = 2;
+        stats.bytes_in = 1_000;
+        stats.bytes_out = 2_000;
+        stats.frames_in = 10;
+        stats.frames_out = 20;
+        stats.reconnects = 3;
+        stats.auth_failures = 1;
+        stats
+    }
+}
+
+struct ThreeMembers;
+impl ClusterSource for ThreeMembers {
+    fn members(&self) -> Vec<Member> {
+        vec![
+            Member::new("a", "127.0.0.1:7001", MemberStatus::Up).this_node(),
+            Member::new("b", "127.0.0.1:7002", MemberStatus::Up).with_load(4.0),
+            Member::new("c", "127.0.0.1:7003", MemberStatus::Suspect),
+        ]
+    }
+}
+
+struct Echo;
+impl Actor for Echo {}
+struct Ping;
+impl Message for Ping {
+    type Reply = ();
+}
+impl Handler<Ping> for Echo {
+    async fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
+/// Runs `promtool check metrics` on `exposition`.
+///
+/// promtool lints the Prometheus text format (0.0.4); prometheus-client writes OpenMetrics,
+/// where a counter `foo` has HELP and TYPE lines for `foo` and samples named `foo_total`.
+/// promtool reads those samples as a family of their own without HELP and says so. That one
+/// finding, for exactly the counters the exposition declares, is the known difference between
+/// the two formats; anything else promtool reports (a parse error, any other lint) fails.
+fn promtool_check(exposition: &str) -> Result<(), String> {
+    let promtool = tool("promtool", "prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run promtool: {e}"))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin
+            .write_all(exposition.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    match output.status.code() {
+        Some(0) => Ok(()),
+        Some(3) => {
+            let unexpected: Vec<&str> = report
+                .lines()
+                .filter(|line| !line.trim().is_empty())
+                .filter(|line| !is_openmetrics_counter_sample_finding(exposition, line))
+                .collect();
+            if unexpected.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "promtool lint findings:\n{}",
+                    unexpected.join("\n")
+                ))
+            }
+        }
+        other => Err(format!("promtool failed ({other:?}):\n{report}")),
+    }
+}
+
+fn is_openmetrics_counter_sample_finding(exposition: &str, line: &str) -> bool {
+    let Some(sample_family) = line.strip_suffix(" no help text") else {
+        return false;
+    };
+    let Some(family) = sample_family.strip_suffix("_total") else {
+        return false;
+    };
+    exposition
+        .lines()
+        .any(|l| l == format!("# TYPE {family} counter"))
+        && exposition
+            .lines()
+            .any(|l| l.starts_with(&format!("# HELP {family} ")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exposition_shows_the_system_and_passes_promtool() {
+    let system = ActorSystem::new();
+    let metrics = Metrics::builder(&system)
+        .with_transport(FixedTransport)
+        .with_cluster(ThreeMembers)
+        .max_named_actors(2)
+        .build()
+        .unwrap();
+
+    // Three named, stuck actors (5, 3 and 1 waiting) and two anonymous ones (7 and 0).
+    let gate = Arc::new(Notify::new());
+    stuck_with_depth(&system, &gate, Some("alpha"), 5).await;
+    stuck_with_depth(&system, &gate, Some("beta"), 3).await;
+    stuck_with_depth(&system, &gate, Some("gamma"), 1).await;
+    stuck_with_depth(&system, &gate, None, 7).await;
+    stuck_with_depth(&system, &gate, None, 0).await;
+
+    // 40 messages through one actor: 3 timed handler runs (1st, 17th, 33rd) and 3 wait
+    // samples (slots 0, 16, 32).
+    let echo = system.spawn(Props::new(|| Echo)).unwrap();
+    for _ in 0..39 {
+        echo.tell(Ping).await.unwrap();
+    }
+    within(echo.ask(Ping)).await.unwrap();
+    within(async {
+        while echo.stats().processed != 40 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // A dead letter, an ask timeout, a breaker and a router.
+    echo.stop();
+    within(echo.wait_for_stop()).await;
+    assert!(echo.tell(Ping).await.is_err());
+    let held = stuck_with_depth(&system, &gate, None, 0).await;
+    let timed_out = held.ask(Hold).timeout(Duration::from_millis(10)).await;
+    assert!(timed_out.is_err());
+    let breaker = CircuitBreaker::builder("payments")
+        .max_failures(1)
+        .build()
+        .unwrap();
+    let _ = breaker.call(async { Err::<(), _>("down") }).await;
+    let _ = breaker.call(async { Ok::<(), &str>(()) }).await; // rejected: open
+    metrics.register_breaker(&breaker).unwrap();
+    assert!(
+        metrics.register_breaker(&breaker).is_err(),
+        "names are unique"
+    );
+    let router = Router::pool(3, || Echo).spawn(&system).await.unwrap();
+    metrics.register_router("echoes", &router).unwrap();
+
+    let server = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let response = get(server.local_addr(), "/metrics").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.headers.get("content-type").map(String::as_str),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = response.body;
+    std::fs::write(scratch_dir("exposition").join("metrics.txt"), &text).unwrap();
+    assert!(text.ends_with("# EOF\n"));
+
+    let stuck = std::any::type_name::<Stuck>();
+    let echo_type = std::any::type_name::<Echo>();
+    let value = |series: String| {
+        series_value(&text, &series).unwrap_or_else(|| panic!("no series {series}\n{text}"))
+    };
+    assert_eq!(
+        value(format!("postbox_group_actors{{actor_type=\"{stuck}\"}}")),
+        6.0
+    );
+    assert_eq!(
+        value(format!(
+            "postbox_group_mailbox_depth{{actor_type=\"{stuck}\"}}"
+        )),
+        5.0 + 3.0 + 1.0 + 7.0 + 1.0, // the last: the timed-out ask, still queued
+    );
+    assert_eq!(
+        value(format!(
+            "postbox_group_mailbox_depth_max{{actor_type=\"{stuck}\"}}"
+        )),
+        7.0
+    );
+    // Named gauges: the guardian (/user) and alpha are the two oldest named actors; beta,
+    // gamma, the router and its routees are beyond the limit of two.
+    assert_eq!(
+        value(format!(
+            "postbox_actor_mailbox_depth{{actor_type=\"{stuck}\",actor=\"/user/alpha\"}}"
+        )),
+        5.0
+    );
+    assert!(!text.contains("actor=\"/user/beta\""));
+    let mut named = 0;
+    system.for_each_actor(|actor| named += usize::from(actor.name().is_some()));
+    assert!(named >= 4);
+    assert_eq!(
+        value("postbox_named_actors_unexported".into()),
+        (named - 2) as f64
+    );
+    assert_eq!(
+        value(format!(
+            "postbox_messages_processed_total{{actor_type=\"{echo_type}\"}}"
+        )),
+        40.0,
+        "the stopped actor's messages still count"
+    );
+    assert_eq!(
+        value(format!(
+            "postbox_handler_duration_seconds_count{{actor_type=\"{echo_type}\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(format!(
+            "postbox_mailbox_wait_seconds_count{{actor_type=\"{echo_type}\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(format!(
+            "postbox_mailbox_wait_seconds_bucket{{le=\"+Inf\",actor_type=\"{echo_type}\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value("postbox_dead_letters_total{reason=\"actor_stopped\"}".into()),
+        1.0
+    );
+    assert_eq!(value("postbox_ask_timeouts_total".into()), 1.0);
+    assert_eq!(
+        value("postbox_breaker_state{breaker=\"payments\",state=\"open\"}".into()),
+        1.0
+    );
+    assert_eq!(
+        value("postbox_breaker_state{breaker=\"payments\",state=\"closed\"}".into()),
+        0.0
+    );
+    assert_eq!(
+        value("postbox_breaker_calls_total{breaker=\"payments\",outcome=\"failure\"}".into()),
+        1.0
+    );
+    assert_eq!(
+        value("postbox_breaker_calls_total{breaker=\"payments\",outcome=\"rejected\"}".into()),
+        1.0
+    );
+    assert_eq!(
+        value("postbox_router_routees{router=\"echoes\"}".into()),
+        3.0
+    );
+    assert_eq!(value("postbox_remote_connections".into()), 2.0);
+    assert_eq!(
+        value("postbox_remote_bytes_total{direction=\"out\"}".into()),
+        2000.0
+    );
+    assert_eq!(
+        value("postbox_remote_frames_total{direction=\"in\"}".into()),
+        10.0
+    );
+    assert_eq!(value("postbox_remote_reconnects_total".into()), 3.0);
+    assert_eq!(value("postbox_remote_auth_failures_total".into()), 1.0);
+    assert_eq!(value("postbox_cluster_members{status=\"up\"}".into()), 2.0);
+    assert_eq!(
+        value("postbox_cluster_members{status=\"suspect\"}".into()),
+        1.0
+    );
+    assert_eq!(
+        value("postbox_cluster_members{status=\"down\"}".into()),
+        0.0
+    );
+    assert_eq!(
+        value("postbox_actors_live".into()),
+        system.actor_count() as f64
+    );
+
+    promtool_check(&text).unwrap_or_else(|problems| panic!("{problems}\n\n{text}"));
+
+    // A stopped router is forgotten.
+    router.stop();
+    within(async {
+        while system.actor(router.id()).is_some() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let after = metrics.encode().unwrap();
+    assert!(!after.contains("router=\"echoes\""));
+
+    server.shutdown().await;
+    gate.notify_waiters();
+}
+
+#[test]
+fn promtool_rejects_what_is_wrong() {
+    // The checker above is only worth something if it can fail: a gauge named like a
+    // counter and a metric without help are both refused.
+    let bad = "# HELP x_total A gauge.\n# TYPE x_total gauge\nx_total 1\ny 2\n# EOF\n";
+    assert!(promtool_check(bad).is_err());
+    let broken = "# TYPE z gauge\nz{ 1\n";
+    assert!(promtool_check(broken).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_s_counters_reach_the_exposition() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let system = ActorSystem::new();
+    let config = postbox_remote::RemoteConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        "metrics-test",
+        b"a cluster secret of enough length",
+    );
+    let remote = postbox_remote::Remote::start(&system, config)
+        .await
+        .unwrap();
+    let metrics = Metrics::builder(&system)
+        .with_remote(remote.clone())
+        .build()
+        .unwrap();
+    let before = metrics.encode().unwrap();
+    assert_eq!(
+        series_value(&before, "postbox_remote_connections"),
+        Some(0.0)
+    );
+    assert_eq!(
+        series_value(&before, "postbox_remote_connections_accepted_total"),
+        Some(0.0)
+    );
+
+    // A peer that speaks garbage: accepted, then refused at the handshake.
+    let mut peer = tokio::net::TcpStream::connect(remote.addr()).await.unwrap();
+    peer.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = within(peer.read_to_end(&mut sink)).await;
+    let after = within(async {
+        loop {
+            let text = metrics.encode().unwrap();
+            let refused = series_value(&text, "postbox_remote_refused_total").unwrap_or(0.0)
+                + series_value(&text, "postbox_remote_protocol_errors_total").unwrap_or(0.0);
+            if refused >= 1.0 {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        series_value(&after, "postbox_remote_connections_accepted_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        series_value(&after, "postbox_remote_connections"),
+        Some(0.0)
+    );
+    assert_eq!(
+        series_value(&after, "postbox_remote_frames_total{direction=\"out\"}"),
+        Some(remote.stats().frames_out as f64)
+    );
+    remote.shutdown().await;
+    system.shutdown().await;
+}
