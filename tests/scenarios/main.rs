@@ -7,3 +7,4 @@ mod bank;
 mod cluster;
 mod crash_under_load;
 mod remote;
+mod support;

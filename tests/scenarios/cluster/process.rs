@@ -1,16 +1,14 @@
 //! Three nodes, one of them another process: crash, restart, graceful leave.
 
-use super::within;
+use crate::support::{stalled_ask, start_process, until, within};
 use postbox::prelude::*;
 use postbox_cluster::{
     Cluster, ClusterConfig, ClusterEvent, ClusterEvents, MemberStatus, ServiceKey,
 };
 use postbox_remote::{NodeAddr, Remote, RemoteConfig};
-use postbox_tests::{Echo, Journal, Stall, CLUSTER, SECRET};
+use postbox_tests::{Echo, Journal, CLUSTER, SECRET};
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// What the issue promises for a killed node on loopback with the default tuning.
@@ -24,24 +22,9 @@ struct Peer {
 }
 
 async fn start_peer(gossip: &str, remote: &str, seed: SocketAddr) -> Peer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cluster-peer"))
-        .args([gossip, remote, &seed.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start cluster-peer");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = within(async {
-        while let Some(line) = lines.next_line().await.expect("read peer output") {
-            if let Some(rest) = line.strip_prefix("READY ") {
-                return rest.to_owned();
-            }
-        }
-        panic!("the peer exited before joining");
-    })
-    .await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cluster-peer"));
+    command.args([gossip, remote, &seed.to_string()]);
+    let (child, ready) = start_process(command, "READY ").await;
     let fields: Vec<&str> = ready.split(' ').collect();
     Peer {
         child,
@@ -160,19 +143,10 @@ async fn a_killed_peer_process_is_down_within_5_s_restarts_as_a_new_member_and_l
 
     // An ask in flight when the process is killed fails with NodeDown; both local nodes see
     // the peer down within the bound; its entry vanishes.
-    let stalled = tokio::spawn({
-        let journal = journal.clone();
-        async move {
-            journal
-                .ask(Stall(60_000))
-                .timeout(Duration::from_secs(60))
-                .await
-        }
-    });
-    within(async {
-        while a.remote.pending_asks(&peer.remote.to_string()) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    let stalled = stalled_ask(&journal);
+    let peer_addr = peer.remote.to_string();
+    until("the ask to be in flight", || {
+        a.remote.pending_asks(&peer_addr) > 0
     })
     .await;
     let killed_at = Instant::now();

@@ -2,17 +2,6 @@
 
 use super::common::*;
 use postbox::prelude::*;
-use std::time::{Duration, Instant};
-
-/// Polls `condition` until it holds, failing the test after 10 s.
-async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_dialing_each_other_at_once_share_one_connection() {
@@ -99,15 +88,7 @@ async fn disconnecting_a_node_fails_its_asks_and_ends_its_refs_at_once() {
     let (_system, client) = client().await;
     let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
     // An ask the host will not answer for a long time (as if the host hung).
-    let stalled = tokio::spawn({
-        let journal = journal.clone();
-        async move {
-            journal
-                .ask(Stall(30_000))
-                .timeout(Duration::from_secs(60))
-                .await
-        }
-    });
+    let stalled = stalled_ask(&journal);
     until("the ask to be in flight", || {
         client.pending_asks(host.addr()) == 1
     })

@@ -62,12 +62,7 @@ async fn an_ask_times_out_and_its_pending_entry_is_swept() {
         Err(AskError::Timeout(timeout))
     );
     // The entry goes with the next sweep (every second), not with the late reply.
-    within(async {
-        while client.pending_asks(host.addr()) > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    until("the sweep", || client.pending_asks(host.addr()) == 0).await;
     let _ = client_system;
 }
 
@@ -76,27 +71,17 @@ async fn in_flight_asks_fail_with_node_down_when_the_peer_goes() {
     let (host_system, host, _journal) = host().await;
     let (_system, client) = client().await;
     let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
-    let stalled = tokio::spawn({
-        let journal = journal.clone();
-        async move {
-            journal
-                .ask(Stall(30_000))
-                .timeout(Duration::from_secs(30))
-                .await
-        }
-    });
+    let stalled = stalled_ask(&journal);
     // Wait until the ask is in flight, then take the host down.
-    within(async {
-        while client.pending_asks(host.addr()) == 0 {
-            tokio::task::yield_now().await;
-        }
+    until("the ask to be in flight", || {
+        client.pending_asks(host.addr()) > 0
     })
     .await;
     host.shutdown().await;
     host_system
         .shutdown_within(Duration::from_millis(100))
         .await;
-    // Promptly: long before the ask's own 30 s timeout.
+    // Promptly: long before the ask's own timeout.
     assert_eq!(within(stalled).await.unwrap(), Err(AskError::NodeDown));
     // The ref has ended: later sends are refused and counted.
     let ended = journal.wait_for_stop().await;

@@ -2,31 +2,12 @@
 
 use super::common::*;
 use postbox::prelude::*;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Starts a peer process; returns it and the address it listens on.
 async fn start_peer() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_remote-peer"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start remote-peer");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = within(async {
-        while let Some(line) = lines.next_line().await.expect("read peer output") {
-            if let Some(addr) = line.strip_prefix("LISTENING ") {
-                return addr.to_owned();
-            }
-        }
-        panic!("the peer exited before listening");
-    })
-    .await;
-    (child, addr)
+    let command = Command::new(env!("CARGO_BIN_EXE_remote-peer"));
+    crate::support::start_process(command, "LISTENING ").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,21 +29,8 @@ async fn tell_ask_and_watch_across_processes_and_a_killed_peer_is_noticed_at_onc
 
     // An ask in flight when the peer process is killed fails with NodeDown, long before its
     // timeout; the watcher learns the node is gone.
-    let stalled = tokio::spawn({
-        let journal = journal.clone();
-        async move {
-            journal
-                .ask(Stall(60_000))
-                .timeout(Duration::from_secs(60))
-                .await
-        }
-    });
-    within(async {
-        while client.pending_asks(&addr) == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let stalled = stalled_ask(&journal);
+    until("the ask to be in flight", || client.pending_asks(&addr) > 0).await;
     peer.kill().await.expect("kill the peer");
     assert_eq!(within(stalled).await.unwrap(), Err(AskError::NodeDown));
     assert_eq!(

@@ -96,11 +96,7 @@ async fn a_ref_to_a_stopped_actor_resolves_and_its_messages_are_counted() {
         .unwrap();
     // Counted on the client: the actor is gone from its table, so the message is refused as
     // for an unknown target.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while system.dead_letters().total() == 0 {
-        assert!(Instant::now() < deadline, "no dead letter counted");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("a dead letter", || system.dead_letters().total() > 0).await;
     assert_eq!(
         system
             .dead_letters()

@@ -132,10 +132,8 @@ async fn silent_connections_time_out_and_the_limit_refuses_extras() {
     // One silent connection takes the only slot...
     let mut silent = TcpStream::connect(host.addr()).await.unwrap();
     // (once the host has accepted it: the kernel completes a connect before `accept` runs)
-    within(async {
-        while host.stats().connections_accepted == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    until("the silent connection's accept", || {
+        host.stats().connections_accepted > 0
     })
     .await;
     // ...so a second one is refused at once, saying why.
