@@ -108,18 +108,40 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> Response {
     }
 }
 
-/// A Debian tool the tests need; fails (not skips) with how to install it when it is missing.
+/// A Debian tool the tests need. When it is missing, the harness installs its package with
+/// apt-get (as `.ci/run` does), once per test process; it fails (never skips) with how to
+/// install it by hand when it cannot.
 pub(crate) fn tool(name: &str, package: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
-        let path = PathBuf::from(dir).join(name);
-        if path.exists() {
-            return path;
-        }
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let find = || {
+        ["/usr/bin", "/usr/local/bin", "/bin"]
+            .iter()
+            .map(|dir| PathBuf::from(dir).join(name))
+            .find(|path| path.exists())
+    };
+    if let Some(path) = find() {
+        return path;
     }
-    panic!(
-        "`{name}` is not installed; it comes with Debian's `{package}` package \
-         (`apt-get install --no-install-recommends {package}`, which .ci/run does)"
-    );
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = find() {
+        return path;
+    }
+    let apt = |args: &[&str]| {
+        std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let installed = apt(&["update", "-qq"])
+        && apt(&["install", "-y", "-qq", "--no-install-recommends", package]);
+    match find() {
+        Some(path) => path,
+        None => panic!(
+            "`{name}` is not installed and installing Debian's `{package}` package failed \
+             (installed: {installed}); run `apt-get install --no-install-recommends {package}`"
+        ),
+    }
 }
 
 /// A fresh directory under the target directory, for artifacts and scratch files.
