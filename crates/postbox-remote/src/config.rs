@@ -10,6 +10,10 @@ use std::time::Duration;
 pub struct RemoteConfig {
     /// Where to listen (port 0 picks a free one; [`Remote::addr`](crate::Remote::addr) says which).
     pub listen: SocketAddr,
+    /// The `host:port` other nodes dial to reach this one, when it is not the bound address
+    /// (listening on `0.0.0.0` in a container, behind NAT). Sent in the handshake and in every
+    /// actor address this node hands out.
+    pub advertise: Option<String>,
     /// The cluster's name: peers of another cluster are refused.
     pub cluster: String,
     /// The shared secret both sides prove they know.
@@ -47,6 +51,7 @@ impl RemoteConfig {
     pub fn new(listen: SocketAddr, cluster: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
         Self {
             listen,
+            advertise: None,
             cluster: cluster.into(),
             secret: secret.as_ref().to_vec(),
             max_frame: postbox_wire::DEFAULT_MAX_FRAME,
@@ -61,6 +66,12 @@ impl RemoteConfig {
             drain_timeout: Duration::from_secs(5),
             tls: None,
         }
+    }
+
+    /// Sets the `host:port` other nodes dial, when it is not the bound address.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
     }
 
     /// Sets the largest frame.

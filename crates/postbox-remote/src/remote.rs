@@ -134,7 +134,10 @@ impl Remote {
             .map_err(RemoteError::Bind)?;
         let local = listener.local_addr().map_err(RemoteError::Bind)?;
         let me = NodeAddr {
-            addr: local.to_string(),
+            addr: config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| local.to_string()),
             node_id: random_u64(),
             incarnation: random_u64(),
         };

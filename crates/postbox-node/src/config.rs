@@ -1,0 +1,844 @@
+//! A node's settings, and where they come from.
+//!
+//! Four layers, each overriding the one before: the built-in defaults, a TOML file
+//! (`--config FILE` or `POSTBOX_CONFIG`), `POSTBOX_*` environment variables, and command-line
+//! flags. Every setting has one key (`cluster.down_after`), one environment variable
+//! (`POSTBOX_CLUSTER_DOWN_AFTER`) and, for most, one flag (`--down-after`): see [`SETTINGS`].
+//!
+//! Whatever is refused is refused with the key, where the value came from, and why; an unknown
+//! key in the file or an unknown `POSTBOX_*` variable is refused too, because a misspelt
+//! setting that is silently ignored is worse than none.
+//!
+//! The defaults run a single node on loopback: transport on 127.0.0.1:4100, gossip on
+//! 127.0.0.1:4200, metrics on 127.0.0.1:9464, both built-in services, and a development
+//! secret that is refused on any address that is not loopback.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The secret a node uses when none is configured. Fine on loopback; refused elsewhere.
+pub const DEV_SECRET: &str = "postbox-development-secret";
+
+/// The built-in services the `postbox-node` binary can host.
+pub const BUILTIN_SERVICES: [&str; 2] = ["echo", "counter"];
+
+/// Everything a node needs to start. [`Default`] is a single node on loopback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Who the node is.
+    pub node: NodeSection,
+    /// The transport between nodes (TCP).
+    pub remote: RemoteSection,
+    /// Membership (gossip over UDP) and failure detection.
+    pub cluster: ClusterSection,
+    /// The metrics and health endpoint.
+    pub metrics: MetricsSection,
+}
+
+/// `[node]`: identity, services, shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct NodeSection {
+    /// A name for logs and the actor system; defaults to the transport address.
+    pub name: Option<String>,
+    /// The cluster's name: nodes of other clusters are refused.
+    pub cluster: String,
+    /// The shared secret that authenticates connections and gossip. Printed redacted.
+    #[serde(serialize_with = "redacted")]
+    pub secret: String,
+    /// The node's roles, gossiped to the other members.
+    pub roles: Vec<String>,
+    /// Which built-in services this node hosts (`echo`, `counter`).
+    pub services: Vec<String>,
+    /// How long a graceful stop (leave, drain, stop actors) may take before the node exits
+    /// anyway, reporting what was left.
+    #[serde(with = "duration_text")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            name: None,
+            cluster: "postbox".into(),
+            secret: DEV_SECRET.into(),
+            roles: Vec::new(),
+            services: BUILTIN_SERVICES.iter().map(|s| s.to_string()).collect(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[remote]`: where the node's transport listens, and its TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RemoteSection {
+    /// Where to listen (TCP). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The address other nodes should dial, when it differs from `listen`.
+    pub advertise: Option<SocketAddr>,
+    /// PEM file of the cluster's CA certificate; with `tls_cert` and `tls_key`, turns on
+    /// mutual TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate chain.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of this node's private key.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for RemoteSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4100)),
+            advertise: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[cluster]`: gossip, seeds, failure detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ClusterSection {
+    /// Where to gossip (UDP). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The gossip address other nodes should use, when it differs from `listen`.
+    pub advertise: Option<SocketAddr>,
+    /// Gossip addresses or DNS names (`host:port`) of nodes to join through. Empty: start a
+    /// new cluster.
+    pub seeds: Vec<String>,
+    /// Time between gossip rounds (and so heartbeats).
+    #[serde(with = "duration_text")]
+    pub gossip_interval: Duration,
+    /// Suspicion level at which a silent member is unreachable.
+    pub phi_threshold: f64,
+    /// How long a member stays unreachable before it is declared down.
+    #[serde(with = "duration_text")]
+    pub down_after: Duration,
+    /// How long joining waits for a seed to answer before going on alone.
+    #[serde(with = "duration_text")]
+    pub join_timeout: Duration,
+    /// How long a graceful leave waits for the others' acknowledgements.
+    #[serde(with = "duration_text")]
+    pub leave_timeout: Duration,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        let detection = postbox_cluster::FailureDetection::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4200)),
+            advertise: None,
+            seeds: Vec::new(),
+            gossip_interval: detection.gossip_interval,
+            phi_threshold: detection.phi_threshold,
+            down_after: detection.down_after,
+            join_timeout: Duration::from_secs(3),
+            leave_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[metrics]`: the HTTP endpoint with `/metrics`, `/actors`, `/members`, health and the
+/// dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MetricsSection {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// Where to serve it. Port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: postbox_metrics::DEFAULT_ADDR,
+        }
+    }
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The TOML file at this path.
+    File(PathBuf),
+    /// This environment variable.
+    Env(String),
+    /// This command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag(flag) => write!(f, "flag --{flag}"),
+        }
+    }
+}
+
+/// A setting that was refused: which, from where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting's key (`cluster.down_after`), or what was wrong when no single key is.
+    pub key: String,
+    /// Where the value came from; `None` when the combination of settings is at fault.
+    pub source: Option<Source>,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, source: Option<Source>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            source,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config: `{}`", self.key)?;
+        if let Some(source) = &self.source {
+            write!(f, " (from {source})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How a setting's text is read, for environment variables and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text.
+    Text,
+    /// `ip:port`.
+    Address,
+    /// A file path.
+    Path,
+    /// `500ms`, `5s`, `2m`.
+    Duration,
+    /// A decimal number.
+    Number,
+    /// `true` or `false`.
+    Bool,
+    /// Comma-separated text (in the environment); a repeated flag on the command line.
+    List,
+}
+
+/// One setting: its key, environment variable, flag and kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// `section.field`, as in the TOML file.
+    pub key: &'static str,
+    /// The `--flag` that sets it, if any.
+    pub flag: Option<&'static str>,
+    /// How its text is read.
+    pub kind: Kind,
+}
+
+impl Setting {
+    /// Its environment variable: `POSTBOX_` and the key in upper case, `.` as `_`.
+    pub fn env_var(&self) -> String {
+        format!("POSTBOX_{}", self.key.replace('.', "_").to_uppercase())
+    }
+}
+
+const fn setting(key: &'static str, flag: Option<&'static str>, kind: Kind) -> Setting {
+    Setting { key, flag, kind }
+}
+
+/// Every setting, in file order.
+pub const SETTINGS: &[Setting] = &[
+    setting("node.name", Some("name"), Kind::Text),
+    setting("node.cluster", Some("cluster"), Kind::Text),
+    setting("node.secret", Some("secret"), Kind::Text),
+    setting("node.roles", Some("role"), Kind::List),
+    setting("node.services", Some("services"), Kind::List),
+    setting(
+        "node.shutdown_timeout",
+        Some("shutdown-timeout"),
+        Kind::Duration,
+    ),
+    setting("remote.listen", Some("remote-listen"), Kind::Address),
+    setting("remote.advertise", Some("remote-advertise"), Kind::Address),
+    setting("remote.tls_ca", Some("tls-ca"), Kind::Path),
+    setting("remote.tls_cert", Some("tls-cert"), Kind::Path),
+    setting("remote.tls_key", Some("tls-key"), Kind::Path),
+    setting("cluster.listen", Some("gossip-listen"), Kind::Address),
+    setting("cluster.advertise", Some("gossip-advertise"), Kind::Address),
+    setting("cluster.seeds", Some("seed"), Kind::List),
+    setting(
+        "cluster.gossip_interval",
+        Some("gossip-interval"),
+        Kind::Duration,
+    ),
+    setting("cluster.phi_threshold", Some("phi-threshold"), Kind::Number),
+    setting("cluster.down_after", Some("down-after"), Kind::Duration),
+    setting("cluster.join_timeout", Some("join-timeout"), Kind::Duration),
+    setting(
+        "cluster.leave_timeout",
+        Some("leave-timeout"),
+        Kind::Duration,
+    ),
+    setting("metrics.enabled", Some("metrics"), Kind::Bool),
+    setting("metrics.listen", Some("metrics-listen"), Kind::Address),
+];
+
+/// Environment variables that are not settings but are still ours.
+const OTHER_ENV: [&str; 1] = ["POSTBOX_CONFIG"];
+
+/// One value from the environment or a flag, as text.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// The setting's key.
+    pub key: &'static str,
+    /// Its text; for a list, one item (a flag) or comma-separated items (a variable).
+    pub values: Vec<String>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl NodeConfig {
+    /// The effective config: defaults, then the file (`file`, or `POSTBOX_CONFIG`), then the
+    /// `POSTBOX_*` variables in `env`, then `flags`; then checked as a whole.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Vec<Override>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("POSTBOX_"))
+            .collect();
+        let file = file.map(Path::to_path_buf).or_else(|| {
+            env.iter()
+                .find(|(name, _)| name == "POSTBOX_CONFIG")
+                .map(|(_, path)| PathBuf::from(path))
+        });
+        let mut config = match &file {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        for (name, value) in &env {
+            if OTHER_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let Some(setting) = SETTINGS.iter().find(|s| s.env_var() == *name) else {
+                return Err(ConfigError::new(
+                    name.clone(),
+                    Some(Source::Env(name.clone())),
+                    "no such setting (POSTBOX_* variables name settings: see `postbox-node config --help`)",
+                ));
+            };
+            let values = match setting.kind {
+                Kind::List => value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                _ => vec![value.clone()],
+            };
+            config.set(&Override {
+                key: setting.key,
+                values,
+                source: Source::Env(name.clone()),
+            })?;
+        }
+        // Repeated list flags add up to one list, which replaces the lower layers' list.
+        let mut merged: Vec<Override> = Vec::new();
+        for flag in flags {
+            match merged.iter_mut().find(|m| m.key == flag.key) {
+                Some(existing) => existing.values.extend(flag.values),
+                None => merged.push(flag),
+            }
+        }
+        for flag in &merged {
+            config.set(flag)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file over the defaults (without the whole-config checks of
+    /// [`validate`](Self::validate)).
+    pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let source = Some(Source::File(path.to_path_buf()));
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("--config", source.clone(), format!("cannot read: {e}"))
+        })?;
+        NodeConfig::from_toml(&text).map_err(|mut error| {
+            error.source = source;
+            error
+        })
+    }
+
+    /// Reads TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<NodeConfig, ConfigError> {
+        toml::from_str(text).map_err(|error| {
+            let key = toml_key(text, error.span()).unwrap_or_else(|| "file".to_owned());
+            ConfigError::new(key, None, error.message().to_owned())
+        })
+    }
+
+    /// Sets one value given as text.
+    pub fn set(&mut self, value: &Override) -> Result<(), ConfigError> {
+        let Some(setting) = SETTINGS.iter().find(|s| s.key == value.key) else {
+            return Err(ConfigError::new(
+                value.key,
+                Some(value.source.clone()),
+                "no such setting",
+            ));
+        };
+        let fail = |reason: String| ConfigError::new(value.key, Some(value.source.clone()), reason);
+        let one = || -> Result<&str, ConfigError> {
+            match value.values.as_slice() {
+                [single] => Ok(single.trim()),
+                _ => Err(fail("expected one value".into())),
+            }
+        };
+        let list = || value.values.clone();
+        let address = || -> Result<SocketAddr, ConfigError> {
+            let text = one()?;
+            text.parse()
+                .map_err(|_| fail(format!("`{text}` is not an ip:port address")))
+        };
+        let duration = || -> Result<Duration, ConfigError> { parse_duration(one()?).map_err(fail) };
+        match setting.key {
+            "node.name" => self.node.name = Some(one()?.to_owned()),
+            "node.cluster" => self.node.cluster = one()?.to_owned(),
+            "node.secret" => self.node.secret = one()?.to_owned(),
+            "node.roles" => self.node.roles = list(),
+            "node.services" => self.node.services = list(),
+            "node.shutdown_timeout" => self.node.shutdown_timeout = duration()?,
+            "remote.listen" => self.remote.listen = address()?,
+            "remote.advertise" => self.remote.advertise = Some(address()?),
+            "remote.tls_ca" => self.remote.tls_ca = Some(one()?.into()),
+            "remote.tls_cert" => self.remote.tls_cert = Some(one()?.into()),
+            "remote.tls_key" => self.remote.tls_key = Some(one()?.into()),
+            "cluster.listen" => self.cluster.listen = address()?,
+            "cluster.advertise" => self.cluster.advertise = Some(address()?),
+            "cluster.seeds" => self.cluster.seeds = list(),
+            "cluster.gossip_interval" => self.cluster.gossip_interval = duration()?,
+            "cluster.phi_threshold" => {
+                let text = one()?;
+                self.cluster.phi_threshold = text
+                    .parse()
+                    .map_err(|_| fail(format!("`{text}` is not a number")))?;
+            }
+            "cluster.down_after" => self.cluster.down_after = duration()?,
+            "cluster.join_timeout" => self.cluster.join_timeout = duration()?,
+            "cluster.leave_timeout" => self.cluster.leave_timeout = duration()?,
+            "metrics.enabled" => {
+                self.metrics.enabled = match one()? {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(fail(format!("`{other}` is not true or false"))),
+                }
+            }
+            "metrics.listen" => self.metrics.listen = address()?,
+            other => return Err(fail(format!("`{other}` cannot be set here"))),
+        }
+        Ok(())
+    }
+
+    /// The checks that concern the config as a whole.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, reason: String| Err(ConfigError::new(key, None, reason));
+        if self.node.cluster.trim().is_empty() {
+            return fail("node.cluster", "must not be empty".into());
+        }
+        if self.node.secret.is_empty() {
+            return fail("node.secret", "must not be empty".into());
+        }
+        if self.node.secret == DEV_SECRET {
+            let exposed = [
+                Some(self.remote.listen),
+                self.remote.advertise,
+                Some(self.cluster.listen),
+                self.cluster.advertise,
+            ]
+            .into_iter()
+            .flatten()
+            .find(|addr| !addr.ip().is_loopback());
+            if let Some(addr) = exposed {
+                return fail(
+                    "node.secret",
+                    format!(
+                        "the built-in development secret is only allowed on loopback addresses, \
+                         and {addr} is not one; set a secret (POSTBOX_NODE_SECRET)"
+                    ),
+                );
+            }
+        }
+        for service in &self.node.services {
+            if !BUILTIN_SERVICES.contains(&service.as_str()) {
+                return fail(
+                    "node.services",
+                    format!(
+                        "unknown service `{service}` (built-in services: {})",
+                        BUILTIN_SERVICES.join(", ")
+                    ),
+                );
+            }
+        }
+        if self.node.shutdown_timeout.is_zero() {
+            return fail("node.shutdown_timeout", "must be longer than zero".into());
+        }
+        let tls = [
+            &self.remote.tls_ca,
+            &self.remote.tls_cert,
+            &self.remote.tls_key,
+        ];
+        let given = tls.iter().filter(|path| path.is_some()).count();
+        if given != 0 && given != 3 {
+            return fail(
+                "remote.tls_ca",
+                "TLS needs all three of tls_ca, tls_cert and tls_key".into(),
+            );
+        }
+        if self.remote.listen.port() != 0 && self.remote.listen == self.cluster.listen {
+            // TCP and UDP could share a port number, but one setting copied into the other is
+            // almost always a mistake.
+            return fail(
+                "cluster.listen",
+                format!("the same address as remote.listen ({})", self.remote.listen),
+            );
+        }
+        if self.metrics.enabled
+            && self.metrics.listen.port() != 0
+            && self.metrics.listen == self.remote.listen
+        {
+            return fail(
+                "metrics.listen",
+                format!("the same address as remote.listen ({})", self.remote.listen),
+            );
+        }
+        if self.cluster.gossip_interval.is_zero() {
+            return fail("cluster.gossip_interval", "must be longer than zero".into());
+        }
+        if !(self.cluster.phi_threshold.is_finite() && self.cluster.phi_threshold > 0.0) {
+            return fail(
+                "cluster.phi_threshold",
+                format!(
+                    "must be a positive number, not {}",
+                    self.cluster.phi_threshold
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML, the secret redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
+    }
+
+    /// The address other nodes (and the command-line client) dial.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.remote.advertise.unwrap_or(self.remote.listen)
+    }
+}
+
+/// Reads `500ms`, `5s`, `1.5s`, `2m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("`{text}` is not a duration (a number and a unit: 500ms, 5s, 2m, 1h)");
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+}
+
+/// Prints a duration the way [`parse_duration`] reads it.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis % 1000 != 0 || millis == 0 {
+        format!("{millis}ms")
+    } else if millis % 60_000 != 0 {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{}m", millis / 60_000)
+    }
+}
+
+mod duration_text {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+fn redacted<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    if secret == DEV_SECRET {
+        s.serialize_str(secret)
+    } else {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// The dotted key whose value (or name) spans `span` in `text`, for error messages.
+fn toml_key(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+    let span = span?;
+    let mut section = String::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+        }
+        let end = offset + line.len();
+        if span.start < end {
+            let key = trimmed.split('=').next().map(str::trim).unwrap_or_default();
+            if trimmed.starts_with('[') || key.is_empty() {
+                return Some(section).filter(|s| !s.is_empty());
+            }
+            return Some(if section.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+        offset = end;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn flag(key: &'static str, value: &str) -> Override {
+        Override {
+            key,
+            values: vec![value.into()],
+            source: Source::Flag(key.into()),
+        }
+    }
+
+    #[test]
+    fn defaults_are_a_valid_single_node_on_loopback() {
+        let config = NodeConfig::load(None, env(&[]), vec![]).unwrap();
+        assert_eq!(config, NodeConfig::default());
+        assert!(config.remote.listen.ip().is_loopback());
+        assert!(config.cluster.listen.ip().is_loopback());
+        assert!(config.metrics.enabled && config.metrics.listen.ip().is_loopback());
+        assert!(config.cluster.seeds.is_empty());
+        assert_eq!(config.node.services, ["echo", "counter"]);
+    }
+
+    #[test]
+    fn layers_override_in_order_file_env_flags() {
+        let dir = std::env::temp_dir().join(format!("postbox-node-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "[node]\ncluster = \"from-file\"\nroles = [\"a\"]\n[cluster]\ndown_after = \"3s\"\nseeds = [\"f:1\"]\n",
+        )
+        .unwrap();
+        let config = NodeConfig::load(
+            Some(&path),
+            env(&[
+                ("POSTBOX_CLUSTER_DOWN_AFTER", "4s"),
+                ("POSTBOX_CLUSTER_SEEDS", "e:1, e:2"),
+                ("POSTBOX_NODE_ROLES", "env"),
+                ("HOME", "/ignored"),
+            ]),
+            vec![
+                flag("cluster.down_after", "500ms"),
+                flag("node.roles", "x"),
+                flag("node.roles", "y"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.node.cluster, "from-file");
+        assert_eq!(config.cluster.down_after, Duration::from_millis(500));
+        assert_eq!(config.cluster.seeds, ["e:1", "e:2"]);
+        assert_eq!(config.node.roles, ["x", "y"]);
+        // The file is found through POSTBOX_CONFIG as well.
+        let via_env = NodeConfig::load(
+            None,
+            env(&[("POSTBOX_CONFIG", path.to_str().unwrap())]),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(via_env.cluster.down_after, Duration::from_secs(3));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_the_source() {
+        let error = NodeConfig::load(None, env(&[("POSTBOX_CLUSTER_DOWN_AFTER", "soon")]), vec![])
+            .unwrap_err();
+        assert_eq!(error.key, "cluster.down_after");
+        assert_eq!(
+            error.source,
+            Some(Source::Env("POSTBOX_CLUSTER_DOWN_AFTER".into()))
+        );
+        assert!(
+            error.to_string().contains("`soon` is not a duration"),
+            "{error}"
+        );
+
+        let error =
+            NodeConfig::load(None, env(&[]), vec![flag("remote.listen", "localhost")]).unwrap_err();
+        assert_eq!(error.key, "remote.listen");
+        assert!(
+            error.to_string().contains("not an ip:port address"),
+            "{error}"
+        );
+
+        let error =
+            NodeConfig::load(None, env(&[("POSTBOX_CLUSTR_SEEDS", "x:1")]), vec![]).unwrap_err();
+        assert_eq!(error.key, "POSTBOX_CLUSTR_SEEDS");
+        assert!(error.reason.contains("no such setting"));
+
+        let error = NodeConfig::from_toml("[cluster]\ndown_after = \"later\"\n").unwrap_err();
+        assert_eq!(error.key, "cluster.down_after");
+        assert!(error.reason.contains("not a duration"), "{error}");
+
+        let error = NodeConfig::from_toml("[cluster]\nseedz = []\n").unwrap_err();
+        assert_eq!(error.key, "cluster.seedz");
+        assert!(error.reason.contains("unknown field `seedz`"), "{error}");
+
+        let error = NodeConfig::from_toml("[metrics]\nenabled = \"yes\"\n").unwrap_err();
+        assert_eq!(error.key, "metrics.enabled");
+    }
+
+    #[test]
+    fn whole_config_checks() {
+        let refused = |flags: Vec<Override>| NodeConfig::load(None, env(&[]), flags).unwrap_err();
+        let error = refused(vec![flag("remote.listen", "0.0.0.0:4100")]);
+        assert_eq!(error.key, "node.secret");
+        assert!(error.reason.contains("only allowed on loopback"), "{error}");
+        // With a real secret the same address is fine.
+        NodeConfig::load(
+            None,
+            env(&[("POSTBOX_NODE_SECRET", "s3cret")]),
+            vec![flag("remote.listen", "0.0.0.0:4100")],
+        )
+        .unwrap();
+
+        let error = refused(vec![
+            flag("node.services", "echo"),
+            flag("node.services", "kv"),
+        ]);
+        assert_eq!(error.key, "node.services");
+        assert!(error.reason.contains("unknown service `kv`"), "{error}");
+
+        let error = refused(vec![flag("remote.tls_ca", "ca.pem")]);
+        assert!(error.reason.contains("all three"), "{error}");
+
+        let error = refused(vec![flag("cluster.listen", "127.0.0.1:4100")]);
+        assert_eq!(error.key, "cluster.listen");
+
+        let error = refused(vec![flag("cluster.phi_threshold", "-1")]);
+        assert_eq!(error.key, "cluster.phi_threshold");
+
+        let error = refused(vec![flag("node.cluster", " ")]);
+        assert_eq!(error.key, "node.cluster");
+    }
+
+    #[test]
+    fn printed_config_reads_back_and_hides_the_secret() {
+        let mut config = NodeConfig::default();
+        config.node.secret = "hunter2".into();
+        config.cluster.seeds = vec!["seed-0.postbox:4200".into()];
+        config.cluster.down_after = Duration::from_millis(1500);
+        let text = config.to_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("secret = \"<redacted>\""), "{text}");
+        let mut back = NodeConfig::from_toml(&text).unwrap();
+        back.node.secret = "hunter2".into();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 1h "), Ok(Duration::from_secs(3600)));
+        for bad in ["", "5", "s", "5 sec", "-1s", "1e400s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for d in [
+            Duration::from_millis(1500),
+            Duration::from_secs(5),
+            Duration::from_secs(120),
+            Duration::ZERO,
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn every_setting_can_be_set_from_text() {
+        let samples = |kind: Kind| match kind {
+            Kind::Text => "x",
+            Kind::Address => "127.0.0.1:1",
+            Kind::Path => "/tmp/x.pem",
+            Kind::Duration => "7s",
+            Kind::Number => "3",
+            Kind::Bool => "false",
+            Kind::List => "echo",
+        };
+        for setting in SETTINGS {
+            let mut config = NodeConfig::default();
+            config
+                .set(&flag(setting.key, samples(setting.kind)))
+                .unwrap_or_else(|e| panic!("{}: {e}", setting.key));
+            assert_ne!(
+                config,
+                NodeConfig::default(),
+                "{} changed nothing",
+                setting.key
+            );
+        }
+    }
+}

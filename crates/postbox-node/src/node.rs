@@ -1,0 +1,481 @@
+//! A running node: actor system, transport, cluster membership, services, metrics endpoint,
+//! and the order in which they start and stop.
+
+use crate::admin::{self, GoneMembers, Invoker, NodeAdmin};
+use crate::config::NodeConfig;
+use crate::service::{JsonService, Service, StartService};
+use crate::services::{Count, Counters, Echo, EchoService};
+use postbox::prelude::*;
+use postbox::ShutdownReport;
+use postbox_cluster::{Cluster, ClusterConfig, FailureDetection};
+use postbox_metrics::{Metrics, MetricsServer};
+use postbox_remote::{Remote, RemoteActor, RemoteConfig, TlsConfig};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Why a node could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The config was refused.
+    Config(crate::ConfigError),
+    /// The transport could not start (address in use, unreadable TLS files, ...).
+    Remote(String),
+    /// Joining the cluster failed (refused by a seed: wrong secret or cluster name, ...).
+    Cluster(String),
+    /// The metrics endpoint could not start.
+    Metrics(String),
+    /// A service could not start.
+    Service(String),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Config(e) => write!(f, "{e}"),
+            NodeError::Remote(e) => write!(f, "transport: {e}"),
+            NodeError::Cluster(e) => write!(f, "cluster: {e}"),
+            NodeError::Metrics(e) => write!(f, "metrics endpoint: {e}"),
+            NodeError::Service(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl From<crate::ConfigError> for NodeError {
+    fn from(error: crate::ConfigError) -> Self {
+        NodeError::Config(error)
+    }
+}
+
+/// Builds a [`Node`]: its config, the actor types other nodes may message, its services.
+pub struct NodeBuilder {
+    config: NodeConfig,
+    exposed: Vec<fn(&Remote)>,
+    services: Vec<Box<dyn StartService>>,
+    builtins: bool,
+}
+
+impl fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("config", &self.config)
+            .field(
+                "services",
+                &self.services.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field("builtins", &self.builtins)
+            .finish()
+    }
+}
+
+impl NodeBuilder {
+    fn new() -> Self {
+        Self {
+            config: NodeConfig::default(),
+            exposed: Vec::new(),
+            services: Vec::new(),
+            builtins: false,
+        }
+    }
+
+    /// Uses `config` (by default, [`NodeConfig::default`]: a single node on loopback).
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Lets other nodes message actors of type `A` (see
+    /// [`Remote::expose`](postbox_remote::Remote::expose)).
+    pub fn expose<A: RemoteActor>(mut self) -> Self {
+        self.exposed.push(|remote| remote.expose::<A>());
+        self
+    }
+
+    /// Offers `service` to the cluster once the node has joined.
+    pub fn service<A: RemoteActor>(mut self, service: Service<A>) -> Self {
+        self.services.push(Box::new(service));
+        self
+    }
+
+    /// Also hosts the built-in services named in the config's `node.services` (`echo`,
+    /// `counter`), as the `postbox-node` binary does.
+    pub fn builtin_services(mut self) -> Self {
+        self.builtins = true;
+        self
+    }
+
+    /// Starts the node: actor system, transport, cluster (joining through the seeds), the
+    /// services, the admin actors, then the metrics endpoint, which reports ready last.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        let NodeBuilder {
+            config,
+            exposed,
+            mut services,
+            builtins,
+        } = self;
+        config.validate()?;
+        let started = Instant::now();
+
+        let mut remote_config = RemoteConfig::new(
+            config.remote.listen,
+            config.node.cluster.clone(),
+            config.node.secret.as_bytes(),
+        );
+        if let Some(advertise) = config.remote.advertise {
+            remote_config = remote_config.advertise(advertise.to_string());
+        }
+        if let (Some(ca), Some(cert), Some(key)) = (
+            &config.remote.tls_ca,
+            &config.remote.tls_cert,
+            &config.remote.tls_key,
+        ) {
+            let tls = TlsConfig::from_files(ca, cert, key)
+                .map_err(|e| NodeError::Remote(e.to_string()))?;
+            remote_config = remote_config.tls(tls);
+        }
+
+        let system = ActorSystem::builder()
+            .name(
+                config
+                    .node
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| config.remote_address().to_string()),
+            )
+            .shutdown_deadline(config.node.shutdown_timeout)
+            .build();
+        let remote = Remote::start(&system, remote_config)
+            .await
+            .map_err(|e| NodeError::Remote(format!("{} ({})", e, config.remote.listen)))?;
+        for expose in &exposed {
+            expose(&remote);
+        }
+
+        let detection = FailureDetection::default()
+            .gossip_interval(config.cluster.gossip_interval)
+            .phi_threshold(config.cluster.phi_threshold)
+            .down_after(config.cluster.down_after);
+        let mut cluster_config = ClusterConfig::new(
+            config.node.cluster.clone(),
+            config.node.secret.as_bytes(),
+            config.cluster.listen,
+        )
+        .seeds(config.cluster.seeds.clone())
+        .failure_detection(detection)
+        .join_timeout(config.cluster.join_timeout)
+        .leave_timeout(config.cluster.leave_timeout);
+        for role in &config.node.roles {
+            cluster_config = cluster_config.role(role.clone());
+        }
+        if let Some(advertise) = config.cluster.advertise {
+            cluster_config = cluster_config.advertise(advertise);
+        }
+        let cluster = match Cluster::join(&system, &remote, cluster_config).await {
+            Ok(cluster) => cluster,
+            Err(error) => {
+                remote.shutdown().await;
+                system.shutdown().await;
+                return Err(NodeError::Cluster(error.to_string()));
+            }
+        };
+        let gone = GoneMembers::default();
+        let follower = gone.follow(&cluster);
+
+        if builtins {
+            let me = remote.addr().to_owned();
+            for name in &config.node.services {
+                let service: Box<dyn StartService> = match name.as_str() {
+                    "echo" => Box::new(
+                        Service::new(
+                            "echo",
+                            Props::new({
+                                let me = me.clone();
+                                move || EchoService::new(me.clone())
+                            }),
+                        )
+                        .json::<Echo>(),
+                    ),
+                    "counter" => Box::new(
+                        Service::new(
+                            "counter",
+                            Props::new({
+                                let me = me.clone();
+                                move || Counters::new(me.clone())
+                            }),
+                        )
+                        .json::<Count>(),
+                    ),
+                    other => {
+                        return Err(NodeError::Config(crate::ConfigError {
+                            key: "node.services".into(),
+                            source: None,
+                            reason: format!("unknown service `{other}`"),
+                        }))
+                    }
+                };
+                services.push(service);
+            }
+        }
+        // Every node can invoke the built-in services wherever they run, hosted here or not.
+        let mut json: Vec<Arc<dyn JsonService>> = builtin_json();
+        for service in &services {
+            if let Some(entry) = service.json() {
+                json.retain(|known| known.name() != entry.name());
+                json.push(entry);
+            }
+        }
+        let json = Arc::new(json);
+
+        let node = Node {
+            config,
+            system,
+            remote,
+            cluster,
+            metrics: None,
+            follower: Some(follower),
+            started,
+        };
+        for service in services {
+            if let Err(error) = service
+                .start(&node.system, &node.remote, &node.cluster)
+                .await
+            {
+                node.abandon().await;
+                return Err(NodeError::Service(error));
+            }
+        }
+        if let Err(error) = node.start_admin(&json, &gone) {
+            node.abandon().await;
+            return Err(NodeError::Service(error));
+        }
+        node.with_metrics().await
+    }
+}
+
+/// The JSON entries of the built-in services, so that any node can send to them.
+fn builtin_json() -> Vec<Arc<dyn JsonService>> {
+    let echo =
+        Service::<EchoService>::new("echo", Props::new(|| EchoService::new(""))).json::<Echo>();
+    let counter =
+        Service::<Counters>::new("counter", Props::new(|| Counters::new(""))).json::<Count>();
+    [StartService::json(&echo), StartService::json(&counter)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A running node. Stop it with [`run_until_signal`](Self::run_until_signal) or
+/// [`shutdown`](Self::shutdown); dropping it stops nothing gracefully.
+pub struct Node {
+    config: NodeConfig,
+    system: ActorSystem,
+    remote: Remote,
+    cluster: Cluster,
+    metrics: Option<(Metrics, MetricsServer)>,
+    follower: Option<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("node", &self.cluster.node())
+            .field("gossip", &self.cluster.gossip_addr())
+            .field("metrics", &self.metrics_addr())
+            .finish()
+    }
+}
+
+/// How a node stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NodeShutdown {
+    /// Whether the leave was acknowledged, the transport drained and every actor stopped
+    /// within `node.shutdown_timeout`.
+    pub completed: bool,
+    /// Whether the other members acknowledged the leave in time.
+    pub left_cleanly: bool,
+    /// The actor system's report.
+    pub actors: Option<ShutdownReport>,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Node {
+    /// A builder with the default config.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::new()
+    }
+
+    /// The config it runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Its actor system.
+    pub fn system(&self) -> &ActorSystem {
+        &self.system
+    }
+
+    /// Its transport.
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// Its cluster membership.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Where its metrics endpoint listens, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, server)| server.local_addr())
+    }
+
+    /// How long it took to start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn start_admin(
+        &self,
+        json: &Arc<Vec<Arc<dyn JsonService>>>,
+        gone: &GoneMembers,
+    ) -> Result<(), String> {
+        self.remote.expose::<NodeAdmin>();
+        self.remote.expose::<Invoker>();
+        let admin = self
+            .system
+            .spawn(
+                Props::new({
+                    let (cluster, json, gone) = (self.cluster.clone(), json.clone(), gone.clone());
+                    move || NodeAdmin::new(cluster.clone(), json.clone(), gone.clone())
+                })
+                .name(admin::ADMIN),
+            )
+            .map_err(|e| format!("cannot start the admin actor: {e}"))?;
+        self.system
+            .registry()
+            .register(admin::ADMIN, &admin)
+            .map_err(|e| format!("cannot register the admin actor: {e}"))?;
+        Ok(())
+    }
+
+    async fn with_metrics(mut self) -> Result<Node, NodeError> {
+        if !self.config.metrics.enabled {
+            return Ok(self);
+        }
+        let built = Metrics::builder(&self.system)
+            .with_remote(self.remote.clone())
+            .with_cluster(crate::metrics::ClusterMembers::new(&self.cluster))
+            .build();
+        let metrics = match built {
+            Ok(metrics) => metrics,
+            Err(error) => {
+                self.abandon().await;
+                return Err(NodeError::Metrics(error.to_string()));
+            }
+        };
+        match metrics.serve(self.config.metrics.listen).await {
+            Ok(server) => {
+                metrics.readiness().set_ready(true);
+                self.metrics = Some((metrics, server));
+                Ok(self)
+            }
+            Err(error) => {
+                self.abandon().await;
+                Err(NodeError::Metrics(format!(
+                    "cannot listen on {}: {error}",
+                    self.config.metrics.listen
+                )))
+            }
+        }
+    }
+
+    /// Stops what a failed start had started, without the graceful steps.
+    async fn abandon(&self) {
+        self.cluster.kill();
+        self.remote.shutdown().await;
+        self.system.shutdown_within(Duration::from_secs(1)).await;
+    }
+
+    /// Serves until SIGTERM or SIGINT (Ctrl-C), then [`shutdown`](Self::shutdown)s.
+    pub async fn run_until_signal(self) -> NodeShutdown {
+        let signal = wait_for_signal().await;
+        tracing::info!(%signal, "stopping: leaving the cluster, then draining");
+        self.shutdown().await
+    }
+
+    /// Stops gracefully within `node.shutdown_timeout`: not ready any more (load balancers
+    /// stop sending), leave the cluster (others see `left`, not `down`), drain the transport,
+    /// stop every actor (children before parents), close the metrics endpoint.
+    pub async fn shutdown(mut self) -> NodeShutdown {
+        let started = Instant::now();
+        let deadline = self.config.node.shutdown_timeout;
+        if let Some((metrics, _)) = &self.metrics {
+            metrics.readiness().set_ready(false);
+        }
+        let steps = async {
+            let left = match self.cluster.leave().await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "leave not acknowledged by every member");
+                    false
+                }
+            };
+            self.remote.shutdown().await;
+            let remaining = deadline.saturating_sub(started.elapsed());
+            let report = self.system.shutdown_within(remaining).await;
+            (left, report)
+        };
+        let (completed, left_cleanly, actors) = match tokio::time::timeout(deadline, steps).await {
+            Ok((left, report)) => (report.completed, left, Some(report)),
+            Err(_) => {
+                tracing::warn!(?deadline, "shutdown deadline passed; stopping what is left");
+                self.cluster.kill();
+                (false, false, None)
+            }
+        };
+        if let Some((_, server)) = self.metrics.take() {
+            server.shutdown().await;
+        }
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+        NodeShutdown {
+            completed,
+            left_cleanly,
+            actors,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Which signal asked the node to stop.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
