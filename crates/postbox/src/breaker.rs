@@ -1450,6 +1450,86 @@ mod tests {
         assert_eq!(stats.successes, 2);
     }
 
+    /// Callers on several OS threads arrive together at a breaker whose reset timeout has
+    /// passed: exactly one of them runs as the trial, every other one is rejected at once. The
+    /// paused clock cannot drive several threads, so this test uses a short real reset timeout
+    /// and waits it out (the wait is the point, not a synchronization).
+    #[test]
+    fn callers_racing_into_half_open_admit_exactly_one_trial() {
+        const CALLERS: usize = 8;
+        const ROUNDS: u64 = 20;
+        const SHORT_RESET: Duration = Duration::from_millis(5);
+        let b = CircuitBreaker::builder("race")
+            .max_failures(1)
+            .call_timeout(Duration::from_secs(60))
+            .reset_timeout(SHORT_RESET)
+            .build()
+            .unwrap();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+        };
+        let main = runtime();
+        for round in 0..ROUNDS {
+            main.block_on(trip(&b, 1));
+            std::thread::sleep(SHORT_RESET + Duration::from_millis(1));
+            let start = Arc::new(std::sync::Barrier::new(CALLERS));
+            let release = Arc::new(tokio::sync::Semaphore::new(0));
+            let ran = Arc::new(AtomicUsize::new(0));
+            let (results, outcomes) = std::sync::mpsc::channel();
+            let callers: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let (b, start, release, ran, results) = (
+                        b.clone(),
+                        start.clone(),
+                        release.clone(),
+                        ran.clone(),
+                        results.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        let rt = runtime();
+                        start.wait();
+                        let result: R = rt.block_on(b.call(async {
+                            ran.fetch_add(1, SeqCst);
+                            release.acquire().await.unwrap().forget();
+                            Ok(1)
+                        }));
+                        let _ = results.send(result);
+                    })
+                })
+                .collect();
+            // Everyone but the trial comes back at once; the trial waits for the release.
+            let quick: Vec<R> = (1..CALLERS)
+                .map_while(|_| outcomes.recv_timeout(Duration::from_secs(10)).ok())
+                .collect();
+            let trials = ran.load(SeqCst);
+            let state = b.state();
+            release.add_permits(CALLERS);
+            let last: Vec<R> = outcomes.iter().take(CALLERS - quick.len()).collect();
+            for caller in callers {
+                caller.join().unwrap();
+            }
+            assert_eq!(trials, 1, "round {round}: trial calls run");
+            assert_eq!(quick.len(), CALLERS - 1, "round {round}: {quick:?}");
+            assert!(
+                quick.iter().all(|r| *r
+                    == Err(BreakerError::Open {
+                        remaining: Duration::ZERO
+                    })),
+                "round {round}: {quick:?}"
+            );
+            assert_eq!(state, HalfOpen, "round {round}");
+            assert_eq!(last, [Ok(1)], "round {round}");
+            assert_eq!(b.state(), Closed, "round {round}");
+        }
+        let stats = b.stats();
+        assert_eq!(stats.rejections, ROUNDS * (CALLERS as u64 - 1));
+        assert_eq!((stats.successes, stats.failures), (ROUNDS, ROUNDS));
+        assert_eq!(stats.times_opened, ROUNDS);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_successful_trial_closes_and_restores_the_reset_timeout() {
         let b = builder(1).exponential_backoff(2.0).build().unwrap();

@@ -94,6 +94,14 @@ async fn names_survive_a_restart() {
     let fragile = system.spawn(|| Fragile).unwrap();
     system.registry().register("fragile", &fragile).unwrap();
     fragile.tell(Crash).await.unwrap();
+    // Wait for the restart to have happened before looking.
+    crate::common::within(async {
+        while system.counters().restarts < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(fragile.stats().restarts, 1);
     // Same id after the restart, still registered.
     let found = system.registry().lookup::<Fragile>("fragile").unwrap();
     assert_eq!(found.id(), fragile.id());

@@ -356,6 +356,49 @@ async fn dead_routees_leave_and_the_last_one_gone_means_dead_letters() {
     system.shutdown().await;
 }
 
+/// The death-watch path on its own: nothing is sent through the router, so only the manager's
+/// `Terminated` can take the dead routees out of the set (a sender finding a routee closed
+/// would hide a broken watch in the test above).
+#[tokio::test]
+async fn a_routee_that_terminates_leaves_the_set_without_any_send() {
+    let system = ActorSystem::new();
+    let workers = spawn_workers(&system, &open_gate(), 3);
+    let router = Router::group(workers.clone()).spawn(&system).await.unwrap();
+    assert_eq!(router.len(), 3);
+
+    workers[1].stop();
+    workers[1].wait_for_stop().await;
+    within(async {
+        while router.len() != 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(!router.routees().iter().any(|r| r.id() == workers[1].id()));
+
+    // A kill of a temporary routee is final as well; a restarted one would stay.
+    let temporary = system
+        .spawn(Props::new(worker(&open_gate())).restart(Restart::Temporary))
+        .unwrap();
+    router.add_routee(temporary.clone());
+    assert_eq!(router.len(), 3);
+    temporary.kill();
+    temporary.wait_for_stop().await;
+    within(async {
+        while router.len() != 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // The survivors take turns; nothing became a dead letter.
+    let counts = tally(&router, 10).await;
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(counts.contains_key(&workers[0].id()) && counts.contains_key(&workers[2].id()));
+    assert_eq!(system.dead_letters().total(), 0);
+    system.shutdown().await;
+}
+
 /// A pool member that can be told to fail or stop.
 struct Member {
     events: Events<ActorId>,

@@ -4,6 +4,7 @@ use crate::common::{events, within, EventLog, Events};
 use postbox::prelude::*;
 use postbox::{Backoff, Failure};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -382,6 +383,38 @@ async fn exceeding_the_restart_intensity_escalates_to_the_parent_s_supervisor() 
     f.system.shutdown().await;
 }
 
+/// Erlang's intensity is a sliding window: restarts older than the period no longer count.
+#[tokio::test(start_paused = true)]
+async fn restarts_older_than_the_intensity_period_no_longer_count() {
+    let strategy = SupervisorStrategy::one_for_one().max_restarts(2, Duration::from_secs(1));
+    let mut f = Family::start(strategy, &ABC[..1], None).await;
+    f.log.take(1).await;
+    let a = f.child("a").await;
+    // Two restarts within the period: at the limit, not over it.
+    for round in 1..=2 {
+        a.tell(Cmd::Crash).await.unwrap();
+        f.log
+            .expect(&[Ev::Restarting("a", panicked("a")), Ev::Started("a", round)])
+            .await;
+    }
+    // Once the period has passed since them, they are forgotten: two more are allowed. (A
+    // supervisor that counted every restart ever made would escalate at the next crash.)
+    tokio::time::sleep(Duration::from_millis(1_001)).await;
+    for round in 3..=4 {
+        a.tell(Cmd::Crash).await.unwrap();
+        f.log
+            .expect(&[Ev::Restarting("a", panicked("a")), Ev::Started("a", round)])
+            .await;
+    }
+    // A third within this period is one too many: the parent escalates.
+    a.tell(Cmd::Crash).await.unwrap();
+    assert_eq!(
+        f.log.next().await,
+        Ev::Restarting("parent", Failure::Escalated { child: a.id() })
+    );
+    f.system.shutdown_within(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn the_root_guardian_gives_up_on_a_top_level_actor_that_keeps_failing() {
     let system = ActorSystem::builder()
@@ -615,6 +648,125 @@ async fn a_panicking_hook_does_not_prevent_the_restart() {
     log.expect(&[Ev::Started("bad-hooks", 1)]).await;
     assert_eq!(system.counters().panics, 2);
     system.shutdown().await;
+}
+
+/// A panic in `started` fails the instance like a panic in a handler, and every restart
+/// builds a fresh instance with the factory: state does not survive a failure.
+#[tokio::test]
+async fn a_panic_in_started_is_a_failure_and_restarts_rebuild_state_from_the_factory() {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    struct Counter {
+        count: u32,
+        events: Events<Ev>,
+        panics_left: Arc<AtomicU32>,
+    }
+    impl Actor for Counter {
+        async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+            if self.panics_left.load(Relaxed) > 0 {
+                self.panics_left.fetch_sub(1, Relaxed);
+                panic!("started panics (expected by the test)");
+            }
+            self.events.emit(Ev::Started("counter", ctx.restarts()));
+            Ok(())
+        }
+        async fn restarting(&mut self, _: &mut Context<Self>, cause: &Failure) {
+            self.events.emit(Ev::Restarting("counter", cause.clone()));
+        }
+    }
+    struct Incr;
+    impl Message for Incr {
+        type Reply = u32;
+    }
+    impl Handler<Incr> for Counter {
+        async fn handle(&mut self, _: Incr, _: &mut Context<Self>) -> u32 {
+            self.count += 1;
+            self.count
+        }
+    }
+    impl Handler<Cmd> for Counter {
+        async fn handle(&mut self, _: Cmd, _: &mut Context<Self>) {
+            panic!("counter crashes (expected by the test)");
+        }
+    }
+
+    let system = ActorSystem::new();
+    let (events, mut log) = events();
+    let built = Arc::new(AtomicU32::new(0));
+    let panics_left = Arc::new(AtomicU32::new(1));
+    let (b, p) = (built.clone(), panics_left.clone());
+    let counter = system
+        .spawn(move || {
+            b.fetch_add(1, Relaxed);
+            Counter {
+                count: 0,
+                events: events.clone(),
+                panics_left: p.clone(),
+            }
+        })
+        .unwrap();
+    // The first instance panics in `started`: its `restarting` hook runs, a new one starts.
+    log.expect(&[
+        Ev::Restarting(
+            "counter",
+            Failure::Panicked("started panics (expected by the test)".into()),
+        ),
+        Ev::Started("counter", 1),
+    ])
+    .await;
+    for expected in 1..=3 {
+        assert_eq!(counter.ask(Incr).await, Ok(expected));
+    }
+    counter.tell(Cmd::Crash).await.unwrap();
+    log.expect(&[
+        Ev::Restarting(
+            "counter",
+            Failure::Panicked("counter crashes (expected by the test)".into()),
+        ),
+        Ev::Started("counter", 2),
+    ])
+    .await;
+    // The count starts over: the new instance came from the factory, not from the old one.
+    assert_eq!(counter.ask(Incr).await, Ok(1));
+    assert_eq!(built.load(Relaxed), 3);
+    assert_eq!(system.counters().panics, 2);
+    system.shutdown().await;
+}
+
+/// Panics in `stopping` and `stopped` are caught and counted; the actor still terminates, its
+/// watchers are told, and nothing else is disturbed.
+#[tokio::test]
+async fn panics_in_stop_hooks_are_contained_and_the_actor_still_terminates() {
+    struct BadStop;
+    impl Actor for BadStop {
+        async fn stopping(&mut self, _: &mut Context<Self>) {
+            panic!("stopping panics (expected by the test)");
+        }
+        async fn stopped(&mut self, _: &mut Context<Self>, _: &ExitReason) {
+            panic!("stopped panics (expected by the test)");
+        }
+    }
+    let system = ActorSystem::new();
+    let bad = system.spawn(|| BadStop).unwrap();
+    let steady = system.spawn(Steady::default).unwrap();
+    assert_eq!(steady.ask(Tick).await, Ok(1));
+    let stopped = {
+        let bad = bad.clone();
+        tokio::spawn(async move { bad.wait_for_stop().await })
+    };
+    tokio::task::yield_now().await;
+    bad.stop();
+    let reason = within(stopped).await.unwrap();
+    assert!(
+        matches!(reason, ExitReason::Stopped | ExitReason::AlreadyTerminated),
+        "{reason:?}"
+    );
+    assert!(!bad.is_alive());
+    assert!(system.actor(bad.id()).is_none());
+    assert_eq!(system.counters().panics, 2);
+    assert_eq!(system.counters().restarts, 0, "a stop is not a failure");
+    assert_eq!(steady.ask(Tick).await, Ok(2));
+    let report = system.shutdown().await;
+    assert!(report.completed, "{report:?}");
 }
 
 #[tokio::test]
