@@ -90,10 +90,10 @@
 //! down by every other node in about 3 s on loopback; BENCHMARKS.md has the measured median
 //! and maximum.
 //!
-//! Members declared down are not disconnected from the remote transport by this crate: a
-//! crashed node's TCP connections fail by themselves (asks in flight fail with
-//! `AskError::NodeDown`), but a node that is only unreachable keeps its connection until the
-//! transport's heartbeat gives up.
+//! A member declared down is disconnected from the remote transport at once
+//! ([`Remote::disconnect`](postbox_remote::Remote::disconnect), that incarnation only): asks in
+//! flight to it fail with `AskError::NodeDown` when the cluster decides, even if the node is
+//! hung rather than crashed and its TCP connection still open.
 //!
 //! ## Receptionist and routers
 //!

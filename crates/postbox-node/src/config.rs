@@ -841,4 +841,21 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_kubernetes_manifest_sets_only_real_settings() {
+        let manifest = include_str!("../../../deploy/kubernetes/postbox.yaml");
+        let vars: Vec<(String, String)> = manifest
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- name: POSTBOX_"))
+            .map(|rest| (format!("POSTBOX_{rest}"), "x".to_owned()))
+            .collect();
+        assert!(vars.len() >= 8, "{vars:?}");
+        for (var, _) in &vars {
+            assert!(
+                SETTINGS.iter().any(|s| s.env_var() == *var),
+                "{var} in deploy/kubernetes/postbox.yaml is not a setting"
+            );
+        }
+    }
 }

@@ -21,7 +21,11 @@ use std::time::Duration;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An actor offered to the cluster under a name. See the [module docs](self).
+/// An actor offered to the cluster under a name: spawned when the node starts, registered
+/// locally under its name (so [`Remote::lookup`](postbox_remote::Remote::lookup) finds it)
+/// and with the cluster's receptionist under a [`ServiceKey`] of the same name (so every node
+/// finds it, and cluster routers route to it). With [`json`](Self::json),
+/// `postbox-node send <name> '<json>'` reaches it from any node.
 pub struct Service<A: RemoteActor> {
     name: String,
     props: Props<A>,
