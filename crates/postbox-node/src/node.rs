@@ -337,7 +337,7 @@ impl Node {
         self.metrics.as_ref().map(|(_, server)| server.local_addr())
     }
 
-    /// How long it took to start.
+    /// How long since it began to start.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
