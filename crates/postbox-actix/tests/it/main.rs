@@ -12,5 +12,6 @@ mod cluster;
 mod common;
 mod lifecycle;
 mod local;
+mod metrics;
 mod remote;
 mod runtimes;
