@@ -53,6 +53,17 @@
 //! A message whose actix delivery fails (the actix actor stopped first) is counted as a
 //! dead letter (`ActorStopped`) and its asker gets `AskError::Stopped`; a reply whose asker
 //! gave up is counted as `ReplyUndeliverable`.
+//!
+//! # Why a postbox actor
+//!
+//! The host could have been a bare `Recipient<M>` backend that pushes straight into the actix
+//! mailbox. As an actor it costs one more hop (the postbox mailbox) and a small task per
+//! message, and in exchange everything that works with postbox actors works with it,
+//! unchanged: a name in the registry, an id in the actor table and the metrics, `watch` and
+//! `Terminated`, supervision and dispatchers, `Remote::expose` (remote delivery finds actors
+//! in the actor table by id or name and needs a `RemoteActor` type) and the cluster
+//! receptionist. Its bounded mailbox also gives actix senders what actix's `do_send` lacks:
+//! backpressure and an honest depth.
 
 use actix::dev::ToEnvelope;
 use actix::{Addr, MailboxError};
