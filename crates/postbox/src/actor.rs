@@ -19,6 +19,7 @@
 //! followed by [`Actor::stopped`]. A kill skips the hooks of the instance it ends. A panic in a
 //! hook counts as a failure of the actor, like a panic in a handler.
 
+use crate::ask::ReplyTo;
 use crate::context::Context;
 use crate::error::BoxError;
 use crate::lifecycle::{ExitReason, Failure};
@@ -135,6 +136,77 @@ pub trait Actor: Sized + Send + 'static {
 pub trait Handler<M: Message>: Actor {
     /// Handles `msg`; the returned value is the reply to an `ask` (and dropped for a `tell`).
     fn handle(&mut self, msg: M, ctx: &mut Context<Self>) -> impl Future<Output = M::Reply> + Send;
+
+    /// What the runtime calls for each `msg`: handles it and answers `reply` (`None` for a
+    /// `tell`). The default awaits [`handle`](Self::handle) and sends its value; leave it
+    /// alone unless the reply is produced somewhere else.
+    ///
+    /// Override it to answer later from another task (an actor fronting a remote service or
+    /// another runtime): hand `reply` over and return, and the actor takes its next message
+    /// while the answer is on its way — the same effect as
+    /// [`ActorRef::ask_with`](crate::ActorRef::ask_with), but for any message type, so that
+    /// plain `ask`s, `Recipient`s, routers and remote senders all get it. The override owns
+    /// the reply: dropping it unanswered resolves the asker with
+    /// [`AskError::Stopped`](crate::AskError::Stopped), and a [`ReplyTo::send`] that fails
+    /// (the asker gave up) is counted nowhere unless the override records it
+    /// ([`DeadLetters::record`](crate::DeadLetters::record), reason `ReplyUndeliverable`).
+    /// The actor's processed count and handling time then cover only this method, not the
+    /// work done elsewhere.
+    ///
+    /// ```
+    /// use postbox::prelude::*;
+    ///
+    /// /// Answers from a spawned task; never holds up its mailbox.
+    /// struct Offload;
+    /// impl Actor for Offload {}
+    ///
+    /// struct Square(u64);
+    /// impl Message for Square { type Reply = u64; }
+    ///
+    /// impl Handler<Square> for Offload {
+    ///     async fn handle(&mut self, Square(n): Square, _: &mut Context<Self>) -> u64 {
+    ///         n * n
+    ///     }
+    ///
+    ///     fn handle_reply(
+    ///         &mut self,
+    ///         Square(n): Square,
+    ///         reply: Option<ReplyTo<u64>>,
+    ///         _: &mut Context<Self>,
+    ///     ) -> impl std::future::Future<Output = ()> + Send {
+    ///         tokio::spawn(async move {
+    ///             if let Some(reply) = reply {
+    ///                 let _ = reply.send(n * n);
+    ///             }
+    ///         });
+    ///         async {}
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let system = ActorSystem::new();
+    /// let offload = system.spawn(|| Offload)?;
+    /// assert_eq!(offload.ask(Square(12)).await?, 144);
+    /// # system.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn handle_reply(
+        &mut self,
+        msg: M,
+        reply: Option<ReplyTo<M::Reply>>,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let value = self.handle(msg, &mut *ctx).await;
+            if let Some(reply) = reply {
+                if reply.send_unrecorded(value).is_err() {
+                    ctx.reply_undeliverable::<M::Reply>();
+                }
+            }
+        }
+    }
 }
 
 /// Identity of an actor within its [`ActorSystem`](crate::ActorSystem).

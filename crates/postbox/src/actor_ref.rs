@@ -80,9 +80,11 @@ impl<A: Actor> ActorRef<A> {
         self.cell.meta.path()
     }
 
-    /// Messages waiting in the mailbox. O(1), lock-free.
+    /// Messages waiting in the mailbox (plus any the actor has published as handed on
+    /// elsewhere and not finished, see [`InFlight`](crate::InFlight)). O(1), lock-free for
+    /// actors that publish nothing.
     pub fn depth(&self) -> usize {
-        self.cell.inbox.len()
+        self.cell.depth()
     }
 
     /// Messages waiting plus the one being handled right now (0 for an idle actor): what a
@@ -328,7 +330,7 @@ impl<A: Handler<M>, M: Message> Sink<M> for ActorCell<A> {
     }
 
     fn depth(&self) -> usize {
-        self.inbox.len()
+        ActorCell::depth(self)
     }
 
     fn load(&self) -> usize {
@@ -508,7 +510,8 @@ impl<M: Message> Recipient<M> {
         self.sink.path()
     }
 
-    /// Messages waiting in the actor's mailbox.
+    /// Like [`ActorRef::depth`]: messages waiting in the actor's mailbox (plus what it has in
+    /// flight).
     pub fn depth(&self) -> usize {
         self.sink.depth()
     }

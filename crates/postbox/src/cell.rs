@@ -14,7 +14,7 @@ use crate::lifecycle::{ExitReason, Failure, Terminated};
 use crate::mailbox::{AsInbox, Inbox};
 use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -75,6 +75,9 @@ pub(crate) struct Stats {
     /// while down), modulo 256: with `processed` it tells whether a message is being handled
     /// now, without a store per message.
     skipped: AtomicU8,
+    /// The actor published an `InFlight` counter (`in_flight.rs`): depth reads look it up.
+    /// Lives in what would otherwise be padding, so it costs no memory.
+    publishes_in_flight: AtomicBool,
 }
 
 impl Stats {
@@ -122,6 +125,15 @@ impl Stats {
         ((taken() as u64).wrapping_sub(processed) as u8).wrapping_sub(skipped) != 0
     }
 
+    /// Marks the actor as publishing an `InFlight` counter (for good).
+    pub(crate) fn set_publishes_in_flight(&self) {
+        self.publishes_in_flight.store(true, Release);
+    }
+
+    pub(crate) fn publishes_in_flight(&self) -> bool {
+        self.publishes_in_flight.load(Acquire)
+    }
+
     pub(crate) fn set_status(&self, status: ActorStatus) {
         self.status.store(status.as_u8(), Release);
     }
@@ -135,8 +147,11 @@ impl Stats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ActorStats {
-    /// Messages waiting in the mailbox.
+    /// Messages waiting: in the mailbox, plus [`in_flight`](Self::in_flight).
     pub depth: usize,
+    /// Messages the actor has handed on elsewhere and not finished, as it published them
+    /// ([`InFlight`](crate::InFlight)); 0 for most actors. Included in `depth`.
+    pub in_flight: usize,
     /// Mailbox bound, `None` when unbounded.
     pub capacity: Option<usize>,
     /// Messages handled so far (across restarts). Counted when the handler finishes, which can
@@ -305,8 +320,10 @@ impl<A: Actor> ActorCell<A> {
         let processed = stats.processed.load(Relaxed);
         let timed = processed.div_ceil(TIMING_SAMPLE);
         let busy = stats.busy_nanos.load(Relaxed);
+        let in_flight = self.in_flight();
         ActorStats {
-            depth: self.inbox.len(),
+            depth: self.inbox.len() + in_flight,
+            in_flight,
             capacity: self.inbox.capacity(),
             processed,
             last_processing: Duration::from_nanos(stats.last_nanos.load(Relaxed)),
@@ -319,7 +336,20 @@ impl<A: Actor> ActorCell<A> {
     /// Messages waiting plus the one being handled: what a new message would queue behind.
     pub(crate) fn load(&self) -> usize {
         let handling = self.meta.stats.is_handling(|| self.inbox.taken());
-        self.inbox.len() + usize::from(handling)
+        self.depth() + usize::from(handling)
+    }
+
+    /// Messages waiting: the mailbox plus what the actor published as in flight.
+    pub(crate) fn depth(&self) -> usize {
+        self.inbox.len() + self.in_flight()
+    }
+
+    #[inline]
+    fn in_flight(&self) -> usize {
+        if !self.meta.stats.publishes_in_flight() {
+            return 0;
+        }
+        self.meta.system.shared.in_flight.of(self.meta.id)
     }
 }
 
@@ -346,7 +376,7 @@ impl<A: Actor> AnyCell for ActorCell<A> {
     }
 
     fn depth(&self) -> usize {
-        self.inbox.len()
+        ActorCell::depth(self)
     }
 
     fn actor_type(&self) -> &'static str {
@@ -400,5 +430,15 @@ impl<A: Actor> fmt::Debug for ActorCell<A> {
             .field("type", &std::any::type_name::<A>())
             .field("inbox", &self.inbox)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_in_flight_flag_fits_in_the_statistics_padding() {
+        // Three u64, a u32 and three u8: 31 bytes in a 32-byte, 8-aligned struct. A field
+        // that grew it would grow every actor's cell.
+        assert_eq!(std::mem::size_of::<super::Stats>(), 32);
     }
 }

@@ -99,6 +99,16 @@ impl<A: Actor> Context<A> {
         &self.myself.cell().meta.system
     }
 
+    /// This actor's [`InFlight`](crate::InFlight) counter: messages it has handed on
+    /// elsewhere and not finished, published as part of its depth (see the type's docs).
+    /// Created on the first call; every incarnation of the actor gets the same one.
+    pub fn in_flight(&mut self) -> crate::InFlight {
+        let counter = self.system().shared.in_flight.publish(self.id());
+        // Published after the counter exists, so a reader that sees the flag finds it.
+        self.myself.cell().meta.stats.set_publishes_in_flight();
+        counter
+    }
+
     /// How many times this actor has been restarted (0 for the first instance).
     pub fn restarts(&self) -> u32 {
         self.incarnation

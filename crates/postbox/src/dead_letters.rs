@@ -111,6 +111,25 @@ pub struct DeadLetter {
     pub reason: DeadLetterReason,
 }
 
+impl DeadLetter {
+    /// A dead letter of a `message_type` for `recipient` (of type `recipient_type`, empty when
+    /// unknown), for [`DeadLetters::record`]. Type names are usually
+    /// `std::any::type_name::<T>()`.
+    pub fn new(
+        recipient: ActorId,
+        recipient_type: &'static str,
+        message_type: &'static str,
+        reason: DeadLetterReason,
+    ) -> Self {
+        Self {
+            recipient,
+            recipient_type,
+            message_type,
+            reason,
+        }
+    }
+}
+
 /// The system's dead-letter office. Reached through
 /// [`ActorSystem::dead_letters`](crate::ActorSystem::dead_letters).
 pub struct DeadLetters {
@@ -148,7 +167,12 @@ impl DeadLetters {
         }
     }
 
-    pub(crate) fn record(&self, letter: DeadLetter) {
+    /// Records `letter`: counted, published to subscribers, logged (rate-limited). The
+    /// runtime records its own; code that drops messages on its behalf — an adapter that
+    /// forwards them to another runtime, an overridden
+    /// [`Handler::handle_reply`](crate::Handler::handle_reply) whose asker gave up — records
+    /// them here so that nothing disappears uncounted.
+    pub fn record(&self, letter: DeadLetter) {
         self.counts[letter.reason.index()].fetch_add(1, Relaxed);
         self.log.log(&letter);
         if self.stream.receiver_count() > 0 {

@@ -239,14 +239,9 @@ unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
         actor.type = std::any::type_name::<A>(),
         message = std::any::type_name::<M>(),
     );
-    let handling = async move {
-        let value = actor.handle(message, &mut *ctx).await;
-        if let Some(reply) = reply {
-            if reply.send_unrecorded(value).is_err() {
-                ctx.reply_undeliverable::<M::Reply>();
-            }
-        }
-    };
+    // Called inside the future, so that the first poll (under `catch_unwind`) also covers the
+    // synchronous part of an overridden `handle_reply`.
+    let handling = async move { actor.handle_reply(message, reply, ctx).await };
     if span.is_disabled() {
         slot.start(handling)
     } else {

@@ -60,6 +60,7 @@ mod deadline;
 pub mod dispatcher;
 mod envelope;
 mod error;
+mod in_flight;
 mod lifecycle;
 mod mailbox;
 pub mod observe;
@@ -93,6 +94,7 @@ pub use dead_letters::{
 };
 pub use dispatcher::Dispatcher;
 pub use error::{AskError, BoxError, RegistryError, SendError, SpawnError, TrySendError};
+pub use in_flight::{InFlight, InFlightGuard};
 pub use lifecycle::{ExitReason, Failure, Terminated};
 pub use mailbox::Mailbox;
 pub use observe::Observer;

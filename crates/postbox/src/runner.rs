@@ -1151,6 +1151,9 @@ impl<A: Actor> Runner<A> {
                 .remove_if(&(parent.meta().id, name.clone()), |_, id| *id == meta.id);
         }
         system.actors.remove(&meta.id);
+        if meta.stats.publishes_in_flight() {
+            system.in_flight.remove(meta.id);
+        }
     }
 
     fn notify_parent(&self, signal: Supervision) {

@@ -125,6 +125,7 @@ impl ActorSystemBuilder {
             shutting_down: AtomicBool::new(false),
             counters: Counters::default(),
             observer: OnceLock::new(),
+            in_flight: Default::default(),
         });
         crate::runner::start_guardian(&shared);
         ActorSystem { shared }
@@ -175,6 +176,8 @@ pub(crate) struct SystemShared {
     pub(crate) counters: Counters,
     /// Receives per-message samples (`observe` module); set at most once.
     pub(crate) observer: OnceLock<Arc<dyn Observer>>,
+    /// Messages actors have handed on elsewhere, counted in their depth (`in_flight.rs`).
+    pub(crate) in_flight: crate::in_flight::InFlightTable,
 }
 
 impl SystemShared {
@@ -289,7 +292,8 @@ impl ActorSystem {
             .collect()
     }
 
-    /// Mailbox depth of a live actor, by id. O(1).
+    /// Depth of a live actor, by id: its mailbox plus what it has in flight (see
+    /// [`InFlight`](crate::InFlight)). O(1).
     pub fn depth(&self, id: ActorId) -> Option<usize> {
         self.shared.actors.get(&id).map(|cell| cell.depth())
     }
@@ -513,7 +517,8 @@ impl<'a> ActorView<'a> {
         self.cell.actor_type()
     }
 
-    /// Its mailbox depth. O(1).
+    /// Its depth: the mailbox plus what it has in flight (see [`InFlight`](crate::InFlight)).
+    /// O(1).
     pub fn depth(&self) -> usize {
         self.cell.depth()
     }

@@ -10,6 +10,7 @@ mod breaker;
 mod bulkhead;
 mod common;
 mod dead_letters;
+mod delegation;
 mod lifecycle;
 mod messaging;
 mod observability;
