@@ -66,7 +66,7 @@
 //!
 //! # Traces
 //!
-//! With the `otlp` feature (not default), [`otlp`] exports `tracing` spans to an
+//! With the `otlp` feature (not default), the `otlp` module exports `tracing` spans to an
 //! OpenTelemetry collector over OTLP/HTTP, postbox's `handle` spans with the very trace and
 //! span ids that travel between nodes (see [`postbox::trace`]).
 
