@@ -63,9 +63,17 @@
 //! O(actors), allocation-free per actor for `/metrics`. Between scrapes the runtime pays for
 //! the samples only: one observer call per 16 messages for each histogram, and a clock read
 //! per 16 messages by senders. `benches/metrics.rs` measures the difference.
+//!
+//! # Traces
+//!
+//! With the `otlp` feature (not default), the `otlp` module exports `tracing` spans to an
+//! OpenTelemetry collector over OTLP/HTTP, postbox's `handle` spans with the very trace and
+//! span ids that travel between nodes (see [`postbox::trace`]).
 
 mod collect;
 mod histogram;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod samples;
 mod server;
 mod sources;

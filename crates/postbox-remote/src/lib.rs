@@ -74,8 +74,17 @@
 //!   messages sent through those refs are accepted.
 //! - **No implicit sender**: as in Akka Typed, whoever should get an answer is an `ActorRef`
 //!   field of the message (or the ask's reply), so the wire envelope's `sender` stays empty;
-//!   asks are correlated by id and watches by the proxy's id. Its `trace` field carries a W3C
-//!   `traceparent` once the observability layer fills it.
+//!   asks are correlated by id and watches by the proxy's id.
+//! - **One trace across nodes**: a message sent while a trace context is current (inside a
+//!   handler whose `handle` span a subscriber enabled, or inside
+//!   [`TraceContext::scope`](postbox::trace::TraceContext::scope)) carries it in the wire
+//!   envelope's `trace` field as a W3C `traceparent` (`00-<trace id>-<sender's span id>-<flags>`).
+//!   The receiving node delivers the message inside that context, so the remote handler's span
+//!   has the same `trace_id`, the sender's span as its `parent_span_id`, and the sending node
+//!   (`postbox://host:port`) as its `sender` (see [`postbox::trace`]). A malformed
+//!   `traceparent` is ignored — the message is delivered, its handler starts a new trace —
+//!   counted in [`RemoteStats::invalid_trace_contexts`] and logged at `debug`. Untraced
+//!   messages carry nothing: the field is absent from the frame.
 //! - **One connection per pair of nodes**, used in both directions. When two nodes dial each
 //!   other at the same moment, the dial of the node with the smaller node id wins on both
 //!   sides; the other is refused with `SimultaneousConnect` and its dialer uses the winner.

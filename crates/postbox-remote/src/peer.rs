@@ -5,9 +5,10 @@ use crate::remote::Shared;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use postbox::remote::{
-    with_ref_codec, ActorAddress, LinkError, LinkSend, LocalActor, Outbound, PendingReply,
-    ProxyHandle, RefCodec, RemoteFailure, RemoteLink,
+    with_ref_codec, ActorAddress, InboundTrace, LinkError, LinkSend, LocalActor, Outbound,
+    PendingReply, ProxyHandle, RefCodec, RemoteFailure, RemoteLink,
 };
+use postbox::trace::TraceContext;
 use postbox::{AskError, ExitReason};
 use postbox_wire::{Envelope, ErrorKind, Frame, FrameCodec, NodeAddr, RemoteError, Target};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -137,6 +138,8 @@ impl Peer {
 /// One established, authenticated connection.
 pub(crate) struct Connection {
     pub(crate) peer_node: NodeAddr,
+    /// The peer as the `sender` of the spans of the messages it sends: `postbox://host:port`.
+    origin: Arc<str>,
     out: mpsc::Sender<Frame>,
     pending: DashMap<u64, PendingReply>,
     lookups: DashMap<u64, oneshot::Sender<Option<u64>>>,
@@ -222,6 +225,7 @@ pub(crate) fn run_connection(
 ) -> Arc<Connection> {
     let (out, rx) = mpsc::channel(shared.config.outbound_capacity);
     let conn = Arc::new(Connection {
+        origin: Arc::from(format!("postbox://{}", peer_node.addr)),
         peer_node,
         out,
         pending: DashMap::new(),
@@ -420,8 +424,10 @@ async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelop
         tag,
         correlation,
         payload,
+        trace,
         ..
     } = envelope;
+    let trace = trace.and_then(|traceparent| inbound_trace(shared, conn, &traceparent));
     let local = match &target {
         Target::Id(id) => LocalActor::by_id(&shared.system, postbox::ActorId::from_raw(*id)),
         Target::Name(name) => LocalActor::by_name(&shared.system, name),
@@ -442,11 +448,19 @@ async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelop
         refuse(RemoteFailure::UnknownTarget);
         return;
     };
-    let delivery = with_ref_codec(&shared.refs, || {
-        shared
-            .types
-            .deliver(&local, &tag, payload, correlation.is_some(), &shared.refs)
-    });
+    let deliver = || {
+        with_ref_codec(&shared.refs, || {
+            shared
+                .types
+                .deliver(&local, &tag, payload, correlation.is_some(), &shared.refs)
+        })
+    };
+    // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
+    // context, so that its envelope carries it to the handler.
+    let delivery = match &trace {
+        Some(trace) => trace.in_scope(deliver),
+        None => deliver(),
+    };
     let enqueue = match delivery {
         Ok(Some(enqueue)) => enqueue,
         Ok(None) => return,
@@ -456,7 +470,11 @@ async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelop
             return;
         }
     };
-    if let (Some(reply), Some(correlation)) = (enqueue.await, correlation) {
+    let reply = match &trace {
+        Some(trace) => trace.scope(enqueue).await,
+        None => enqueue.await,
+    };
+    if let (Some(reply), Some(correlation)) = (reply, correlation) {
         let conn = conn.clone();
         tokio::spawn(async move {
             let frame = match reply.await {
@@ -475,6 +493,25 @@ async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelop
             };
             let _ = conn.send(frame).await;
         });
+    }
+}
+
+/// The trace context of an inbound message, from its `traceparent`. A malformed one is
+/// counted, logged at `debug` and ignored: the message is delivered all the same.
+fn inbound_trace(shared: &Shared, conn: &Connection, traceparent: &str) -> Option<InboundTrace> {
+    match TraceContext::parse(traceparent) {
+        Ok(context) => Some(InboundTrace::new(context, conn.origin.clone())),
+        Err(error) => {
+            shared.stats.invalid_traces.fetch_add(1, Relaxed);
+            tracing::debug!(
+                peer = %conn.peer_node,
+                %error,
+                // Bounded: a traceparent is 55 bytes; show no more of a bad one than that.
+                traceparent = %traceparent.chars().take(64).collect::<String>(),
+                "ignoring a malformed traceparent"
+            );
+            None
+        }
     }
 }
 
@@ -560,6 +597,7 @@ impl ActorLink {
             tag,
             payload,
             reply,
+            trace,
         } = message;
         let correlation = reply.map(|reply| {
             let correlation = self.next_correlation.fetch_add(1, Relaxed);
@@ -571,7 +609,7 @@ impl ActorLink {
             tag: std::borrow::Cow::Borrowed(tag),
             correlation,
             sender: None,
-            trace: None,
+            trace: trace.map(|context| context.to_string()),
             payload: Bytes::from(payload),
         });
         (frame, correlation)
@@ -626,6 +664,7 @@ impl RemoteLink for ActorLink {
                         reply: correlation
                             .and_then(|c| conn.pending.remove(&c))
                             .map(|(_, reply)| reply),
+                        trace: None,
                     },
                     LinkError::Unreachable,
                 )),

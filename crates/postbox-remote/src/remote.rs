@@ -34,6 +34,7 @@ pub(crate) struct Stats {
     pub(crate) auth_failures: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    pub(crate) invalid_traces: AtomicU64,
 }
 
 /// Transport counters, for the metrics endpoint.
@@ -61,6 +62,9 @@ pub struct RemoteStats {
     pub refused: u64,
     /// Connections closed for malformed or oversized frames.
     pub protocol_errors: u64,
+    /// Messages whose `traceparent` was malformed: delivered all the same, without it (their
+    /// handler starts a new trace).
+    pub invalid_trace_contexts: u64,
 }
 
 pub(crate) struct Shared {
@@ -218,6 +222,7 @@ impl Remote {
             auth_failures: s.auth_failures.load(Relaxed),
             refused: s.refused.load(Relaxed),
             protocol_errors: s.protocol_errors.load(Relaxed),
+            invalid_trace_contexts: s.invalid_traces.load(Relaxed),
         }
     }
 

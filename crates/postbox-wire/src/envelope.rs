@@ -22,7 +22,10 @@ pub struct Envelope {
     pub correlation: Option<u64>,
     /// The sending actor, if the message has one (it may be told to reply or be watched).
     pub sender: Option<ActorAddr>,
-    /// A W3C `traceparent`, carried opaque.
+    /// The sender's trace context as a W3C `traceparent`
+    /// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), present when the message was
+    /// sent inside a trace. This crate carries it opaque: `postbox-remote` writes it from the
+    /// message's context and parses it (strictly, ignoring a malformed one) on arrival.
     pub trace: Option<String>,
     /// The serialized message.
     pub payload: Bytes,

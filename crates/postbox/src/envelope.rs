@@ -14,11 +14,19 @@
 //! monomorphized for that same `(A, M)` and is the only code that reads the payload back, exactly
 //! once: `dispatch` and `into_parts` move it out (and the envelope is then forgotten), `drop`
 //! drops it in place. So the payload is always read as the type it was written as, once.
+//!
+//! # Trace context
+//!
+//! A message sent while a trace context is current (see `trace.rs`) carries it to its
+//! handler, boxed in the packet's [`Tail`] beside the reply handle. The tail is no larger than
+//! the `Option<ReplyTo>` it replaces, so untraced messages keep every inline byte, and
+//! building one costs a thread-local read.
 
 use crate::actor::{Actor, Handler, Message};
 use crate::ask::ReplyTo;
 use crate::context::Context;
 use crate::slot::{HandlerSlot, RunningHandler};
+use crate::trace::{self, Carried};
 use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
 use std::ptr;
 use tracing::Instrument;
@@ -31,10 +39,50 @@ const INLINE_WORDS: usize = INLINE_BYTES / size_of::<usize>();
 
 type Payload = MaybeUninit<[usize; INLINE_WORDS]>;
 
-/// A message plus the handle its reply goes to (`None` for `tell`).
+/// A message plus the handle its reply goes to and the trace context it carries.
 struct Packet<M: Message> {
     message: M,
-    reply: Option<ReplyTo<M::Reply>>,
+    tail: Tail<M::Reply>,
+}
+
+/// What travels with a message: the reply handle of an ask, and the trace context of a send
+/// made while one was current (boxed: rare, and it keeps the tail as small as the
+/// `Option<ReplyTo>` alone, whose niche holds the variant).
+enum Tail<R> {
+    Tell,
+    Ask(ReplyTo<R>),
+    TracedTell(Box<Carried>),
+    TracedAsk(Box<TracedAsk<R>>),
+}
+
+struct TracedAsk<R> {
+    reply: ReplyTo<R>,
+    carried: Carried,
+}
+
+impl<R> Tail<R> {
+    #[inline]
+    fn new(reply: Option<ReplyTo<R>>) -> Self {
+        match (reply, trace::capture()) {
+            (None, None) => Tail::Tell,
+            (Some(reply), None) => Tail::Ask(reply),
+            (None, Some(carried)) => Tail::TracedTell(Box::new(carried)),
+            (Some(reply), Some(carried)) => Tail::TracedAsk(Box::new(TracedAsk { reply, carried })),
+        }
+    }
+
+    #[inline]
+    fn split(self) -> (Option<ReplyTo<R>>, Option<Carried>) {
+        match self {
+            Tail::Tell => (None, None),
+            Tail::Ask(reply) => (Some(reply), None),
+            Tail::TracedTell(carried) => (None, Some(*carried)),
+            Tail::TracedAsk(traced) => {
+                let TracedAsk { reply, carried } = *traced;
+                (Some(reply), Some(carried))
+            }
+        }
+    }
 }
 
 /// Encodes a packed message for another node; the callback hears of a refusal before any
@@ -99,7 +147,8 @@ impl<A: Handler<M>, M: Message> Packing<A, M> {
 }
 
 impl<A: Actor> Envelope<A> {
-    /// Wraps `message` (and the handle for its reply, when asked).
+    /// Wraps `message` (and the handle for its reply, when asked), with the current trace
+    /// context if there is one.
     #[inline]
     pub(crate) fn new<M>(message: M, reply: Option<ReplyTo<M::Reply>>) -> Self
     where
@@ -107,7 +156,10 @@ impl<A: Actor> Envelope<A> {
         M: Message,
     {
         let mut payload = Payload::uninit();
-        let packet = Packet { message, reply };
+        let packet = Packet {
+            message,
+            tail: Tail::new(reply),
+        };
         let place = payload.as_mut_ptr();
         if Packing::<A, M>::INLINE {
             // SAFETY: `INLINE` checked size and alignment against the payload buffer.
@@ -166,7 +218,7 @@ impl<A: Actor> Envelope<A> {
         let mut this = ManuallyDrop::new(self);
         // SAFETY: same `M` per the contract; taken once, and `Drop` is suppressed.
         let packet = unsafe { Packing::<A, M>::take(&mut this.payload) };
-        (packet.message, packet.reply)
+        (packet.message, packet.tail.split().0)
     }
 }
 
@@ -193,7 +245,8 @@ unsafe fn encode_packet<A: Handler<M>, M: Message>(
 ) -> Result<crate::remote::Outbound, ()> {
     use crate::remote::{Outbound, PendingReply, RemoteFailure};
     // SAFETY: forwarded contract.
-    let Packet { message, reply } = unsafe { Packing::<A, M>::take(payload) };
+    let Packet { message, tail } = unsafe { Packing::<A, M>::take(payload) };
+    let (reply, carried) = tail.split();
     let failed = |reply: Option<ReplyTo<M::Reply>>, failure| {
         refused(failure);
         if let Some(reply) = reply {
@@ -214,6 +267,7 @@ unsafe fn encode_packet<A: Handler<M>, M: Message>(
         tag: codec.tag,
         payload: bytes,
         reply: reply.map(|reply| PendingReply::new(reply, codec.decode_reply)),
+        trace: carried.map(|carried| carried.context),
     })
 }
 
@@ -231,22 +285,41 @@ unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
     slot: &'a mut HandlerSlot,
 ) -> RunningHandler<'a> {
     // SAFETY: forwarded contract.
-    let Packet { message, reply } = unsafe { Packing::<A, M>::take(payload) };
-    let span = tracing::debug_span!(
-        target: "postbox::actor",
-        "handle",
-        actor.id = ctx.id().get(),
-        actor.type = std::any::type_name::<A>(),
-        message = std::any::type_name::<M>(),
-    );
+    let Packet { message, tail } = unsafe { Packing::<A, M>::take(payload) };
+    let (reply, carried) = tail.split();
+    let id = ctx.id();
     // Called inside the future, so that the first poll (under `catch_unwind`) also covers the
     // synchronous part of an overridden `handle_reply`.
     let handling = async move { actor.handle_reply(message, reply, ctx).await };
+    // What the span macro checks first anyway: with no subscriber at this level, this is the
+    // whole cost of tracing here (no ids are drawn).
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return slot.start(handling);
+    }
+    let opened = trace::Opened::new(carried);
+    let span = tracing::debug_span!(
+        target: "postbox::actor",
+        "handle",
+        actor.id = id.get(),
+        actor.type = std::any::type_name::<A>(),
+        message = std::any::type_name::<M>(),
+        trace_id = %opened.context.trace_id(),
+        span_id = %opened.context.span_id(),
+        parent_span_id = opened.parent.map(tracing::field::display),
+        sender = opened.sender.as_ref().map(tracing::field::display),
+    );
     if span.is_disabled() {
         slot.start(handling)
     } else {
-        // The span lives with the future in the slot, entered on every poll and on drop.
-        slot.start(handling.instrument(span))
+        // The span lives with the future in the slot, entered on every poll and on drop; the
+        // context is current around each poll (set before the span is entered, so that
+        // layers see it on entry), so the handler's sends carry it.
+        let origin = trace::Origin::Actor(id);
+        slot.start(trace::Scoped::new(
+            handling.instrument(span),
+            opened.context,
+            Some(origin),
+        ))
     }
 }
 
@@ -299,6 +372,32 @@ mod tests {
             size_of::<Envelope<Sink>>(),
             INLINE_BYTES + size_of::<usize>()
         );
+    }
+
+    #[test]
+    fn the_trace_context_costs_no_inline_bytes() {
+        // The tail is exactly as large as the reply handle it replaced: every message that
+        // travelled inline still does.
+        assert_eq!(size_of::<Tail<u64>>(), size_of::<Option<ReplyTo<u64>>>());
+        assert_eq!(
+            size_of::<Tail<[u64; 8]>>(),
+            size_of::<Option<ReplyTo<[u64; 8]>>>()
+        );
+    }
+
+    #[test]
+    fn a_send_in_a_traced_context_carries_it_to_the_handler_or_back_out() {
+        let cx = crate::trace::TraceContext::new_root();
+        let env = cx.in_scope(|| Envelope::<Sink>::new(Small(1), None));
+        // SAFETY: built from `Small` just above.
+        let (message, reply) = unsafe { env.into_parts::<Small>() };
+        assert_eq!((message.0, reply.is_none()), (1, true));
+
+        let (reply, rx) = ReplyTo::pair_for_test();
+        let env = cx.in_scope(|| Envelope::<Sink>::new(Small(2), Some(reply)));
+        let mut cell = TestCell::new(Sink::default());
+        cell.run(env);
+        assert_eq!(block_on_local(rx), Ok(Ok(2)));
     }
 
     #[test]

@@ -43,7 +43,8 @@
 //! actor table. A [`CircuitBreaker`] fails calls to a dependency fast while it is down;
 //! [`Router`]s spread work over replicas; [`Dispatcher`] (threads of their own for a group
 //! of actors) and [`Bulkhead`] (a concurrency limit for a group of calls) compartmentalize.
-//! Module docs of each piece state its semantics.
+//! Every handled message gets a `tracing` span, and [`trace`] follows one request across
+//! actors and nodes (W3C trace context). Module docs of each piece state its semantics.
 
 mod actor;
 mod actor_ref;
@@ -73,6 +74,7 @@ mod slot;
 mod supervision;
 mod sync;
 mod system;
+pub mod trace;
 
 #[cfg(test)]
 mod testkit;

@@ -8,3 +8,4 @@ mod process;
 mod refs;
 mod refusals;
 mod tls;
+mod tracing;

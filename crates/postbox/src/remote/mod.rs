@@ -18,6 +18,11 @@
 //!   ([`Unreachable`](crate::DeadLetterReason::Unreachable)), pending asks resolve with
 //!   [`AskError::NodeDown`], and the proxy's watchers get `Terminated`.
 //!
+//! Trace context (see [`crate::trace`]) crosses the seam both ways: an [`Outbound`] carries the
+//! context its message was sent in (`trace`, for the wire envelope's `traceparent`), and the
+//! transport delivers an inbound message inside an [`InboundTrace`], so that the local handler's
+//! span continues the sender's trace.
+//!
 //! This module is the transport's API; applications use `postbox-remote`.
 
 use crate::actor::{Actor, ActorId, Message};
@@ -29,6 +34,7 @@ use crate::error::{AskError, BoxError};
 use crate::lifecycle::ExitReason;
 use crate::mailbox::{Consumer, Inbox, Mailbox, Received};
 use crate::system::ActorSystem;
+use crate::trace::{Origin, Scoped, TraceContext};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -105,6 +111,9 @@ pub struct Outbound {
     pub payload: Vec<u8>,
     /// For an ask: where the reply goes.
     pub reply: Option<PendingReply>,
+    /// The trace context the message was sent in, if any: the receiving handler's span is to
+    /// be its child (the transport writes it as a W3C `traceparent`).
+    pub trace: Option<TraceContext>,
 }
 
 impl fmt::Debug for Outbound {
@@ -113,7 +122,42 @@ impl fmt::Debug for Outbound {
             .field("tag", &self.tag)
             .field("bytes", &self.payload.len())
             .field("ask", &self.reply.is_some())
+            .field("trace", &self.trace)
             .finish()
+    }
+}
+
+/// The trace context of a message that arrived from another node: deliver the message inside
+/// it ([`in_scope`](Self::in_scope) around a synchronous enqueue, [`scope`](Self::scope) around
+/// an enqueue that waits), and the handler's span becomes a child of the sender's span, with
+/// `node` as its `sender`.
+#[derive(Debug, Clone)]
+pub struct InboundTrace {
+    context: TraceContext,
+    node: Arc<str>,
+}
+
+impl InboundTrace {
+    /// The context from the message's `traceparent`, sent by `node` (shown as the handler
+    /// span's `sender`, e.g. `postbox://10.0.0.7:4000`).
+    pub fn new(context: TraceContext, node: Arc<str>) -> Self {
+        Self { context, node }
+    }
+
+    /// The sender's context.
+    pub fn context(&self) -> TraceContext {
+        self.context
+    }
+
+    /// Runs `f` (which enqueues the message) inside the sender's context.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::trace::in_scope_from(self.context, Origin::Node(self.node.clone()), f)
+    }
+
+    /// Wraps `future` (which enqueues the message) so that it is polled inside the sender's
+    /// context.
+    pub fn scope<F: Future>(&self, future: F) -> Scoped<F> {
+        Scoped::new(future, self.context, Some(Origin::Node(self.node.clone())))
     }
 }
 
