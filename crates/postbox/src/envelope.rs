@@ -288,9 +288,7 @@ unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
     let Packet { message, tail } = unsafe { Packing::<A, M>::take(payload) };
     let (reply, carried) = tail.split();
     let id = ctx.id();
-    // Called inside the future, so that the first poll (under `catch_unwind`) also covers the
-    // synchronous part of an overridden `handle_reply`.
-    let handling = async move { actor.handle_reply(message, reply, ctx).await };
+    let handling = actor.handle_reply(message, reply, ctx);
     // What the span macro checks first anyway: with no subscriber at this level, this is the
     // whole cost of tracing here (no ids are drawn).
     if !tracing::level_enabled!(tracing::Level::DEBUG) {

@@ -564,15 +564,22 @@ impl<A: Actor> Runner<A> {
                 other => return Poll::Ready(Batch::Other(Box::new(other))),
             };
             let started = self.meta().stats.sample_next().then(Instant::now);
-            let running = envelope.dispatch(actor, &mut self.ctx, &mut self.slot);
-            match first_poll(running, cx, &self.consumer) {
-                FirstPoll::Finished(outcome) => {
-                    self.record(started);
-                    if let Some(end) = self.after_handle(outcome) {
-                        return Poll::Ready(Batch::End(end));
+            // Dispatch runs the synchronous part of `Handler::handle_reply`, user code.
+            // Matched as a temporary, so its borrow of the slot ends with the match.
+            let outcome = match catch_unwind(AssertUnwindSafe(|| {
+                envelope.dispatch(actor, &mut self.ctx, &mut self.slot)
+            })) {
+                Ok(running) => match first_poll(running, cx, &self.consumer) {
+                    FirstPoll::Finished(outcome) => outcome,
+                    FirstPoll::Parked(parked) => {
+                        return Poll::Ready(Batch::Parked(parked, started))
                     }
-                }
-                FirstPoll::Parked(parked) => return Poll::Ready(Batch::Parked(parked, started)),
+                },
+                Err(panic) => Outcome::Panicked(Failure::from_panic(&*panic)),
+            };
+            self.record(started);
+            if let Some(end) = self.after_handle(outcome) {
+                return Poll::Ready(Batch::End(end));
             }
         }
     }
@@ -700,9 +707,20 @@ impl<A: Actor> Runner<A> {
         envelope: Envelope<A>,
     ) -> impl Future<Output = Outcome<()>> + Send + 'a {
         let started = self.meta().stats.sample_next().then(Instant::now);
-        let mut running = Some(envelope.dispatch(actor, &mut self.ctx, &mut self.slot));
+        // Dispatch runs the synchronous part of `Handler::handle_reply`, user code.
+        let dispatched = catch_unwind(AssertUnwindSafe(|| {
+            envelope.dispatch(actor, &mut self.ctx, &mut self.slot)
+        }));
+        let (mut running, failed) = match dispatched {
+            Ok(running) => (Some(running), None),
+            Err(panic) => (None, Some(Failure::from_panic(&*panic))),
+        };
         let consumer = &self.consumer;
         async move {
+            if let Some(failure) = failed {
+                record_handled(consumer.owner(), started);
+                return Outcome::Panicked(failure);
+            }
             // Polled in place (the handler future lives in the slot).
             let outcome = poll_fn(|cx| poll_guarded(Pin::new(&mut running), cx, consumer)).await;
             drop(running);
