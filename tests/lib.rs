@@ -192,11 +192,13 @@ pub async fn client_with(config: RemoteConfig) -> (ActorSystem, Remote) {
 pub struct Watcher {
     target: ActorRef<Journal>,
     report: tokio::sync::mpsc::UnboundedSender<Terminated>,
+    watching: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Actor for Watcher {
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         ctx.watch(&self.target);
+        self.watching.notify_one();
         Ok(())
     }
 }
@@ -207,18 +209,24 @@ impl Handler<Terminated> for Watcher {
     }
 }
 
-/// Spawns a [`Watcher`] of `target` in `system`; its reports arrive on the returned channel.
-pub fn watch(
+/// Spawns a [`Watcher`] of `target` in `system` and returns once it has asked to watch (so a
+/// message sent to `target` afterwards reaches it after the watch); its reports arrive on the
+/// returned channel.
+pub async fn watch(
     system: &ActorSystem,
     target: &ActorRef<Journal>,
 ) -> tokio::sync::mpsc::UnboundedReceiver<Terminated> {
     let (report, reports) = tokio::sync::mpsc::unbounded_channel();
+    let watching = std::sync::Arc::new(tokio::sync::Notify::new());
     let target = target.clone();
+    let notify = watching.clone();
     system
         .spawn(Props::new(move || Watcher {
             target: target.clone(),
             report: report.clone(),
+            watching: notify.clone(),
         }))
         .expect("spawn the watcher");
+    watching.notified().await;
     reports
 }

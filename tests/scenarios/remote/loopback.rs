@@ -131,7 +131,7 @@ async fn watching_a_remote_actor_delivers_terminated_when_it_stops() {
     let (_host_system, host, _journal) = host().await;
     let (system, client) = client().await;
     let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
-    let mut rx = watch(&system, &journal);
+    let mut rx = watch(&system, &journal).await;
     // Make sure the watch has reached the host before the actor stops.
     within(journal.ask(Echo("sync".into()))).await.unwrap();
     journal.tell(Quit).await.unwrap();
@@ -150,7 +150,7 @@ async fn watchers_learn_of_node_loss_and_a_restarted_node_is_reached_afresh() {
     let addr = host.addr().to_owned();
     let (system, client) = client().await;
     let journal: ActorRef<Journal> = within(client.lookup(&addr, "journal")).await.unwrap();
-    let mut rx = watch(&system, &journal);
+    let mut rx = watch(&system, &journal).await;
     within(journal.ask(Echo("sync".into()))).await.unwrap();
 
     host.shutdown().await;

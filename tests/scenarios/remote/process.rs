@@ -24,7 +24,7 @@ async fn tell_ask_and_watch_across_processes_and_a_killed_peer_is_noticed_at_onc
         (0..1_000).collect::<Vec<_>>()
     );
 
-    let mut rx = watch(&system, &journal);
+    let mut rx = watch(&system, &journal).await;
     within(journal.ask(Echo("sync".into()))).await.unwrap();
 
     // An ask in flight when the peer process is killed fails with NodeDown, long before its

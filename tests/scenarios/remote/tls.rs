@@ -18,7 +18,7 @@ async fn nodes_with_certificates_from_the_cluster_ca_talk_over_tls() {
         (0..500).collect::<Vec<_>>()
     );
     // Watch works over TLS too.
-    let mut terminated = watch(&system, &journal);
+    let mut terminated = watch(&system, &journal).await;
     within(journal.ask(Echo("sync".into()))).await.unwrap();
     journal.tell(Quit).await.unwrap();
     let seen = within(terminated.recv()).await.unwrap();
