@@ -9,7 +9,7 @@ use crate::admin::{
 };
 use crate::config::NodeConfig;
 use postbox::prelude::*;
-use postbox_remote::{ConnectError, Remote, RemoteConfig, RemoteError, TlsConfig};
+use postbox_remote::{ConnectError, Remote, RemoteConfig, RemoteError};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,13 +60,10 @@ impl Client {
             config.node.secret.as_bytes(),
         )
         .reconnect(1, Duration::from_millis(100));
-        if let (Some(ca), Some(cert), Some(key)) = (
-            &config.remote.tls_ca,
-            &config.remote.tls_cert,
-            &config.remote.tls_key,
-        ) {
-            let tls = TlsConfig::from_files(ca, cert, key)
-                .map_err(|e| ClientError::Connect(e.to_string()))?;
+        if let Some(tls) = config
+            .tls()
+            .map_err(|e| ClientError::Connect(e.to_string()))?
+        {
             remote_config = remote_config.tls(tls);
         }
         let system = ActorSystem::builder().name("postbox-node client").build();

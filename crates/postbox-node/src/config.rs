@@ -552,6 +552,20 @@ impl NodeConfig {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
     }
 
+    /// The transport's mutual TLS, if `remote.tls_*` are set: the PEM files read and checked.
+    pub fn tls(&self) -> Result<Option<postbox_remote::TlsConfig>, postbox_remote::TlsConfigError> {
+        match (
+            &self.remote.tls_ca,
+            &self.remote.tls_cert,
+            &self.remote.tls_key,
+        ) {
+            (Some(ca), Some(cert), Some(key)) => {
+                postbox_remote::TlsConfig::from_files(ca, cert, key).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The address other nodes (and the command-line client) dial.
     pub fn remote_address(&self) -> SocketAddr {
         self.remote.advertise.unwrap_or(self.remote.listen)

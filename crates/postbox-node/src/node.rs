@@ -9,7 +9,7 @@ use postbox::prelude::*;
 use postbox::ShutdownReport;
 use postbox_cluster::{Cluster, ClusterConfig, FailureDetection};
 use postbox_metrics::{Metrics, MetricsServer};
-use postbox_remote::{Remote, RemoteActor, RemoteConfig, TlsConfig};
+use postbox_remote::{Remote, RemoteActor, RemoteConfig};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,13 +129,7 @@ impl NodeBuilder {
         if let Some(advertise) = config.remote.advertise {
             remote_config = remote_config.advertise(advertise.to_string());
         }
-        if let (Some(ca), Some(cert), Some(key)) = (
-            &config.remote.tls_ca,
-            &config.remote.tls_cert,
-            &config.remote.tls_key,
-        ) {
-            let tls = TlsConfig::from_files(ca, cert, key)
-                .map_err(|e| NodeError::Remote(e.to_string()))?;
+        if let Some(tls) = config.tls().map_err(|e| NodeError::Remote(e.to_string()))? {
             remote_config = remote_config.tls(tls);
         }
 

@@ -439,3 +439,52 @@ async fn a_wrong_cluster_secret_is_refused() {
     // The node kept serving.
     assert_eq!(members(&one).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_mutual_tls_serves_only_tls_clients() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls");
+    let ca = format!("{fixtures}/ca.pem");
+    let cert = format!("{fixtures}/node.pem");
+    let key = format!("{fixtures}/node-key.pem");
+    let tls = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+    let node = start(&tls).await;
+
+    let mut args = vec![
+        "send",
+        "--json",
+        "--node",
+        &node.remote,
+        "echo",
+        r#"{"message": 7}"#,
+    ];
+    args.extend_from_slice(&tls);
+    let reply = json(&args).await;
+    assert_eq!(reply["reply"]["message"], 7);
+
+    // Without TLS the client is refused, and told why.
+    let output = run(&["members", "--node", &node.remote]).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot talk to the node"), "{stderr}");
+
+    // A missing key file is refused at start, naming the file.
+    let output = run(&[
+        "start",
+        "--remote-listen",
+        "127.0.0.1:0",
+        "--gossip-listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "false",
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        "/nonexistent/key.pem",
+    ])
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/key.pem"), "{stderr}");
+}
