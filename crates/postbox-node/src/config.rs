@@ -243,7 +243,7 @@ pub enum Kind {
     List,
 }
 
-/// One setting: its key, environment variable, flag and kind.
+/// One setting: its key, environment variable, flag, kind and help.
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {
     /// `section.field`, as in the TOML file.
@@ -252,6 +252,8 @@ pub struct Setting {
     pub flag: Option<&'static str>,
     /// How its text is read.
     pub kind: Kind,
+    /// What it means, for `--help`.
+    pub help: &'static str,
 }
 
 impl Setting {
@@ -261,45 +263,133 @@ impl Setting {
     }
 }
 
-const fn setting(key: &'static str, flag: Option<&'static str>, kind: Kind) -> Setting {
-    Setting { key, flag, kind }
+const fn setting(key: &'static str, flag: &'static str, kind: Kind, help: &'static str) -> Setting {
+    Setting {
+        key,
+        flag: Some(flag),
+        kind,
+        help,
+    }
 }
 
 /// Every setting, in file order.
 pub const SETTINGS: &[Setting] = &[
-    setting("node.name", Some("name"), Kind::Text),
-    setting("node.cluster", Some("cluster"), Kind::Text),
-    setting("node.secret", Some("secret"), Kind::Text),
-    setting("node.roles", Some("role"), Kind::List),
-    setting("node.services", Some("services"), Kind::List),
+    setting("node.name", "name", Kind::Text, "a name for logs"),
+    setting("node.cluster", "cluster", Kind::Text, "the cluster's name"),
+    setting(
+        "node.secret",
+        "secret",
+        Kind::Text,
+        "the cluster's shared secret (prefer POSTBOX_NODE_SECRET: flags show in ps)",
+    ),
+    setting(
+        "node.roles",
+        "role",
+        Kind::List,
+        "a role of this node (repeat for several)",
+    ),
+    setting(
+        "node.services",
+        "services",
+        Kind::List,
+        "built-in services to host (comma-separated; empty for none)",
+    ),
     setting(
         "node.shutdown_timeout",
-        Some("shutdown-timeout"),
+        "shutdown-timeout",
         Kind::Duration,
+        "how long a graceful stop may take",
     ),
-    setting("remote.listen", Some("remote-listen"), Kind::Address),
-    setting("remote.advertise", Some("remote-advertise"), Kind::Address),
-    setting("remote.tls_ca", Some("tls-ca"), Kind::Path),
-    setting("remote.tls_cert", Some("tls-cert"), Kind::Path),
-    setting("remote.tls_key", Some("tls-key"), Kind::Path),
-    setting("cluster.listen", Some("gossip-listen"), Kind::Address),
-    setting("cluster.advertise", Some("gossip-advertise"), Kind::Address),
-    setting("cluster.seeds", Some("seed"), Kind::List),
+    setting(
+        "remote.listen",
+        "remote-listen",
+        Kind::Address,
+        "transport address (TCP)",
+    ),
+    setting(
+        "remote.advertise",
+        "remote-advertise",
+        Kind::Address,
+        "transport address other nodes dial",
+    ),
+    setting(
+        "remote.tls_ca",
+        "tls-ca",
+        Kind::Path,
+        "the cluster CA (PEM), for mutual TLS",
+    ),
+    setting(
+        "remote.tls_cert",
+        "tls-cert",
+        Kind::Path,
+        "this node's certificate (PEM)",
+    ),
+    setting(
+        "remote.tls_key",
+        "tls-key",
+        Kind::Path,
+        "this node's key (PEM)",
+    ),
+    setting(
+        "cluster.listen",
+        "gossip-listen",
+        Kind::Address,
+        "gossip address (UDP)",
+    ),
+    setting(
+        "cluster.advertise",
+        "gossip-advertise",
+        Kind::Address,
+        "gossip address other nodes use",
+    ),
+    setting(
+        "cluster.seeds",
+        "seed",
+        Kind::List,
+        "a seed's gossip address or DNS name (repeat for several)",
+    ),
     setting(
         "cluster.gossip_interval",
-        Some("gossip-interval"),
+        "gossip-interval",
         Kind::Duration,
+        "time between gossip rounds",
     ),
-    setting("cluster.phi_threshold", Some("phi-threshold"), Kind::Number),
-    setting("cluster.down_after", Some("down-after"), Kind::Duration),
-    setting("cluster.join_timeout", Some("join-timeout"), Kind::Duration),
+    setting(
+        "cluster.phi_threshold",
+        "phi-threshold",
+        Kind::Number,
+        "suspicion level at which a silent member is unreachable",
+    ),
+    setting(
+        "cluster.down_after",
+        "down-after",
+        Kind::Duration,
+        "how long a member stays unreachable before it is down",
+    ),
+    setting(
+        "cluster.join_timeout",
+        "join-timeout",
+        Kind::Duration,
+        "how long joining waits for a seed",
+    ),
     setting(
         "cluster.leave_timeout",
-        Some("leave-timeout"),
+        "leave-timeout",
         Kind::Duration,
+        "how long leaving waits for acknowledgements",
     ),
-    setting("metrics.enabled", Some("metrics"), Kind::Bool),
-    setting("metrics.listen", Some("metrics-listen"), Kind::Address),
+    setting(
+        "metrics.enabled",
+        "metrics",
+        Kind::Bool,
+        "serve the metrics endpoint (true or false)",
+    ),
+    setting(
+        "metrics.listen",
+        "metrics-listen",
+        Kind::Address,
+        "metrics endpoint address (HTTP)",
+    ),
 ];
 
 /// Environment variables that are not settings but are still ours.

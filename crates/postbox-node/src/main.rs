@@ -1,8 +1,9 @@
 //! `postbox-node`: run a postbox cluster node, or talk to one. See the crate docs.
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use postbox_node::admin::{ActorsReport, MemberEntry, ServiceEntry};
-use postbox_node::config::{Override, Source, SETTINGS};
+use postbox_node::config::{Kind, Override, Source, SETTINGS};
 use postbox_node::{Client, Node, NodeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ use std::time::Duration;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    settings: Settings,
+    /// TOML config file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,131 +68,50 @@ struct Query {
     json: bool,
 }
 
-/// Flags that override settings (each also a POSTBOX_* variable and a config-file key).
-#[derive(Debug, Args)]
-struct Settings {
-    /// TOML config file.
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// node.name: a name for logs.
-    #[arg(long, global = true)]
-    name: Option<String>,
-    /// node.cluster: the cluster's name.
-    #[arg(long, global = true)]
-    cluster: Option<String>,
-    /// node.secret: the cluster's shared secret (prefer POSTBOX_NODE_SECRET: flags show in ps).
-    #[arg(long, global = true)]
-    secret: Option<String>,
-    /// node.roles: a role of this node (repeat for several).
-    #[arg(long, global = true)]
-    role: Vec<String>,
-    /// node.services: built-in services to host (comma-separated; empty for none).
-    #[arg(long, global = true, value_delimiter = ',', num_args = 0..)]
-    services: Option<Vec<String>>,
-    /// node.shutdown_timeout: how long a graceful stop may take.
-    #[arg(long, global = true)]
-    shutdown_timeout: Option<String>,
-    /// remote.listen: transport address (TCP).
-    #[arg(long, global = true)]
-    remote_listen: Option<String>,
-    /// remote.advertise: transport address other nodes dial.
-    #[arg(long, global = true)]
-    remote_advertise: Option<String>,
-    /// remote.tls_ca: the cluster CA (PEM), for mutual TLS.
-    #[arg(long, global = true)]
-    tls_ca: Option<String>,
-    /// remote.tls_cert: this node's certificate (PEM).
-    #[arg(long, global = true)]
-    tls_cert: Option<String>,
-    /// remote.tls_key: this node's key (PEM).
-    #[arg(long, global = true)]
-    tls_key: Option<String>,
-    /// cluster.listen: gossip address (UDP).
-    #[arg(long, global = true)]
-    gossip_listen: Option<String>,
-    /// cluster.advertise: gossip address other nodes use.
-    #[arg(long, global = true)]
-    gossip_advertise: Option<String>,
-    /// cluster.seeds: a seed's gossip address or DNS name (repeat for several).
-    #[arg(long, global = true)]
-    seed: Vec<String>,
-    /// cluster.gossip_interval.
-    #[arg(long, global = true)]
-    gossip_interval: Option<String>,
-    /// cluster.phi_threshold.
-    #[arg(long, global = true)]
-    phi_threshold: Option<String>,
-    /// cluster.down_after: how long a member stays unreachable before it is down.
-    #[arg(long, global = true)]
-    down_after: Option<String>,
-    /// cluster.join_timeout.
-    #[arg(long, global = true)]
-    join_timeout: Option<String>,
-    /// cluster.leave_timeout.
-    #[arg(long, global = true)]
-    leave_timeout: Option<String>,
-    /// metrics.enabled: serve the metrics endpoint (true or false).
-    #[arg(long, global = true)]
-    metrics: Option<String>,
-    /// metrics.listen: metrics endpoint address (HTTP).
-    #[arg(long, global = true)]
-    metrics_listen: Option<String>,
+/// The command line: [`Cli`] plus one global flag per setting in [`SETTINGS`], so that
+/// flags, variables and file keys cannot drift apart.
+fn command_line() -> clap::Command {
+    SETTINGS.iter().fold(Cli::command(), |command, setting| {
+        let Some(flag) = setting.flag else {
+            return command;
+        };
+        let arg = Arg::new(flag)
+            .long(flag)
+            .global(true)
+            .help(format!("{}: {}", setting.key, setting.help));
+        let arg = match setting.kind {
+            // `--services ""` (or a bare `--services`) means none.
+            Kind::List if flag == "services" => arg.value_delimiter(',').num_args(0..),
+            Kind::List => arg.action(ArgAction::Append),
+            _ => arg.action(ArgAction::Set),
+        };
+        command.arg(arg)
+    })
 }
 
-impl Settings {
-    /// The flags given, as overrides of the settings they name.
-    fn overrides(&self) -> Vec<Override> {
-        let lists: [(&str, &[String]); 3] = [
-            ("role", &self.role),
-            ("seed", &self.seed),
-            ("services", self.services.as_deref().unwrap_or_default()),
-        ];
-        let single: [(&str, &Option<String>); 18] = [
-            ("name", &self.name),
-            ("cluster", &self.cluster),
-            ("secret", &self.secret),
-            ("shutdown-timeout", &self.shutdown_timeout),
-            ("remote-listen", &self.remote_listen),
-            ("remote-advertise", &self.remote_advertise),
-            ("tls-ca", &self.tls_ca),
-            ("tls-cert", &self.tls_cert),
-            ("tls-key", &self.tls_key),
-            ("gossip-listen", &self.gossip_listen),
-            ("gossip-advertise", &self.gossip_advertise),
-            ("gossip-interval", &self.gossip_interval),
-            ("phi-threshold", &self.phi_threshold),
-            ("down-after", &self.down_after),
-            ("join-timeout", &self.join_timeout),
-            ("leave-timeout", &self.leave_timeout),
-            ("metrics", &self.metrics),
-            ("metrics-listen", &self.metrics_listen),
-        ];
-        let mut overrides = Vec::new();
-        for setting in SETTINGS {
-            let Some(flag) = setting.flag else { continue };
-            let values: Vec<String> =
-                if let Some((_, list)) = lists.iter().find(|(f, _)| *f == flag) {
-                    // `--services ""` (or a bare `--services`) means none.
-                    if flag == "services" && self.services.is_some() {
-                        list.iter().filter(|s| !s.is_empty()).cloned().collect()
-                    } else if list.is_empty() {
-                        continue;
-                    } else {
-                        list.to_vec()
-                    }
-                } else if let Some((_, Some(value))) = single.iter().find(|(f, _)| *f == flag) {
-                    vec![value.clone()]
-                } else {
-                    continue;
-                };
-            overrides.push(Override {
+/// The settings given as flags, as overrides.
+fn overrides(matches: &ArgMatches) -> Vec<Override> {
+    SETTINGS
+        .iter()
+        .filter_map(|setting| {
+            let flag = setting.flag?;
+            if matches.value_source(flag) != Some(ValueSource::CommandLine) {
+                return None;
+            }
+            let values = matches
+                .get_many::<String>(flag)
+                .into_iter()
+                .flatten()
+                .filter(|value| setting.kind != Kind::List || !value.is_empty())
+                .cloned()
+                .collect();
+            Some(Override {
                 key: setting.key,
                 values,
                 source: Source::Flag(flag.to_owned()),
-            });
-        }
-        overrides
-    }
+            })
+        })
+        .collect()
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -198,18 +119,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match NodeConfig::load(
-        cli.settings.config.as_deref(),
-        std::env::vars(),
-        cli.settings.overrides(),
-    ) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("postbox-node: {error}");
-            return ExitCode::from(2);
-        }
+    let matches = command_line().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
     };
+    let config =
+        match NodeConfig::load(cli.config.as_deref(), std::env::vars(), overrides(&matches)) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("postbox-node: {error}");
+                return ExitCode::from(2);
+            }
+        };
     if let Command::Config = cli.command {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
@@ -414,4 +336,56 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn given(args: &[&str]) -> Vec<(&'static str, Vec<String>)> {
+        let matches = command_line()
+            .try_get_matches_from(std::iter::once("postbox-node").chain(args.iter().copied()))
+            .unwrap();
+        overrides(&matches)
+            .into_iter()
+            .map(|o| (o.key, o.values))
+            .collect()
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_and_flags_become_overrides() {
+        command_line().debug_assert();
+        assert!(SETTINGS.iter().all(|s| s.flag.is_some()));
+        assert_eq!(given(&["start"]), vec![]);
+        assert_eq!(
+            given(&[
+                "--down-after",
+                "2s",
+                "start",
+                "--seed",
+                "a:1",
+                "--seed",
+                "b:2",
+                "--role",
+                "x"
+            ]),
+            vec![
+                ("node.roles", vec!["x".to_owned()]),
+                ("cluster.seeds", vec!["a:1".to_owned(), "b:2".to_owned()]),
+                ("cluster.down_after", vec!["2s".to_owned()]),
+            ]
+        );
+        assert_eq!(
+            given(&["start", "--services", ""]),
+            vec![("node.services", vec![])]
+        );
+        assert_eq!(
+            given(&["start", "--services", "echo,counter"]),
+            vec![(
+                "node.services",
+                vec!["echo".to_owned(), "counter".to_owned()]
+            )]
+        );
+    }
 }

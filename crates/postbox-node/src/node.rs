@@ -3,7 +3,7 @@
 
 use crate::admin::{self, GoneMembers, Invoker, NodeAdmin};
 use crate::config::NodeConfig;
-use crate::service::{JsonService, Service, StartService};
+use crate::service::{json_entry, JsonService, Service, StartService};
 use crate::services::{Count, Counters, Echo, EchoService};
 use postbox::prelude::*;
 use postbox::ShutdownReport;
@@ -184,26 +184,20 @@ impl NodeBuilder {
             let me = remote.addr().to_owned();
             for name in &config.node.services {
                 let service: Box<dyn StartService> = match name.as_str() {
-                    "echo" => Box::new(
-                        Service::new(
-                            "echo",
-                            Props::new({
-                                let me = me.clone();
-                                move || EchoService::new(me.clone())
-                            }),
-                        )
-                        .json::<Echo>(),
-                    ),
-                    "counter" => Box::new(
-                        Service::new(
-                            "counter",
-                            Props::new({
-                                let me = me.clone();
-                                move || Counters::new(me.clone())
-                            }),
-                        )
-                        .json::<Count>(),
-                    ),
+                    "echo" => Box::new(Service::new(
+                        "echo",
+                        Props::new({
+                            let me = me.clone();
+                            move || EchoService::new(me.clone())
+                        }),
+                    )),
+                    "counter" => Box::new(Service::new(
+                        "counter",
+                        Props::new({
+                            let me = me.clone();
+                            move || Counters::new(me.clone())
+                        }),
+                    )),
                     other => {
                         return Err(NodeError::Config(crate::ConfigError {
                             key: "node.services".into(),
@@ -253,14 +247,10 @@ impl NodeBuilder {
 
 /// The JSON entries of the built-in services, so that any node can send to them.
 fn builtin_json() -> Vec<Arc<dyn JsonService>> {
-    let echo =
-        Service::<EchoService>::new("echo", Props::new(|| EchoService::new(""))).json::<Echo>();
-    let counter =
-        Service::<Counters>::new("counter", Props::new(|| Counters::new(""))).json::<Count>();
-    [StartService::json(&echo), StartService::json(&counter)]
-        .into_iter()
-        .flatten()
-        .collect()
+    vec![
+        json_entry::<EchoService, Echo>("echo"),
+        json_entry::<Counters, Count>("counter"),
+    ]
 }
 
 /// A running node. Stop it with [`run_until_signal`](Self::run_until_signal) or

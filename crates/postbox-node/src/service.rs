@@ -60,10 +60,7 @@ impl<A: RemoteActor> Service<A> {
         M: Message + DeserializeOwned,
         M::Reply: Serialize,
     {
-        self.json = Some(Arc::new(JsonEntry::<A, M> {
-            key: ServiceKey::new(self.name.clone()),
-            _message: PhantomData,
-        }));
+        self.json = Some(json_entry::<A, M>(&self.name));
         self
     }
 
@@ -134,6 +131,19 @@ pub(crate) trait JsonService: Send + Sync + fmt::Debug + 'static {
         body: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Invoked, String>>;
+}
+
+/// The JSON entry of service `name`, run by `A`, taking `M`.
+pub(crate) fn json_entry<A, M>(name: &str) -> Arc<dyn JsonService>
+where
+    A: RemoteActor + Handler<M>,
+    M: Message + DeserializeOwned,
+    M::Reply: Serialize,
+{
+    Arc::new(JsonEntry::<A, M> {
+        key: ServiceKey::new(name),
+        _message: PhantomData,
+    })
 }
 
 struct JsonEntry<A: Actor, M> {
