@@ -15,7 +15,7 @@ use chitchat::{
 };
 use postbox::{Actor, ActorSystem, Handler, Message};
 use postbox_remote::{NodeAddr, Remote};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -183,11 +183,15 @@ impl Cluster {
         };
         let load = measure(system);
         let roles: Vec<&str> = config.roles.iter().map(String::as_str).collect();
+        let up_since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let initial = vec![
             (meta::REMOTE.to_owned(), node.addr.clone()),
             (meta::ROLES.to_owned(), roles.join(",")),
             (meta::STATUS.to_owned(), meta::STATUS_UP.to_owned()),
             (meta::LOAD.to_owned(), meta::load_value(0, &load)),
+            (meta::UP_SINCE.to_owned(), up_since.to_string()),
         ];
         let mut first_answer = transport.first_answer();
         let handle = spawn_chitchat(
@@ -209,7 +213,14 @@ impl Cluster {
             status: MemberStatus::Up,
         };
         let joining_for = fd.gossip_interval.mul_f64(fd.phi_threshold) + fd.down_after;
-        let membership = Arc::new(Membership::new(myself, fd.down_after, joining_for));
+        let membership = Arc::new(Membership::new(
+            myself,
+            up_since,
+            fd.down_after,
+            joining_for,
+            config.downing.clone(),
+        ));
+        remote.set_admission(Arc::new(MembershipAdmission(Arc::downgrade(&membership))));
         let inner = Arc::new(Inner {
             system: system.clone(),
             remote: remote.clone(),
@@ -292,6 +303,28 @@ impl Cluster {
         M: Message,
     {
         ClusterRouterBuilder::new(self.clone(), key.clone())
+    }
+
+    /// Whether this node is down: the downing strategy took its side of a partition down,
+    /// or another member declared it down (it was paused, or cut off). A down node no
+    /// longer gossips, is listed nowhere, and every member's transport refuses it; it is to
+    /// be restarted as a new incarnation.
+    pub fn is_down(&self) -> bool {
+        self.inner.membership.downed().borrow().is_some()
+    }
+
+    /// Resolves once this node is down (see [`is_down`](Self::is_down)), saying why. Never
+    /// resolves for a node that leaves gracefully.
+    pub async fn downed(&self) -> String {
+        let mut downed = self.inner.membership.downed();
+        loop {
+            if let Some(why) = downed.borrow_and_update().clone() {
+                return why;
+            }
+            if downed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Counters of the gossip transport (datagrams, refusals, authentication failures).
@@ -383,6 +416,7 @@ impl Inner {
             self.gossip.chitchat.clone(),
             self.membership.clone(),
             interval / 2,
+            self.config.failure_detection.down_after,
         ));
         let load = tokio::spawn(refresh_load(
             self.system.clone(),
@@ -397,26 +431,70 @@ impl Inner {
             self.gossip_addr,
             self.config.seed_refresh,
         ));
-        let down = tokio::spawn(disconnect_the_down(
+        let down = tokio::spawn(quarantine_the_down(
             self.membership.subscribe(),
             self.remote.clone(),
+            self.node.clone(),
         ));
+        let refused = tokio::spawn({
+            let remote = self.remote.clone();
+            let membership = self.membership.clone();
+            async move {
+                let by = remote.quarantined().await;
+                membership.down_self(format!(
+                    "{by} refused this node: the cluster declared it down"
+                ));
+            }
+        });
+        let stopper = tokio::spawn(stop_when_down(Arc::downgrade(self)));
         self.tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend([driver, load, seeds, down]);
+            .extend([driver, load, seeds, down, refused, stopper]);
     }
 }
 
-/// A member declared down loses its transport connection at once: asks in flight to it fail
-/// with `NodeDown` and refs to it end, even if the node hangs with its socket open (which the
-/// transport alone would notice only at its heartbeat timeout).
-async fn disconnect_the_down(mut events: ClusterEvents, remote: Remote) {
+/// The membership layer's say in the transport's handshakes (see `Membership::admit`).
+struct MembershipAdmission(std::sync::Weak<Membership>);
+
+impl postbox_remote::Admission for MembershipAdmission {
+    fn check(&self, node: &NodeAddr) -> Result<(), (postbox_remote::RefuseReason, String)> {
+        match self.0.upgrade() {
+            Some(membership) => membership.admit(node),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A node that is down stops gossiping at once, as a crashed one would, and its local
+/// listings and event streams end.
+async fn stop_when_down(inner: std::sync::Weak<Inner>) {
+    let Some(mut downed) = inner.upgrade().map(|inner| inner.membership.downed()) else {
+        return;
+    };
+    if downed.wait_for(Option::is_some).await.is_err() {
+        return;
+    }
+    if let Some(inner) = inner.upgrade() {
+        inner.membership.finish(false);
+        inner.registrations.release_names(&inner.system);
+        // Last: this task is one of those `stop` aborts.
+        if let Some(handle) = inner.stop() {
+            handle.abort();
+        }
+    }
+}
+
+/// A member declared down is quarantined in the transport: its connection is told why and
+/// closed at once (asks in flight to it fail with `NodeDown` and refs to it end, even if the
+/// node hangs with its socket open), and it is refused from then on, so that it learns it is
+/// no longer a member if it comes back.
+async fn quarantine_the_down(mut events: ClusterEvents, remote: Remote, me: NodeAddr) {
     loop {
         match events.recv().await {
-            Ok(ClusterEvent::MemberDown(member)) => {
-                if remote.disconnect(&member.node) {
-                    tracing::info!(node = %member.node, "down: transport connection closed");
+            Ok(ClusterEvent::MemberDown(member)) if member.node != me => {
+                if remote.quarantine(&member.node) {
+                    tracing::info!(node = %member.node, "down: quarantined, connection closed");
                 }
             }
             Ok(_) | Err(crate::membership::EventsError::Lagged(_)) => {}
@@ -425,30 +503,64 @@ async fn disconnect_the_down(mut events: ClusterEvents, remote: Remote) {
     }
 }
 
-/// The membership driver: observe chitchat, apply, write acknowledgements back.
+/// How many of the incarnations this node declared down it keeps publishing …
+const DOWN_MARKERS_MAX: usize = 256;
+/// … and for how long.
+const DOWN_MARKERS_FOR: Duration = Duration::from_secs(3_600);
+
+/// The membership driver: observe chitchat, apply, write acknowledgements and verdicts back.
+/// A round that comes much later than planned means this node was paused (see `downing.rs`).
 async fn drive(
     chitchat: Arc<tokio::sync::Mutex<Chitchat>>,
     membership: Arc<Membership>,
     every: Duration,
+    down_after: Duration,
 ) {
     let mut observer = Observer::default();
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pause = down_after.max(every * 10);
+    let mut last = Instant::now();
+    let mut markers: VecDeque<(meta::Identity, Instant)> = VecDeque::new();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = membership.poke.notified() => {}
         }
+        let now = Instant::now();
+        let gap = now.duration_since(last);
+        last = now;
+        if gap > pause {
+            membership.paused(now, gap);
+        }
         let observation = observer.observe(&*chitchat.lock().await);
-        let writes = membership.apply(observation, Instant::now());
-        if !writes.ack.is_empty() || !writes.unack.is_empty() {
-            let mut chitchat = chitchat.lock().await;
-            let state = chitchat.self_node_state();
-            for identity in writes.ack {
-                state.set(meta::ack_key(identity), "");
-            }
-            for identity in writes.unack {
-                state.delete(&meta::ack_key(identity));
+        let writes = membership.apply(observation, now);
+        let expired = markers
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) > DOWN_MARKERS_FOR);
+        if writes.ack.is_empty() && writes.unack.is_empty() && writes.downed.is_empty() && !expired
+        {
+            continue;
+        }
+        let mut chitchat = chitchat.lock().await;
+        let state = chitchat.self_node_state();
+        for identity in writes.ack {
+            state.set(meta::ack_key(identity), "");
+        }
+        for identity in writes.unack {
+            state.delete(&meta::ack_key(identity));
+        }
+        for identity in writes.downed {
+            state.set(meta::down_key(identity), "");
+            markers.push_back((identity, now));
+        }
+        while markers.len() > DOWN_MARKERS_MAX
+            || markers
+                .front()
+                .is_some_and(|(_, at)| now.duration_since(*at) > DOWN_MARKERS_FOR)
+        {
+            if let Some((identity, _)) = markers.pop_front() {
+                state.delete(&meta::down_key(identity));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Settings of a cluster node: who it is, whom it joins, how fast it notices failures.
 
+use crate::downing::DowningStrategy;
 use crate::error::ClusterError;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,6 +34,8 @@ pub struct ClusterConfig {
     pub roles: BTreeSet<String>,
     /// Failure detection tuning.
     pub failure_detection: FailureDetection,
+    /// Which side of a partition goes down (see [`DowningStrategy`]).
+    pub downing: DowningStrategy,
     /// How often the node's load (mailbox depths) is measured and gossiped.
     pub load_refresh: Duration,
     /// How long [`Cluster::join`](crate::Cluster::join) waits for a first answer from a seed
@@ -65,7 +68,8 @@ pub struct FailureDetection {
     /// Heartbeat intervals longer than this are not sampled (a node that was away does not
     /// teach the detector to wait longer).
     pub max_interval: Duration,
-    /// How long a member stays unreachable before it is declared down for good.
+    /// How long the set of unreachable members must stay the same before the downing
+    /// strategy decides (Akka's *stable-after*).
     pub down_after: Duration,
     /// How long the gossip state of a dead node is kept before it is forgotten.
     pub dead_node_grace_period: Duration,
@@ -124,6 +128,7 @@ impl ClusterConfig {
             seed_refresh: Duration::from_secs(30),
             roles: BTreeSet::new(),
             failure_detection: FailureDetection::default(),
+            downing: DowningStrategy::default(),
             load_refresh: Duration::from_secs(1),
             join_timeout: Duration::from_secs(3),
             leave_timeout: Duration::from_secs(5),
@@ -157,6 +162,12 @@ impl ClusterConfig {
     /// Sets the failure detection tuning.
     pub fn failure_detection(mut self, tuning: FailureDetection) -> Self {
         self.failure_detection = tuning;
+        self
+    }
+
+    /// Sets the downing strategy.
+    pub fn downing(mut self, strategy: DowningStrategy) -> Self {
+        self.downing = strategy;
         self
     }
 
@@ -195,6 +206,9 @@ impl ClusterConfig {
         }
         if self.secret.is_empty() {
             return bad("secret", "must not be empty".into());
+        }
+        if let Err(reason) = self.downing.validate() {
+            return bad("downing", reason);
         }
         for seed in &self.seeds {
             if let Err(reason) = split_host_port(seed) {

@@ -77,8 +77,20 @@
 //!   (it is live) and its published metadata is complete and valid.
 //! - **Up → Unreachable**: no fresh heartbeat for `phi_threshold` × its mean heartbeat
 //!   interval ([`FailureDetection`]). Back to `Up` if it is heard from again.
-//! - **Unreachable → Down**: unreachable for [`down_after`](FailureDetection::down_after).
-//!   A member never confirmed live is down after the same time plus the detection window.
+//! - **Unreachable → Down**: *unreachable is not down*. Once the set of unreachable members
+//!   has been stable for [`down_after`](FailureDetection::down_after), the
+//!   [`DowningStrategy`] decides which side of the partition goes (keep-majority by default):
+//!   the winners declare the unreachable members down, each loser declares **itself** down
+//!   and stops ([`Cluster::downed`]). See the [`downing`] module for the strategies and the
+//!   timeline of a partition. A member never confirmed live is down after the same time plus
+//!   the detection window.
+//! - **This node down**: by its strategy's decision, or because another member declared it
+//!   down — published in gossip, and said by every member's transport, which refuses a downed
+//!   incarnation with `Quarantined`. A node that was paused or cut off therefore finds out as
+//!   soon as it hears from the others, instead of carrying on as a zombie. It emits
+//!   `MemberDown` for itself, stops gossiping, leaves every listing;
+//!   [`Cluster::is_down`]/[`Cluster::downed`] tell the application, which should restart it
+//!   as a new incarnation (`postbox-node` exits non-zero).
 //! - **Restart**: a node that restarts has a new incarnation: a new member. Once it is up,
 //!   any other member at its remote or gossip address is declared down at once, whether
 //!   or not the failure detector had noticed.
@@ -90,10 +102,14 @@
 //! down by every other node in about 3 s on loopback; BENCHMARKS.md has the measured median
 //! and maximum.
 //!
-//! A member declared down is disconnected from the remote transport at once
-//! ([`Remote::disconnect`](postbox_remote::Remote::disconnect), that incarnation only): asks in
-//! flight to it fail with `AskError::NodeDown` when the cluster decides, even if the node is
-//! hung rather than crashed and its TCP connection still open.
+//! A member declared down is quarantined in the remote transport at once
+//! ([`Remote::quarantine`](postbox_remote::Remote::quarantine), that incarnation only): its
+//! connection is told why and closed, asks in flight to it fail with `AskError::NodeDown`
+//! when the cluster decides (even if the node is hung rather than crashed and its TCP
+//! connection still open), and it is refused from then on. The transport also asks the
+//! membership about every authenticated peer (an [`Admission`](postbox_remote::Admission)):
+//! a peer that claims the address of another member that is up is refused (`AddressInUse`),
+//! so a node that knows the secret cannot take over a live member's address.
 //!
 //! ## Receptionist and routers
 //!
@@ -104,13 +120,17 @@
 //! ## Security
 //!
 //! Every gossip datagram carries an HMAC-SHA256 tag over the cluster name and secret; a
-//! datagram that fails is dropped, counted ([`GossipStats`]) and answered with a refusal,
-//! which makes [`Cluster::join`] fail with [`ClusterError::Refused`] on the refused side.
+//! datagram that fails is dropped, counted ([`GossipStats`]) and answered with a refusal
+//! that echoes the refused datagram's tag. A refusal is believed only if it echoes a
+//! datagram this node recently sent to that address — an unauthenticated datagram from
+//! anyone else never changes a node's decisions — and a believed one makes
+//! [`Cluster::join`] fail with [`ClusterError::Refused`] on the refused side.
 //! Messages between actors travel over the remote transport, which authenticates its own
 //! connections.
 
 mod cluster;
 mod config;
+pub mod downing;
 mod error;
 mod member;
 mod membership;
@@ -121,6 +141,7 @@ mod transport;
 
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, FailureDetection};
+pub use downing::DowningStrategy;
 pub use error::{ClusterError, Refusal, RegisterError};
 pub use member::{ClusterEvent, Member, MemberStatus, NodeLoad};
 pub use membership::{ClusterEvents, EventsError};

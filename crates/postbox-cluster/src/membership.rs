@@ -6,10 +6,11 @@
 //! write lock, in which it also sends the events — so a subscriber that snapshots under the
 //! read lock and then listens sees every change exactly once.
 
+use crate::downing::{Counted, Decision, DowningStrategy};
 use crate::member::{ClusterEvent, Member, MemberStatus};
 use crate::meta::{self, EntryInfo, Identity, NodeInfo};
 use chitchat::{Chitchat, ChitchatId};
-use postbox_remote::NodeAddr;
+use postbox_remote::{NodeAddr, RefuseReason};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -48,19 +49,28 @@ pub(crate) struct Entry {
 struct Record {
     member: Member,
     first_seen: Instant,
-    unreachable_since: Option<Instant>,
     acks: HashSet<Identity>,
     entries: Vec<EntryInfo>,
     load_seq: u64,
+    /// When it joined, as it published (ms since the Unix epoch).
+    up_since: u64,
 }
 
 #[derive(Default)]
 struct View {
     members: HashMap<Identity, Record>,
-    retired: HashMap<Identity, Instant>,
+    /// Identities that are gone, with when and how (down or left).
+    retired: HashMap<Identity, (Instant, MemberStatus)>,
     /// Service key → entries on up members, sorted by node address and name.
     listings: BTreeMap<String, Vec<Entry>>,
     loads: HashMap<(Identity, String), Arc<ReportedLoad>>,
+    /// The members the downing strategy last saw unreachable (sorted) …
+    unreachable: Vec<Identity>,
+    /// … and since when that set has not changed.
+    stable_since: Option<Instant>,
+    /// No downing decision before this (this node was paused and its failure detector is
+    /// stale).
+    quiet_until: Option<Instant>,
 }
 
 /// Whether a member in `status` can be expected to answer (to acknowledge a departure).
@@ -86,13 +96,19 @@ pub(crate) struct Writes {
     pub(crate) ack: Vec<Identity>,
     /// Acknowledgements no longer needed (the leaver is gone).
     pub(crate) unack: Vec<Identity>,
+    /// Incarnations this node just declared down: published, so that they learn it.
+    pub(crate) downed: Vec<Identity>,
 }
 
 pub(crate) struct Membership {
     me: Identity,
     down_after: Duration,
-    /// How long a member may stay `Joining` without ever being confirmed alive.
+    /// How long a member may stay `Joining` without ever being confirmed alive; also how
+    /// long a paused node waits before it decides anything.
     joining_for: Duration,
+    strategy: DowningStrategy,
+    /// Why this node is down, once it is (by the downing strategy, or a peer's verdict).
+    downed: watch::Sender<Option<String>>,
     view: RwLock<View>,
     events: Mutex<Option<broadcast::Sender<ClusterEvent>>>,
     listings_changed: Mutex<Option<watch::Sender<u64>>>,
@@ -104,7 +120,13 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    pub(crate) fn new(myself: Member, down_after: Duration, joining_for: Duration) -> Self {
+    pub(crate) fn new(
+        myself: Member,
+        up_since: u64,
+        down_after: Duration,
+        joining_for: Duration,
+        strategy: DowningStrategy,
+    ) -> Self {
         let me = (myself.node.node_id, myself.node.incarnation);
         let mut view = View::default();
         view.members.insert(
@@ -112,10 +134,10 @@ impl Membership {
             Record {
                 member: myself,
                 first_seen: Instant::now(),
-                unreachable_since: None,
                 acks: HashSet::new(),
                 entries: Vec::new(),
                 load_seq: 0,
+                up_since,
             },
         );
         let (listings_tx, listings_rx) = watch::channel(0);
@@ -123,6 +145,8 @@ impl Membership {
             me,
             down_after,
             joining_for,
+            strategy,
+            downed: watch::channel(None).0,
             view: RwLock::new(view),
             events: Mutex::new(Some(broadcast::channel(EVENT_BUFFER).0)),
             listings_changed: Mutex::new(Some(listings_tx)),
@@ -187,6 +211,83 @@ impl Membership {
             .members
             .get(&identity)
             .is_some_and(|r| r.member.status == MemberStatus::Up)
+    }
+
+    /// Why this node is down, once it is.
+    pub(crate) fn downed(&self) -> watch::Receiver<Option<String>> {
+        self.downed.subscribe()
+    }
+
+    /// Whether `node` may hold a transport connection to this node: not an incarnation
+    /// declared down, and not claiming the address of another member that is up.
+    pub(crate) fn admit(&self, node: &NodeAddr) -> Result<(), (RefuseReason, String)> {
+        let view = self.read();
+        let identity = (node.node_id, node.incarnation);
+        if let Some((_, MemberStatus::Down)) = view.retired.get(&identity) {
+            return Err((
+                RefuseReason::Quarantined,
+                format!("{node} was declared down by the cluster; restart as a new incarnation"),
+            ));
+        }
+        let holder = view.members.iter().find(|(id, r)| {
+            **id != identity
+                && r.member.status == MemberStatus::Up
+                && r.member.node.addr == node.addr
+        });
+        if let Some((_, holder)) = holder {
+            return Err((
+                RefuseReason::AddressInUse,
+                format!(
+                    "{} belongs to member {}, which is up",
+                    node.addr, holder.member.node
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node was paused (its driver did not run for `gap`): its failure detector is
+    /// stale, so it decides nothing until fresh gossip has had time to arrive.
+    pub(crate) fn paused(&self, now: Instant, gap: Duration) {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        view.quiet_until = Some(now + self.joining_for);
+        view.stable_since = Some(now);
+        tracing::warn!(
+            paused_for = ?gap,
+            quiet_for = ?self.joining_for,
+            "this node was paused; no member is declared down until its view is fresh"
+        );
+    }
+
+    /// Declares this node down (`why`): tells local subscribers, and whoever waits on
+    /// [`downed`](Self::downed). The caller stops the node's gossip.
+    pub(crate) fn down_self(&self, why: String) {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        let mut events = Vec::new();
+        self.mark_self_down(&mut view, why, &mut events);
+        drop(view);
+        self.send(events);
+    }
+
+    fn mark_self_down(&self, view: &mut View, why: String, events: &mut Vec<ClusterEvent>) {
+        let Some(me) = view.members.get_mut(&self.me) else {
+            return;
+        };
+        if me.member.status.is_final() {
+            return;
+        }
+        me.member.status = MemberStatus::Down;
+        events.push(ClusterEvent::MemberDown(me.member.clone()));
+        tracing::error!(node = %me.member.node, reason = %why, "this node is down: it is no longer a member of the cluster");
+        self.downed.send_replace(Some(why));
+    }
+
+    fn send(&self, events: Vec<ClusterEvent>) {
+        if let Some(sender) = &*self.events.lock().unwrap_or_else(PoisonError::into_inner) {
+            for event in events {
+                let _ = sender.send(event);
+            }
+        }
     }
 
     /// Entries for `service` on up members.
@@ -270,7 +371,16 @@ impl Membership {
         let mut events = Vec::new();
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
         let view = &mut *view;
+        if view
+            .members
+            .get(&self.me)
+            .is_none_or(|me| me.member.status.is_final())
+        {
+            // Down or left: this node no longer has a say.
+            return writes;
+        }
         let mut present = HashSet::new();
+        let mut verdict: Option<String> = None;
         for observed in observation.nodes {
             let Some(identity) = meta::identity_of(&observed.id) else {
                 continue;
@@ -279,6 +389,11 @@ impl Membership {
             let Ok(info) = &*observed.info else {
                 continue;
             };
+            // Another node's verdict on this one counts whoever it comes from: a node that
+            // was downed and passed no verdict of its own (see `downing.rs`).
+            if identity != self.me && verdict.is_none() && info.downed.contains(&self.me) {
+                verdict = Some(format!("{} declared this node down", info.node));
+            }
             if identity == self.me {
                 if let Some(me) = view.members.get_mut(&identity) {
                     me.member.load = info.load;
@@ -304,12 +419,13 @@ impl Membership {
                 Record {
                     member,
                     first_seen: now,
-                    unreachable_since: None,
                     acks: HashSet::new(),
                     entries: Vec::new(),
                     load_seq: 0,
+                    up_since: info.up_since,
                 }
             });
+            record.up_since = info.up_since;
             record.member.load = info.load;
             record.load_seq = info.load_seq;
             record.entries.clone_from(&info.entries);
@@ -321,20 +437,9 @@ impl Membership {
             } else {
                 match (status, observed.live) {
                     (MemberStatus::Joining | MemberStatus::Unreachable, true) => {
-                        record.unreachable_since = None;
                         Some(MemberStatus::Up)
                     }
-                    (MemberStatus::Up, false) => {
-                        record.unreachable_since = Some(now);
-                        Some(MemberStatus::Unreachable)
-                    }
-                    (MemberStatus::Unreachable, false)
-                        if record
-                            .unreachable_since
-                            .is_some_and(|since| now.duration_since(since) >= self.down_after) =>
-                    {
-                        Some(MemberStatus::Down)
-                    }
+                    (MemberStatus::Up, false) => Some(MemberStatus::Unreachable),
                     (MemberStatus::Joining, false)
                         if now.duration_since(record.first_seen) >= self.joining_for =>
                     {
@@ -346,6 +451,9 @@ impl Membership {
             if let Some(next) = next {
                 record.member.status = next;
                 events.push(ClusterEvent::of(record.member.clone()));
+                if next == MemberStatus::Down {
+                    writes.downed.push(identity);
+                }
                 if next == MemberStatus::Up {
                     let replaced = record.member.clone();
                     self.replace_older_incarnations(view, identity, &replaced, &mut events);
@@ -366,6 +474,10 @@ impl Membership {
         if let Some(me) = view.members.get(&self.me).map(|r| r.member.clone()) {
             self.replace_older_incarnations(view, self.me, &me, &mut events);
         }
+        match verdict {
+            Some(why) => self.mark_self_down(view, why, &mut events),
+            None => self.resolve(view, now, &mut writes, &mut events),
+        }
         // Retire the gone; forget retirements long past.
         let gone: Vec<Identity> = view
             .members
@@ -374,14 +486,18 @@ impl Membership {
             .map(|(id, _)| *id)
             .collect();
         for identity in gone {
-            view.members.remove(&identity);
-            view.retired.insert(identity, now);
+            if let Some(record) = view.members.remove(&identity) {
+                view.retired.insert(identity, (now, record.member.status));
+            }
         }
         view.retired
-            .retain(|_, at| now.duration_since(*at) < RETIRED_FOR);
+            .retain(|_, (at, _)| now.duration_since(*at) < RETIRED_FOR);
         if view.retired.len() > RETIRED_MAX {
-            let mut oldest: Vec<(Identity, Instant)> =
-                view.retired.iter().map(|(id, at)| (*id, *at)).collect();
+            let mut oldest: Vec<(Identity, Instant)> = view
+                .retired
+                .iter()
+                .map(|(id, (at, _))| (*id, *at))
+                .collect();
             oldest.sort_by_key(|(_, at)| *at);
             for (identity, _) in oldest.iter().take(view.retired.len() - RETIRED_MAX) {
                 view.retired.remove(identity);
@@ -392,11 +508,7 @@ impl Membership {
         for event in &events {
             tracing::info!(member = %event.member().node, status = ?event.member().status, "cluster membership");
         }
-        if let Some(sender) = &*self.events.lock().unwrap_or_else(PoisonError::into_inner) {
-            for event in events {
-                let _ = sender.send(event);
-            }
-        }
+        self.send(events);
         self.applied.send_modify(|count| *count += 1);
         if listings_changed {
             if let Some(changed) = &*self
@@ -408,6 +520,79 @@ impl Membership {
             }
         }
         writes
+    }
+
+    /// Split-brain resolution (see `downing.rs`): once the unreachable members have been the
+    /// same for `down_after`, the strategy decides which side goes.
+    fn resolve(
+        &self,
+        view: &mut View,
+        now: Instant,
+        writes: &mut Writes,
+        events: &mut Vec<ClusterEvent>,
+    ) {
+        let mut unreachable: Vec<Identity> = view
+            .members
+            .iter()
+            .filter(|(_, r)| r.member.status == MemberStatus::Unreachable)
+            .map(|(id, _)| *id)
+            .collect();
+        unreachable.sort_unstable();
+        if unreachable != view.unreachable {
+            view.unreachable.clone_from(&unreachable);
+            view.stable_since = Some(now);
+        }
+        if unreachable.is_empty()
+            || view.quiet_until.is_some_and(|until| now < until)
+            || view
+                .stable_since
+                .is_some_and(|since| now.duration_since(since) < self.down_after)
+        {
+            return;
+        }
+        let counted = |r: &Record| Counted {
+            addr: r.member.node.addr.clone(),
+            up_since: r.up_since,
+        };
+        let reachable: Vec<Counted> = view
+            .members
+            .values()
+            .filter(|r| r.member.status == MemberStatus::Up)
+            .map(counted)
+            .collect();
+        let cut_off: Vec<Counted> = unreachable
+            .iter()
+            .filter_map(|id| view.members.get(id))
+            .map(counted)
+            .collect();
+        let decision = self.strategy.decide(&reachable, &cut_off);
+        tracing::warn!(
+            strategy = ?self.strategy,
+            reachable = reachable.len(),
+            unreachable = cut_off.len(),
+            ?decision,
+            "downing decision"
+        );
+        if matches!(decision, Decision::KeepThisSide | Decision::DownEveryone) {
+            for identity in &unreachable {
+                if let Some(record) = view.members.get_mut(identity) {
+                    record.member.status = MemberStatus::Down;
+                    events.push(ClusterEvent::MemberDown(record.member.clone()));
+                    writes.downed.push(*identity);
+                }
+            }
+        }
+        if matches!(decision, Decision::DownThisSide | Decision::DownEveryone) {
+            let why = format!(
+                "the downing strategy ({:?}) took this side of the partition down: {} of {} members reachable",
+                self.strategy,
+                reachable.len(),
+                reachable.len() + cut_off.len()
+            );
+            self.mark_self_down(view, why, events);
+        }
+        view.unreachable.clear();
+        view.stable_since = None;
     }
 
     /// An address hosts one incarnation: once `newer` is up, every other member at its remote

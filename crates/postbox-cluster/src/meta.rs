@@ -8,6 +8,8 @@
 //! | `load` | `<seq> <actors> <total depth> <max depth>`; `seq` grows at every refresh |
 //! | `svc:<service key>:<name>` | a receptionist entry: `<depth> <actor type>`; the actor is registered as `<name>` on the node |
 //! | `left-ack:<node id>:<incarnation>` | this node saw that node leave (the leaver waits for these) |
+//! | `up-since` | when the node joined, milliseconds since the Unix epoch (keep-oldest's age) |
+//! | `down:<node id>:<incarnation>` | this node declared that incarnation down (how a downed node that comes back learns it; the most recent 256, for an hour) |
 //!
 //! The node id and incarnation are chitchat's `ChitchatId` (`node_id` as 16 hex digits,
 //! `generation_id`). Service keys and names are escaped (`%` → `%25`, `:` → `%3A`) so that
@@ -25,6 +27,8 @@ pub(crate) const STATUS: &str = "status";
 pub(crate) const LOAD: &str = "load";
 pub(crate) const ENTRY_PREFIX: &str = "svc:";
 pub(crate) const ACK_PREFIX: &str = "left-ack:";
+pub(crate) const DOWN_PREFIX: &str = "down:";
+pub(crate) const UP_SINCE: &str = "up-since";
 pub(crate) const STATUS_UP: &str = "up";
 pub(crate) const STATUS_LEAVING: &str = "leaving";
 
@@ -88,6 +92,10 @@ pub(crate) fn ack_key(id: Identity) -> String {
     format!("{ACK_PREFIX}{}:{}", node_id_text(id.0), id.1)
 }
 
+pub(crate) fn down_key(id: Identity) -> String {
+    format!("{DOWN_PREFIX}{}:{}", node_id_text(id.0), id.1)
+}
+
 fn parse_ack(key: &str) -> Option<Identity> {
     let (node_id, incarnation) = key.split_once(':')?;
     Some((
@@ -138,6 +146,10 @@ pub(crate) struct NodeInfo {
     pub(crate) load: NodeLoad,
     pub(crate) entries: Vec<EntryInfo>,
     pub(crate) acks: HashSet<Identity>,
+    /// When it joined (ms since the Unix epoch); `u64::MAX` if it did not say.
+    pub(crate) up_since: u64,
+    /// The incarnations it declared down.
+    pub(crate) downed: HashSet<Identity>,
 }
 
 /// Reads a node's state; the error says what is missing or malformed.
@@ -177,6 +189,14 @@ pub(crate) fn read_node(id: &ChitchatId, state: &NodeState) -> Result<NodeInfo, 
         .iter_prefix(ACK_PREFIX)
         .filter_map(|(key, _)| parse_ack(&key[ACK_PREFIX.len()..]))
         .collect();
+    let downed = state
+        .iter_prefix(DOWN_PREFIX)
+        .filter_map(|(key, _)| parse_ack(&key[DOWN_PREFIX.len()..]))
+        .collect();
+    let up_since = state
+        .get(UP_SINCE)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(u64::MAX);
     Ok(NodeInfo {
         node: NodeAddr {
             addr: remote.to_owned(),
@@ -189,6 +209,8 @@ pub(crate) fn read_node(id: &ChitchatId, state: &NodeState) -> Result<NodeInfo, 
         load,
         entries,
         acks,
+        up_since,
+        downed,
     })
 }
 
@@ -233,6 +255,8 @@ mod tests {
         assert_eq!(parse_load("3 10 42 -1"), None);
         let ack = ack_key((0xabc, 99));
         assert_eq!(parse_ack(&ack[ACK_PREFIX.len()..]), Some((0xabc, 99)));
+        let down = down_key((0xdef, 7));
+        assert_eq!(parse_ack(&down[DOWN_PREFIX.len()..]), Some((0xdef, 7)));
         assert_eq!(parse_ack("zz:1"), None);
     }
 }

@@ -7,15 +7,20 @@
 //! | --- | --- | --- |
 //! | 0..4 | magic `PBXC` | magic `PBXC` |
 //! | 4 | `1` | `2` |
-//! | 5.. | 8-byte cluster tag (SHA-256 of the cluster name, truncated), the chitchat message, then a 32-byte HMAC-SHA256 tag | one reason byte: `1` wrong cluster, `2` authentication failed |
+//! | 5.. | 8-byte cluster tag (SHA-256 of the cluster name, truncated), the chitchat message, then a 32-byte HMAC-SHA256 tag | one reason byte: `1` wrong cluster, `2` authentication failed; then the first 8 bytes of the refused datagram's HMAC tag (the *echo*) |
 //!
 //! The HMAC key is the secret; its input is a domain string, the cluster name and every byte
 //! of the datagram before the tag, so a datagram proves its sender knows both. A datagram
-//! that fails is dropped, counted, logged, and answered with a refusal (at most one per
-//! source per second, and never larger than what it answers, so it cannot amplify a flood).
-//! Refusals are not authenticated — a node that does not know the secret must be able to
-//! read one — so they change no state: they are counted, logged, and fail a
-//! [`Cluster::join`](crate::Cluster::join) that has heard nothing better.
+//! that fails is dropped, counted, logged (at most once per source per second, and once per
+//! 10 s in all) and answered with a refusal (at most one per source per second, and never
+//! larger than what it answers, so it cannot amplify a flood).
+//!
+//! Refusals cannot be authenticated — the refusing node does not share our secret — so one
+//! is believed only if its echo is the tag of a datagram this node sent to that very address
+//! recently (the last 16 per destination): an attacker who does not see our traffic cannot
+//! forge one, and an unauthenticated datagram never changes a node's decisions. A believed
+//! refusal is counted and logged, and fails a [`Cluster::join`](crate::Cluster::join) that
+//! has heard nothing better; any other is counted as ignored.
 //!
 //! Replayed gossip is harmless: chitchat ignores versions and heartbeats it already has.
 //! Chitchat fills a datagram up to 65 506 bytes; the 45 bytes of framing come on top, so a
@@ -29,7 +34,7 @@ use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -47,6 +52,14 @@ const MAX_DATAGRAM: usize = 65_507;
 const DOMAIN: &[u8] = b"postbox-cluster gossip v1\0";
 /// At most one refusal (and one warning) per source in this time.
 const REFUSAL_EVERY: Duration = Duration::from_secs(1);
+/// Bytes of a refused datagram's tag echoed in the refusal.
+const ECHO_LEN: usize = 8;
+/// Tags remembered per destination, to check echoes against …
+const ECHOES_PER_DESTINATION: usize = 16;
+/// … for at most this many destinations (then forgotten all at once).
+const ECHO_DESTINATIONS_MAX: usize = 4_096;
+/// At most one warning about malformed or ignored datagrams, in all, in this time.
+const NOISE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What a joining node heard first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +88,10 @@ pub struct GossipStats {
     pub wrong_cluster: u64,
     /// Datagrams that failed authentication (wrong secret, or tampered with).
     pub auth_failures: u64,
-    /// Refusals received from other nodes.
+    /// Refusals received that echoed a datagram this node sent (believed).
     pub refusals_received: u64,
+    /// Refusals received that did not (forged, stale or of an older version): ignored.
+    pub refusals_ignored: u64,
     /// Gossip too large to send once framed.
     pub oversized: u64,
 }
@@ -91,6 +106,7 @@ struct Counters {
     wrong_cluster: AtomicU64,
     auth_failures: AtomicU64,
     refusals_received: AtomicU64,
+    refusals_ignored: AtomicU64,
     oversized: AtomicU64,
 }
 
@@ -102,6 +118,10 @@ pub(crate) struct TransportShared {
     first_answer: watch::Sender<FirstAnswer>,
     /// When we last refused (or logged a refusal from) each source.
     throttle: Mutex<HashMap<SocketAddr, Instant>>,
+    /// The tags of the datagrams recently sent to each destination (their first bytes).
+    sent: Mutex<HashMap<SocketAddr, VecDeque<[u8; ECHO_LEN]>>>,
+    /// When noise (malformed or ignored datagrams) was last logged, and how much since.
+    noise: Mutex<(Option<Instant>, u64)>,
 }
 
 impl TransportShared {
@@ -117,6 +137,8 @@ impl TransportShared {
             counters: Counters::default(),
             first_answer: watch::channel(FirstAnswer::Nothing).0,
             throttle: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
+            noise: Mutex::new((None, 0)),
         }))
     }
 
@@ -135,6 +157,7 @@ impl TransportShared {
             wrong_cluster: c.wrong_cluster.load(Relaxed),
             auth_failures: c.auth_failures.load(Relaxed),
             refusals_received: c.refusals_received.load(Relaxed),
+            refusals_ignored: c.refusals_ignored.load(Relaxed),
             oversized: c.oversized.load(Relaxed),
         }
     }
@@ -151,6 +174,46 @@ impl TransportShared {
         out.extend_from_slice(&mac.finalize().into_bytes());
     }
 
+    /// Remembers that `datagram` (sealed) went to `to`, so that a refusal of it is believed.
+    fn sent_to(&self, to: SocketAddr, datagram: &[u8]) {
+        let Some(echo) = echo_of(datagram) else {
+            return;
+        };
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        if sent.len() >= ECHO_DESTINATIONS_MAX && !sent.contains_key(&to) {
+            sent.clear();
+        }
+        let tags = sent.entry(to).or_default();
+        if tags.len() >= ECHOES_PER_DESTINATION {
+            tags.pop_front();
+        }
+        tags.push_back(echo);
+    }
+
+    /// Whether `echo` is the tag of a datagram recently sent to `from`.
+    fn echoes_ours(&self, from: SocketAddr, echo: &[u8; ECHO_LEN]) -> bool {
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&from)
+            .is_some_and(|tags| tags.contains(echo))
+    }
+
+    /// Logs datagrams that were malformed or ignored, at most once per [`NOISE_LOG_EVERY`]
+    /// in all, with how many came since the last line.
+    fn noise(&self, from: SocketAddr, what: &str) {
+        let mut noise = self.noise.lock().unwrap_or_else(PoisonError::into_inner);
+        noise.1 += 1;
+        let now = Instant::now();
+        if noise
+            .0
+            .is_none_or(|at| now.duration_since(at) >= NOISE_LOG_EVERY)
+        {
+            tracing::warn!(%from, what, since_last = noise.1, "gossip datagrams dropped");
+            *noise = (Some(now), 0);
+        }
+    }
+
     /// Checks a datagram; `Ok` holds the chitchat message's bytes, or a refusal.
     fn open<'a>(&self, datagram: &'a [u8]) -> Result<Opened<'a>, Rejected> {
         let (Some(magic), Some(&kind)) = (datagram.get(..4), datagram.get(4)) else {
@@ -160,11 +223,23 @@ impl TransportShared {
             return Err(Rejected::Malformed);
         }
         match kind {
-            KIND_REFUSAL => match datagram.get(5..) {
-                Some([1]) => Ok(Opened::Refusal(Refusal::WrongCluster)),
-                Some([2]) => Ok(Opened::Refusal(Refusal::AuthenticationFailed)),
-                _ => Err(Rejected::Malformed),
-            },
+            KIND_REFUSAL => {
+                let (reason, echo) = match datagram.get(5..) {
+                    Some([code]) => (*code, None),
+                    Some([code, echo @ ..]) => (*code, Some(<[u8; ECHO_LEN]>::try_from(echo))),
+                    _ => return Err(Rejected::Malformed),
+                };
+                let reason = match reason {
+                    1 => Refusal::WrongCluster,
+                    2 => Refusal::AuthenticationFailed,
+                    _ => return Err(Rejected::Malformed),
+                };
+                match echo {
+                    None => Ok(Opened::Refusal(reason, None)),
+                    Some(Ok(echo)) => Ok(Opened::Refusal(reason, Some(echo))),
+                    Some(Err(_)) => Err(Rejected::Malformed),
+                }
+            }
             KIND_GOSSIP => {
                 if datagram.len() < HEADER_LEN + TAG_LEN {
                     return Err(Rejected::Malformed);
@@ -202,6 +277,12 @@ impl TransportShared {
     }
 }
 
+/// The first bytes of a sealed datagram's HMAC tag.
+fn echo_of(datagram: &[u8]) -> Option<[u8; ECHO_LEN]> {
+    let tag = datagram.get(datagram.len().checked_sub(TAG_LEN)?..)?;
+    <[u8; ECHO_LEN]>::try_from(tag.get(..ECHO_LEN)?).ok()
+}
+
 fn cluster_tag(cluster: &str) -> [u8; 8] {
     let digest = Sha256::digest(cluster.as_bytes());
     let mut tag = [0u8; 8];
@@ -211,7 +292,8 @@ fn cluster_tag(cluster: &str) -> [u8; 8] {
 
 enum Opened<'a> {
     Gossip(&'a [u8]),
-    Refusal(Refusal),
+    /// A refusal, with its echo (none from an older node).
+    Refusal(Refusal, Option<[u8; ECHO_LEN]>),
 }
 
 enum Rejected {
@@ -286,6 +368,7 @@ impl Socket for AuthenticatedSocket {
             ));
         }
         let sent = self.socket.send_to(&self.send_buf, to).await?;
+        self.shared.sent_to(to, &self.send_buf);
         let counters = &self.shared.counters;
         counters.datagrams_out.fetch_add(1, Relaxed);
         counters.bytes_out.fetch_add(sent as u64, Relaxed);
@@ -342,7 +425,12 @@ impl AuthenticatedSocket {
                     None
                 }
             },
-            Ok(Opened::Refusal(reason)) => {
+            Ok(Opened::Refusal(reason, echo)) => {
+                if !echo.is_some_and(|echo| shared.echoes_ours(from, &echo)) {
+                    counters.refusals_ignored.fetch_add(1, Relaxed);
+                    shared.noise(from, "a refusal of nothing this node sent (ignored)");
+                    return None;
+                }
                 counters.refusals_received.fetch_add(1, Relaxed);
                 if shared.throttle_allows(from) {
                     tracing::warn!(%from, %reason, "a node refused our gossip");
@@ -358,6 +446,7 @@ impl AuthenticatedSocket {
             }
             Err(Rejected::Malformed) => {
                 counters.malformed.fetch_add(1, Relaxed);
+                shared.noise(from, "malformed (not postbox gossip)");
                 None
             }
             Err(Rejected::Refuse(reason)) => {
@@ -371,7 +460,10 @@ impl AuthenticatedSocket {
                         Refusal::WrongCluster => 1,
                         Refusal::AuthenticationFailed => 2,
                     };
-                    let refusal = [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], KIND_REFUSAL, code];
+                    let mut refusal = Vec::with_capacity(6 + ECHO_LEN);
+                    refusal.extend_from_slice(MAGIC);
+                    refusal.extend_from_slice(&[KIND_REFUSAL, code]);
+                    refusal.extend_from_slice(&echo_of(datagram).unwrap_or_default());
                     let _ = self.socket.send_to(&refusal, from).await;
                 }
                 None
@@ -443,12 +535,41 @@ mod tests {
         }
         assert!(matches!(
             ours.open(b"PBXC\x02\x02"),
-            Ok(Opened::Refusal(Refusal::AuthenticationFailed))
+            Ok(Opened::Refusal(Refusal::AuthenticationFailed, None))
+        ));
+        assert!(matches!(
+            ours.open(b"PBXC\x02\x01echo1234"),
+            Ok(Opened::Refusal(Refusal::WrongCluster, Some(echo))) if &echo == b"echo1234"
+        ));
+        assert!(matches!(
+            ours.open(b"PBXC\x02\x01short"),
+            Err(Rejected::Malformed)
         ));
         assert!(matches!(
             ours.open(b"PBXC\x02\x07"),
             Err(Rejected::Malformed)
         ));
+    }
+
+    #[test]
+    fn only_the_echo_of_a_datagram_sent_to_that_address_is_believed() {
+        let ours = TransportShared::new("c", b"secret").unwrap();
+        let peer: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let datagram = sealed(&ours);
+        ours.sent_to(peer, &datagram);
+        let echo = echo_of(&datagram).unwrap();
+        assert!(ours.echoes_ours(peer, &echo));
+        assert!(!ours.echoes_ours(other, &echo), "sent elsewhere");
+        assert!(!ours.echoes_ours(peer, &[0; ECHO_LEN]), "never sent");
+        // Older tags are forgotten past the window.
+        for _ in 0..ECHOES_PER_DESTINATION {
+            let mut newer = sealed(&ours);
+            let at = newer.len() - TAG_LEN;
+            newer[at] ^= 0xff;
+            ours.sent_to(peer, &newer);
+        }
+        assert!(!ours.echoes_ours(peer, &echo));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! `postbox_named_actors_unexported`. A million actors cost a walk, not a million series.
 
 use crate::histogram::HistogramSnapshot;
-use crate::sources::{Member, MemberStatus, TransportStats};
+use crate::sources::{GossipCounters, Member, MemberStatus, TransportStats};
 use crate::{Inner, RegisteredRouter};
 use postbox::{ActorId, BreakerStats, DeadLetterReason, SystemCounters};
 use prometheus_client::collector::Collector;
@@ -64,6 +64,7 @@ pub(crate) struct Snapshot {
     pub(crate) routers: Vec<(String, u64)>,
     pub(crate) transport: Option<TransportStats>,
     pub(crate) members: Option<Vec<Member>>,
+    pub(crate) gossip: Option<GossipCounters>,
     pub(crate) walk_seconds: f64,
 }
 
@@ -155,6 +156,7 @@ impl Inner {
             routers: self.router_sizes(),
             transport: self.transport.as_ref().map(|t| t.transport_stats()),
             members: self.cluster.as_ref().map(|c| c.members()),
+            gossip: self.cluster.as_ref().and_then(|c| c.gossip()),
             walk_seconds,
         }
     }
@@ -537,17 +539,133 @@ pub(crate) fn encode_snapshot(
             "Handshakes that failed authentication.",
             t.auth_failures,
         )?;
-        counter(
+        family(
             encoder,
             "postbox_remote_refused",
-            "Inbound connections refused (limit, version, cluster, bad handshake).",
-            t.refused,
+            "Connections refused or cut off by this node, by reason.",
+            Counter,
+            t.refused_by
+                .iter()
+                .map(|(reason, n)| ([("reason", *reason)], Value::Counter(*n))),
         )?;
         counter(
             encoder,
             "postbox_remote_protocol_errors",
             "Connections closed for malformed or oversized frames.",
             t.protocol_errors,
+        )?;
+        gauge(
+            encoder,
+            "postbox_remote_unauthenticated",
+            "Inbound connections in their handshake now.",
+            as_gauge(t.unauthenticated),
+        )?;
+        counter(
+            encoder,
+            "postbox_remote_accept_errors",
+            "Failed accepts on the listener (out of file descriptors, say).",
+            t.accept_errors,
+        )?;
+        gauge(
+            encoder,
+            "postbox_remote_inbound_asks",
+            "Asks from other nodes in flight now.",
+            as_gauge(t.inbound_asks),
+        )?;
+        counter(
+            encoder,
+            "postbox_remote_reads_paused",
+            "Times a connection stopped reading because its peer had the most asks in flight.",
+            t.reads_paused,
+        )?;
+        gauge(
+            encoder,
+            "postbox_remote_watches",
+            "Watches held for other nodes now.",
+            as_gauge(t.watches),
+        )?;
+        counter(
+            encoder,
+            "postbox_remote_watches_refused",
+            "Watches refused at the per-connection limit.",
+            t.watches_refused,
+        )?;
+        counter(
+            encoder,
+            "postbox_remote_too_large",
+            "Frames not sent for being over the frame limit.",
+            t.too_large,
+        )?;
+        counter(
+            encoder,
+            "postbox_remote_write_stalls",
+            "Connections closed because the peer stopped reading.",
+            t.write_stalls,
+        )?;
+        counter(
+            encoder,
+            "postbox_remote_lookup_timeouts",
+            "Lookups unanswered within their timeout.",
+            t.lookup_timeouts,
+        )?;
+        counter(
+            encoder,
+            "postbox_remote_invalid_trace_contexts",
+            "Messages whose trace context was malformed (delivered without it).",
+            t.invalid_trace_contexts,
+        )?;
+        gauge(
+            encoder,
+            "postbox_remote_quarantined",
+            "Incarnations quarantined (declared down) now.",
+            as_gauge(t.quarantined),
+        )?;
+    }
+
+    // Gossip.
+    if let Some(g) = &snapshot.gossip {
+        family(
+            encoder,
+            "postbox_cluster_gossip_datagrams",
+            "Authenticated gossip datagrams received (in) and datagrams sent (out).",
+            Counter,
+            [
+                ([("direction", "in")], Value::Counter(g.datagrams_in)),
+                ([("direction", "out")], Value::Counter(g.datagrams_out)),
+            ],
+        )?;
+        family(
+            encoder,
+            "postbox_cluster_gossip_rejected",
+            "Gossip datagrams rejected, by reason.",
+            Counter,
+            [
+                ([("reason", "malformed")], Value::Counter(g.malformed)),
+                (
+                    [("reason", "wrong_cluster")],
+                    Value::Counter(g.wrong_cluster),
+                ),
+                (
+                    [("reason", "authentication_failed")],
+                    Value::Counter(g.auth_failures),
+                ),
+            ],
+        )?;
+        family(
+            encoder,
+            "postbox_cluster_gossip_refusals",
+            "Refusals of this node's gossip received: genuine (echoing a datagram it sent) or ignored.",
+            Counter,
+            [
+                ([("kind", "genuine")], Value::Counter(g.refusals_received)),
+                ([("kind", "ignored")], Value::Counter(g.refusals_ignored)),
+            ],
+        )?;
+        counter(
+            encoder,
+            "postbox_cluster_gossip_oversized",
+            "Gossip too large to send once framed.",
+            g.oversized,
         )?;
     }
 
@@ -643,8 +761,13 @@ mod tests {
             dead_letters: vec![(DeadLetterReason::MailboxFull, 5)],
             breakers: Vec::new(),
             routers: vec![("pool".into(), 4)],
-            transport: None,
+            transport: Some(TransportStats {
+                refused_by: vec![("evicted", 3), ("quarantined", 0)],
+                watches: 7,
+                ..TransportStats::default()
+            }),
             members: Some(vec![Member::new("a", "x", MemberStatus::Leaving)]),
+            gossip: Some(GossipCounters::new(10, 11, 1, 0, 2, 0, 4, 0)),
             walk_seconds: 0.0,
         }
     }
@@ -677,6 +800,12 @@ mod tests {
             "postbox_router_routees{router=\"pool\"} 4",
             "postbox_cluster_members{status=\"leaving\"} 1",
             "postbox_cluster_members{status=\"up\"} 0",
+            "postbox_remote_refused_total{reason=\"evicted\"} 3",
+            "postbox_remote_refused_total{reason=\"quarantined\"} 0",
+            "postbox_remote_watches 7",
+            "postbox_cluster_gossip_rejected_total{reason=\"authentication_failed\"} 2",
+            "postbox_cluster_gossip_refusals_total{kind=\"ignored\"} 4",
+            "postbox_cluster_gossip_datagrams_total{direction=\"out\"} 11",
             "# TYPE postbox_messages_processed counter",
             "# TYPE postbox_group_mailbox_depth gauge",
             "# TYPE postbox_handler_duration_seconds histogram",
@@ -691,6 +820,8 @@ mod tests {
         let text = exposition(Snapshot {
             routers: Vec::new(),
             members: None,
+            transport: None,
+            gossip: None,
             ..snapshot()
         });
         assert!(!text.contains("postbox_breaker_"), "no breaker registered");

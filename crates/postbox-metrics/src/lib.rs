@@ -81,7 +81,8 @@ mod views;
 
 pub use server::MetricsServer;
 pub use sources::{
-    ClusterSource, Member, MemberStatus, SingleNode, TransportSource, TransportStats,
+    ClusterSource, GossipCounters, Member, MemberStatus, SingleNode, TransportSource,
+    TransportStats,
 };
 pub use views::{ActorNode, ActorsView, GroupView, MembersView, TreeView};
 

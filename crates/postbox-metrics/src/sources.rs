@@ -8,12 +8,17 @@ use std::fmt;
 
 /// Counters of a transport between nodes, read at every scrape.
 ///
-/// Every field but `connections` is a monotonic count since the transport started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Fields documented as "now" are gauges; the others are monotonic counts since the transport
+/// started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransportStats {
     /// Authenticated connections open now.
     pub connections: u64,
+    /// Inbound connections in their handshake now.
+    pub unauthenticated: u64,
+    /// Failed `accept` calls (out of file descriptors, say).
+    pub accept_errors: u64,
     /// Inbound connections accepted (before the handshake).
     pub connections_accepted: u64,
     /// Frames read.
@@ -30,8 +35,29 @@ pub struct TransportStats {
     pub auth_failures: u64,
     /// Inbound connections refused (limit, version, cluster, bad handshake).
     pub refused: u64,
+    /// Refusals by reason: a fixed set of short snake_case labels (bounded cardinality),
+    /// each with its count, zeros included.
+    pub refused_by: Vec<(&'static str, u64)>,
     /// Connections closed for malformed or oversized frames.
     pub protocol_errors: u64,
+    /// Messages whose trace context was malformed (delivered without it).
+    pub invalid_trace_contexts: u64,
+    /// Asks from other nodes in flight now.
+    pub inbound_asks: u64,
+    /// Times a connection stopped reading because its peer had the most asks in flight.
+    pub reads_paused: u64,
+    /// Watches held for other nodes now.
+    pub watches: u64,
+    /// Watches refused at the per-connection limit.
+    pub watches_refused: u64,
+    /// Frames not sent for being over the frame limit.
+    pub too_large: u64,
+    /// Connections closed because the peer stopped reading.
+    pub write_stalls: u64,
+    /// Lookups unanswered within their timeout.
+    pub lookup_timeouts: u64,
+    /// Incarnations quarantined (declared down) now.
+    pub quarantined: u64,
 }
 
 /// Something that can report [`TransportStats`]: `postbox_remote::Remote` (with the `remote`
@@ -47,6 +73,8 @@ impl TransportSource for postbox_remote::Remote {
         let s = self.stats();
         TransportStats {
             connections: s.connections,
+            unauthenticated: s.unauthenticated,
+            accept_errors: s.accept_errors,
             connections_accepted: s.connections_accepted,
             frames_in: s.frames_in,
             frames_out: s.frames_out,
@@ -55,7 +83,20 @@ impl TransportSource for postbox_remote::Remote {
             reconnects: s.reconnects,
             auth_failures: s.auth_failures,
             refused: s.refused,
+            refused_by: postbox_remote::Refusal::ALL
+                .iter()
+                .map(|why| (why.label(), s.refused_by(*why)))
+                .collect(),
             protocol_errors: s.protocol_errors,
+            invalid_trace_contexts: s.invalid_trace_contexts,
+            inbound_asks: s.inbound_asks,
+            reads_paused: s.reads_paused,
+            watches: s.watches,
+            watches_refused: s.watches_refused,
+            too_large: s.too_large,
+            write_stalls: s.write_stalls,
+            lookup_timeouts: s.lookup_timeouts,
+            quarantined: s.quarantined,
         }
     }
 }
@@ -151,6 +192,59 @@ impl Member {
 pub trait ClusterSource: Send + Sync + 'static {
     /// The members now. Called once per scrape and per `/members` request; must be quick.
     fn members(&self) -> Vec<Member>;
+
+    /// Counters of the gossip transport, if there is one. Called once per scrape.
+    fn gossip(&self) -> Option<GossipCounters> {
+        None
+    }
+}
+
+/// Counters of a cluster's gossip transport (monotonic since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GossipCounters {
+    /// Authenticated datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams refused: not ours or undecodable.
+    pub malformed: u64,
+    /// Datagrams refused: from another cluster.
+    pub wrong_cluster: u64,
+    /// Datagrams refused: failed authentication.
+    pub auth_failures: u64,
+    /// Refusals received that echoed a datagram this node sent (genuine).
+    pub refusals_received: u64,
+    /// Refusals received that did not (forged or stale; ignored).
+    pub refusals_ignored: u64,
+    /// Gossip too large to send once framed.
+    pub oversized: u64,
+}
+
+impl GossipCounters {
+    /// Counters with every field given (the struct is non-exhaustive).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        datagrams_in: u64,
+        datagrams_out: u64,
+        malformed: u64,
+        wrong_cluster: u64,
+        auth_failures: u64,
+        refusals_received: u64,
+        refusals_ignored: u64,
+        oversized: u64,
+    ) -> Self {
+        Self {
+            datagrams_in,
+            datagrams_out,
+            malformed,
+            wrong_cluster,
+            auth_failures,
+            refusals_received,
+            refusals_ignored,
+            oversized,
+        }
+    }
 }
 
 /// The membership of a node that is not in a cluster: itself, `Up`, with its total mailbox

@@ -149,11 +149,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Start => start(config).await,
-            command => client(config, command).await,
+            command => client(config, command).await.map(|()| Stopped::Done),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stopped::Done) => ExitCode::SUCCESS,
+        Ok(Stopped::Downed) => ExitCode::from(EXIT_DOWNED),
         Err(error) => {
             eprintln!("postbox-node: {error}");
             ExitCode::FAILURE
@@ -161,7 +162,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn start(config: NodeConfig) -> Result<(), String> {
+/// The exit code of a node that the cluster declared down (restart it: it comes back as a
+/// new incarnation).
+const EXIT_DOWNED: u8 = 3;
+
+/// How a command ended without an error.
+enum Stopped {
+    Done,
+    /// The cluster declared this node down.
+    Downed,
+}
+
+async fn start(config: NodeConfig) -> Result<Stopped, String> {
     init_logging();
     let node = Node::builder()
         .config(config)
@@ -201,8 +213,16 @@ async fn start(config: NodeConfig) -> Result<(), String> {
         dropped = report.actors.as_ref().map(|r| r.messages_dropped).unwrap_or_default(),
         "node stopped"
     );
+    if let Some(why) = &report.downed {
+        let message = format!(
+            "this node was declared down by the cluster ({why}); exiting with code {EXIT_DOWNED} so that it restarts as a new incarnation"
+        );
+        tracing::error!("{message}");
+        eprintln!("postbox-node: {message}");
+        return Ok(Stopped::Downed);
+    }
     if report.completed {
-        Ok(())
+        Ok(Stopped::Done)
     } else {
         Err(format!(
             "the graceful stop did not finish within {:?}",

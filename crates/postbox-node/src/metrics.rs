@@ -1,7 +1,7 @@
 //! The cluster as the metrics endpoint shows it (`/members`, `postbox_cluster_members`).
 
 use postbox_cluster::{Cluster, MemberStatus};
-use postbox_metrics::{ClusterSource, Member, MemberStatus as Shown};
+use postbox_metrics::{ClusterSource, GossipCounters, Member, MemberStatus as Shown};
 
 /// A [`ClusterSource`] reading a [`Cluster`]'s members. A member's load is the total depth of
 /// its mailboxes as it last gossiped it.
@@ -45,5 +45,19 @@ impl ClusterSource for ClusterMembers {
                 }
             })
             .collect()
+    }
+
+    fn gossip(&self) -> Option<GossipCounters> {
+        let g = self.cluster.gossip_stats();
+        Some(GossipCounters::new(
+            g.datagrams_in,
+            g.datagrams_out,
+            g.malformed,
+            g.wrong_cluster,
+            g.auth_failures,
+            g.refusals_received,
+            g.refusals_ignored,
+            g.oversized,
+        ))
     }
 }

@@ -288,6 +288,10 @@ pub struct NodeShutdown {
     pub actors: Option<ShutdownReport>,
     /// How long it took.
     pub elapsed: Duration,
+    /// Why the node stopped on its own, if it did: the cluster declared it down (its side of
+    /// a partition lost, or it was paused and the others downed it). It is no longer a member
+    /// and must be restarted as a new incarnation.
+    pub downed: Option<String>,
 }
 
 impl Node {
@@ -388,11 +392,27 @@ impl Node {
         self.system.shutdown_within(Duration::from_secs(1)).await;
     }
 
-    /// Serves until SIGTERM or SIGINT (Ctrl-C), then [`shutdown`](Self::shutdown)s.
+    /// Serves until SIGTERM or SIGINT (Ctrl-C), then [`shutdown`](Self::shutdown)s — or
+    /// until the cluster declares this node down ([`Cluster::downed`]): then it stops at once
+    /// without leaving (it is no longer a member), and the report says why in `downed`.
     pub async fn run_until_signal(self) -> NodeShutdown {
-        let signal = wait_for_signal().await;
-        tracing::info!(%signal, "stopping: leaving the cluster, then draining");
-        self.shutdown().await
+        let cluster = self.cluster.clone();
+        tokio::select! {
+            signal = wait_for_signal() => {
+                tracing::info!(%signal, "stopping: leaving the cluster, then draining");
+                self.shutdown().await
+            }
+            why = cluster.downed() => {
+                tracing::error!(
+                    node = %cluster.node(),
+                    reason = %why,
+                    "this node was declared down by the cluster; stopping so that it can be restarted as a new incarnation"
+                );
+                let mut report = self.shutdown().await;
+                report.downed = Some(why);
+                report
+            }
+        }
     }
 
     /// Stops gracefully within `node.shutdown_timeout`: not ready any more (load balancers
@@ -405,11 +425,16 @@ impl Node {
             metrics.readiness().set_ready(false);
         }
         let steps = async {
-            let left = match self.cluster.leave().await {
-                Ok(()) => true,
-                Err(error) => {
-                    tracing::warn!(%error, "leave not acknowledged by every member");
-                    false
+            let left = if self.cluster.is_down() {
+                // Not a member any more: nothing to leave.
+                false
+            } else {
+                match self.cluster.leave().await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, "leave not acknowledged by every member");
+                        false
+                    }
                 }
             };
             self.remote.shutdown().await;
@@ -436,6 +461,7 @@ impl Node {
             left_cleanly,
             actors,
             elapsed: started.elapsed(),
+            downed: None,
         }
     }
 }

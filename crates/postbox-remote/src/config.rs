@@ -18,14 +18,37 @@ pub struct RemoteConfig {
     pub cluster: String,
     /// The shared secret both sides prove they know.
     pub secret: Vec<u8>,
-    /// Largest frame accepted or sent (bytes).
+    /// Largest frame accepted or sent (bytes), once a connection is authenticated (before,
+    /// [`MAX_HANDSHAKE_FRAME`](postbox_wire::MAX_HANDSHAKE_FRAME)). Both nodes should use the
+    /// same limit.
     pub max_frame: usize,
-    /// Most simultaneous inbound connections; more are refused.
+    /// Most authenticated inbound connections at once; an authenticated peer beyond is
+    /// refused (`TooManyConnections`).
     pub max_connections: usize,
-    /// Time a peer has to complete the handshake.
+    /// Most inbound connections still in their handshake, in all: beyond, the oldest is
+    /// closed to admit the newest (so idle sockets cannot lock members and clients out).
+    pub max_unauthenticated: usize,
+    /// Most inbound connections still in their handshake from one IP address: beyond, that
+    /// address's oldest is closed to admit its newest.
+    pub max_unauthenticated_per_source: usize,
+    /// Time a peer has to complete the handshake (TLS included).
     pub handshake_timeout: Duration,
+    /// Time a TCP connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Time a [`lookup`](crate::Remote::lookup) may take in all: connecting (with retries),
+    /// the handshake and the answer.
+    pub lookup_timeout: Duration,
     /// Frames queued per peer before senders wait.
     pub outbound_capacity: usize,
+    /// Bytes queued per peer before senders wait (a frame larger than this takes all of it).
+    pub outbound_bytes: usize,
+    /// Most asks from one peer in flight at once (awaiting their reply); beyond, the
+    /// connection stops taking that peer's requests until replies are sent, and TCP pushes
+    /// back on it.
+    pub max_inbound_asks: usize,
+    /// Most watches one peer may hold on this node's actors; a watch beyond is answered at
+    /// once with `Terminated` naming the limit.
+    pub max_watches: usize,
     /// Mailbox size of each remote ref (its proxy).
     pub proxy_mailbox: usize,
     /// First delay between connection attempts; doubles each attempt.
@@ -45,7 +68,9 @@ pub struct RemoteConfig {
 
 impl RemoteConfig {
     /// Settings for listening on `listen` in cluster `cluster` with `secret`, and defaults:
-    /// 8 MiB frames, 1024 connections, 5 s handshake timeout, 4096 queued frames per peer,
+    /// 8 MiB frames; 1024 authenticated connections, 64 in their handshake (8 per source
+    /// address); a 5 s handshake timeout, 5 s to connect, 10 s for a whole lookup; 4096
+    /// queued frames and 16 MiB per peer; 1024 asks in flight and 4096 watches per peer;
     /// proxies with 1024-message mailboxes, 4 connection attempts from 100 ms, heartbeats
     /// every second, a 10 s silence limit and 5 s to drain at shutdown.
     pub fn new(listen: SocketAddr, cluster: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
@@ -56,8 +81,15 @@ impl RemoteConfig {
             secret: secret.as_ref().to_vec(),
             max_frame: postbox_wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            max_unauthenticated: 64,
+            max_unauthenticated_per_source: 8,
             handshake_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            lookup_timeout: Duration::from_secs(10),
             outbound_capacity: 4096,
+            outbound_bytes: 16 * 1024 * 1024,
+            max_inbound_asks: 1024,
+            max_watches: 4096,
             proxy_mailbox: 1024,
             reconnect_min: Duration::from_millis(100),
             reconnect_attempts: 4,
@@ -86,9 +118,55 @@ impl RemoteConfig {
         self
     }
 
+    /// Sets the budget of connections in their handshake: in all, and per source address.
+    pub fn max_unauthenticated(mut self, total: usize, per_source: usize) -> Self {
+        self.max_unauthenticated = total;
+        self.max_unauthenticated_per_source = per_source;
+        self
+    }
+
     /// Sets the handshake timeout.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets the TCP connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the time a whole lookup may take.
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.lookup_timeout = timeout;
+        self
+    }
+
+    /// Sets the outbound queue's limits per peer: frames and bytes.
+    pub fn outbound(mut self, frames: usize, bytes: usize) -> Self {
+        self.outbound_capacity = frames;
+        self.outbound_bytes = bytes;
+        self
+    }
+
+    /// Sets the most asks one peer may have in flight here.
+    pub fn max_inbound_asks(mut self, asks: usize) -> Self {
+        self.max_inbound_asks = asks;
+        self
+    }
+
+    /// Sets the most watches one peer may hold here.
+    pub fn max_watches(mut self, watches: usize) -> Self {
+        self.max_watches = watches;
+        self
+    }
+
+    /// Sets the heartbeat interval and the silence after which a connection is dead (also
+    /// how long a peer may leave this node's writes unread).
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_timeout = timeout;
         self
     }
 
@@ -121,6 +199,9 @@ impl std::fmt::Debug for RemoteConfig {
             .field("secret", &"<redacted>")
             .field("max_frame", &self.max_frame)
             .field("max_connections", &self.max_connections)
+            .field("max_unauthenticated", &self.max_unauthenticated)
+            .field("max_inbound_asks", &self.max_inbound_asks)
+            .field("max_watches", &self.max_watches)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("tls", &self.tls)
             .finish_non_exhaustive()

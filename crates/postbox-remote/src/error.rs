@@ -29,6 +29,9 @@ pub enum ConnectError {
     /// The TLS handshake failed: the peer's certificate is not from the cluster's CA or does
     /// not name the dialed address, the peer does not speak TLS, or it refused ours.
     Tls(String),
+    /// The node answering at that address is an incarnation this node has quarantined
+    /// (declared down).
+    Quarantined(postbox_wire::NodeAddr),
 }
 
 impl fmt::Display for ConnectError {
@@ -46,6 +49,9 @@ impl fmt::Display for ConnectError {
             ConnectError::Protocol(what) => write!(f, "handshake protocol error: {what}"),
             ConnectError::Timeout => f.write_str("the handshake timed out"),
             ConnectError::Tls(what) => write!(f, "TLS handshake failed: {what}"),
+            ConnectError::Quarantined(node) => {
+                write!(f, "{node} was declared down and is quarantined")
+            }
         }
     }
 }
@@ -79,6 +85,9 @@ pub enum RemoteError {
     NotFound(String),
     /// The connection was lost before the peer answered.
     NodeDown,
+    /// No answer within [`lookup_timeout`](crate::RemoteConfig::lookup_timeout) (connecting
+    /// included).
+    Timeout(std::time::Duration),
 }
 
 impl fmt::Display for RemoteError {
@@ -88,6 +97,7 @@ impl fmt::Display for RemoteError {
             RemoteError::Connect(e) => write!(f, "{e}"),
             RemoteError::NotFound(name) => write!(f, "no actor named {name:?} on that node"),
             RemoteError::NodeDown => f.write_str("the node went down before answering"),
+            RemoteError::Timeout(limit) => write!(f, "no answer within {limit:?}"),
         }
     }
 }

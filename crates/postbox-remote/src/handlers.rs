@@ -19,7 +19,15 @@ pub trait RemoteActor: Actor {
 
 /// What a delivery produces: for an ask, the encoded reply (or why there is none).
 pub(crate) type Delivered =
-    Pin<Box<dyn Future<Output = Option<Result<Vec<u8>, RemoteFailure>>> + Send>>;
+    Pin<Box<dyn Future<Output = Option<Result<Vec<u8>, ReplyFailure>>> + Send>>;
+
+/// Why an ask from another node has no reply to send back.
+pub(crate) enum ReplyFailure {
+    /// The local ask failed, as a local asker would have been told.
+    Ask(postbox::AskError),
+    /// The reply could not be encoded (why).
+    Unencodable(String),
+}
 
 /// Decodes a payload and puts it in the actor's mailbox: at once when there is room (`None`),
 /// else through a future that resolves once it is queued — to the reply's future for an ask.
@@ -79,9 +87,9 @@ impl<A: Actor> Handlers<A> {
                                 let mut out = Vec::with_capacity(128);
                                 (codec.encode_reply)(&value, &mut out)
                                     .map(|()| out)
-                                    .map_err(|_| RemoteFailure::Undecodable)
+                                    .map_err(|e| ReplyFailure::Unencodable(e.to_string()))
                             }),
-                            Err(_) => Err(RemoteFailure::Refused),
+                            Err(error) => Err(ReplyFailure::Ask(error)),
                         })
                     });
                     Some(delivered)

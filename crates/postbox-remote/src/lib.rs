@@ -101,19 +101,26 @@
 //!   refused (`ConnectError::Tls` on the dialing side) and counted as an authentication
 //!   failure.
 
+mod admission;
 mod config;
+mod connection;
 mod error;
 mod handlers;
+mod handshake;
 mod peer;
 mod refs;
 mod remote;
+mod stats;
 mod tls;
 
+pub use admission::{Admission, QUARANTINE_MAX};
 pub use config::RemoteConfig;
+pub use connection::REQUEST_BACKLOG;
 pub use error::{ConnectError, RemoteError};
 pub use handlers::{Handlers, RemoteActor};
-pub use postbox_wire::{ActorAddr, NodeAddr};
-pub use remote::{Remote, RemoteStats};
+pub use postbox_wire::{ActorAddr, NodeAddr, RefuseReason};
+pub use remote::Remote;
+pub use stats::{Refusal, RemoteStats};
 pub use tls::{TlsConfig, TlsConfigError};
 
 /// Implements [`Message::remote`](postbox::Message::remote) inside an `impl Message` block:

@@ -86,7 +86,7 @@ impl RefCodec for RefContext {
                 // the ref ends as for a lost node.
                 let connecting = peer.connecting();
                 tokio::spawn(async move {
-                    let connected = connect(&shared, &peer).await;
+                    let connected = connect(&shared, &peer, Some(&node)).await;
                     drop(connecting);
                     match connected {
                         Ok(conn)

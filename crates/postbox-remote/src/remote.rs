@@ -1,71 +1,32 @@
-//! The node's transport: listener, handshakes, peers, lookups.
+//! The node's transport: listener, admission, peers, lookups.
 
+use crate::admission::{Admission, Pending, Quarantine};
 use crate::config::RemoteConfig;
+use crate::connection::Connection;
 use crate::error::{ConnectError, RemoteError};
 use crate::handlers::{RemoteActor, TypeRegistry};
-use crate::peer::{run_connection, ActorLink, Connection, Peer, ReadHalf, WriteHalf};
+use crate::handshake::{accept, dial};
+use crate::peer::{ActorLink, Peer};
 use crate::refs::RefContext;
-use bytes::BytesMut;
+use crate::stats::{LogLimiter, RemoteStats, Stats};
 use dashmap::DashMap;
 use postbox::remote::{ActorAddress, RefCodec};
 use postbox::{Actor, ActorRef, ActorSystem, ExitReason, Mailbox};
-use postbox_wire::auth::{self, Role};
-use postbox_wire::{
-    Challenge, Frame, FrameCodec, Hello, NodeAddr, Proof, RefuseReason, PROTOCOL_VERSION,
-};
+use postbox_wire::{NodeAddr, RefuseReason};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::codec::{Decoder, Encoder};
 
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub(crate) connections: AtomicU64,
-    pub(crate) connections_accepted: AtomicU64,
-    pub(crate) frames_in: AtomicU64,
-    pub(crate) frames_out: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) reconnects: AtomicU64,
-    pub(crate) auth_failures: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) protocol_errors: AtomicU64,
-    pub(crate) invalid_traces: AtomicU64,
-}
-
-/// Transport counters, for the metrics endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct RemoteStats {
-    /// Authenticated connections open now.
-    pub connections: u64,
-    /// Inbound connections accepted (before the handshake) since start.
-    pub connections_accepted: u64,
-    /// Frames read.
-    pub frames_in: u64,
-    /// Frames written.
-    pub frames_out: u64,
-    /// Bytes read.
-    pub bytes_in: u64,
-    /// Bytes written.
-    pub bytes_out: u64,
-    /// Connection attempts after the first to the same peer.
-    pub reconnects: u64,
-    /// Handshakes that failed authentication (either side).
-    pub auth_failures: u64,
-    /// Inbound connections refused (limit, version, cluster, bad handshake, and the losing
-    /// side of a simultaneous connect).
-    pub refused: u64,
-    /// Connections closed for malformed or oversized frames.
-    pub protocol_errors: u64,
-    /// Messages whose `traceparent` was malformed: delivered all the same, without it (their
-    /// handler starts a new trace).
-    pub invalid_trace_contexts: u64,
-}
+/// How often a kind of refusal (or failure to accept) is logged at most; the next line says
+/// how many were held back.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Backoff of the accept loop after a failed `accept` (out of file descriptors, say): from
+/// the first delay, doubling, up to the second.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
 
 pub(crate) struct Shared {
     pub(crate) system: ActorSystem,
@@ -73,7 +34,15 @@ pub(crate) struct Shared {
     pub(crate) me: NodeAddr,
     pub(crate) types: TypeRegistry,
     peers: DashMap<String, Arc<Peer>>,
+    /// Authenticated inbound connections.
     inbound: AtomicUsize,
+    /// Inbound connections still in their handshake.
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) quarantine: Quarantine,
+    admission: RwLock<Option<Arc<dyn Admission>>>,
+    /// The peer that told this node it is quarantined, if one has.
+    quarantined_by: watch::Sender<Option<NodeAddr>>,
+    pub(crate) logs: LogLimiter,
     correlation: Arc<AtomicU64>,
     pub(crate) stats: Stats,
     /// Serves `ActorRef`s inside messages and replies (see `refs.rs`).
@@ -97,6 +66,54 @@ impl Shared {
             .entry(addr.to_owned())
             .or_insert_with(|| Arc::new(Peer::new(addr.to_owned())))
             .clone()
+    }
+
+    /// The open connection to the node at `addr`, if any.
+    pub(crate) fn existing(&self, addr: &str) -> Option<Arc<Connection>> {
+        self.peers.get(addr).and_then(|peer| peer.connection())
+    }
+
+    pub(crate) fn admission(&self) -> Option<Arc<dyn Admission>> {
+        self.admission
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Counts an authenticated inbound connection if the limit allows; the guard uncounts it.
+    pub(crate) fn admit_authenticated(self: &Arc<Self>) -> Option<InboundSlot> {
+        if self.inbound.fetch_add(1, Relaxed) < self.config.max_connections {
+            Some(InboundSlot(self.clone()))
+        } else {
+            self.inbound.fetch_sub(1, Relaxed);
+            None
+        }
+    }
+
+    /// An authenticated peer (`by`) says the cluster has declared this node down.
+    pub(crate) fn quarantined_by(&self, by: &NodeAddr, message: &str) {
+        let first = self.quarantined_by.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(by.clone());
+            }
+            first
+        });
+        if first {
+            tracing::error!(
+                node = %self.me,
+                by = %by,
+                %message,
+                "this node was declared down by the cluster and is quarantined: it is no longer a member"
+            );
+        }
+    }
+
+    /// Logs a refused connection, at most once per kind per [`LOG_EVERY`].
+    pub(crate) fn log_refusal(&self, from: std::net::SocketAddr, kind: &'static str, why: &str) {
+        if let Some(held_back) = self.logs.allow(kind) {
+            tracing::warn!(%from, reason = kind, why, held_back, "inbound connection refused");
+        }
     }
 }
 
@@ -123,13 +140,6 @@ fn clock_fallback() -> u64 {
     nanos ^ (std::process::id() as u64).rotate_left(32)
 }
 
-fn nonce() -> Result<[u8; 32], ConnectError> {
-    let mut nonce = [0u8; 32];
-    getrandom::fill(&mut nonce)
-        .map_err(|e| ConnectError::Protocol(format!("no randomness for a nonce: {e}")))?;
-    Ok(nonce)
-}
-
 impl Remote {
     /// Starts listening on `config.listen` and serving peers for `system`.
     pub async fn start(system: &ActorSystem, config: RemoteConfig) -> Result<Remote, RemoteError> {
@@ -147,11 +157,19 @@ impl Remote {
         };
         let shared = Arc::new_cyclic(|weak| Shared {
             system: system.clone(),
+            pending: Pending::new(
+                config.max_unauthenticated,
+                config.max_unauthenticated_per_source,
+            ),
             config,
             me,
             types: TypeRegistry::default(),
             peers: DashMap::new(),
             inbound: AtomicUsize::new(0),
+            quarantine: Quarantine::default(),
+            admission: RwLock::new(None),
+            quarantined_by: watch::channel(None).0,
+            logs: LogLimiter::new(LOG_EVERY),
             correlation: Arc::new(AtomicU64::new(1)),
             stats: Stats::default(),
             refs: Arc::new(RefContext {
@@ -186,15 +204,69 @@ impl Remote {
     /// A reference to the actor registered as `name` on the node at `addr`, connecting (and
     /// authenticating) first if needed. The reference works like a local one until the
     /// connection is lost; then it ends (see the crate docs).
+    ///
+    /// The whole lookup — connecting (with its retries), the handshake and the answer — ends
+    /// within [`lookup_timeout`](RemoteConfig::lookup_timeout), with `Timeout` if need be.
     pub async fn lookup<A: Actor>(
         &self,
         addr: &str,
         name: &str,
     ) -> Result<ActorRef<A>, RemoteError> {
+        self.lookup_at(addr, None, name).await
+    }
+
+    /// Like [`lookup`](Self::lookup), but only on the incarnation `node`: if the node at its
+    /// address is another one (it restarted, or something else answers there), the lookup
+    /// fails instead of reaching it. For a membership layer that knows whom it means.
+    pub async fn lookup_node<A: Actor>(
+        &self,
+        node: &NodeAddr,
+        name: &str,
+    ) -> Result<ActorRef<A>, RemoteError> {
+        self.lookup_at(&node.addr, Some(node), name).await
+    }
+
+    async fn lookup_at<A: Actor>(
+        &self,
+        addr: &str,
+        expected: Option<&NodeAddr>,
+        name: &str,
+    ) -> Result<ActorRef<A>, RemoteError> {
+        let limit = self.shared.config.lookup_timeout;
+        match tokio::time::timeout(limit, self.lookup_within(addr, expected, name)).await {
+            Ok(found) => found,
+            Err(_) => {
+                self.shared.stats.lookup_timeouts.fetch_add(1, Relaxed);
+                Err(RemoteError::Timeout(limit))
+            }
+        }
+    }
+
+    async fn lookup_within<A: Actor>(
+        &self,
+        addr: &str,
+        expected: Option<&NodeAddr>,
+        name: &str,
+    ) -> Result<ActorRef<A>, RemoteError> {
         let peer = self.shared.peer(addr);
-        let conn = connect(&self.shared, &peer).await?;
-        let Some(found) = conn.lookup(&self.shared, name).await else {
-            return Err(RemoteError::NodeDown);
+        let conn = connect(&self.shared, &peer, expected).await?;
+        if let Some(expected) = expected {
+            if conn.peer_node.node_id != expected.node_id
+                || conn.peer_node.incarnation != expected.incarnation
+            {
+                return Err(RemoteError::Connect(ConnectError::Incompatible(format!(
+                    "{addr} is now {}, not the {expected} looked for",
+                    conn.peer_node
+                ))));
+            }
+        }
+        let limit = self.shared.config.lookup_timeout;
+        let found = match conn.lookup(&self.shared, name, limit).await {
+            Ok(found) => found,
+            Err(crate::connection::LookupFailed::Closed) => return Err(RemoteError::NodeDown),
+            Err(crate::connection::LookupFailed::Timeout) => {
+                return Err(RemoteError::Timeout(limit))
+            }
         };
         let id = found.ok_or_else(|| RemoteError::NotFound(name.to_owned()))?;
         let link = ActorLink::new(&self.shared, peer.clone(), id, conn.peer_node.incarnation);
@@ -210,20 +282,76 @@ impl Remote {
 
     /// Counters of the transport.
     pub fn stats(&self) -> RemoteStats {
-        let s = &self.shared.stats;
-        RemoteStats {
-            connections: s.connections.load(Relaxed),
-            connections_accepted: s.connections_accepted.load(Relaxed),
-            frames_in: s.frames_in.load(Relaxed),
-            frames_out: s.frames_out.load(Relaxed),
-            bytes_in: s.bytes_in.load(Relaxed),
-            bytes_out: s.bytes_out.load(Relaxed),
-            reconnects: s.reconnects.load(Relaxed),
-            auth_failures: s.auth_failures.load(Relaxed),
-            refused: s.refused.load(Relaxed),
-            protocol_errors: s.protocol_errors.load(Relaxed),
-            invalid_trace_contexts: s.invalid_traces.load(Relaxed),
+        let shared = &self.shared;
+        let mut stats = RemoteStats::read(&shared.stats);
+        stats.unauthenticated = shared.pending.len() as u64;
+        stats.quarantined = shared.quarantine.len() as u64;
+        for peer in shared.peers.iter() {
+            if let Some(conn) = peer.connection() {
+                stats.inbound_asks += conn.inbound_asks() as u64;
+                stats.watches += conn.watches() as u64;
+            }
         }
+        stats
+    }
+
+    /// Quarantines the incarnation `node`, for good: it is refused from now on
+    /// (`RefuseReason::Quarantined`, in the handshake), and a connection to it that is open
+    /// is told so and closed (its asks in flight fail with `NodeDown`, remote refs through it
+    /// end). For a membership layer that has declared the node down — a downed incarnation
+    /// that comes back (after a pause, or a partition) must learn it is no longer a member.
+    /// Returns whether a connection was closed.
+    pub fn quarantine(&self, node: &NodeAddr) -> bool {
+        if self.shared.quarantine.add(node) {
+            tracing::info!(%node, "quarantined");
+        }
+        let Some(conn) = self.shared.existing(&node.addr) else {
+            return false;
+        };
+        if conn.peer_node.node_id != node.node_id || conn.peer_node.incarnation != node.incarnation
+        {
+            return false;
+        }
+        conn.close_with(
+            RefuseReason::Quarantined,
+            format!("{node} was declared down by the cluster; restart as a new incarnation"),
+        );
+        true
+    }
+
+    /// Whether the incarnation `node` is quarantined here.
+    pub fn is_quarantined(&self, node: &NodeAddr) -> bool {
+        self.shared.quarantine.contains(node)
+    }
+
+    /// The peer that told this node that the cluster has declared it down (it refused this
+    /// node as `Quarantined`, after proving it knows the cluster secret), if one has.
+    pub fn quarantined_by(&self) -> Option<NodeAddr> {
+        self.shared.quarantined_by.borrow().clone()
+    }
+
+    /// Resolves once a peer has told this node that it is quarantined (see
+    /// [`quarantined_by`](Self::quarantined_by)), with that peer.
+    pub async fn quarantined(&self) -> NodeAddr {
+        let mut told = self.shared.quarantined_by.subscribe();
+        loop {
+            if let Some(by) = told.borrow_and_update().clone() {
+                return by;
+            }
+            if told.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Lets a membership layer refuse authenticated peers (see [`Admission`]); replaces any
+    /// earlier one.
+    pub fn set_admission(&self, admission: Arc<dyn Admission>) {
+        *self
+            .shared
+            .admission
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(admission);
     }
 
     /// Asks waiting for a reply from `addr` (entries leave on reply, on their asker's timeout
@@ -238,9 +366,9 @@ impl Remote {
 
     /// Closes the connection to `node` if it is to that very incarnation, as if it had been
     /// lost: asks in flight to it fail with `NodeDown`, remote refs through it end and their
-    /// watchers learn of it. For a membership layer that has declared the node down (a hung
-    /// node would otherwise hold its connection until the heartbeat timeout). Returns whether
-    /// a connection was closed.
+    /// watchers learn of it. Returns whether a connection was closed. (A membership layer
+    /// that has declared the node down uses [`quarantine`](Self::quarantine), which also
+    /// tells the node and refuses it from then on.)
     pub fn disconnect(&self, node: &NodeAddr) -> bool {
         let Some(conn) = self
             .shared
@@ -342,6 +470,7 @@ async fn sweep_loop(shared: std::sync::Weak<Shared>) {
 pub(crate) async fn connect(
     shared: &Arc<Shared>,
     peer: &Arc<Peer>,
+    expected: Option<&NodeAddr>,
 ) -> Result<Arc<Connection>, ConnectError> {
     if let Some(conn) = peer.connection() {
         return Ok(conn);
@@ -357,7 +486,7 @@ pub(crate) async fn connect(
         if attempt > 1 {
             shared.stats.reconnects.fetch_add(1, Relaxed);
         }
-        match dial(shared, peer).await {
+        match dial(shared, peer, expected).await {
             Ok(conn) => return Ok(conn),
             // The peer is dialing us at the same moment and its connection wins the tie-break.
             Err(ConnectError::Refused {
@@ -377,6 +506,7 @@ pub(crate) async fn connect(
                 | ConnectError::AuthenticationFailed
                 | ConnectError::Incompatible(_)
                 | ConnectError::Tls(_)
+                | ConnectError::Quarantined(_)
                 | ConnectError::BadAddress(_)),
             ) => return Err(error),
             Err(error) if attempt >= shared.config.reconnect_attempts => return Err(error),
@@ -389,361 +519,55 @@ pub(crate) async fn connect(
     }
 }
 
-async fn dial(shared: &Arc<Shared>, peer: &Arc<Peer>) -> Result<Arc<Connection>, ConnectError> {
-    let stream = TcpStream::connect(&peer.addr).await?;
-    let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::new();
-    let handshake = async {
-        let config = &shared.config;
-        let (mut read, mut write) = match &config.tls {
-            None => split_plain(stream),
-            Some(tls) => {
-                let name = crate::tls::server_name(&peer.addr)
-                    .ok_or_else(|| ConnectError::BadAddress(peer.addr.clone()))?;
-                match tls.connector().connect(name, stream).await {
-                    Ok(stream) => split_tls(stream),
-                    Err(error) => {
-                        shared.stats.auth_failures.fetch_add(1, Relaxed);
-                        return Err(ConnectError::Tls(error.to_string()));
-                    }
-                }
-            }
-        };
-        let my_nonce = nonce()?;
-        send_frame(
-            &mut write,
-            &Frame::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                cluster: config.cluster.clone(),
-                node: shared.me.clone(),
-                nonce: my_nonce,
-            }),
-            config.max_frame,
-        )
-        .await?;
-        let challenge = match read_frame(&mut read, &mut buf, config.max_frame).await? {
-            Frame::Challenge(challenge) => challenge,
-            Frame::Refused { reason, message } => {
-                if reason == RefuseReason::AuthenticationFailed {
-                    shared.stats.auth_failures.fetch_add(1, Relaxed);
-                }
-                return Err(ConnectError::Refused { reason, message });
-            }
-            other => {
-                return Err(ConnectError::Protocol(format!(
-                    "expected a challenge, got {}",
-                    other.kind()
-                )))
-            }
-        };
-        let Challenge {
-            version,
-            cluster,
-            node,
-            nonce: their_nonce,
-            proof,
-        } = challenge;
-        if version != PROTOCOL_VERSION {
-            return Err(ConnectError::Incompatible(format!(
-                "protocol version {version}, we speak {PROTOCOL_VERSION}"
-            )));
-        }
-        if cluster != config.cluster {
-            return Err(ConnectError::Incompatible(format!(
-                "cluster {cluster:?}, we are {:?}",
-                config.cluster
-            )));
-        }
-        if !auth::verify(
-            &config.secret,
-            Role::Server,
-            &node,
-            &cluster,
-            &my_nonce,
-            &their_nonce,
-            &proof,
-        ) {
-            shared.stats.auth_failures.fetch_add(1, Relaxed);
-            return Err(ConnectError::AuthenticationFailed);
-        }
-        let my_proof = auth::prove(
-            &config.secret,
-            Role::Client,
-            &shared.me,
-            &cluster,
-            &their_nonce,
-            &my_nonce,
-        );
-        send_frame(
-            &mut write,
-            &Frame::Proof(Proof { proof: my_proof }),
-            config.max_frame,
-        )
-        .await?;
-        match read_frame(&mut read, &mut buf, config.max_frame).await? {
-            Frame::Welcome => Ok((node, read, write)),
-            Frame::Refused { reason, message } => {
-                if reason == RefuseReason::AuthenticationFailed {
-                    shared.stats.auth_failures.fetch_add(1, Relaxed);
-                }
-                Err(ConnectError::Refused { reason, message })
-            }
-            other => Err(ConnectError::Protocol(format!(
-                "expected welcome, got {}",
-                other.kind()
-            ))),
-        }
-    };
-    let (node, read, write) = tokio::time::timeout(shared.config.handshake_timeout, handshake)
-        .await
-        .map_err(|_| ConnectError::Timeout)??;
-    Ok(run_connection(shared, peer, node, read, buf, write, None))
-}
-
-fn split_plain(stream: TcpStream) -> (ReadHalf, WriteHalf) {
-    let (read, write) = stream.into_split();
-    (Box::new(read), Box::new(write))
-}
-
-fn split_tls<S>(stream: S) -> (ReadHalf, WriteHalf)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (read, write) = tokio::io::split(stream);
-    (Box::new(read), Box::new(write))
-}
-
+/// Accepts connections until the transport stops. Every connection is admitted into the
+/// budget of pending ones (evicting the oldest if need be, see `admission.rs`) and handshaken
+/// on a task of its own. A failed `accept` (out of file descriptors, say) is counted, logged
+/// at most once per [`LOG_EVERY`], frees the oldest pending connection's descriptor and backs
+/// off — the loop never spins.
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut backoff = ACCEPT_BACKOFF.0;
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
-            continue;
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF.0;
+                accepted
+            }
+            Err(error) => {
+                shared.stats.accept_errors.fetch_add(1, Relaxed);
+                if let Some(held_back) = shared.logs.allow("accept") {
+                    tracing::warn!(%error, held_back, retry_in = ?backoff, "cannot accept connections");
+                }
+                shared.pending.evict_oldest();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
         };
         shared.stats.connections_accepted.fetch_add(1, Relaxed);
         let _ = stream.set_nodelay(true);
         // Admission in accept order, here rather than in the connection's task.
-        let slot = if shared.inbound.fetch_add(1, Relaxed) < shared.config.max_connections {
-            Some(InboundSlot(shared.clone()))
-        } else {
-            shared.inbound.fetch_sub(1, Relaxed);
-            None
-        };
+        let (slot, evicted) = shared.pending.admit(from.ip());
+        if evicted > 0 {
+            shared.log_refusal(
+                from,
+                "evicted",
+                "the budget of connections in their handshake was full; the oldest was closed",
+            );
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(why) = accept(&shared, stream, slot).await {
-                tracing::warn!(%from, %why, "inbound connection refused");
+            if let Err((refusal, why)) = accept(&shared, stream, slot).await {
+                shared.log_refusal(from, refusal.label(), &why);
             }
         });
     }
 }
 
-/// Counts an inbound connection for as long as it lives.
-struct InboundSlot(Arc<Shared>);
+/// Counts an authenticated inbound connection for as long as it lives.
+pub(crate) struct InboundSlot(Arc<Shared>);
 
 impl Drop for InboundSlot {
     fn drop(&mut self) {
         self.0.inbound.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Handshakes an inbound connection and runs it. A refusal is counted before the socket
-/// closes, so a peer that sees the close can already read the count.
-async fn accept(
-    shared: &Arc<Shared>,
-    stream: TcpStream,
-    slot: Option<InboundSlot>,
-) -> Result<(), String> {
-    let config = &shared.config;
-    let max = config.max_frame;
-    let Some(slot) = slot else {
-        shared.stats.refused.fetch_add(1, Relaxed);
-        // Over the limit there is no TLS session to refuse in: plain refusal, then close.
-        let (_, mut write) = split_plain(stream);
-        let _ = refuse(
-            &mut write,
-            RefuseReason::TooManyConnections,
-            "connection limit reached",
-            max,
-        )
-        .await;
-        return Err("connection limit reached".into());
-    };
-    let (mut read, mut write) = match &config.tls {
-        None => split_plain(stream),
-        Some(tls) => {
-            match tokio::time::timeout(config.handshake_timeout, tls.acceptor().accept(stream))
-                .await
-            {
-                Ok(Ok(stream)) => split_tls(stream),
-                Ok(Err(error)) => {
-                    shared.stats.auth_failures.fetch_add(1, Relaxed);
-                    shared.stats.refused.fetch_add(1, Relaxed);
-                    return Err(format!("TLS handshake failed: {error}"));
-                }
-                Err(_) => {
-                    shared.stats.refused.fetch_add(1, Relaxed);
-                    return Err("TLS handshake timed out".into());
-                }
-            }
-        }
-    };
-    let mut buf = BytesMut::new();
-    let handshake = async {
-        let hello = match read_frame(&mut read, &mut buf, max).await {
-            Ok(Frame::Hello(hello)) => hello,
-            Ok(other) => {
-                let _ = refuse(&mut write, RefuseReason::Malformed, "expected hello", max).await;
-                return Err(format!("expected hello, got {}", other.kind()));
-            }
-            Err(error) => {
-                let _ = refuse(&mut write, RefuseReason::Malformed, &error.to_string(), max).await;
-                return Err(error.to_string());
-            }
-        };
-        if hello.version != PROTOCOL_VERSION {
-            let why = format!(
-                "protocol version {} (we speak {PROTOCOL_VERSION})",
-                hello.version
-            );
-            let _ = refuse(&mut write, RefuseReason::VersionMismatch, &why, max).await;
-            return Err(why);
-        }
-        if hello.cluster != config.cluster {
-            let why = format!("cluster {:?} (we are {:?})", hello.cluster, config.cluster);
-            let _ = refuse(&mut write, RefuseReason::WrongCluster, &why, max).await;
-            return Err(why);
-        }
-        let my_nonce = nonce().map_err(|e| e.to_string())?;
-        let proof = auth::prove(
-            &config.secret,
-            Role::Server,
-            &shared.me,
-            &config.cluster,
-            &hello.nonce,
-            &my_nonce,
-        );
-        send_frame(
-            &mut write,
-            &Frame::Challenge(Challenge {
-                version: PROTOCOL_VERSION,
-                cluster: config.cluster.clone(),
-                node: shared.me.clone(),
-                nonce: my_nonce,
-                proof,
-            }),
-            max,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let proof = match read_frame(&mut read, &mut buf, max).await {
-            Ok(Frame::Proof(proof)) => proof.proof,
-            Ok(other) => return Err(format!("expected proof, got {}", other.kind())),
-            Err(error) => return Err(error.to_string()),
-        };
-        if !auth::verify(
-            &config.secret,
-            Role::Client,
-            &hello.node,
-            &config.cluster,
-            &my_nonce,
-            &hello.nonce,
-            &proof,
-        ) {
-            shared.stats.auth_failures.fetch_add(1, Relaxed);
-            let _ = refuse(
-                &mut write,
-                RefuseReason::AuthenticationFailed,
-                "wrong cluster secret",
-                max,
-            )
-            .await;
-            return Err(format!("{} failed authentication", hello.node.addr));
-        }
-        // One connection per pair of nodes. If one to this very incarnation is already up
-        // (its dial overtook ours), the client is to use that one. If we are dialing it right
-        // now too, the dial of the node with the smaller id wins, on both sides alike. Holding
-        // the dialing lock until the connection is registered keeps a dial of ours from
-        // starting in between (it would find this connection instead).
-        let peer = shared.peer(&hello.node.addr);
-        let not_dialing = peer.dialing.clone().try_lock_owned().ok();
-        let connected = peer
-            .connection()
-            .is_some_and(|conn| conn.peer_node == hello.node);
-        if connected || (not_dialing.is_none() && shared.me.node_id < hello.node.node_id) {
-            let _ = refuse(
-                &mut write,
-                RefuseReason::SimultaneousConnect,
-                "we are dialing you; use that connection",
-                max,
-            )
-            .await;
-            return Err(format!(
-                "{} dialed while we dialed it; our connection wins",
-                hello.node.addr
-            ));
-        }
-        send_frame(&mut write, &Frame::Welcome, max)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((hello.node, peer, not_dialing))
-    };
-    let outcome = match tokio::time::timeout(config.handshake_timeout, handshake).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err("handshake timed out".into()),
-    };
-    let (node, peer, not_dialing) = match outcome {
-        Ok(accepted) => accepted,
-        Err(why) => {
-            shared.stats.refused.fetch_add(1, Relaxed);
-            return Err(why);
-        }
-    };
-    run_connection(shared, &peer, node, read, buf, write, Some(Box::new(slot)));
-    drop(not_dialing);
-    Ok(())
-}
-
-async fn refuse(
-    write: &mut (impl AsyncWrite + Unpin + ?Sized),
-    reason: RefuseReason,
-    message: &str,
-    max: usize,
-) -> Result<(), ConnectError> {
-    send_frame(
-        write,
-        &Frame::Refused {
-            reason,
-            message: message.to_owned(),
-        },
-        max,
-    )
-    .await
-}
-
-async fn send_frame(
-    write: &mut (impl AsyncWrite + Unpin + ?Sized),
-    frame: &Frame,
-    max: usize,
-) -> Result<(), ConnectError> {
-    let mut buf = BytesMut::new();
-    FrameCodec::new(max).encode(frame, &mut buf)?;
-    write.write_all(&buf).await?;
-    Ok(())
-}
-
-async fn read_frame(
-    read: &mut (impl AsyncRead + Unpin + ?Sized),
-    buf: &mut BytesMut,
-    max: usize,
-) -> Result<Frame, ConnectError> {
-    let mut codec = FrameCodec::new(max);
-    loop {
-        if let Some(frame) = codec.decode(buf)? {
-            return Ok(frame);
-        }
-        if read.read_buf(buf).await? == 0 {
-            return Err(ConnectError::Protocol(
-                "connection closed during the handshake".into(),
-            ));
-        }
     }
 }

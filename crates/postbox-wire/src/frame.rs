@@ -145,11 +145,21 @@ pub enum ErrorKind {
     Refused,
     /// Anything else: a bug on the receiving node.
     Internal,
+    /// The handler dropped its reply handle without replying.
+    NoReply,
+    /// The target was a router with no live routee.
+    NoRoutees,
+    /// The target forwarded the ask to a node that was lost before it replied.
+    NodeDown,
+    /// The message or its reply is larger than the connection's frame limit.
+    TooLarge,
+    /// The reply could not be encoded on the receiving node.
+    Unencodable,
 }
 
 impl ErrorKind {
     /// Every kind, in wire-code order (code = index + 1).
-    pub(crate) const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::UnknownTag,
         ErrorKind::Undecodable,
         ErrorKind::UnknownTarget,
@@ -158,6 +168,11 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::Refused,
         ErrorKind::Internal,
+        ErrorKind::NoReply,
+        ErrorKind::NoRoutees,
+        ErrorKind::NodeDown,
+        ErrorKind::TooLarge,
+        ErrorKind::Unencodable,
     ];
 
     /// The kind's byte on the wire.
@@ -171,6 +186,11 @@ impl ErrorKind {
             ErrorKind::Timeout => 6,
             ErrorKind::Refused => 7,
             ErrorKind::Internal => 8,
+            ErrorKind::NoReply => 9,
+            ErrorKind::NoRoutees => 10,
+            ErrorKind::NodeDown => 11,
+            ErrorKind::TooLarge => 12,
+            ErrorKind::Unencodable => 13,
         }
     }
 
@@ -189,6 +209,11 @@ impl ErrorKind {
             ErrorKind::Timeout => "timed out",
             ErrorKind::Refused => "refused",
             ErrorKind::Internal => "internal error",
+            ErrorKind::NoReply => "no reply",
+            ErrorKind::NoRoutees => "no routees",
+            ErrorKind::NodeDown => "node down",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::Unencodable => "unencodable reply",
         }
     }
 }
@@ -240,11 +265,19 @@ pub enum RefuseReason {
     /// tie-break (the one dialed by the node with the smaller id); the client is to use that
     /// one instead.
     SimultaneousConnect,
+    /// The cluster declared the client's incarnation down: it is no longer a member, and no
+    /// node accepts it again. It is to stop acting as a member and restart as a new
+    /// incarnation. Also sent after the handshake, just before the server closes a connection
+    /// to a node it has just declared down.
+    Quarantined,
+    /// Another live incarnation of a node already holds the address the client claims; an
+    /// address is not taken over while its holder answers.
+    AddressInUse,
 }
 
 impl RefuseReason {
     /// Every reason, in wire-code order (code = index + 1).
-    pub(crate) const ALL: [RefuseReason; 7] = [
+    pub const ALL: [RefuseReason; 9] = [
         RefuseReason::VersionMismatch,
         RefuseReason::WrongCluster,
         RefuseReason::AuthenticationFailed,
@@ -252,6 +285,8 @@ impl RefuseReason {
         RefuseReason::Malformed,
         RefuseReason::ShuttingDown,
         RefuseReason::SimultaneousConnect,
+        RefuseReason::Quarantined,
+        RefuseReason::AddressInUse,
     ];
 
     /// The reason's byte on the wire.
@@ -264,12 +299,29 @@ impl RefuseReason {
             RefuseReason::Malformed => 5,
             RefuseReason::ShuttingDown => 6,
             RefuseReason::SimultaneousConnect => 7,
+            RefuseReason::Quarantined => 8,
+            RefuseReason::AddressInUse => 9,
         }
     }
 
     /// The reason with this wire byte, if any.
     pub(crate) fn from_code(code: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|reason| reason.code() == code)
+    }
+
+    /// A short, stable snake_case label, for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RefuseReason::VersionMismatch => "version_mismatch",
+            RefuseReason::WrongCluster => "wrong_cluster",
+            RefuseReason::AuthenticationFailed => "authentication_failed",
+            RefuseReason::TooManyConnections => "too_many_connections",
+            RefuseReason::Malformed => "malformed",
+            RefuseReason::ShuttingDown => "shutting_down",
+            RefuseReason::SimultaneousConnect => "simultaneous_connect",
+            RefuseReason::Quarantined => "quarantined",
+            RefuseReason::AddressInUse => "address_in_use",
+        }
     }
 }
 
@@ -283,6 +335,8 @@ impl fmt::Display for RefuseReason {
             RefuseReason::Malformed => "malformed handshake",
             RefuseReason::ShuttingDown => "shutting down",
             RefuseReason::SimultaneousConnect => "simultaneous connect; the other connection wins",
+            RefuseReason::Quarantined => "this incarnation was declared down by the cluster",
+            RefuseReason::AddressInUse => "another live incarnation holds this address",
         })
     }
 }

@@ -73,9 +73,10 @@
 //!
 //! Codes of [`RefuseReason`]: 1 `VersionMismatch`, 2 `WrongCluster`, 3
 //! `AuthenticationFailed`, 4 `TooManyConnections`, 5 `Malformed`, 6 `ShuttingDown`,
-//! 7 `SimultaneousConnect`.
+//! 7 `SimultaneousConnect`, 8 `Quarantined`, 9 `AddressInUse`.
 //! Codes of [`ErrorKind`]: 1 `UnknownTag`, 2 `Undecodable`, 3 `UnknownTarget`, 4 `Stopped`, 5
-//! `Panicked`, 6 `Timeout`, 7 `Refused`, 8 `Internal`. Code 0 is never used.
+//! `Panicked`, 6 `Timeout`, 7 `Refused`, 8 `Internal`, 9 `NoReply`, 10 `NoRoutees`,
+//! 11 `NodeDown`, 12 `TooLarge`, 13 `Unencodable`. Code 0 is never used.
 //!
 //! Payloads are opaque here; [`to_payload`] and [`from_payload`] encode application values
 //! with rmp-serde's compact MessagePack (structs as arrays: field order is the schema).
@@ -100,6 +101,9 @@
 //!
 //! ## Limits
 //!
+//! - Before `Welcome`, a frame body is at most [`MAX_HANDSHAKE_FRAME`] bytes (4 KiB; the
+//!   largest handshake frame is well under 1 KiB): an unauthenticated peer cannot make a
+//!   node reserve more than that.
 //! - A frame body is at most `max_frame` bytes ([`DEFAULT_MAX_FRAME`], 8 MiB; at most
 //!   `u32::MAX`). The decoder checks the announced length **before** reserving room for it and
 //!   answers [`WireError::FrameTooLarge`], so one frame never makes it allocate more than
@@ -137,6 +141,8 @@
 //!
 //! After `Welcome` both sides may send any traffic frame (`Message`, `Reply`, `Error`,
 //! heartbeats, watches, lookups) until one of them sends `Goodbye` or the connection drops.
+//! A node may also end a connection with `Refused` after `Welcome`, to say why it closes it
+//! (`Quarantined`: the cluster has declared the other node's incarnation down).
 //! The handshake authenticates the nodes; it does not encrypt or sign later frames: use TLS
 //! where the network is not trusted.
 
@@ -159,7 +165,12 @@ pub use crate::payload::{from_payload, to_payload};
 
 /// The protocol version this crate speaks, sent in [`Hello`] and [`Challenge`]. Peers must
 /// speak the same version (see [Versioning](crate#versioning)).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The limit on a frame's body before the handshake is complete (both sides): 4 KiB.
+/// Handshake frames are small (a `Hello` with a 255-byte cluster name and a 255-byte address
+/// is under 600 bytes), so an unauthenticated peer never makes a node reserve more than this.
+pub const MAX_HANDSHAKE_FRAME: usize = 4 * 1024;
 
 /// The default limit on a frame's body, in bytes: 8 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;

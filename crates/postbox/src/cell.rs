@@ -262,6 +262,8 @@ pub(crate) enum WatchNotify {
     Actor(Arc<dyn TerminatedSink>),
     /// A future waiting in `ActorRef::wait_for_stop`.
     Waiter(oneshot::Sender<ExitReason>),
+    /// A watch on behalf of another node (`LocalActor::watch`): the transport's callback.
+    Callback(Box<dyn FnOnce(ExitReason) + Send>),
 }
 
 impl Watcher {
@@ -271,6 +273,7 @@ impl Watcher {
             WatchNotify::Waiter(tx) => {
                 let _ = tx.send(reason);
             }
+            WatchNotify::Callback(callback) => callback(reason),
         }
     }
 }

@@ -40,16 +40,19 @@ pub enum DeadLetterReason {
     ActorDown,
     /// For a remote actor whose node could not be reached.
     Unreachable,
-    /// Its type has no remote codec, so it cannot leave this node.
+    /// Its type has no remote codec, or its encoding failed, so it cannot leave this node.
     NotRemotable,
     /// Arrived from another node and could not be delivered here (unknown target or message
     /// tag, undecodable payload).
     RemoteRejected,
+    /// Larger, once encoded, than the connection to its remote actor's node carries (the
+    /// transport's frame limit).
+    TooLarge,
 }
 
 impl DeadLetterReason {
     /// Every reason, in a stable order (for metrics).
-    pub const ALL: [DeadLetterReason; 9] = [
+    pub const ALL: [DeadLetterReason; 10] = [
         DeadLetterReason::ActorStopped,
         DeadLetterReason::MailboxFull,
         DeadLetterReason::DroppedAtStop,
@@ -59,6 +62,7 @@ impl DeadLetterReason {
         DeadLetterReason::Unreachable,
         DeadLetterReason::NotRemotable,
         DeadLetterReason::RemoteRejected,
+        DeadLetterReason::TooLarge,
     ];
 
     /// A short snake_case label, stable for metrics.
@@ -73,6 +77,7 @@ impl DeadLetterReason {
             DeadLetterReason::Unreachable => "unreachable",
             DeadLetterReason::NotRemotable => "not_remotable",
             DeadLetterReason::RemoteRejected => "remote_rejected",
+            DeadLetterReason::TooLarge => "too_large",
         }
     }
 
@@ -87,6 +92,7 @@ impl DeadLetterReason {
             DeadLetterReason::Unreachable => 6,
             DeadLetterReason::NotRemotable => 7,
             DeadLetterReason::RemoteRejected => 8,
+            DeadLetterReason::TooLarge => 9,
         }
     }
 }

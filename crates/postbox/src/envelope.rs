@@ -260,7 +260,7 @@ unsafe fn encode_packet<A: Handler<M>, M: Message>(
     // Room for a typical small message: growing from empty would reallocate several times.
     let mut bytes = Vec::with_capacity(256);
     if (codec.encode)(&message, &mut bytes).is_err() {
-        failed(reply, RemoteFailure::Undecodable);
+        failed(reply, RemoteFailure::Unencodable);
         return Err(());
     }
     Ok(Outbound {

@@ -2,7 +2,7 @@
 
 use super::common::*;
 use postbox::prelude::*;
-use postbox_remote::{ConnectError, Remote, RemoteError};
+use postbox_remote::{ConnectError, Refusal, Remote, RemoteError};
 use postbox_wire::RefuseReason;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -119,36 +119,39 @@ async fn garbage_bytes_are_refused_and_the_node_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_connections_time_out_and_the_limit_refuses_extras() {
-    let system = ActorSystem::new();
-    let host = Remote::start(
-        &system,
+async fn silent_connections_time_out_and_do_not_take_authenticated_slots() {
+    let (_host_system, host, _journal) = host_with(
         config(SECRET)
             .handshake_timeout(Duration::from_millis(300))
             .max_connections(1),
     )
-    .await
-    .unwrap();
-    // One silent connection takes the only slot...
+    .await;
+    // A silent connection is pending, not authenticated...
     let mut silent = TcpStream::connect(host.addr()).await.unwrap();
     // (once the host has accepted it: the kernel completes a connect before `accept` runs)
     until("the silent connection's accept", || {
-        host.stats().connections_accepted > 0
+        host.stats().unauthenticated == 1
     })
     .await;
-    // ...so a second one is refused at once, saying why.
-    let (_client_system, client) = client().await;
-    match within(client.lookup::<Journal>(host.addr(), "journal")).await {
+    // ...so it does not take the only authenticated slot: a client gets in.
+    let (_client_system, first) = client().await;
+    let journal: ActorRef<Journal> = within(first.lookup(host.addr(), "journal")).await.unwrap();
+    assert_eq!(within(journal.ask(Echo("in".into()))).await.unwrap(), "in");
+    // The silent one is dropped when its handshake time is up, and counted as such.
+    read_until_closed(&mut silent).await;
+    until("the timeout to be counted", || {
+        host.stats().refused_by(Refusal::HandshakeTimeout) == 1
+    })
+    .await;
+    assert_eq!(host.stats().unauthenticated, 0);
+    // The slot is taken: a second authenticated peer is refused, saying why.
+    let (_other_system, other) = client().await;
+    match within(other.lookup::<Journal>(host.addr(), "journal")).await {
         Err(RemoteError::Connect(ConnectError::Refused {
             reason: RefuseReason::TooManyConnections,
             ..
         })) => {}
         other => panic!("expected TooManyConnections, got {other:?}"),
     }
-    // The silent one is dropped when its handshake time is up, freeing the slot.
-    read_until_closed(&mut silent).await;
-    host.expose::<Journal>();
-    let journal = system.spawn(Props::new(Journal::default)).unwrap();
-    system.registry().register("journal", &journal).unwrap();
-    still_serving(host.addr()).await;
+    assert_eq!(host.stats().refused_by(Refusal::TooManyConnections), 1);
 }

@@ -166,7 +166,8 @@ async fn registrations_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_node_declared_down_is_disconnected_and_its_asks_fail() {
-    let nodes = cluster_of(2).await;
+    // Three nodes: the two that still hear each other are the majority that downs the third.
+    let nodes = cluster_of(3).await;
     let key = ServiceKey::<Worker>::new("hangs");
     nodes[1].serve(&key).await;
     let mut sub = nodes[0].cluster.receptionist().subscribe(&key);

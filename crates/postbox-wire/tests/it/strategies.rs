@@ -85,27 +85,11 @@ pub(crate) fn envelope() -> impl Strategy<Value = Envelope> {
 }
 
 pub(crate) fn error_kind() -> impl Strategy<Value = ErrorKind> {
-    proptest::sample::select(vec![
-        ErrorKind::UnknownTag,
-        ErrorKind::Undecodable,
-        ErrorKind::UnknownTarget,
-        ErrorKind::Stopped,
-        ErrorKind::Panicked,
-        ErrorKind::Timeout,
-        ErrorKind::Refused,
-        ErrorKind::Internal,
-    ])
+    proptest::sample::select(ErrorKind::ALL.to_vec())
 }
 
 pub(crate) fn refuse_reason() -> impl Strategy<Value = RefuseReason> {
-    proptest::sample::select(vec![
-        RefuseReason::VersionMismatch,
-        RefuseReason::WrongCluster,
-        RefuseReason::AuthenticationFailed,
-        RefuseReason::TooManyConnections,
-        RefuseReason::Malformed,
-        RefuseReason::ShuttingDown,
-    ])
+    proptest::sample::select(RefuseReason::ALL.to_vec())
 }
 
 pub(crate) fn hello() -> impl Strategy<Value = Frame> {

@@ -27,7 +27,9 @@
 
 use crate::actor::{Actor, ActorId, Message};
 use crate::actor_ref::ActorRef;
-use crate::cell::{ActorCell, ActorMeta, AnyCell, Signal, Stats, SystemSignal, Watcher};
+use crate::cell::{
+    ActorCell, ActorMeta, AnyCell, Signal, Stats, SystemSignal, WatchNotify, Watcher,
+};
 use crate::dead_letters::{DeadLetter, DeadLetterReason};
 use crate::envelope::Envelope;
 use crate::error::{AskError, BoxError};
@@ -85,10 +87,15 @@ pub enum RemoteFailure {
     UnknownTag,
     /// The message or its reply could not be decoded.
     Undecodable,
+    /// The message or its reply could not be encoded (its `Serialize` failed).
+    Unencodable,
     /// The message type has no [`RemoteCodec`]: it cannot leave this node.
     NotRemotable,
     /// The remote node refused it (shutting down, say).
     Refused,
+    /// The message or its reply is larger, once encoded, than the connection carries (the
+    /// transport's frame limit).
+    TooLarge,
 }
 
 impl fmt::Display for RemoteFailure {
@@ -97,8 +104,12 @@ impl fmt::Display for RemoteFailure {
             RemoteFailure::UnknownTarget => "no such actor on the remote node",
             RemoteFailure::UnknownTag => "the remote actor does not handle this message type",
             RemoteFailure::Undecodable => "the message or its reply could not be decoded",
+            RemoteFailure::Unencodable => "the message or its reply could not be encoded",
             RemoteFailure::NotRemotable => "the message type cannot be sent to another node",
             RemoteFailure::Refused => "the remote node refused the message",
+            RemoteFailure::TooLarge => {
+                "the message or its reply is larger than the connection's frame limit"
+            }
         })
     }
 }
@@ -259,6 +270,9 @@ pub enum LinkError {
     Unreachable,
     /// The connection's outbound queue is full right now (only from `try_send`).
     Full,
+    /// The encoded message is larger than the connection carries. The message is refused
+    /// (a `TooLarge` dead letter; an ask fails with `Remote(TooLarge)`), the link goes on.
+    TooLarge,
 }
 
 /// The boxed future [`RemoteLink::send`] returns.
@@ -278,6 +292,8 @@ pub trait RemoteLink: Send + Sync + 'static {
     /// The first local watcher of this proxy appeared: ask the remote node to report the
     /// actor's termination.
     fn watch(&self);
+    /// The last local watcher of this proxy left: the remote node may forget the watch.
+    fn unwatch(&self) {}
     /// The proxy ended (for any reason): release what it holds on the remote side.
     fn closed(&self);
     /// Serves the `ActorRef`s inside the messages this link encodes (see [`RefCodec`]).
@@ -391,7 +407,11 @@ async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn R
                             watchers.push(watcher);
                         }
                         Signal::System(SystemSignal::Unwatch { watcher }) => {
+                            let watched = !watchers.is_empty();
                             watchers.retain(|w| w.watcher != watcher);
+                            if watched && watchers.is_empty() {
+                                link.unwatch();
+                            }
                         }
                         Signal::System(SystemSignal::Supervision(_))
                         | Signal::Terminated { .. } => {}
@@ -447,6 +467,13 @@ async fn send_one<A: Actor>(
         } {
             Ok(()) => {
                 cell.meta.stats.record_message(None);
+                None
+            }
+            Err((outbound, LinkError::TooLarge)) => {
+                record(cell, message_type, DeadLetterReason::TooLarge);
+                if let Some(reply) = outbound.reply {
+                    reply.fail(AskError::Remote(RemoteFailure::TooLarge));
+                }
                 None
             }
             Err((outbound, _)) => {
@@ -528,6 +555,30 @@ impl LocalActor {
     /// Resolves when the actor terminates (at once if it already has), with why.
     pub fn terminated(&self) -> impl Future<Output = ExitReason> + Send + 'static {
         crate::runner::wait_for_termination(&self.cell)
+    }
+
+    /// Calls `on_terminated` once, with why, when the actor terminates — at once, on this
+    /// thread, if it already has — unless [`unwatch`](Self::unwatch)ed first with the returned
+    /// id. For a transport watching an actor on behalf of another node: the watch costs the
+    /// actor one entry in its watcher list and no task.
+    pub fn watch(&self, on_terminated: Box<dyn FnOnce(ExitReason) + Send>) -> ActorId {
+        let id = self.cell.meta().system.shared.next_id();
+        let watcher = Watcher {
+            watcher: id,
+            notify: WatchNotify::Callback(on_terminated),
+        };
+        if let Err(SystemSignal::Watch(watcher)) =
+            self.cell.send_system(SystemSignal::Watch(watcher))
+        {
+            watcher.notify(self.id(), ExitReason::AlreadyTerminated);
+        }
+        id
+    }
+
+    /// Cancels the watch `id` (from [`watch`](Self::watch)); its callback is dropped uncalled
+    /// if the actor has not terminated yet.
+    pub fn unwatch(&self, id: ActorId) {
+        let _ = self.cell.send_system(SystemSignal::Unwatch { watcher: id });
     }
 
     /// Counts a message that arrived from another node for this actor and could not be

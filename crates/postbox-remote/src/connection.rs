@@ -1,0 +1,1042 @@
+//! One authenticated connection: its reader, its batching writer, and the service task that
+//! answers the peer's asks and reports the terminations it watches.
+//!
+//! Every resource the peer can grow is bounded here, and what happens at the bound is
+//! backpressure on the peer, never memory:
+//!
+//! - **Outbound bytes.** Frames wait in a queue of at most
+//!   [`outbound_capacity`](crate::RemoteConfig::outbound_capacity) frames and
+//!   [`outbound_bytes`](crate::RemoteConfig::outbound_bytes) bytes (a frame larger than that
+//!   takes the whole budget); a sender waits for room. A peer that stops reading altogether
+//!   fills it; once the writer has made no progress for the heartbeat timeout, the
+//!   connection is closed (`write_stalls`).
+//! - **Asks in flight.** Each ask from the peer holds one of
+//!   [`max_inbound_asks`](crate::RemoteConfig::max_inbound_asks) permits until its reply is
+//!   queued. With none left, the connection stops taking the peer's *requests* (messages,
+//!   watches, lookups) — in order, so per-sender ordering holds — and stops reading once the
+//!   requests it has read fill [`REQUEST_BACKLOG`] bytes: TCP pushes back on the peer.
+//!   Replies to this node's own asks, heartbeats and termination notices are still read and
+//!   handled meanwhile, so two nodes asking each other never wait on each other's readers.
+//!   A full mailbox holds back the peer's requests the same way.
+//! - **Watches.** A `Watch` is an entry in the connection's table and in the watched actor's
+//!   watcher list — no task — and ends with the connection or an `Unwatch`. At most
+//!   [`max_watches`](crate::RemoteConfig::max_watches) per connection; a watch beyond is
+//!   answered at once with `Terminated` naming the limit (so the watcher's remote ref ends
+//!   loudly) and counted.
+//!
+//! Frames over the frame limit are never written: the writer fails the ask they belong to
+//! (`AskError::Remote(TooLarge)`) or counts the tell as a `TooLarge` dead letter, and
+//! answers a reply that is too large with a `TooLarge` error, so that the asker on the other
+//! node learns why.
+
+use crate::handlers::ReplyFailure;
+use crate::peer::Peer;
+use crate::remote::Shared;
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use postbox::remote::{with_ref_codec, InboundTrace, LocalActor, PendingReply, RemoteFailure};
+use postbox::trace::TraceContext;
+use postbox::{ActorId, AskError, DeadLetter, DeadLetterReason, ExitReason};
+use postbox_wire::{
+    Envelope, ErrorKind, Frame, FrameCodec, NodeAddr, RefuseReason, RemoteError, Target, WireError,
+};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+/// The reading half of a connection's stream (plain TCP or TLS).
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection's stream (plain TCP or TLS).
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Most frames the writer takes from its queue for one write.
+const WRITE_BATCH: usize = 512;
+/// Bytes of the peer's requests read ahead while they wait (for an ask permit or mailbox
+/// room); the reader stops reading beyond this (one whole frame is always let in).
+pub const REQUEST_BACKLOG: usize = 256 * 1024;
+/// What a frame costs in the outbound budget beyond its variable parts.
+const FRAME_OVERHEAD: usize = 48;
+/// How long a connection closed with a reason (`Refused` after the handshake) waits for that
+/// frame to be written before closing regardless.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type ReplyFuture = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
+
+/// A frame in the outbound queue, with the bytes it holds of the budget.
+pub(crate) struct Queued {
+    frame: Frame,
+    cost: u32,
+}
+
+/// Room for one frame in the outbound queue.
+pub(crate) struct Reservation<'a> {
+    permit: mpsc::Permit<'a, Queued>,
+    cost: u32,
+}
+
+impl Reservation<'_> {
+    pub(crate) fn send(self, frame: Frame) {
+        self.permit.send(Queued {
+            frame,
+            cost: self.cost,
+        });
+    }
+}
+
+/// What the service task does for the connection.
+enum Work {
+    /// An ask from the peer: its reply frame, once there is one.
+    Reply(ReplyFuture),
+    /// A watched actor terminated.
+    Terminated {
+        watcher: u64,
+        target: u64,
+        reason: String,
+    },
+}
+
+/// One established, authenticated connection.
+pub(crate) struct Connection {
+    pub(crate) peer_node: NodeAddr,
+    /// The peer as the `sender` of the spans of the messages it sends: `postbox://host:port`.
+    origin: Arc<str>,
+    out: mpsc::Sender<Queued>,
+    /// Bytes that may still be queued for the writer.
+    budget: Arc<Semaphore>,
+    budget_max: u32,
+    pub(crate) pending: DashMap<u64, PendingReply>,
+    lookups: DashMap<u64, oneshot::Sender<Option<u64>>>,
+    /// Permits for the peer's asks in flight.
+    asks: Arc<Semaphore>,
+    max_asks: usize,
+    /// The peer's watches: (watcher, target) → the watched actor and the watch's id.
+    watches: Mutex<HashMap<(u64, u64), (LocalActor, ActorId)>>,
+    service: mpsc::UnboundedSender<Work>,
+    closed: AtomicBool,
+    /// Cancelled when the writer has stopped (after writing a `Goodbye`, or on failure).
+    writer_done: CancellationToken,
+    /// Cancelled to close the connection from this side.
+    stop: CancellationToken,
+    opened: Instant,
+    /// Milliseconds after `opened` when something was last read from the peer.
+    last_heard: AtomicU64,
+}
+
+impl Connection {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    pub(crate) fn pending_asks(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The peer's asks in flight now.
+    pub(crate) fn inbound_asks(&self) -> usize {
+        self.max_asks.saturating_sub(self.asks.available_permits())
+    }
+
+    /// The peer's watches held now.
+    pub(crate) fn watches(&self) -> usize {
+        self.watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether the peer has been heard from within `window` (it heartbeats every second
+    /// while otherwise silent, so a live peer always has).
+    pub(crate) fn heard_within(&self, window: Duration) -> bool {
+        let now = elapsed_ms(self.opened);
+        now.saturating_sub(self.last_heard.load(Relaxed)) <= window.as_millis() as u64
+    }
+
+    fn cost(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes.saturating_add(FRAME_OVERHEAD))
+            .unwrap_or(u32::MAX)
+            .min(self.budget_max)
+    }
+
+    /// Waits for room for a frame of about `bytes` bytes; `None` once the connection is
+    /// closed.
+    pub(crate) async fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        let cost = self.cost(bytes);
+        let budget = self.budget.acquire_many(cost).await.ok()?;
+        let permit = self.out.reserve().await.ok()?;
+        budget.forget();
+        Some(Reservation { permit, cost })
+    }
+
+    /// Room for a frame of about `bytes` bytes if there is some right now; `Err(true)` when
+    /// the queue is full, `Err(false)` when the connection is closed.
+    pub(crate) fn try_reserve(&self, bytes: usize) -> Result<Reservation<'_>, bool> {
+        let cost = self.cost(bytes);
+        let budget = self
+            .budget
+            .try_acquire_many(cost)
+            .map_err(|e| matches!(e, tokio::sync::TryAcquireError::NoPermits))?;
+        let permit = self
+            .out
+            .try_reserve()
+            .map_err(|e| matches!(e, mpsc::error::TrySendError::Full(())))?;
+        budget.forget();
+        Ok(Reservation { permit, cost })
+    }
+
+    /// Sends `frame`, waiting for room in the outbound queue.
+    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Frame> {
+        match self.reserve(frame_bytes(&frame)).await {
+            Some(room) => {
+                room.send(frame);
+                Ok(())
+            }
+            None => Err(frame),
+        }
+    }
+
+    /// Sends `frame` if there is room now; drops it otherwise (heartbeat answers).
+    fn try_send(&self, frame: Frame) {
+        if let Ok(room) = self.try_reserve(frame_bytes(&frame)) {
+            room.send(frame);
+        }
+    }
+
+    /// Queues a `Goodbye` behind everything already queued and waits until the writer has
+    /// written it (or failed).
+    pub(crate) async fn say_goodbye(&self) {
+        if self.send(Frame::Goodbye).await.is_ok() {
+            self.writer_done.cancelled().await;
+        }
+    }
+
+    /// Closes the connection from this side: in-flight asks fail with `NodeDown` and the
+    /// remote refs through it end.
+    pub(crate) fn abort(&self) {
+        self.stop.cancel();
+    }
+
+    /// Tells the peer why (a `Refused` frame after the handshake), then closes: at once if
+    /// the frame cannot be queued, else once it is written or after a short grace period.
+    pub(crate) fn close_with(self: &Arc<Self>, reason: RefuseReason, message: String) {
+        let frame = Frame::Refused { reason, message };
+        let queued = match self.try_reserve(frame_bytes(&frame)) {
+            Ok(room) => {
+                room.send(frame);
+                true
+            }
+            Err(_) => false,
+        };
+        if !queued {
+            self.abort();
+            return;
+        }
+        let conn = self.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn.writer_done.cancelled()).await;
+            conn.abort();
+        });
+    }
+
+    /// Asks the peer for the id registered as `name`: `Ok(None)` if nothing is, `Err` if the
+    /// connection closed or no answer came within `limit`.
+    pub(crate) async fn lookup(
+        &self,
+        shared: &Shared,
+        name: &str,
+        limit: Duration,
+    ) -> Result<Option<u64>, LookupFailed> {
+        let correlation = shared.next_correlation();
+        let (tx, rx) = oneshot::channel();
+        self.lookups.insert(correlation, tx);
+        let frame = Frame::Lookup {
+            correlation,
+            name: name.to_owned(),
+        };
+        let asked = async {
+            if self.send(frame).await.is_err() {
+                return Err(LookupFailed::Closed);
+            }
+            rx.await.map_err(|_| LookupFailed::Closed)
+        };
+        let outcome = match tokio::time::timeout(limit, asked).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                shared.stats.lookup_timeouts.fetch_add(1, Relaxed);
+                Err(LookupFailed::Timeout)
+            }
+        };
+        self.lookups.remove(&correlation);
+        outcome
+    }
+
+    /// Forgets asks whose askers stopped waiting (timed out): the pending map never holds
+    /// entries nobody waits for longer than one sweep.
+    pub(crate) fn sweep(&self) {
+        self.pending.retain(|_, reply| !reply.is_closed());
+    }
+
+    /// Fails everything in flight (asks with `NodeDown`, lookups with "closed") and drops
+    /// the peer's watches.
+    fn close(&self) {
+        self.closed.store(true, Relaxed);
+        let keys: Vec<u64> = self.pending.iter().map(|e| *e.key()).collect();
+        for key in keys {
+            if let Some((_, reply)) = self.pending.remove(&key) {
+                reply.fail(AskError::NodeDown);
+            }
+        }
+        self.lookups.clear();
+        let watches =
+            std::mem::take(&mut *self.watches.lock().unwrap_or_else(PoisonError::into_inner));
+        for (_, (actor, id)) in watches {
+            actor.unwatch(id);
+        }
+    }
+}
+
+/// Why a lookup got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookupFailed {
+    Closed,
+    Timeout,
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// About how many bytes `frame` takes encoded (its variable parts).
+fn frame_bytes(frame: &Frame) -> usize {
+    match frame {
+        Frame::Message(envelope) => {
+            envelope.payload.len()
+                + envelope.tag.len()
+                + envelope.trace.as_ref().map_or(0, String::len)
+        }
+        Frame::Reply { payload, .. } => payload.len(),
+        Frame::Error { error, .. } => error.message.len(),
+        Frame::Terminated { reason, .. } => reason.len(),
+        Frame::Lookup { name, .. } => name.len(),
+        Frame::Refused { message, .. } => message.len(),
+        _ => 0,
+    }
+}
+
+/// Starts the reader, writer and service task of an authenticated connection and registers
+/// it with `peer`.
+pub(crate) fn run_connection(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    peer_node: NodeAddr,
+    read: ReadHalf,
+    leftover: BytesMut,
+    write: WriteHalf,
+    guard: Option<Box<dyn std::any::Any + Send>>,
+) -> Arc<Connection> {
+    let config = &shared.config;
+    let (out, rx) = mpsc::channel(config.outbound_capacity.max(1));
+    let budget_max = u32::try_from(config.outbound_bytes.max(1)).unwrap_or(u32::MAX);
+    let (service, work) = mpsc::unbounded_channel();
+    let max_asks = config.max_inbound_asks.max(1);
+    let conn = Arc::new(Connection {
+        origin: Arc::from(format!("postbox://{}", peer_node.addr)),
+        peer_node,
+        out,
+        budget: Arc::new(Semaphore::new(budget_max as usize)),
+        budget_max,
+        pending: DashMap::new(),
+        lookups: DashMap::new(),
+        asks: Arc::new(Semaphore::new(max_asks)),
+        max_asks,
+        watches: Mutex::new(HashMap::new()),
+        service,
+        closed: AtomicBool::new(false),
+        writer_done: CancellationToken::new(),
+        stop: CancellationToken::new(),
+        opened: Instant::now(),
+        last_heard: AtomicU64::new(0),
+    });
+    peer.set_connection(&conn);
+    shared.stats.connections.fetch_add(1, Relaxed);
+    let writer = tokio::spawn({
+        let shared = shared.clone();
+        let conn = conn.clone();
+        async move {
+            let _done = conn.writer_done.clone().drop_guard();
+            write_loop(&shared, &conn, write, rx).await;
+        }
+    });
+    let service = tokio::spawn(serve(conn.clone(), work));
+    let reader_shared = shared.clone();
+    let reader_peer = peer.clone();
+    let reader_conn = conn.clone();
+    tokio::spawn(async move {
+        let why = tokio::select! {
+            why = read_loop(&reader_shared, &reader_peer, &reader_conn, read, leftover) => why,
+            () = reader_conn.stop.cancelled() => "closed by this node".to_owned(),
+        };
+        tracing::debug!(
+            peer = %reader_peer.addr,
+            incarnation = reader_conn.peer_node.incarnation,
+            why,
+            "connection closed"
+        );
+        writer.abort();
+        // Replies still being computed go nowhere now: dropping them makes each a counted
+        // dead letter when its actor answers.
+        service.abort();
+        reader_conn.close();
+        reader_peer.lost(&reader_conn);
+        reader_shared.stats.connections.fetch_sub(1, Relaxed);
+        drop(guard);
+    });
+    conn
+}
+
+/// The service task: sends the replies to the peer's asks as they complete (any order) and
+/// the terminations of the actors it watches. Waiting for room in the outbound queue here
+/// holds on to the asks' permits, which is what stops the reader when the peer does not read.
+async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
+    let mut replies: FuturesUnordered<ReplyFuture> = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            next = work.recv() => match next {
+                Some(Work::Reply(reply)) => replies.push(reply),
+                Some(Work::Terminated { watcher, target, reason }) => {
+                    let held = conn
+                        .watches
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&(watcher, target))
+                        .is_some();
+                    if held
+                        && conn
+                            .send(Frame::Terminated { target, watcher, reason })
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            Some(frame) = replies.next(), if !replies.is_empty() => {
+                if let Some(frame) = frame {
+                    if conn.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Takes frames in batches, encodes them into one buffer and writes it; heartbeats while
+/// idle. Ends after writing a `Goodbye` or a `Refused`, when the peer stops reading for the
+/// heartbeat timeout, or on a write error.
+async fn write_loop(
+    shared: &Arc<Shared>,
+    conn: &Arc<Connection>,
+    mut write: WriteHalf,
+    mut rx: mpsc::Receiver<Queued>,
+) {
+    let config = &shared.config;
+    let mut codec = FrameCodec::new(config.max_frame);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut seq = 0;
+    loop {
+        let taken = match tokio::time::timeout(
+            config.heartbeat_interval,
+            rx.recv_many(&mut batch, WRITE_BATCH),
+        )
+        .await
+        {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(_) => {
+                seq += 1;
+                batch.push(Queued {
+                    frame: Frame::Heartbeat { seq },
+                    cost: 0,
+                });
+                1
+            }
+        };
+        let mut last = false;
+        let mut released: u64 = 0;
+        for Queued { frame, cost } in batch.drain(..) {
+            released += u64::from(cost);
+            last |= matches!(frame, Frame::Goodbye | Frame::Refused { .. });
+            match codec.encode(&frame, &mut buf) {
+                Ok(()) => {}
+                Err(WireError::FrameTooLarge { len, max }) => {
+                    too_large(shared, conn, frame, len, max, &mut codec, &mut buf);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, kind = frame.kind(), "frame not sent");
+                }
+            }
+        }
+        shared.stats.frames_out.fetch_add(taken as u64, Relaxed);
+        shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
+        match write_all(&mut write, &buf, config.heartbeat_timeout).await {
+            Ok(()) => {}
+            Err(Stalled) => {
+                shared.stats.write_stalls.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    peer = %conn.peer_node,
+                    limit = ?config.heartbeat_timeout,
+                    "the peer has not read for the heartbeat timeout; closing the connection"
+                );
+                conn.abort();
+                return;
+            }
+        }
+        conn.budget
+            .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
+        if last {
+            let _ = write.shutdown().await;
+            return;
+        }
+        buf.clear();
+    }
+}
+
+/// The write failed or made no progress for `stall`.
+struct Stalled;
+
+async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Result<(), Stalled> {
+    while !buf.is_empty() {
+        match tokio::time::timeout(stall, write.write(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(Stalled),
+            Ok(Ok(n)) => buf = buf.get(n..).unwrap_or_default(),
+            Err(_) => return Err(Stalled),
+        }
+    }
+    match tokio::time::timeout(stall, write.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Stalled),
+    }
+}
+
+/// A frame over the limit: whoever waits for it learns why, and nothing is lost uncounted.
+fn too_large(
+    shared: &Shared,
+    conn: &Connection,
+    frame: Frame,
+    len: usize,
+    max: usize,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+) {
+    shared.stats.too_large.fetch_add(1, Relaxed);
+    let why = format!(
+        "{} frame of {len} bytes is over the frame limit of {max}",
+        frame.kind()
+    );
+    tracing::warn!(peer = %conn.peer_node, "{why}; not sent");
+    match frame {
+        Frame::Message(envelope) => {
+            let message_type = match envelope.tag {
+                std::borrow::Cow::Borrowed(tag) => tag,
+                std::borrow::Cow::Owned(_) => "remote message",
+            };
+            // Counted before the asker learns of it.
+            shared.system.dead_letters().record(DeadLetter::new(
+                ActorId::from_raw(0),
+                "",
+                message_type,
+                DeadLetterReason::TooLarge,
+            ));
+            if let Some((_, reply)) = envelope
+                .correlation
+                .and_then(|correlation| conn.pending.remove(&correlation))
+            {
+                reply.fail(AskError::Remote(RemoteFailure::TooLarge));
+            }
+        }
+        Frame::Reply { correlation, .. } => {
+            let error = Frame::Error {
+                correlation,
+                error: RemoteError {
+                    kind: ErrorKind::TooLarge,
+                    message: why,
+                },
+            };
+            let _ = codec.encode(&error, buf);
+        }
+        _ => {}
+    }
+}
+
+/// What the reader holds while the peer's requests wait.
+struct Requests {
+    queue: VecDeque<Frame>,
+    bytes: usize,
+    /// The request being delivered, if it had to wait.
+    running: Option<BoxFuture>,
+}
+
+impl Requests {
+    fn is_full(&self) -> bool {
+        self.bytes >= REQUEST_BACKLOG
+    }
+}
+
+/// Reads frames until the connection ends; returns why it ended. Responses (replies to this
+/// node's asks, heartbeats, termination notices, lookup answers) are handled as they come;
+/// requests (messages, watches, lookups) in order, each one after the previous is delivered.
+async fn read_loop(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    conn: &Arc<Connection>,
+    mut read: ReadHalf,
+    mut buf: BytesMut,
+) -> String {
+    let mut codec = FrameCodec::new(shared.config.max_frame);
+    let mut requests = Requests {
+        queue: VecDeque::new(),
+        bytes: 0,
+        running: None,
+    };
+    // Why reading stopped (the peer closed, or the socket failed): what was read before is
+    // still handled, in order, before the connection ends.
+    let mut ended: Option<String> = None;
+    loop {
+        // Everything already read: responses now, requests into the queue.
+        if !requests.is_full() {
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(frame)) => {
+                        shared.stats.frames_in.fetch_add(1, Relaxed);
+                        if is_request(&frame) {
+                            requests.bytes += frame_bytes(&frame) + FRAME_OVERHEAD;
+                            requests.queue.push_back(frame);
+                            if requests.is_full() {
+                                break;
+                            }
+                        } else if let Some(end) = on_response(shared, peer, conn, frame) {
+                            return end;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        shared.stats.protocol_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(peer = %peer.addr, %error, "bad frame; closing the connection");
+                        return error.to_string();
+                    }
+                }
+            }
+        }
+        // Requests, in order, as far as they go without waiting.
+        while requests.running.is_none() {
+            let Some(frame) = requests.queue.pop_front() else {
+                break;
+            };
+            requests.bytes = requests
+                .bytes
+                .saturating_sub(frame_bytes(&frame) + FRAME_OVERHEAD);
+            // The peer's goodbye comes after everything it sent: only now is it leaving.
+            if matches!(frame, Frame::Goodbye) {
+                return "the peer left".into();
+            }
+            requests.running = on_request(shared, conn, frame);
+        }
+        if let Some(why) = &ended {
+            if requests.running.is_none() && requests.queue.is_empty() {
+                return why.clone();
+            }
+        }
+        let reading = ended.is_none() && !requests.is_full();
+        if reading {
+            buf.reserve(64 * 1024);
+        }
+        let heartbeat = tokio::time::sleep(shared.config.heartbeat_timeout);
+        tokio::select! {
+            read = read.read_buf(&mut buf), if reading => match read {
+                Ok(0) => ended = Some("closed by the peer".into()),
+                Ok(n) => {
+                    shared.stats.bytes_in.fetch_add(n as u64, Relaxed);
+                    conn.last_heard.store(elapsed_ms(conn.opened), Relaxed);
+                }
+                Err(error) => ended = Some(error.to_string()),
+            },
+            () = async { if let Some(running) = requests.running.as_mut() { running.await } },
+                if requests.running.is_some() => {
+                requests.running = None;
+            }
+            () = heartbeat, if reading => return "no heartbeat from the peer".into(),
+            else => return "nothing to wait for (a bug)".into(),
+        }
+    }
+}
+
+/// Whether `frame` is one of the peer's requests, taken in order (a `Goodbye` ends them).
+fn is_request(frame: &Frame) -> bool {
+    matches!(
+        frame,
+        Frame::Message(_)
+            | Frame::Watch { .. }
+            | Frame::Unwatch { .. }
+            | Frame::Lookup { .. }
+            | Frame::Goodbye
+    )
+}
+
+/// Handles a response; `Some(why)` if the connection is to end.
+fn on_response(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    conn: &Arc<Connection>,
+    frame: Frame,
+) -> Option<String> {
+    match frame {
+        Frame::Reply {
+            correlation,
+            payload,
+        } => {
+            if let Some((_, reply)) = conn.pending.remove(&correlation) {
+                let _ = with_ref_codec(&shared.refs, || reply.complete(&payload));
+            }
+        }
+        Frame::Error { correlation, error } => {
+            if let Some((_, reply)) = conn.pending.remove(&correlation) {
+                reply.fail(ask_error(error.kind));
+            }
+        }
+        Frame::Heartbeat { seq } => conn.try_send(Frame::HeartbeatAck { seq }),
+        Frame::HeartbeatAck { .. } => {}
+        Frame::Terminated {
+            watcher, reason, ..
+        } => peer.remote_terminated(watcher, &reason),
+        Frame::Found { correlation, id } => {
+            if let Some((_, tx)) = conn.lookups.remove(&correlation) {
+                let _ = tx.send(id);
+            }
+        }
+        Frame::Refused { reason, message } => {
+            if reason == RefuseReason::Quarantined {
+                shared.quarantined_by(&conn.peer_node, &message);
+            }
+            return Some(format!(
+                "the peer closed the connection: {reason}: {message}"
+            ));
+        }
+        other => {
+            shared.stats.protocol_errors.fetch_add(1, Relaxed);
+            return Some(format!(
+                "unexpected {} frame after the handshake",
+                other.kind()
+            ));
+        }
+    }
+    None
+}
+
+/// Starts handling a request; a future if it has to wait (for an ask permit, mailbox room or
+/// outbound room).
+fn on_request(shared: &Arc<Shared>, conn: &Arc<Connection>, frame: Frame) -> Option<BoxFuture> {
+    match frame {
+        Frame::Message(envelope) => deliver(shared, conn, envelope),
+        Frame::Watch { watcher, target } => watch(shared, conn, watcher, target),
+        Frame::Unwatch { watcher, target } => {
+            let removed = conn
+                .watches
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(watcher, target));
+            if let Some((actor, id)) = removed {
+                actor.unwatch(id);
+            }
+            None
+        }
+        Frame::Lookup { correlation, name } => {
+            let id = LocalActor::by_name(&shared.system, &name).map(|a| a.id().get());
+            let conn = conn.clone();
+            Some(Box::pin(async move {
+                let _ = conn.send(Frame::Found { correlation, id }).await;
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// Registers the peer's watch of a local actor: an entry in the connection's table and in
+/// the actor's watcher list.
+fn watch(
+    shared: &Arc<Shared>,
+    conn: &Arc<Connection>,
+    watcher: u64,
+    target: u64,
+) -> Option<BoxFuture> {
+    let refuse = |reason: String| -> Option<BoxFuture> {
+        let conn = conn.clone();
+        Some(Box::pin(async move {
+            let _ = conn
+                .send(Frame::Terminated {
+                    target,
+                    watcher,
+                    reason,
+                })
+                .await;
+        }))
+    };
+    let Some(actor) = LocalActor::by_id(&shared.system, ActorId::from_raw(target)) else {
+        return refuse("no such actor".to_owned());
+    };
+    let mut watches = conn.watches.lock().unwrap_or_else(PoisonError::into_inner);
+    if watches.contains_key(&(watcher, target)) {
+        return None;
+    }
+    let max = shared.config.max_watches;
+    if watches.len() >= max {
+        drop(watches);
+        shared.stats.watches_refused.fetch_add(1, Relaxed);
+        return refuse(format!(
+            "watch refused: this connection already holds the most watches ({max})"
+        ));
+    }
+    let service = conn.service.clone();
+    // Holding the table's lock until the entry is in keeps a termination reported at once
+    // (an actor already gone) from looking for it too early.
+    let id = actor.watch(Box::new(move |reason: ExitReason| {
+        let _ = service.send(Work::Terminated {
+            watcher,
+            target,
+            reason: reason.to_string(),
+        });
+    }));
+    watches.insert((watcher, target), (actor, id));
+    None
+}
+
+/// Puts a message from the peer into the target's mailbox (waiting for room, which keeps the
+/// peer's order and pushes back on it); for an ask, hands its reply to the service task.
+fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelope) -> Option<BoxFuture> {
+    // An ask holds a permit until its reply is queued; without one, wait for it here (the
+    // reader then takes no more requests).
+    let permit = match envelope.correlation {
+        None => None,
+        Some(_) => match conn.asks.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                shared.stats.reads_paused.fetch_add(1, Relaxed);
+                let shared = shared.clone();
+                let conn = conn.clone();
+                return Some(Box::pin(async move {
+                    let Ok(permit) = conn.asks.clone().acquire_owned().await else {
+                        return;
+                    };
+                    if let Some(next) = deliver_with(&shared, &conn, envelope, Some(permit)) {
+                        next.await;
+                    }
+                }));
+            }
+        },
+    };
+    deliver_with(shared, conn, envelope, permit)
+}
+
+fn deliver_with(
+    shared: &Arc<Shared>,
+    conn: &Arc<Connection>,
+    envelope: Envelope,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Option<BoxFuture> {
+    let Envelope {
+        target,
+        tag,
+        correlation,
+        payload,
+        trace,
+        ..
+    } = envelope;
+    let trace = trace.and_then(|traceparent| inbound_trace(shared, conn, &traceparent));
+    let local = match &target {
+        Target::Id(id) => LocalActor::by_id(&shared.system, ActorId::from_raw(*id)),
+        Target::Name(name) => LocalActor::by_name(&shared.system, name),
+    };
+    // A refused ask is answered with why (waiting for room: an asker must never be left to
+    // its timeout); a refused tell is only counted.
+    let refuse = |failure: RemoteFailure| -> Option<BoxFuture> {
+        let correlation = correlation?;
+        let conn = conn.clone();
+        let frame = Frame::Error {
+            correlation,
+            error: RemoteError {
+                kind: failure_kind(failure),
+                message: format!("{failure} (tag {tag:?})"),
+            },
+        };
+        Some(Box::pin(async move {
+            let _ = conn.send(frame).await;
+        }))
+    };
+    let Some(local) = local else {
+        postbox::remote::reject_unknown_target(&shared.system, "remote message");
+        return refuse(RemoteFailure::UnknownTarget);
+    };
+    let deliver = || {
+        with_ref_codec(&shared.refs, || {
+            shared
+                .types
+                .deliver(&local, &tag, payload, correlation.is_some(), &shared.refs)
+        })
+    };
+    // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
+    // context, so that its envelope carries it to the handler.
+    let delivery = match &trace {
+        Some(trace) => trace.in_scope(deliver),
+        None => deliver(),
+    };
+    let enqueue = match delivery {
+        Ok(Some(enqueue)) => enqueue,
+        Ok(None) => return None,
+        Err(failure) => {
+            local.rejected("remote message");
+            return refuse(failure);
+        }
+    };
+    let service = conn.service.clone();
+    Some(Box::pin(async move {
+        let reply = match &trace {
+            Some(trace) => trace.scope(enqueue).await,
+            None => enqueue.await,
+        };
+        if let (Some(reply), Some(correlation), Some(permit)) = (reply, correlation, permit) {
+            let _ = service.send(Work::Reply(reply_frame(reply, correlation, permit)));
+        }
+    }))
+}
+
+/// The reply frame of an ask, once its actor answers; the permit goes with it.
+fn reply_frame(
+    reply: crate::handlers::Delivered,
+    correlation: u64,
+    permit: OwnedSemaphorePermit,
+) -> ReplyFuture {
+    Box::pin(async move {
+        let frame = match reply.await? {
+            Ok(bytes) => Frame::Reply {
+                correlation,
+                payload: Bytes::from(bytes),
+            },
+            Err(failure) => {
+                let (kind, message) = match failure {
+                    ReplyFailure::Ask(error) => (ask_error_kind(&error), error.to_string()),
+                    ReplyFailure::Unencodable(why) => (
+                        ErrorKind::Unencodable,
+                        format!("{}: {why}", RemoteFailure::Unencodable),
+                    ),
+                };
+                Frame::Error {
+                    correlation,
+                    error: RemoteError { kind, message },
+                }
+            }
+        };
+        drop(permit);
+        Some(frame)
+    })
+}
+
+/// The trace context of an inbound message, from its `traceparent`. A malformed one is
+/// counted, logged at `debug` and ignored: the message is delivered all the same.
+fn inbound_trace(shared: &Shared, conn: &Connection, traceparent: &str) -> Option<InboundTrace> {
+    match TraceContext::parse(traceparent) {
+        Ok(context) => Some(InboundTrace::new(context, conn.origin.clone())),
+        Err(error) => {
+            shared.stats.invalid_traces.fetch_add(1, Relaxed);
+            tracing::debug!(
+                peer = %conn.peer_node,
+                %error,
+                // Bounded: a traceparent is 55 bytes; show no more of a bad one than that.
+                traceparent = %traceparent.chars().take(64).collect::<String>(),
+                "ignoring a malformed traceparent"
+            );
+            None
+        }
+    }
+}
+
+/// The wire kind of a failure to deliver on this node.
+fn failure_kind(failure: RemoteFailure) -> ErrorKind {
+    match failure {
+        RemoteFailure::UnknownTarget => ErrorKind::UnknownTarget,
+        RemoteFailure::UnknownTag => ErrorKind::UnknownTag,
+        RemoteFailure::Undecodable => ErrorKind::Undecodable,
+        RemoteFailure::Unencodable => ErrorKind::Unencodable,
+        RemoteFailure::TooLarge => ErrorKind::TooLarge,
+        _ => ErrorKind::Refused,
+    }
+}
+
+/// The wire kind of a local ask's failure: the asker on the other node gets the same
+/// `AskError` it would have got here.
+fn ask_error_kind(error: &AskError) -> ErrorKind {
+    match error {
+        AskError::Timeout(_) => ErrorKind::Timeout,
+        AskError::Stopped => ErrorKind::Stopped,
+        AskError::Panicked => ErrorKind::Panicked,
+        AskError::NoReply => ErrorKind::NoReply,
+        AskError::NoRoutees => ErrorKind::NoRoutees,
+        AskError::NodeDown => ErrorKind::NodeDown,
+        AskError::Remote(failure) => failure_kind(*failure),
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// The `AskError` of a failure the peer answered with.
+pub(crate) fn ask_error(kind: ErrorKind) -> AskError {
+    match kind {
+        ErrorKind::UnknownTarget => AskError::Remote(RemoteFailure::UnknownTarget),
+        ErrorKind::UnknownTag => AskError::Remote(RemoteFailure::UnknownTag),
+        ErrorKind::Undecodable => AskError::Remote(RemoteFailure::Undecodable),
+        ErrorKind::Unencodable => AskError::Remote(RemoteFailure::Unencodable),
+        ErrorKind::TooLarge => AskError::Remote(RemoteFailure::TooLarge),
+        ErrorKind::Stopped => AskError::Stopped,
+        ErrorKind::Panicked => AskError::Panicked,
+        ErrorKind::NoReply => AskError::NoReply,
+        ErrorKind::NoRoutees => AskError::NoRoutees,
+        ErrorKind::NodeDown => AskError::NodeDown,
+        // The far side's own deadline; how long it was is not carried.
+        ErrorKind::Timeout => AskError::Timeout(Duration::ZERO),
+        _ => AskError::Remote(RemoteFailure::Refused),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ask_error_crosses_the_wire_as_itself() {
+        let errors = [
+            AskError::Stopped,
+            AskError::Panicked,
+            AskError::NoReply,
+            AskError::NoRoutees,
+            AskError::NodeDown,
+            AskError::Timeout(Duration::ZERO),
+            AskError::Remote(RemoteFailure::UnknownTarget),
+            AskError::Remote(RemoteFailure::UnknownTag),
+            AskError::Remote(RemoteFailure::Undecodable),
+            AskError::Remote(RemoteFailure::Unencodable),
+            AskError::Remote(RemoteFailure::TooLarge),
+            AskError::Remote(RemoteFailure::Refused),
+        ];
+        for error in errors {
+            assert_eq!(ask_error(ask_error_kind(&error)), error, "{error:?}");
+        }
+    }
+}
