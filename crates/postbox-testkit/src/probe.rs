@@ -564,6 +564,15 @@ impl<M: Message> TestProbe<M> {
         })
     }
 
+    /// The terminations recorded so far, without waiting.
+    pub fn drain_terminated(&mut self) -> Vec<Terminated> {
+        let mut terminations = Vec::new();
+        while let Ok(terminated) = self.terminations.try_recv() {
+            terminations.push(terminated);
+        }
+        terminations
+    }
+
     /// Stops the probe's actors (dropping the probe does too).
     pub fn stop(&self) {
         self.actor.stop();

@@ -283,6 +283,7 @@ async fn watching_an_actor_that_is_gone_reports_it_at_once_and_unwatch_silences_
     probe.unwatch(&unwatched).await;
     unwatched.tell(Quit).await.unwrap();
     unwatched.wait_for_stop().await;
+    assert!(probe.drain_terminated().is_empty());
     watched.tell(Quit).await.unwrap();
     probe.expect_terminated(&watched).await;
     system.shutdown().await;
