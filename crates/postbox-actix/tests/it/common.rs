@@ -1,34 +1,15 @@
-//! Actix actors and postbox actors the tests share, and bounded waits.
+//! Actix actors and postbox actors the tests share; bounded waits and probes come from the
+//! testkit.
 
 use actix::prelude::*;
-use postbox::{ActorRef, AskError, Terminated};
+use postbox::{ActorRef, AskError};
 use postbox_actix::{bridge_message, remote_actix, SendFromActix};
 use serde::{Deserialize, Serialize};
-use std::future::IntoFuture;
 use std::sync::OnceLock;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-/// The most a test waits for anything before it fails.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Fails the test instead of hanging.
-pub(crate) async fn within<F: IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future.into_future())
-        .await
-        .expect("timed out (10 s)")
-}
-
-/// Waits until `condition` holds (checked every millisecond), failing the test after 10 s.
-pub(crate) async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let waited = tokio::time::timeout(PATIENCE, async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out (10 s) waiting for {what}");
-}
+pub(crate) use postbox_testkit::{until, within, TestProbe, PATIENCE};
 
 /// One actix System thread for the whole test binary (as an application would have one).
 pub(crate) fn actix() -> &'static postbox_actix::ActixRuntime {
@@ -185,41 +166,6 @@ impl postbox::Handler<Ignore> for Ledger {
     async fn handle(&mut self, _: Ignore, _: &mut postbox::Context<Self>) {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-}
-
-/// Forwards the `Terminated` of whatever it watches to a channel.
-pub(crate) struct Watcher {
-    pub(crate) tx: mpsc::UnboundedSender<Terminated>,
-}
-impl postbox::Actor for Watcher {}
-impl postbox::Handler<Terminated> for Watcher {
-    async fn handle(&mut self, t: Terminated, _: &mut postbox::Context<Self>) {
-        let _ = self.tx.send(t);
-    }
-}
-
-pub(crate) struct Watch<T: postbox::Watchable + Send + 'static>(pub(crate) T);
-impl<T: postbox::Watchable + Send + 'static> postbox::Message for Watch<T> {
-    type Reply = ();
-}
-impl<T: postbox::Watchable + Send + 'static> postbox::Handler<Watch<T>> for Watcher {
-    async fn handle(&mut self, Watch(target): Watch<T>, ctx: &mut postbox::Context<Self>) {
-        ctx.watch(&target);
-    }
-}
-
-/// A watcher of `target`, in `system`; the channel gets its `Terminated`.
-pub(crate) async fn watch<T: postbox::Watchable + Send + 'static>(
-    system: &postbox::ActorSystem,
-    target: T,
-) -> mpsc::UnboundedReceiver<Terminated> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let watcher = system
-        .spawn(postbox::Props::new(move || Watcher { tx: tx.clone() }))
-        .unwrap();
-    // The ask returns once the watch is placed.
-    within(watcher.ask(Watch(target))).await.unwrap();
-    rx
 }
 
 // ---- an actix actor that calls postbox ------------------------------------------------------

@@ -19,15 +19,16 @@ async fn watchers_get_terminated_when_an_idle_actix_actor_stops() {
         )
         .unwrap();
     system.registry().register("idle", &host).unwrap();
-    let mut terminated = watch(&system, host.clone()).await;
-    assert_eq!(within(host.ask(Add(1))).await.unwrap(), 1);
+    let mut probe = TestProbe::watcher(&system);
+    probe.watch(&host).await;
+    assert_eq!(within(PATIENCE, host.ask(Add(1))).await.unwrap(), 1);
 
     // Nothing is in flight: the liveness probe notices.
     addr.do_send(Halt);
-    let t = within(terminated.recv()).await.unwrap();
+    let t = probe.expect_terminated(&host).await;
     assert_eq!((t.id, t.reason), (host.id(), ExitReason::Stopped));
     assert_eq!(
-        within(host.wait_for_stop()).await,
+        within(PATIENCE, host.wait_for_stop()).await,
         ExitReason::AlreadyTerminated
     );
     assert!(system
@@ -57,17 +58,21 @@ async fn an_ask_in_flight_when_the_actix_actor_stops_fails_and_ends_the_host_at_
                 .props(),
         )
         .unwrap();
-    let mut terminated = watch(&system, host.clone()).await;
+    let mut probe = TestProbe::watcher(&system);
+    probe.watch(&host).await;
     let mut dead = system.dead_letters().subscribe();
     let wait = tokio::spawn({
         let host = host.clone();
         async move { host.ask(Wait).await }
     });
-    until("the wait to be in flight", || host.depth() == 1).await;
+    until(PATIENCE, "the wait to be in flight", || host.depth() == 1).await;
 
     addr.do_send(Halt);
-    assert_eq!(within(wait).await.unwrap(), Err(AskError::Stopped));
-    let letter = within(dead.recv()).await.unwrap();
+    assert_eq!(
+        within(PATIENCE, wait).await.unwrap(),
+        Err(AskError::Stopped)
+    );
+    let letter = within(PATIENCE, dead.recv()).await.unwrap();
     assert_eq!(
         (letter.recipient, letter.message_type, letter.reason),
         (
@@ -76,7 +81,7 @@ async fn an_ask_in_flight_when_the_actix_actor_stops_fails_and_ends_the_host_at_
             DeadLetterReason::ActorStopped
         )
     );
-    let t = within(terminated.recv()).await.unwrap();
+    let t = probe.expect_terminated(&host).await;
     assert_eq!((t.id, t.reason), (host.id(), ExitReason::Stopped));
     system.shutdown().await;
 }
@@ -92,15 +97,16 @@ async fn a_host_that_stops_lets_go_of_its_actix_actor() {
             ..Counter::default()
         })))
         .unwrap();
-    assert_eq!(within(host.ask(Add(2))).await.unwrap(), 2);
-    let mut terminated = watch(&system, host.clone()).await;
+    assert_eq!(within(PATIENCE, host.ask(Add(2))).await.unwrap(), 2);
+    let mut probe = TestProbe::watcher(&system);
+    probe.watch(&host).await;
     host.stop();
     assert_eq!(
-        within(terminated.recv()).await.unwrap().reason,
+        probe.expect_terminated(&host).await.reason,
         ExitReason::Stopped
     );
     let stopped = tokio::task::spawn_blocking(move || stopped_rx.recv_timeout(PATIENCE));
-    assert_eq!(within(stopped).await.unwrap(), Ok(()));
+    assert_eq!(within(PATIENCE, stopped).await.unwrap(), Ok(()));
     system.shutdown().await;
 }
 
@@ -113,17 +119,18 @@ async fn a_draining_host_waits_for_what_it_forwarded() {
         let host = host.clone();
         async move { host.ask(Wait).await }
     });
-    until("the wait to be in flight", || host.depth() == 1).await;
-    let mut terminated = watch(&system, host.clone()).await;
+    until(PATIENCE, "the wait to be in flight", || host.depth() == 1).await;
+    let mut probe = TestProbe::watcher(&system);
+    probe.watch(&host).await;
     host.drain_and_stop();
     // The host is stopping, but it terminates only once its forwarded `Wait` is answered
     // (which needs the `Release` below).
-    until("the host to stop accepting", || !host.is_alive()).await;
-    assert!(terminated.try_recv().is_err());
-    assert_eq!(within(addr.send(Release)).await.unwrap(), 1);
-    assert_eq!(within(wait).await.unwrap(), Ok("released"));
+    until(PATIENCE, "the host to stop accepting", || !host.is_alive()).await;
+    assert!(probe.drain_terminated().is_empty());
+    assert_eq!(within(PATIENCE, addr.send(Release)).await.unwrap(), 1);
+    assert_eq!(within(PATIENCE, wait).await.unwrap(), Ok("released"));
     assert_eq!(
-        within(terminated.recv()).await.unwrap().reason,
+        probe.expect_terminated(&host).await.reason,
         ExitReason::Stopped
     );
     system.shutdown().await;

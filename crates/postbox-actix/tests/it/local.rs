@@ -17,23 +17,26 @@ async fn postbox_tells_and_asks_reach_the_actix_actor_in_send_order() {
         host.tell(Add(n)).await.unwrap();
     }
     assert_eq!(
-        within(host.ask(Add(0))).await.unwrap(),
+        within(PATIENCE, host.ask(Add(0))).await.unwrap(),
         (1..=200).sum::<u64>()
     );
     let mut expected: Vec<u64> = (1..=200).collect();
     expected.push(0);
-    assert_eq!(within(host.ask(ReadLog)).await.unwrap(), expected);
+    assert_eq!(within(PATIENCE, host.ask(ReadLog)).await.unwrap(), expected);
 
     // A `Recipient<M>` made from the host, and the registry, hand out the same actor.
     let recipient: Recipient<Add> = host.recipient();
-    assert_eq!(within(recipient.ask(Add(1))).await.unwrap(), 20_101);
+    assert_eq!(
+        within(PATIENCE, recipient.ask(Add(1))).await.unwrap(),
+        20_101
+    );
     system.registry().register("counter", &host).unwrap();
     let found: ActorRef<ActixHost<Counter>> = system.registry().lookup("counter").unwrap();
     assert_eq!(found, host);
-    assert_eq!(within(found.ask(Add(1))).await.unwrap(), 20_102);
+    assert_eq!(within(PATIENCE, found.ask(Add(1))).await.unwrap(), 20_102);
 
     // The actix side sees exactly what went through the host.
-    assert_eq!(within(addr.send(Add(0))).await.unwrap(), 20_102);
+    assert_eq!(within(PATIENCE, addr.send(Add(0))).await.unwrap(), 20_102);
     system.shutdown().await;
 }
 
@@ -53,8 +56,8 @@ async fn routers_and_circuit_breakers_use_hosts_like_any_actor() {
     for _ in 0..10 {
         router.tell(Add(1)).await.unwrap();
     }
-    assert_eq!(within(host_a.ask(Add(0))).await.unwrap(), 5);
-    assert_eq!(within(host_b.ask(Add(0))).await.unwrap(), 5);
+    assert_eq!(within(PATIENCE, host_a.ask(Add(0))).await.unwrap(), 5);
+    assert_eq!(within(PATIENCE, host_b.ask(Add(0))).await.unwrap(), 5);
 
     // Smallest mailbox sees the actix side's backlog: with `a` holding three unanswered
     // `Wait`s, everything goes to `b`.
@@ -64,26 +67,29 @@ async fn routers_and_circuit_breakers_use_hosts_like_any_actor() {
             tokio::spawn(async move { host_a.ask(Wait).await })
         })
         .collect();
-    until("a's waits to be in flight", || host_a.depth() == 3).await;
+    until(PATIENCE, "a's waits to be in flight", || {
+        host_a.depth() == 3
+    })
+    .await;
     let balanced = Router::<Add>::group([host_a.clone(), host_b.clone()])
         .routing(Routing::smallest_mailbox())
         .spawn(&system)
         .await
         .unwrap();
     for _ in 0..4 {
-        within(balanced.ask(Add(10))).await.unwrap();
+        within(PATIENCE, balanced.ask(Add(10))).await.unwrap();
     }
-    assert_eq!(within(host_b.ask(Add(0))).await.unwrap(), 45);
-    assert_eq!(within(host_a.ask(Release)).await.unwrap(), 3);
+    assert_eq!(within(PATIENCE, host_b.ask(Add(0))).await.unwrap(), 45);
+    assert_eq!(within(PATIENCE, host_a.ask(Release)).await.unwrap(), 3);
     for wait in waits {
-        assert_eq!(within(wait).await.unwrap(), Ok("released"));
+        assert_eq!(within(PATIENCE, wait).await.unwrap(), Ok("released"));
     }
-    assert_eq!(within(host_a.ask(Add(0))).await.unwrap(), 5);
+    assert_eq!(within(PATIENCE, host_a.ask(Add(0))).await.unwrap(), 5);
 
     // A breaker guards a host like any actor.
     let breaker = CircuitBreaker::builder("actix-counter").build().unwrap();
     let guarded = breaker.guard(host_a.clone());
-    assert_eq!(within(guarded.ask(Add(1))).await.unwrap(), 6);
+    assert_eq!(within(PATIENCE, guarded.ask(Add(1))).await.unwrap(), 6);
     assert_eq!(breaker.stats().successes, 1);
     system.shutdown().await;
 }
@@ -100,10 +106,10 @@ async fn a_slow_actix_reply_does_not_hold_up_the_host() {
         let host = host.clone();
         async move { host.ask(Wait).await }
     });
-    until("the wait to be in flight", || host.depth() == 1).await;
-    assert_eq!(within(host.ask(Release)).await.unwrap(), 1);
-    assert_eq!(within(wait).await.unwrap(), Ok("released"));
-    until("nothing in flight", || host.depth() == 0).await;
+    until(PATIENCE, "the wait to be in flight", || host.depth() == 1).await;
+    assert_eq!(within(PATIENCE, host.ask(Release)).await.unwrap(), 1);
+    assert_eq!(within(PATIENCE, wait).await.unwrap(), Ok("released"));
+    until(PATIENCE, "nothing in flight", || host.depth() == 0).await;
     system.shutdown().await;
 }
 
@@ -127,7 +133,7 @@ async fn messages_in_flight_count_in_the_hosts_depth_wherever_postbox_reports_it
         .collect();
     // Four in the actix mailbox (the bound), one in the host's hand waiting for a place, two
     // in its postbox mailbox (full).
-    until("the host to fill up", || {
+    until(PATIENCE, "the host to fill up", || {
         host.stats().in_flight == 4 && host.depth() == 6
     })
     .await;
@@ -153,12 +159,12 @@ async fn messages_in_flight_count_in_the_hosts_depth_wherever_postbox_reports_it
     // would queue behind the `Wait`s it releases). Everything drains; the depth follows.
     let mut released = 0;
     while released < 7 {
-        released += within(addr.send(Release)).await.unwrap();
+        released += within(PATIENCE, addr.send(Release)).await.unwrap();
     }
     for wait in waits {
-        assert_eq!(within(wait).await.unwrap(), Ok("released"));
+        assert_eq!(within(PATIENCE, wait).await.unwrap(), Ok("released"));
     }
-    until("the depth to return to 0", || host.depth() == 0).await;
+    until(PATIENCE, "the depth to return to 0", || host.depth() == 0).await;
     assert_eq!(host.stats().in_flight, 0);
     system.shutdown().await;
 }
@@ -179,24 +185,30 @@ async fn an_actix_actor_asks_and_tells_postbox_actors() {
     // and an owned tell, interleaved; the ledger sees them in order.
     for n in 0..30 {
         let reply = match n % 3 {
-            0 => within(frontend.send(Forward(n))).await.unwrap().unwrap().0,
-            1 => within(frontend.send(ForwardPlain(n)))
+            0 => {
+                within(PATIENCE, frontend.send(Forward(n)))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .0
+            }
+            1 => within(PATIENCE, frontend.send(ForwardPlain(n)))
                 .await
                 .unwrap()
                 .unwrap(),
             _ => {
-                assert!(within(frontend.send(Notify(n))).await.unwrap());
-                within(ledger.ask(Entries)).await.unwrap().len()
+                assert!(within(PATIENCE, frontend.send(Notify(n))).await.unwrap());
+                within(PATIENCE, ledger.ask(Entries)).await.unwrap().len()
             }
         };
         assert_eq!(reply, n as usize + 1);
     }
     assert_eq!(
-        within(frontend.send(Forward(30))).await.unwrap(),
+        within(PATIENCE, frontend.send(Forward(30))).await.unwrap(),
         Ok((31, 11))
     );
     assert_eq!(
-        within(ledger.ask(Entries)).await.unwrap(),
+        within(PATIENCE, ledger.ask(Entries)).await.unwrap(),
         (0..=30).collect::<Vec<_>>()
     );
 
@@ -209,14 +221,14 @@ async fn an_actix_actor_asks_and_tells_postbox_actors() {
         });
         rx
     };
-    assert_eq!(within(on_arbiter).await.unwrap(), Ok(32));
+    assert_eq!(within(PATIENCE, on_arbiter).await.unwrap(), Ok(32));
     let stalled = system.spawn(Ledger::default).unwrap();
     let impatient = actix().start(move |_| Frontend {
         ledger: stalled,
         forwarded: 0,
     });
     assert_eq!(
-        within(impatient.send(Impatient)).await.unwrap(),
+        within(PATIENCE, impatient.send(Impatient)).await.unwrap(),
         Err(AskError::Timeout(Duration::from_millis(50)))
     );
 }

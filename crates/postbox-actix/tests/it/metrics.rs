@@ -20,7 +20,7 @@ async fn the_metrics_endpoint_shows_a_hosts_backlog_on_the_actix_side() {
             tokio::spawn(async move { host.ask(Wait).await })
         })
         .collect();
-    until("the waits to be in flight", || host.depth() == 3).await;
+    until(PATIENCE, "the waits to be in flight", || host.depth() == 3).await;
 
     // The scrape: the named actor's depth gauge and its type's group.
     let host_type = std::any::type_name::<ActixHost<Counter>>();
@@ -39,11 +39,11 @@ async fn the_metrics_endpoint_shows_a_hosts_backlog_on_the_actix_side() {
         (host.id().get(), 3, "/user/held")
     );
 
-    assert_eq!(within(addr.send(Release)).await.unwrap(), 3);
+    assert_eq!(within(PATIENCE, addr.send(Release)).await.unwrap(), 3);
     for wait in waits {
-        assert_eq!(within(wait).await.unwrap(), Ok("released"));
+        assert_eq!(within(PATIENCE, wait).await.unwrap(), Ok("released"));
     }
-    until("the depth to return to 0", || host.depth() == 0).await;
+    until(PATIENCE, "the depth to return to 0", || host.depth() == 0).await;
     assert_eq!(metrics.actors(5, 0).total_depth, 0);
     system.shutdown().await;
 }

@@ -5,22 +5,13 @@ use crate::common::*;
 use postbox::prelude::*;
 use postbox::remote::RemoteFailure;
 use postbox_actix::ActixHost;
-use postbox_remote::{Remote, RemoteConfig};
+use postbox_testkit::RemoteNode;
 use std::time::Duration;
-
-const CLUSTER: &str = "actix-it";
-const SECRET: &[u8] = b"actix interop test secret";
-
-async fn node() -> (ActorSystem, Remote) {
-    let system = ActorSystem::new();
-    let config = RemoteConfig::new("127.0.0.1:0".parse().unwrap(), CLUSTER, SECRET);
-    let remote = Remote::start(&system, config).await.unwrap();
-    (system, remote)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_node_tells_asks_and_watches_a_hosted_actix_actor() {
-    let (host_system, host_remote) = node().await;
+    let host_node = RemoteNode::start().await;
+    let (host_system, host_remote) = (&host_node.system, &host_node.remote);
     host_remote.expose::<ActixHost<Counter>>();
     let addr = actix().start(|_| Counter::default());
     let host = host_system
@@ -32,40 +23,43 @@ async fn another_node_tells_asks_and_watches_a_hosted_actix_actor() {
         .unwrap();
     host_system.registry().register("counter", &host).unwrap();
 
-    let (system, remote) = node().await;
+    let client = RemoteNode::start().await;
+    let (system, remote) = (&client.system, &client.remote);
     let counter: ActorRef<ActixHost<Counter>> =
-        within(remote.lookup(host_remote.addr(), "counter"))
+        within(PATIENCE, remote.lookup(host_remote.addr(), "counter"))
             .await
             .unwrap();
     for n in 1..=100 {
         counter.tell(Add(n)).await.unwrap();
     }
     // The ask's reply is the actix handler's result, decoded on this node.
-    assert_eq!(within(counter.ask(Add(0))).await.unwrap(), 5050);
+    assert_eq!(within(PATIENCE, counter.ask(Add(0))).await.unwrap(), 5050);
     let mut expected: Vec<u64> = (1..=100).collect();
     expected.push(0);
-    assert_eq!(within(counter.ask(ReadLog)).await.unwrap(), expected);
+    assert_eq!(
+        within(PATIENCE, counter.ask(ReadLog)).await.unwrap(),
+        expected
+    );
     // Through a recipient too; the actix side saw it all.
     let recipient: Recipient<Add> = counter.recipient();
-    assert_eq!(within(recipient.ask(Add(1))).await.unwrap(), 5051);
-    assert_eq!(within(addr.send(Add(0))).await.unwrap(), 5051);
+    assert_eq!(within(PATIENCE, recipient.ask(Add(1))).await.unwrap(), 5051);
+    assert_eq!(within(PATIENCE, addr.send(Add(0))).await.unwrap(), 5051);
 
     // A message type the host does not accept from other nodes is refused there.
     let unlisted = counter.ask(Wait).await;
     assert_eq!(unlisted, Err(AskError::Remote(RemoteFailure::NotRemotable)));
 
     // A remote `Halt` stops the actix actor; the remote watcher hears of it.
-    let mut terminated = watch(&system, counter.clone()).await;
+    let mut probe = TestProbe::watcher(system);
+    probe.watch(&counter).await;
     counter.tell(Halt).await.unwrap();
-    let t = within(terminated.recv()).await.unwrap();
+    let t = probe.expect_terminated(&counter).await;
     assert_eq!(t.id, counter.id());
     assert_eq!(
-        within(host.wait_for_stop()).await,
+        within(PATIENCE, host.wait_for_stop()).await,
         ExitReason::AlreadyTerminated
     );
 
-    remote.shutdown().await;
-    host_remote.shutdown().await;
-    system.shutdown().await;
-    host_system.shutdown().await;
+    client.shutdown().await;
+    host_node.shutdown().await;
 }

@@ -90,7 +90,9 @@ async fn cross_calls_between_postbox_and_actix_do_not_deadlock() {
     // actix actor, and postbox hops wait on the actix actor too.
     let mut calls = tokio::task::JoinSet::new();
     for (i, relay) in relays.iter().enumerate() {
-        within(echoer.send(Partner(relay.clone()))).await.unwrap();
+        within(PATIENCE, echoer.send(Partner(relay.clone())))
+            .await
+            .unwrap();
         for n in 0..25u64 {
             let echoer = echoer.clone();
             calls.spawn(async move { echoer.send(Round(n)).await.unwrap() });
@@ -100,7 +102,7 @@ async fn cross_calls_between_postbox_and_actix_do_not_deadlock() {
         }
     }
     let mut answered = 0;
-    while let Some(result) = within(calls.join_next()).await {
+    while let Some(result) = within(PATIENCE, calls.join_next()).await {
         let value = result.unwrap().unwrap();
         assert!(value >= 2 && value % 2 == 0);
         answered += 1;
@@ -204,16 +206,19 @@ async fn one_side_blocking_its_thread_on_the_other_does_not_deadlock() {
         calls.spawn(async move { u64::from(host.ask(Add(n)).await.is_ok()) });
     }
     let mut succeeded = 0;
-    while let Some(result) = within(calls.join_next()).await {
+    while let Some(result) = within(PATIENCE, calls.join_next()).await {
         succeeded += result.unwrap();
     }
     assert_eq!(succeeded, 60);
-    assert_eq!(within(ledger.ask(Entries)).await.unwrap().len(), 20);
+    assert_eq!(
+        within(PATIENCE, ledger.ask(Entries)).await.unwrap().len(),
+        20
+    );
     // Both adders reached the same actix actor: 2 × (1 + … + 20).
-    assert_eq!(within(host.ask(Add(0))).await.unwrap(), 420);
+    assert_eq!(within(PATIENCE, host.ask(Add(0))).await.unwrap(), 420);
 
     system.shutdown().await;
-    within(tokio::task::spawn_blocking(move || actix.stop()))
+    within(PATIENCE, tokio::task::spawn_blocking(move || actix.stop()))
         .await
         .unwrap()
         .unwrap();
@@ -235,13 +240,19 @@ fn postbox_may_share_the_actix_system_thread_while_nothing_blocks_it() {
             .spawn(ActixHost::props(Counter::default().start()))
             .unwrap();
 
-        assert_eq!(within(frontend.send(Forward(7))).await.unwrap(), Ok((1, 1)));
-        assert_eq!(within(counter.ask(Add(5))).await.unwrap(), 5);
+        assert_eq!(
+            within(PATIENCE, frontend.send(Forward(7))).await.unwrap(),
+            Ok((1, 1))
+        );
+        assert_eq!(within(PATIENCE, counter.ask(Add(5))).await.unwrap(), 5);
         let (from_actix, from_postbox) =
             tokio::join!(frontend.send(ForwardPlain(8)), counter.ask(Add(6)));
         assert_eq!(from_actix.unwrap(), Ok(2));
         assert_eq!(from_postbox.unwrap(), 11);
-        assert_eq!(within(ledger.ask(Entries)).await.unwrap(), vec![7, 8]);
+        assert_eq!(
+            within(PATIENCE, ledger.ask(Entries)).await.unwrap(),
+            vec![7, 8]
+        );
         system.shutdown().await;
     });
 }

@@ -1,7 +1,7 @@
 //! Circuit breakers guarding real actors: failing and panicking handlers trip them, open
 //! breakers hand messages back, and they heal once the dependency recovers.
 
-use crate::common::within;
+use crate::common::{within, PATIENCE};
 use postbox::prelude::*;
 use postbox::{
     BreakerError, BreakerState, CircuitBreaker, DeadLetterReason, GuardedAskError,
@@ -282,7 +282,7 @@ async fn a_tell_stuck_on_a_full_mailbox_times_out_and_counts_as_failure() {
     let guarded = breaker.guard(actor.clone());
     let (entered, handler_entered) = oneshot::channel();
     guarded.tell(Hold(entered)).await.unwrap();
-    within(handler_entered).await.unwrap();
+    within(PATIENCE, handler_entered).await.unwrap();
     guarded.tell(Note(1)).await.unwrap(); // fills the mailbox
 
     // Full: try_tell hands the message back and counts neither way.

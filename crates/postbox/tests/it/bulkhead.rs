@@ -2,7 +2,7 @@
 //! blocking actors (a thread each), bulkhead admission around asks, and the isolation they
 //! buy: a group whose handlers block cannot starve another group.
 
-use crate::common::within;
+use crate::common::{within, PATIENCE};
 use postbox::prelude::*;
 use postbox::{Bulkhead, BulkheadFull, Dispatcher};
 use std::future::{poll_fn, Future};
@@ -142,15 +142,15 @@ async fn children_inherit_their_parent_s_dispatcher() {
     let parent = system
         .spawn(Props::new(|| Probe).dispatcher(&inherit))
         .unwrap();
-    let child = within(parent.ask(SpawnChild(Props::new(|| Probe))))
+    let child = within(PATIENCE, parent.ask(SpawnChild(Props::new(|| Probe))))
         .await
         .unwrap();
-    let grandchild = within(child.ask(SpawnChild(Props::new(|| Probe))))
+    let grandchild = within(PATIENCE, child.ask(SpawnChild(Props::new(|| Probe))))
         .await
         .unwrap();
     for actor in [&parent, &child, &grandchild] {
         assert_eq!(
-            within(actor.ask(WhereAmI)).await.unwrap(),
+            within(PATIENCE, actor.ask(WhereAmI)).await.unwrap(),
             "postbox-inherit"
         );
     }
@@ -165,16 +165,25 @@ async fn a_child_s_own_dispatcher_overrides_its_parent_s_for_its_subtree() {
     let parent = system
         .spawn(Props::new(|| Probe).dispatcher(&outer))
         .unwrap();
-    let child = within(parent.ask(SpawnChild(Props::new(|| Probe).dispatcher(&inner))))
+    let child = within(
+        PATIENCE,
+        parent.ask(SpawnChild(Props::new(|| Probe).dispatcher(&inner))),
+    )
+    .await
+    .unwrap();
+    let grandchild = within(PATIENCE, child.ask(SpawnChild(Props::new(|| Probe))))
         .await
         .unwrap();
-    let grandchild = within(child.ask(SpawnChild(Props::new(|| Probe))))
-        .await
-        .unwrap();
-    assert_eq!(within(parent.ask(WhereAmI)).await.unwrap(), "postbox-outer");
-    assert_eq!(within(child.ask(WhereAmI)).await.unwrap(), "postbox-inner");
     assert_eq!(
-        within(grandchild.ask(WhereAmI)).await.unwrap(),
+        within(PATIENCE, parent.ask(WhereAmI)).await.unwrap(),
+        "postbox-outer"
+    );
+    assert_eq!(
+        within(PATIENCE, child.ask(WhereAmI)).await.unwrap(),
+        "postbox-inner"
+    );
+    assert_eq!(
+        within(PATIENCE, grandchild.ask(WhereAmI)).await.unwrap(),
         "postbox-inner"
     );
     system.shutdown().await;
@@ -190,13 +199,19 @@ fn top_level_actors_run_on_the_system_runtime_whoever_spawns_them() {
     let pool = Dispatcher::new("pool", 1).unwrap();
     client.block_on(async {
         let plain = system.spawn(|| Probe).unwrap();
-        assert_eq!(within(plain.ask(WhereAmI)).await.unwrap(), "system-rt");
+        assert_eq!(
+            within(PATIENCE, plain.ask(WhereAmI)).await.unwrap(),
+            "system-rt"
+        );
         // Spawned by an actor on a dispatcher, but through the system: not inherited.
         let pooled = system
             .spawn(Props::new(|| Probe).dispatcher(&pool))
             .unwrap();
-        let top = within(pooled.ask(SpawnTopLevel)).await.unwrap();
-        assert_eq!(within(top.ask(WhereAmI)).await.unwrap(), "system-rt");
+        let top = within(PATIENCE, pooled.ask(SpawnTopLevel)).await.unwrap();
+        assert_eq!(
+            within(PATIENCE, top.ask(WhereAmI)).await.unwrap(),
+            "system-rt"
+        );
         assert!(system.shutdown().await.completed);
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -209,9 +224,12 @@ async fn a_restarted_actor_stays_on_its_dispatcher() {
     let probe = system
         .spawn(Props::new(|| Probe).dispatcher(&pool))
         .unwrap();
-    assert_eq!(within(probe.ask(Panic)).await, Err(AskError::Panicked));
     assert_eq!(
-        within(probe.ask(WhereAmI)).await.unwrap(),
+        within(PATIENCE, probe.ask(Panic)).await,
+        Err(AskError::Panicked)
+    );
+    assert_eq!(
+        within(PATIENCE, probe.ask(WhereAmI)).await.unwrap(),
         "postbox-restarts"
     );
     assert_eq!(probe.stats().restarts, 1);
@@ -230,8 +248,8 @@ fn blocking_actors_get_a_thread_each_and_leave_the_workers_free() {
         let first = system.spawn(Props::new(|| Probe).blocking()).unwrap();
         let second = system.spawn(Props::new(|| Probe).blocking()).unwrap();
         let responsive = system.spawn(|| Probe).unwrap();
-        let first_thread = within(first.ask(WhereAmI)).await.unwrap();
-        let second_thread = within(second.ask(WhereAmI)).await.unwrap();
+        let first_thread = within(PATIENCE, first.ask(WhereAmI)).await.unwrap();
+        let second_thread = within(PATIENCE, second.ask(WhereAmI)).await.unwrap();
         assert!(
             first_thread.starts_with("postbox-blocking-"),
             "{first_thread}"
@@ -249,7 +267,10 @@ fn blocking_actors_get_a_thread_each_and_leave_the_workers_free() {
         second.tell(BlockOn(gate)).await.unwrap();
         // ... and the single worker still serves everyone else.
         for _ in 0..10 {
-            assert_eq!(within(responsive.ask(WhereAmI)).await.unwrap(), "system-rt");
+            assert_eq!(
+                within(PATIENCE, responsive.ask(WhereAmI)).await.unwrap(),
+                "system-rt"
+            );
         }
         release_first.send(()).unwrap();
         release_second.send(()).unwrap();
@@ -269,30 +290,38 @@ fn children_of_a_blocking_actor_are_not_blocking() {
     client.block_on(async {
         // Without a dispatcher of its own, a blocking actor's children run where it would have.
         let plain = system.spawn(Props::new(|| Probe).blocking()).unwrap();
-        let child = within(plain.ask(SpawnChild(Props::new(|| Probe))))
+        let child = within(PATIENCE, plain.ask(SpawnChild(Props::new(|| Probe))))
             .await
             .unwrap();
-        assert_eq!(within(child.ask(WhereAmI)).await.unwrap(), "system-rt");
+        assert_eq!(
+            within(PATIENCE, child.ask(WhereAmI)).await.unwrap(),
+            "system-rt"
+        );
 
         // With one, that is where its children go; the actor itself still has its own thread.
         let pooled = system
             .spawn(Props::new(|| Probe).blocking().dispatcher(&pool))
             .unwrap();
-        let own = within(pooled.ask(WhereAmI)).await.unwrap();
+        let own = within(PATIENCE, pooled.ask(WhereAmI)).await.unwrap();
         assert!(own.starts_with("postbox-blocking-"), "{own}");
-        let child = within(pooled.ask(SpawnChild(Props::new(|| Probe))))
+        let child = within(PATIENCE, pooled.ask(SpawnChild(Props::new(|| Probe))))
             .await
             .unwrap();
         assert_eq!(
-            within(child.ask(WhereAmI)).await.unwrap(),
+            within(PATIENCE, child.ask(WhereAmI)).await.unwrap(),
             "postbox-children"
         );
 
         // A child may ask to be blocking itself.
-        let blocking_child = within(pooled.ask(SpawnChild(Props::new(|| Probe).blocking())))
+        let blocking_child = within(
+            PATIENCE,
+            pooled.ask(SpawnChild(Props::new(|| Probe).blocking())),
+        )
+        .await
+        .unwrap();
+        let thread = within(PATIENCE, blocking_child.ask(WhereAmI))
             .await
             .unwrap();
-        let thread = within(blocking_child.ask(WhereAmI)).await.unwrap();
         assert!(
             thread.starts_with("postbox-blocking-") && thread != own,
             "{thread}"
@@ -307,10 +336,12 @@ async fn a_blocking_actor_s_thread_ends_with_the_actor() {
     let system = ActorSystem::new();
     let probe = system.spawn(Props::new(|| Probe).blocking()).unwrap();
     let (exited, exits) = std_mpsc::channel();
-    within(probe.ask(NotifyOnThreadExit(exited))).await.unwrap();
-    let thread = within(probe.ask(WhereAmI)).await.unwrap();
+    within(PATIENCE, probe.ask(NotifyOnThreadExit(exited)))
+        .await
+        .unwrap();
+    let thread = within(PATIENCE, probe.ask(WhereAmI)).await.unwrap();
     probe.stop();
-    within(probe.wait_for_stop()).await;
+    within(PATIENCE, probe.wait_for_stop()).await;
     let ended = tokio::task::spawn_blocking(move || recv(&exits))
         .await
         .unwrap();
@@ -328,15 +359,17 @@ async fn a_dispatcher_outlives_its_handles_while_its_actors_run_then_shuts_down(
     drop(pool);
     // The actor's task keeps the dispatcher running.
     assert_eq!(
-        within(probe.ask(WhereAmI)).await.unwrap(),
+        within(PATIENCE, probe.ask(WhereAmI)).await.unwrap(),
         "postbox-lifetime"
     );
     let (exited, exits) = std_mpsc::channel();
-    within(probe.ask(NotifyOnThreadExit(exited))).await.unwrap();
+    within(PATIENCE, probe.ask(NotifyOnThreadExit(exited)))
+        .await
+        .unwrap();
     // When the actor ends, its task drops the last handle — on the dispatcher's own worker —
     // and the runtime shuts down: its thread exits although we still hold a reference.
     probe.stop();
-    within(probe.wait_for_stop()).await;
+    within(PATIENCE, probe.wait_for_stop()).await;
     let ended = tokio::task::spawn_blocking(move || recv(&exits))
         .await
         .unwrap();
@@ -394,8 +427,8 @@ async fn a_bulkhead_admits_queues_and_sheds_asks_to_a_busy_group() {
             tokio::spawn(async move { bulkhead.run(worker.ask(Job(i as u32))).await })
         })
         .collect();
-    within(started.recv()).await.unwrap();
-    within(started.recv()).await.unwrap();
+    within(PATIENCE, started.recv()).await.unwrap();
+    within(PATIENCE, started.recv()).await.unwrap();
     assert_eq!(bulkhead.stats().in_flight, 2);
 
     // A third waits in line: its message is not sent yet.
@@ -416,9 +449,12 @@ async fn a_bulkhead_admits_queues_and_sheds_asks_to_a_busy_group() {
 
     gate.add_permits(3);
     for (i, task) in running.into_iter().enumerate() {
-        assert_eq!(within(task).await.unwrap().unwrap().unwrap(), i as u32);
+        assert_eq!(
+            within(PATIENCE, task).await.unwrap().unwrap().unwrap(),
+            i as u32
+        );
     }
-    assert_eq!(within(third).await.unwrap().unwrap(), 2);
+    assert_eq!(within(PATIENCE, third).await.unwrap().unwrap(), 2);
     let stats = bulkhead.stats();
     assert_eq!(
         (
@@ -482,7 +518,7 @@ fn isolation_scenario(placement: GroupA) -> Observed {
     // Every actor is started and answering before A is blocked.
     client.block_on(async {
         for actor in group_a.iter().chain(&group_b) {
-            within(actor.ask(WhereAmI)).await.unwrap();
+            within(PATIENCE, actor.ask(WhereAmI)).await.unwrap();
         }
     });
 

@@ -1,17 +1,10 @@
-//! Shared test helpers.
+//! Shared test helpers: the testkit's bounded waits, and a log of events reported by actors
+//! (from hooks and drops too, where a probe's mailbox would not do: it is an actor, and stops
+//! with the system whose shutdown a test may be watching).
 
+pub(crate) use postbox_testkit::{until, within, PATIENCE};
 use std::fmt::Debug;
-use std::future::IntoFuture;
-use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Fails the test if `future` does not finish within 10 s (a hang guard, not a delay).
-pub(crate) async fn within<F: IntoFuture>(future: F) -> F::Output {
-    match tokio::time::timeout(Duration::from_secs(10), future.into_future()).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out waiting (10 s)"),
-    }
-}
 
 /// A log of events reported by actors, in the order they happened.
 #[derive(Clone, Debug)]
@@ -37,7 +30,9 @@ impl<E> Events<E> {
 impl<E: Debug + PartialEq> EventLog<E> {
     /// The next event.
     pub(crate) async fn next(&mut self) -> E {
-        within(self.rx.recv()).await.expect("event source dropped")
+        within(PATIENCE, self.rx.recv())
+            .await
+            .expect("event source dropped")
     }
 
     /// The next `n` events.

@@ -1,6 +1,6 @@
 //! Dead letters: exact counts per reason, the subscription, rate-limited logging.
 
-use crate::common::within;
+use crate::common::{until, within, PATIENCE};
 use postbox::prelude::*;
 use postbox::{DeadLetterReason, Mailbox};
 use std::sync::Arc;
@@ -42,12 +42,7 @@ fn slow(system: &ActorSystem, mailbox: Mailbox) -> (ActorRef<Slow>, Arc<Notify>)
 }
 
 async fn until_busy(actor: &ActorRef<Slow>) {
-    within(async {
-        while actor.depth() != 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(PATIENCE, "Hold in the handler", || actor.depth() == 0).await;
 }
 
 #[tokio::test]
@@ -81,7 +76,7 @@ async fn every_undeliverable_message_is_counted_exactly_once_with_its_reason() {
 
     let mut seen = Vec::new();
     for _ in 0..8 {
-        let letter = within(stream.recv()).await.unwrap();
+        let letter = within(PATIENCE, stream.recv()).await.unwrap();
         assert_eq!(letter.recipient, actor.id());
         assert!(letter.message_type.ends_with("Note"), "{letter:?}");
         seen.push(letter.reason);

@@ -1,7 +1,7 @@
 //! Replies produced elsewhere (`Handler::handle_reply`) and work in flight elsewhere
 //! (`InFlight`), the two hooks of actors that front another runtime.
 
-use crate::common::within;
+use crate::common::{until, within, PATIENCE};
 use postbox::prelude::*;
 use postbox::{DeadLetter, DeadLetterReason, InFlight, InFlightGuard};
 
@@ -107,10 +107,8 @@ fn hold(actor: &ActorRef<Deferring>) -> tokio::task::JoinHandle<Result<u32, AskE
 }
 
 async fn until_depth(actor: &ActorRef<Deferring>, depth: usize) {
-    within(async {
-        while actor.depth() != depth {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+    until(PATIENCE, format!("depth {depth}"), || {
+        actor.depth() == depth
     })
     .await;
 }
@@ -139,10 +137,10 @@ async fn a_handler_that_replies_later_keeps_its_mailbox_moving_and_publishes_its
     assert_eq!(walked, Some(3));
 
     // A later message is handled at once and answers the earlier ones.
-    assert_eq!(within(actor.ask(Free)).await.unwrap(), 3);
+    assert_eq!(within(PATIENCE, actor.ask(Free)).await.unwrap(), 3);
     let mut answers = Vec::new();
     for h in holds {
-        answers.push(within(h).await.unwrap().unwrap());
+        answers.push(within(PATIENCE, h).await.unwrap().unwrap());
     }
     answers.sort();
     assert_eq!(answers, [0, 1, 2]);
@@ -157,8 +155,11 @@ async fn a_delegated_reply_dropped_unanswered_tells_the_asker_the_actor_stopped(
     let actor = system.spawn(Deferring::default).unwrap();
     let held = hold(&actor);
     until_depth(&actor, 1).await;
-    within(actor.ask(Forget)).await.unwrap();
-    assert_eq!(within(held).await.unwrap(), Err(AskError::Stopped));
+    within(PATIENCE, actor.ask(Forget)).await.unwrap();
+    assert_eq!(
+        within(PATIENCE, held).await.unwrap(),
+        Err(AskError::Stopped)
+    );
     assert_eq!(actor.depth(), 0);
     system.shutdown().await;
 }
@@ -169,16 +170,22 @@ async fn a_panic_in_handle_reply_itself_fails_only_that_actor() {
     let actor = system.spawn(Deferring::default).unwrap();
     let held = hold(&actor);
     until_depth(&actor, 1).await;
-    assert_eq!(within(actor.ask(Explode)).await, Err(AskError::Panicked));
+    assert_eq!(
+        within(PATIENCE, actor.ask(Explode)).await,
+        Err(AskError::Panicked)
+    );
     // Restarted (permanent, one-for-one): the old instance's held reply went with it, the
     // new instance publishes into the same counter, and it works.
-    assert_eq!(within(held).await.unwrap(), Err(AskError::Stopped));
+    assert_eq!(
+        within(PATIENCE, held).await.unwrap(),
+        Err(AskError::Stopped)
+    );
     until_depth(&actor, 0).await;
     assert_eq!(actor.stats().restarts, 1);
     let again = hold(&actor);
     until_depth(&actor, 1).await;
-    assert_eq!(within(actor.ask(Free)).await.unwrap(), 1);
-    assert_eq!(within(again).await.unwrap(), Ok(0));
+    assert_eq!(within(PATIENCE, actor.ask(Free)).await.unwrap(), 1);
+    assert_eq!(within(PATIENCE, again).await.unwrap(), Ok(0));
     assert_eq!(system.counters().panics, 1);
     system.shutdown().await;
 }
@@ -197,12 +204,12 @@ async fn a_reply_nobody_waits_for_is_counted_by_whoever_sends_it() {
         })
     };
     assert!(matches!(
-        within(impatient).await.unwrap(),
+        within(PATIENCE, impatient).await.unwrap(),
         Err(AskError::Timeout(_))
     ));
     let mut dead = system.dead_letters().subscribe();
-    assert_eq!(within(actor.ask(Free)).await.unwrap(), 1);
-    let letter = within(dead.recv()).await.unwrap();
+    assert_eq!(within(PATIENCE, actor.ask(Free)).await.unwrap(), 1);
+    let letter = within(PATIENCE, dead.recv()).await.unwrap();
     assert_eq!(
         (letter.recipient, letter.reason),
         (actor.id(), DeadLetterReason::ReplyUndeliverable)

@@ -1,6 +1,6 @@
 //! Lifecycle hooks, stop / drain / kill, death watch, spawning rules.
 
-use crate::common::{events, within, Events};
+use crate::common::{events, until, within, Events, PATIENCE};
 use postbox::prelude::*;
 use postbox::{DeadLetterReason, Failure, Mailbox};
 use std::sync::Arc;
@@ -269,12 +269,7 @@ async fn stop_skips_the_queue_and_dead_letters_what_is_left() {
     log.take(1).await;
     actor.tell(Work(0)).await.unwrap();
     // Wait until the actor holds Work(0) in its handler.
-    within(async {
-        while actor.depth() != 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(PATIENCE, "Work(0) in the handler", || actor.depth() == 0).await;
     for n in 1..=5 {
         actor.tell(Work(n)).await.unwrap();
     }
@@ -341,16 +336,11 @@ async fn kill_interrupts_a_handler_stuck_in_an_await() {
         .unwrap();
     log.take(1).await;
     actor.tell(Work(0)).await.unwrap();
-    within(async {
-        while actor.depth() != 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(PATIENCE, "Work(0) in the handler", || actor.depth() == 0).await;
     actor.kill();
     // A killed instance runs no hooks; temporary, so not restarted.
     assert_eq!(
-        within(actor.wait_for_stop()).await,
+        within(PATIENCE, actor.wait_for_stop()).await,
         ExitReason::Failed(Failure::Killed)
     );
     assert!(log.drain_now().is_empty());
@@ -435,10 +425,8 @@ async fn a_watch_that_arrives_with_a_stop_is_told_after_the_termination() {
     let g = gate.clone();
     let actor = system.spawn(Props::new(move || Gated(g.clone()))).unwrap();
     actor.tell(Wait).await.unwrap();
-    within(async {
-        while actor.depth() != 0 || actor.stats().status != postbox::ActorStatus::Running {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "Wait in the handler", || {
+        actor.depth() == 0 && actor.stats().status == postbox::ActorStatus::Running
     })
     .await;
     // The handler waits on the gate, so the stop and the watch queue up together.
@@ -454,7 +442,7 @@ async fn a_watch_that_arrives_with_a_stop_is_told_after_the_termination() {
     })
     .await;
     gate.notify_one();
-    assert_eq!(within(stopped).await, ExitReason::Stopped);
+    assert_eq!(within(PATIENCE, stopped).await, ExitReason::Stopped);
     assert!(
         actor.tell(Wait).await.is_err(),
         "a terminated actor's mailbox is closed"

@@ -1,6 +1,6 @@
 //! tell / try_tell / ask semantics: ordering, backpressure, every ask outcome, delegation.
 
-use crate::common::within;
+use crate::common::{until, within, PATIENCE};
 use postbox::prelude::*;
 use postbox::{DeadLetterReason, Mailbox};
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ async fn each_sender_s_messages_arrive_in_send_order() {
         })
         .collect();
     for task in tasks {
-        within(task).await.unwrap();
+        within(PATIENCE, task).await.unwrap();
     }
     let (next, out_of_order) = recorder.ask(Report).await.unwrap();
     assert_eq!(out_of_order, 0);
@@ -127,10 +127,8 @@ fn gated(system: &ActorSystem, mailbox: Mailbox) -> (ActorRef<Gated>, Arc<Notify
 
 /// Waits until the actor has taken `Hold` out of its mailbox and is blocked in its handler.
 async fn until_holding(actor: &ActorRef<Gated>) {
-    within(async {
-        while actor.depth() != 0 || actor.stats().processed != 0 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "Hold in the handler", || {
+        actor.depth() == 0 && actor.stats().processed == 0
     })
     .await;
 }
@@ -160,7 +158,7 @@ async fn tell_waits_for_room_and_resumes_in_order() {
     assert_eq!(actor.depth(), 2);
 
     gate.notify_one();
-    within(sender).await.unwrap().unwrap();
+    within(PATIENCE, sender).await.unwrap().unwrap();
     assert_eq!(actor.ask(Seen).await.unwrap(), vec![1, 2, 3]);
     system.shutdown().await;
 }
@@ -179,7 +177,7 @@ async fn a_recipient_tell_that_waits_for_room_is_not_a_dead_letter() {
     }
     assert!(!sender.is_finished(), "the mailbox is full: tell waits");
     gate.notify_one();
-    within(sender).await.unwrap().unwrap();
+    within(PATIENCE, sender).await.unwrap().unwrap();
     assert_eq!(actor.ask(Seen).await.unwrap(), vec![1, 2]);
     assert_eq!(system.dead_letters().total(), 0, "waiting is not a refusal");
     system.shutdown().await;
@@ -282,7 +280,7 @@ async fn ask_uses_the_system_default_timeout() {
         .ask_timeout(Duration::from_millis(30))
         .build();
     let echo = system.spawn(|| Echo).unwrap();
-    let result = within(echo.ask(Forever(None))).await;
+    let result = within(PATIENCE, echo.ask(Forever(None))).await;
     assert_eq!(result, Err(AskError::Timeout(Duration::from_millis(30))));
     echo.kill();
     system.shutdown().await;
@@ -318,15 +316,13 @@ async fn ask_queued_behind_a_stop_resolves_as_stopped() {
         let actor = actor.clone();
         tokio::spawn(async move { actor.ask(Seen).await })
     };
-    within(async {
-        while actor.depth() == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(PATIENCE, "the ask queued", || actor.depth() > 0).await;
     actor.stop();
     gate.notify_one();
-    assert_eq!(within(queued).await.unwrap(), Err(AskError::Stopped));
+    assert_eq!(
+        within(PATIENCE, queued).await.unwrap(),
+        Err(AskError::Stopped)
+    );
     assert_eq!(
         system.dead_letters().count(DeadLetterReason::DroppedAtStop),
         1
@@ -343,9 +339,12 @@ async fn ask_of_a_killed_handler_resolves_as_stopped() {
         let echo = echo.clone();
         tokio::spawn(async move { echo.ask(Forever(Some(entered))).await })
     };
-    within(entered_rx).await.unwrap();
+    within(PATIENCE, entered_rx).await.unwrap();
     echo.kill();
-    assert_eq!(within(pending).await.unwrap(), Err(AskError::Stopped));
+    assert_eq!(
+        within(PATIENCE, pending).await.unwrap(),
+        Err(AskError::Stopped)
+    );
     system.shutdown().await;
 }
 
@@ -404,7 +403,7 @@ async fn a_delegated_reply_does_not_block_the_mailbox() {
     }
     assert!(!slow.is_finished());
     gate.notify_one();
-    assert_eq!(within(slow).await.unwrap(), Ok("done later"));
+    assert_eq!(within(PATIENCE, slow).await.unwrap(), Ok("done later"));
     assert_eq!(
         actor.ask_with(|reply| Forget { reply }).await,
         Err(AskError::NoReply)
@@ -430,7 +429,7 @@ async fn a_late_delegated_reply_is_a_dead_letter() {
     sent_rx.await.unwrap();
     let mut dead = system.dead_letters().subscribe();
     gate.notify_one();
-    let letter = within(dead.recv()).await.unwrap();
+    let letter = within(PATIENCE, dead.recv()).await.unwrap();
     assert_eq!(letter.reason, DeadLetterReason::ReplyUndeliverable);
     system.shutdown().await;
 }

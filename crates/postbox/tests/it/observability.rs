@@ -1,6 +1,6 @@
 //! Depth and counters read from refs and the actor table; tracing spans per message.
 
-use crate::common::within;
+use crate::common::{until, within, PATIENCE};
 use postbox::prelude::*;
 use postbox::{ActorStatus, Mailbox};
 use std::sync::Arc;
@@ -49,10 +49,8 @@ async fn depth_and_counters_are_visible_from_refs_and_the_actor_table() {
     for _ in 0..10 {
         actor.tell(Nap(0)).await.unwrap();
     }
-    within(async {
-        while actor.depth() != 10 || actor.stats().processed != 1 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "ten queued behind the held one", || {
+        actor.depth() == 10 && actor.stats().processed == 1
     })
     .await;
     let stats = actor.stats();
@@ -83,10 +81,8 @@ async fn depth_and_counters_are_visible_from_refs_and_the_actor_table() {
         .any(|i| i.path == "/user" && i.parent.is_none()));
 
     gate.notify_one();
-    within(async {
-        while actor.stats().processed != 12 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "all twelve processed", || {
+        actor.stats().processed == 12
     })
     .await;
     assert_eq!(actor.depth(), 0);
@@ -147,20 +143,16 @@ async fn an_observer_hears_sampled_handler_times_mailbox_waits_and_stops() {
     for _ in 17..32 {
         actor.tell(Nap(0)).await.unwrap();
     }
-    within(async {
-        while actor.depth() != 31 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "31 queued behind the held one", || {
+        actor.depth() == 31
     })
     .await;
     // The held handler started before this (the mailbox holds everything after it).
     let all_queued = std::time::Instant::now();
     let released = std::time::Instant::now();
     gate.notify_one();
-    within(async {
-        while actor.stats().processed != 32 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "all 32 processed", || {
+        actor.stats().processed == 32
     })
     .await;
     let done = std::time::Instant::now();
@@ -189,11 +181,9 @@ async fn an_observer_hears_sampled_handler_times_mailbox_waits_and_stops() {
     assert!(waits[1].1 <= done - hold_sent);
 
     actor.stop();
-    within(actor.wait_for_stop()).await;
-    within(async {
-        while recorder.stopped.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
-        }
+    within(PATIENCE, actor.wait_for_stop()).await;
+    until(PATIENCE, "the observer told of the stop", || {
+        !recorder.stopped.lock().unwrap().is_empty()
     })
     .await;
     assert_eq!(*recorder.stopped.lock().unwrap(), vec![(this_type, 32)]);
@@ -213,7 +203,7 @@ async fn ask_timeouts_are_counted() {
     assert!(matches!(result, Err(AskError::Timeout(_))), "{result:?}");
     assert_eq!(system.counters().ask_timeouts, 1);
     gate.notify_one();
-    assert_eq!(within(actor.ask(Nap(0))).await, Ok(()));
+    assert_eq!(within(PATIENCE, actor.ask(Nap(0))).await, Ok(()));
     assert_eq!(
         system.counters().ask_timeouts,
         1,
@@ -236,10 +226,8 @@ async fn for_each_actor_walks_the_actor_table_without_snapshots() {
         .unwrap();
     named.tell(Hold).await.unwrap();
     named.tell(Nap(0)).await.unwrap();
-    within(async {
-        while named.depth() != 1 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "one queued behind the held one", || {
+        named.depth() == 1
     })
     .await;
     let mut seen = Vec::new();

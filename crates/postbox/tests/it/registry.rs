@@ -1,5 +1,6 @@
 //! The named registry: lookup by name and type, uniqueness, automatic cleanup.
 
+use crate::common::{until, PATIENCE};
 use postbox::prelude::*;
 use postbox::RegistryError;
 
@@ -95,12 +96,7 @@ async fn names_survive_a_restart() {
     system.registry().register("fragile", &fragile).unwrap();
     fragile.tell(Crash).await.unwrap();
     // Wait for the restart to have happened before looking.
-    crate::common::within(async {
-        while system.counters().restarts < 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(PATIENCE, "the restart", || system.counters().restarts >= 1).await;
     assert_eq!(fragile.stats().restarts, 1);
     // Same id after the restart, still registered.
     let found = system.registry().lookup::<Fragile>("fragile").unwrap();

@@ -1,7 +1,7 @@
 //! Routers: each strategy's choice, routee membership (death watch, replacement, resizing) and
 //! what happens when no routee is left.
 
-use crate::common::{events, within, Events};
+use crate::common::{events, until, within, Events, PATIENCE};
 use postbox::prelude::*;
 use postbox::{DeadLetterReason, Resizer, Router, Routing};
 use std::collections::HashMap;
@@ -136,10 +136,8 @@ async fn smallest_mailbox_avoids_busy_routees() {
     // Make the first routee busy: one message in hand (mailbox empty), one queued.
     stuck.tell(Job(0)).await.unwrap();
     stuck.tell(Job(1)).await.unwrap();
-    within(async {
-        while stuck.depth() != 1 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "one queued at the stuck routee", || {
+        stuck.depth() == 1
     })
     .await;
     assert_eq!(stuck.load(), 2, "one waiting, one being handled");
@@ -150,10 +148,8 @@ async fn smallest_mailbox_avoids_busy_routees() {
 
     // Depth alone would not see an actor busy with an empty mailbox; load does.
     stuck_gate.add_permits(1);
-    within(async {
-        while stuck.depth() > 0 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "the stuck routee's mailbox empty", || {
+        stuck.depth() == 0
     })
     .await;
     assert_eq!(stuck.load(), 1, "handling its second message");
@@ -368,10 +364,8 @@ async fn a_routee_that_terminates_leaves_the_set_without_any_send() {
 
     workers[1].stop();
     workers[1].wait_for_stop().await;
-    within(async {
-        while router.len() != 2 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "the stopped routee gone from the set", || {
+        router.len() == 2
     })
     .await;
     assert!(!router.routees().iter().any(|r| r.id() == workers[1].id()));
@@ -384,10 +378,8 @@ async fn a_routee_that_terminates_leaves_the_set_without_any_send() {
     assert_eq!(router.len(), 3);
     temporary.kill();
     temporary.wait_for_stop().await;
-    within(async {
-        while router.len() != 2 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "the killed routee gone from the set", || {
+        router.len() == 2
     })
     .await;
 
@@ -458,10 +450,8 @@ async fn pool_restarts_failed_routees_in_place_and_replaces_stopped_ones() {
     routees[1].ask(Order::Quit).await.unwrap();
     let replacement = log.next().await;
     assert!(!first.contains(&replacement));
-    within(async {
-        while !router.routees().iter().any(|r| r.id() == replacement) {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "the replacement in the set", || {
+        router.routees().iter().any(|r| r.id() == replacement)
     })
     .await;
     let after = router.routees();
@@ -475,12 +465,7 @@ async fn pool_restarts_failed_routees_in_place_and_replaces_stopped_ones() {
     // Stopping the router stops the pool; sends then find no routee.
     router.stop();
     routees[0].clone().tell(Order::WhoAreYou).await.ok();
-    within(async {
-        while !router.is_empty() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(PATIENCE, "the pool emptied", || router.is_empty()).await;
     assert_eq!(router.ask(Order::WhoAreYou).await, Err(AskError::NoRoutees));
     system.shutdown().await;
 }
@@ -497,7 +482,7 @@ async fn resizer_grows_under_load_and_shrinks_when_idle() {
         .unwrap();
     assert_eq!(router.len(), 1);
     // Keep every routee busy: the pool grows to its upper bound, and no further.
-    within(async {
+    within(PATIENCE, async {
         while router.len() < 3 {
             for i in 0..3 {
                 router.tell(Job(i)).await.unwrap();
@@ -510,7 +495,7 @@ async fn resizer_grows_under_load_and_shrinks_when_idle() {
     assert_eq!(router.len(), 3);
     // Idle again: back down to the lower bound, retiring routees after their queued work.
     gate.add_permits(Semaphore::MAX_PERMITS / 2);
-    within(async {
+    within(PATIENCE, async {
         while router.len() > 1 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

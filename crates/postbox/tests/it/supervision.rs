@@ -1,6 +1,6 @@
 //! Supervision: strategies, restart types, intensity and escalation, backoff, panic isolation.
 
-use crate::common::{events, within, EventLog, Events};
+use crate::common::{events, until, within, EventLog, Events, PATIENCE};
 use postbox::prelude::*;
 use postbox::{Backoff, Failure};
 use std::collections::HashMap;
@@ -334,7 +334,7 @@ async fn restart_types_decide_who_comes_back() {
             Ev::Stopped("temp", ExitReason::Failed(panicked("temp"))),
         ])
         .await;
-    let reason = within(done).await.unwrap();
+    let reason = within(PATIENCE, done).await.unwrap();
     assert!(
         matches!(
             reason,
@@ -442,7 +442,7 @@ async fn the_root_guardian_gives_up_on_a_top_level_actor_that_keeps_failing() {
     ])
     .await;
     assert_eq!(
-        within(stopped).await.unwrap(),
+        within(PATIENCE, stopped).await.unwrap(),
         ExitReason::Failed(panicked("w"))
     );
     assert_eq!(system.counters().panics, 3);
@@ -585,12 +585,10 @@ async fn panics_are_isolated_to_the_failing_actor() {
     for expected in 1..=1_000 {
         assert_eq!(steady.ask(Tick).await, Ok(expected));
     }
-    within(flood).await.unwrap();
+    within(PATIENCE, flood).await.unwrap();
     // Every crash was caught; the crasher still answers and the steady actor never restarted.
-    within(async {
-        while system.counters().panics < 200 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "200 panics counted", || {
+        system.counters().panics >= 200
     })
     .await;
     assert_eq!(crasher.ask(Whoami).await.unwrap(), ("crasher", 200));
@@ -755,7 +753,7 @@ async fn panics_in_stop_hooks_are_contained_and_the_actor_still_terminates() {
     };
     tokio::task::yield_now().await;
     bad.stop();
-    let reason = within(stopped).await.unwrap();
+    let reason = within(PATIENCE, stopped).await.unwrap();
     assert!(
         matches!(reason, ExitReason::Stopped | ExitReason::AlreadyTerminated),
         "{reason:?}"
@@ -824,7 +822,7 @@ async fn a_sibling_that_does_not_suspend_in_time_is_aborted_and_the_restart_goes
     ])
     .await;
     assert_eq!(
-        within(stuck.wait_for_stop()).await,
+        within(PATIENCE, stuck.wait_for_stop()).await,
         ExitReason::AlreadyTerminated
     );
     assert_eq!(other.ask(Whoami).await.unwrap(), ("other", 1));
