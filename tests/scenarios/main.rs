@@ -6,5 +6,6 @@
 mod bank;
 mod cluster;
 mod crash_under_load;
+mod hostile;
 mod remote;
 mod support;

@@ -205,7 +205,10 @@ mod tests {
             strategy.decide(&with_oldest, &others),
             Decision::KeepThisSide
         );
-        assert_eq!(strategy.decide(&others, &with_oldest), Decision::DownThisSide);
+        assert_eq!(
+            strategy.decide(&others, &with_oldest),
+            Decision::DownThisSide
+        );
 
         let alone = members(&[("z", 1)]);
         assert_eq!(strategy.decide(&alone, &others), Decision::KeepThisSide);
@@ -220,7 +223,13 @@ mod tests {
     fn down_all_downs_everyone() {
         let a = members(&[("a", 1), ("b", 1)]);
         let b = members(&[("c", 1)]);
-        assert_eq!(DowningStrategy::DownAll.decide(&a, &b), Decision::DownEveryone);
-        assert_eq!(DowningStrategy::DownAll.decide(&b, &a), Decision::DownEveryone);
+        assert_eq!(
+            DowningStrategy::DownAll.decide(&a, &b),
+            Decision::DownEveryone
+        );
+        assert_eq!(
+            DowningStrategy::DownAll.decide(&b, &a),
+            Decision::DownEveryone
+        );
     }
 }

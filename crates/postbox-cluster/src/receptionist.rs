@@ -384,7 +384,7 @@ impl Receptionist {
                 None => {
                     let remote = inner.remote.clone();
                     lookups.spawn(async move {
-                        let found = remote.lookup::<A>(&entry.node.addr, &entry.name).await;
+                        let found = remote.lookup_node::<A>(&entry.node, &entry.name).await;
                         (key, entry, found)
                     });
                 }

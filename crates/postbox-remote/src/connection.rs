@@ -884,7 +884,24 @@ fn deliver_with(
     };
     let Some(local) = local else {
         postbox::remote::reject_unknown_target(&shared.system, "remote message");
-        return refuse(RemoteFailure::UnknownTarget);
+        // Ids are never reused: an id that finds no actor is one that has stopped, and its
+        // asker is told so, as a local asker would be. A name that finds none is unknown.
+        return match target {
+            Target::Id(_) => correlation.map(|correlation| {
+                let conn = conn.clone();
+                let frame = Frame::Error {
+                    correlation,
+                    error: RemoteError {
+                        kind: ErrorKind::Stopped,
+                        message: AskError::Stopped.to_string(),
+                    },
+                };
+                Box::pin(async move {
+                    let _ = conn.send(frame).await;
+                }) as BoxFuture
+            }),
+            Target::Name(_) => refuse(RemoteFailure::UnknownTarget),
+        };
     };
     let deliver = || {
         with_ref_codec(&shared.refs, || {

@@ -197,26 +197,43 @@ pub(crate) async fn accept(
             None => split_plain(stream),
             Some(tls) => match tls.acceptor().accept(stream).await {
                 Ok(stream) => split_tls(stream),
-                Err(error) => return Err((Refusal::Tls, format!("TLS handshake failed: {error}"))),
+                Err(error) => {
+                    return Err(Unserved::new(
+                        Refusal::Tls,
+                        format!("TLS handshake failed: {error}"),
+                    ))
+                }
             },
         };
         let mut buf = BytesMut::new();
         let hello = match read_frame(&mut read, &mut buf).await {
             Ok(Frame::Hello(hello)) => hello,
             Ok(other) => {
-                let _ = refuse(&mut write, RefuseReason::Malformed, "expected hello").await;
-                return Err((
+                let why = format!("expected hello, got {}", other.kind());
+                return refused(
+                    shared,
+                    &mut write,
                     Refusal::Malformed,
-                    format!("expected hello, got {}", other.kind()),
-                ));
+                    RefuseReason::Malformed,
+                    why,
+                )
+                .await;
             }
             Err(ConnectError::Protocol(why)) if why.starts_with("connection closed") => {
-                return Err((Refusal::Closed, why));
+                return Err(Unserved::new(Refusal::Closed, why));
             }
-            Err(ConnectError::Io(error)) => return Err((Refusal::Closed, error.to_string())),
+            Err(ConnectError::Io(error)) => {
+                return Err(Unserved::new(Refusal::Closed, error.to_string()))
+            }
             Err(error) => {
-                let _ = refuse(&mut write, RefuseReason::Malformed, &error.to_string()).await;
-                return Err((Refusal::Malformed, error.to_string()));
+                return refused(
+                    shared,
+                    &mut write,
+                    Refusal::Malformed,
+                    RefuseReason::Malformed,
+                    error.to_string(),
+                )
+                .await;
             }
         };
         if hello.version != PROTOCOL_VERSION {
@@ -224,15 +241,27 @@ pub(crate) async fn accept(
                 "protocol version {} (we speak {PROTOCOL_VERSION})",
                 hello.version
             );
-            let _ = refuse(&mut write, RefuseReason::VersionMismatch, &why).await;
-            return Err((Refusal::VersionMismatch, why));
+            return refused(
+                shared,
+                &mut write,
+                Refusal::VersionMismatch,
+                RefuseReason::VersionMismatch,
+                why,
+            )
+            .await;
         }
         if hello.cluster != config.cluster {
             let why = format!("cluster {:?} (we are {:?})", hello.cluster, config.cluster);
-            let _ = refuse(&mut write, RefuseReason::WrongCluster, &why).await;
-            return Err((Refusal::WrongCluster, why));
+            return refused(
+                shared,
+                &mut write,
+                Refusal::WrongCluster,
+                RefuseReason::WrongCluster,
+                why,
+            )
+            .await;
         }
-        let my_nonce = nonce().map_err(|e| (Refusal::Closed, e.to_string()))?;
+        let my_nonce = nonce().map_err(|e| Unserved::new(Refusal::Closed, e.to_string()))?;
         let proof = auth::prove(
             &config.secret,
             Role::Server,
@@ -252,16 +281,21 @@ pub(crate) async fn accept(
             }),
         )
         .await
-        .map_err(|e| (Refusal::Closed, e.to_string()))?;
+        .map_err(|e| Unserved::new(Refusal::Closed, e.to_string()))?;
         let proof = match read_frame(&mut read, &mut buf).await {
             Ok(Frame::Proof(proof)) => proof.proof,
             Ok(other) => {
-                return Err((
+                let why = format!("expected proof, got {}", other.kind());
+                return refused(
+                    shared,
+                    &mut write,
                     Refusal::Malformed,
-                    format!("expected proof, got {}", other.kind()),
-                ))
+                    RefuseReason::Malformed,
+                    why,
+                )
+                .await;
             }
-            Err(error) => return Err((Refusal::Closed, error.to_string())),
+            Err(error) => return Err(Unserved::new(Refusal::Closed, error.to_string())),
         };
         if !auth::verify(
             &config.secret,
@@ -272,21 +306,22 @@ pub(crate) async fn accept(
             &hello.nonce,
             &proof,
         ) {
-            let _ = refuse(
+            let why = format!(
+                "{} failed authentication: wrong cluster secret",
+                hello.node.addr
+            );
+            return refused(
+                shared,
                 &mut write,
+                Refusal::AuthenticationFailed,
                 RefuseReason::AuthenticationFailed,
-                "wrong cluster secret",
+                why,
             )
             .await;
-            return Err((
-                Refusal::AuthenticationFailed,
-                format!("{} failed authentication", hello.node.addr),
-            ));
         }
         // Authenticated: now who it claims to be must hold.
         if let Err((refusal, reason, why)) = check_identity(shared, &hello.node) {
-            let _ = refuse(&mut write, reason, &why).await;
-            return Err((refusal, why));
+            return refused(shared, &mut write, refusal, reason, why).await;
         }
         // One connection per pair of nodes. If one to this very incarnation is already up
         // (its dial overtook ours), the client is to use that one. If we are dialing it right
@@ -299,47 +334,58 @@ pub(crate) async fn accept(
             .connection()
             .is_some_and(|conn| conn.peer_node == hello.node);
         if connected || (not_dialing.is_none() && shared.me.node_id < hello.node.node_id) {
-            let _ = refuse(
+            let why = format!(
+                "{} dialed while we dialed it; our connection wins (use that one)",
+                hello.node.addr
+            );
+            return refused(
+                shared,
                 &mut write,
+                Refusal::SimultaneousConnect,
                 RefuseReason::SimultaneousConnect,
-                "we are dialing you; use that connection",
+                why,
             )
             .await;
-            return Err((
-                Refusal::SimultaneousConnect,
-                format!(
-                    "{} dialed while we dialed it; our connection wins",
-                    hello.node.addr
-                ),
-            ));
         }
         let Some(admitted) = shared.admit_authenticated() else {
             let why = format!(
                 "the limit of {} authenticated connections is reached",
                 config.max_connections
             );
-            let _ = refuse(&mut write, RefuseReason::TooManyConnections, &why).await;
-            return Err((Refusal::TooManyConnections, why));
+            return refused(
+                shared,
+                &mut write,
+                Refusal::TooManyConnections,
+                RefuseReason::TooManyConnections,
+                why,
+            )
+            .await;
         };
         send_frame(&mut write, &Frame::Welcome)
             .await
-            .map_err(|e| (Refusal::Closed, e.to_string()))?;
+            .map_err(|e| Unserved::new(Refusal::Closed, e.to_string()))?;
         Ok((hello.node, peer, not_dialing, read, buf, write, admitted))
     };
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(config.handshake_timeout, handshake) => match outcome {
             Ok(outcome) => outcome,
-            Err(_) => Err((Refusal::HandshakeTimeout, "handshake timed out".into())),
+            Err(_) => Err(Unserved::new(Refusal::HandshakeTimeout, "handshake timed out".into())),
         },
-        () = evicted.cancelled() => Err((
+        () = evicted.cancelled() => Err(Unserved::new(
             Refusal::Evicted,
             "still in its handshake when newer connections needed the room".into(),
         )),
     };
     let (node, peer, not_dialing, read, buf, write, admitted) = match outcome {
         Ok(accepted) => accepted,
-        Err((refusal, why)) => {
-            shared.stats.refuse(refusal);
+        Err(Unserved {
+            refusal,
+            why,
+            counted,
+        }) => {
+            if !counted {
+                shared.stats.refuse(refusal);
+            }
             return Err((refusal, why));
         }
     };
@@ -406,19 +452,43 @@ fn check_identity(shared: &Shared, node: &NodeAddr) -> Result<(), (Refusal, Refu
     Ok(())
 }
 
-async fn refuse(
+/// Why an inbound connection was not served; `counted` once the refusal is in the stats.
+struct Unserved {
+    refusal: Refusal,
+    why: String,
+    counted: bool,
+}
+
+impl Unserved {
+    fn new(refusal: Refusal, why: String) -> Self {
+        Self {
+            refusal,
+            why,
+            counted: false,
+        }
+    }
+}
+
+/// Refuses the peer, saying why: counted first, so that a peer that reads the refusal can
+/// already read the count.
+async fn refused<T>(
+    shared: &Shared,
     write: &mut (impl AsyncWrite + Unpin + ?Sized),
+    refusal: Refusal,
     reason: RefuseReason,
-    message: &str,
-) -> Result<(), ConnectError> {
-    send_frame(
-        write,
-        &Frame::Refused {
-            reason,
-            message: message.to_owned(),
-        },
-    )
-    .await
+    why: String,
+) -> Result<T, Unserved> {
+    shared.stats.refuse(refusal);
+    let frame = Frame::Refused {
+        reason,
+        message: why.clone(),
+    };
+    let _ = send_frame(write, &frame).await;
+    Err(Unserved {
+        refusal,
+        why,
+        counted: true,
+    })
 }
 
 async fn send_frame(

@@ -85,9 +85,14 @@ use tokio::net::{TcpSocket, ToSocketAddrs};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-/// The address a [`FakeNode`] claims unless told otherwise: loopback port 1, where nothing
-/// listens, so a node that tries to dial it back fails at once.
-pub const UNREACHABLE_ADDR: &str = "127.0.0.1:1";
+/// A loopback address on port 1, where nothing listens, so a node that tries to dial it back
+/// fails at once: what a [`FakeNode`] claims unless told otherwise. Each fake node gets its
+/// own (a random address in `127.0.0.0/8`), because a node refuses a second live
+/// incarnation at an address that one already holds.
+pub fn unreachable_addr() -> String {
+    let [a, b, c] = [fastrand::u8(..), fastrand::u8(..), fastrand::u8(1..)];
+    format!("127.{a}.{b}.{c}:1")
+}
 
 /// Who a [`WireClient`] claims to be in its handshake, and what it knows.
 #[derive(Clone)]
@@ -105,14 +110,14 @@ pub struct FakeNode {
 }
 
 impl FakeNode {
-    /// A node of `cluster` knowing `secret`, at [`UNREACHABLE_ADDR`] with a random node id
+    /// A node of `cluster` knowing `secret`, at an [`unreachable_addr`] with a random node id
     /// and incarnation, speaking this build's [`PROTOCOL_VERSION`].
     pub fn new(cluster: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
         Self {
             cluster: cluster.into(),
             secret: secret.as_ref().to_vec(),
             node: NodeAddr {
-                addr: UNREACHABLE_ADDR.to_owned(),
+                addr: unreachable_addr(),
                 node_id: fastrand::u64(..),
                 incarnation: fastrand::u64(..),
             },

@@ -351,9 +351,8 @@ async fn a_remote_s_counters_reach_the_exposition() {
     let after = within(async {
         loop {
             let text = metrics.encode().unwrap();
-            let refused =
-                series_value(&text, "postbox_remote_refused_total{reason=\"malformed\"}")
-                    .unwrap_or(0.0);
+            let refused = series_value(&text, "postbox_remote_refused_total{reason=\"malformed\"}")
+                .unwrap_or(0.0);
             if refused >= 1.0 {
                 return text;
             }

@@ -1,0 +1,103 @@
+//! Finding 2, the transport's part: an incarnation declared down is quarantined. Its open
+//! connection is told why (`Refused { Quarantined }`) before it closes, the node learns that
+//! it is no longer a member, and every later handshake is refused with the same reason.
+
+use super::*;
+use postbox_remote::{ConnectError, Refusal, RefuseReason, RemoteError};
+use postbox_testkit::{until, within, CloseReason, PATIENCE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_incarnation_is_told_why_and_refused_from_then_on() {
+    let (host, _prey) = prey_node(remote_config()).await;
+    let slowpoke = host.system.spawn(Props::new(|| Prey)).expect("spawn");
+    host.system
+        .registry()
+        .register("slowpoke", &slowpoke)
+        .expect("register");
+    let zombie = RemoteNode::start_with(remote_config()).await;
+    let prey: ActorRef<Prey> = within(PATIENCE, zombie.remote.lookup(host.addr(), "slowpoke"))
+        .await
+        .expect("lookup");
+    assert_eq!(within(PATIENCE, prey.ask(Ping(1))).await, Ok(1));
+    assert_eq!(zombie.remote.quarantined_by(), None);
+    let in_flight = tokio::spawn({
+        let prey = prey.clone();
+        async move {
+            prey.ask(Slow(60_000))
+                .timeout(Duration::from_secs(60))
+                .await
+        }
+    });
+    until(PATIENCE, "the ask to be in flight", || {
+        zombie.remote.pending_asks(host.addr()) == 1
+    })
+    .await;
+
+    // The cluster declares the zombie down: the host quarantines it.
+    assert!(host.remote.quarantine(zombie.node()));
+    assert!(host.remote.is_quarantined(zombie.node()));
+    let told_by = within(PATIENCE, zombie.remote.quarantined()).await;
+    assert_eq!(&told_by, host.node());
+    // Its refs through that connection end; asks in flight fail as for a lost node.
+    assert_eq!(
+        within(PATIENCE, in_flight).await.unwrap(),
+        Err(AskError::NodeDown)
+    );
+    within(PATIENCE, prey.wait_for_stop()).await;
+    // It is refused from then on, saying why.
+    match within(PATIENCE, zombie.remote.lookup::<Prey>(host.addr(), "prey")).await {
+        Err(RemoteError::Connect(ConnectError::Refused {
+            reason: RefuseReason::Quarantined,
+            message,
+        })) => assert!(message.contains("declared down"), "{message}"),
+        other => panic!("expected Quarantined, got {other:?}"),
+    }
+    until(PATIENCE, "the refusal to be counted", || {
+        host.remote.stats().refused_by(Refusal::Quarantined) >= 1
+    })
+    .await;
+    assert_eq!(host.remote.stats().quarantined, 1);
+    // A wire client claiming the quarantined incarnation is refused too.
+    let mut claimant = WireClient::connect(host.addr()).await.expect("connect");
+    let claim = host.fake_node().node(zombie.node().clone());
+    match claimant.handshake(&claim).await {
+        Err(error) => assert_eq!(error.refusal(), Some(&RefuseReason::Quarantined), "{error}"),
+        Ok(_) => panic!("a quarantined incarnation was welcomed"),
+    }
+    // Another incarnation is a new node: served.
+    still_serving(host.addr()).await;
+    zombie.shutdown().await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_before_the_server_proved_itself_is_no_verdict() {
+    // A server that refuses with `Quarantined` in place of its challenge has proven nothing:
+    // the client fails to connect but does not believe it is down.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        postbox_wire::encode_frame(
+            &postbox_wire::Frame::Refused {
+                reason: RefuseReason::Quarantined,
+                message: "forged".into(),
+            },
+            &mut buf,
+        )
+        .unwrap();
+        let _ = stream.write_all(&buf).await;
+        std::future::pending::<()>().await;
+    });
+    let node = RemoteNode::start_with(remote_config()).await;
+    let refused = within(PATIENCE, node.remote.lookup::<Prey>(&addr, "prey")).await;
+    assert!(
+        matches!(refused, Err(RemoteError::Connect(_))),
+        "{refused:?}"
+    );
+    assert_eq!(node.remote.quarantined_by(), None);
+    let _ = CloseReason::Eof;
+    node.shutdown().await;
+}
