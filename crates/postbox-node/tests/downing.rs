@@ -1,0 +1,242 @@
+//! A downed node finds out and gets out of the way (issue 12, finding 2), with real
+//! `postbox-node` processes: one paused with SIGSTOP until the others declare it down, and a
+//! real network partition of five nodes in network namespaces (`ip netns`, veth pairs, two
+//! bridges), made and removed by the test. The node that lost exits with code 3 and says why;
+//! the others keep serving; nodes restarted after the heal join as new incarnations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod support;
+
+use std::process::Command as StdCommand;
+use support::*;
+
+/// The exit code of a node the cluster declared down.
+const EXIT_DOWNED: i32 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_learns_it_is_down_and_exits() {
+    let loopback = "127.0.0.1:0";
+    let one = NodeProcess::start(None, loopback, loopback, &[]).await;
+    let seed = ["--services", "", "--seed", one.gossip.as_str()];
+    let two = NodeProcess::start(None, loopback, loopback, &seed).await;
+    let mut three = NodeProcess::start(None, loopback, loopback, &seed).await;
+    until_seen(&one, &[&one, &two, &three], "up").await;
+    until_seen(&three, &[&one, &two, &three], "up").await;
+
+    // A GC pause, a VM migration: the process stops answering, but keeps its sockets.
+    three.signal("STOP").await;
+    until_seen(&one, &[&three], "down").await;
+    until_seen(&two, &[&three], "down").await;
+    three.signal("CONT").await;
+
+    // It comes back as a zombie no more: it learns it was downed, says so, and exits.
+    let status = three.exited(BOUND).await;
+    assert_eq!(status.code(), Some(EXIT_DOWNED), "{status:?}");
+    assert!(
+        three.logged("declared down by the cluster"),
+        "no clear log line"
+    );
+    // The others never noticed anything but its going.
+    until_seen(&one, &[&one, &two], "up").await;
+    until_seen(&two, &[&one, &two], "up").await;
+    for node in [&one, &two] {
+        let members = node.members().await;
+        assert_eq!(three.status_in(&members).as_deref(), Some("down"));
+    }
+}
+
+/// Network namespaces on two bridges: every node starts on the first; `cut` moves some to
+/// the second (they still reach each other, not the rest), `heal` moves them back. Removed
+/// on drop.
+struct Lan {
+    id: String,
+    subnet: String,
+    nodes: usize,
+}
+
+fn ip(args: &[&str]) {
+    let output = StdCommand::new("ip").args(args).output().expect("run ip");
+    assert!(
+        output.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Lan {
+    fn new(nodes: usize) -> Lan {
+        ensure_iproute2();
+        let seed = std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+        let lan = Lan {
+            id: format!("{:04x}", seed & 0xffff),
+            subnet: format!("10.213.{}", seed % 250),
+            nodes,
+        };
+        for bridge in [lan.bridge(1), lan.bridge(2)] {
+            ip(&["link", "add", &bridge, "type", "bridge"]);
+            ip(&["link", "set", &bridge, "up"]);
+        }
+        for i in 0..nodes {
+            let (ns, outer, inner) = (
+                lan.ns(i),
+                format!("pb{}v{i}", lan.id),
+                format!("pb{}p{i}", lan.id),
+            );
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ]);
+            ip(&["link", "set", &inner, "netns", &ns]);
+            ip(&["-n", &ns, "link", "set", &inner, "name", "eth0"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", lan.addr(i)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&["link", "set", &outer, "master", &lan.bridge(1)]);
+            ip(&["link", "set", &outer, "up"]);
+        }
+        lan
+    }
+
+    fn bridge(&self, n: u8) -> String {
+        format!("pb{}b{n}", self.id)
+    }
+
+    fn ns(&self, i: usize) -> String {
+        format!("pb{}n{i}", self.id)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("{}.{}", self.subnet, i + 1)
+    }
+
+    /// Moves `side` to the second bridge: a real cut between it and the rest.
+    fn cut(&self, side: &[usize]) {
+        for i in side {
+            ip(&[
+                "link",
+                "set",
+                &format!("pb{}v{i}", self.id),
+                "master",
+                &self.bridge(2),
+            ]);
+        }
+    }
+
+    /// Puts every node back on the first bridge.
+    fn heal(&self) {
+        for i in 0..self.nodes {
+            ip(&[
+                "link",
+                "set",
+                &format!("pb{}v{i}", self.id),
+                "master",
+                &self.bridge(1),
+            ]);
+        }
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for i in 0..self.nodes {
+            let _ = StdCommand::new("ip")
+                .args(["netns", "del", &self.ns(i)])
+                .status();
+        }
+        for bridge in [self.bridge(1), self.bridge(2)] {
+            let _ = StdCommand::new("ip")
+                .args(["link", "del", &bridge])
+                .status();
+        }
+    }
+}
+
+/// Installs Debian's `iproute2` if `ip` is missing (as `.ci/run` does for its tools).
+fn ensure_iproute2() {
+    if StdCommand::new("ip").arg("-V").output().is_ok() {
+        return;
+    }
+    let installed = StdCommand::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2",
+        ])
+        .status()
+        .expect("run apt-get");
+    assert!(installed.success(), "cannot install iproute2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_losing_side_of_a_partition_downs_itself_and_the_cluster_heals() {
+    let lan = Lan::new(5);
+    let at = |i: usize, port: u16| format!("{}:{port}", lan.addr(i));
+    let seed = at(0, 4200);
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        let mut extra = vec!["--services", ""];
+        if i > 0 {
+            extra.extend(["--seed", seed.as_str()]);
+        }
+        let ns = lan.ns(i);
+        nodes.push(NodeProcess::start(Some(&ns), &at(i, 4100), &at(i, 4200), &extra).await);
+    }
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    until_seen(&nodes[0], &all, "up").await;
+    until_seen(&nodes[4], &all, "up").await;
+
+    // 3 | 2: the two are a minority of five and go; the three stay.
+    lan.cut(&[3, 4]);
+    for node in &mut nodes[3..] {
+        let status = node.exited(BOUND).await;
+        assert_eq!(status.code(), Some(EXIT_DOWNED), "{status:?}");
+        assert!(
+            node.logged("declared down by the cluster"),
+            "no clear log line"
+        );
+    }
+    let (majority, minority) = nodes.split_at_mut(3);
+    for node in majority.iter_mut() {
+        assert!(
+            node.child.try_wait().unwrap().is_none(),
+            "a majority node exited"
+        );
+    }
+    let stay: Vec<&NodeProcess> = majority.iter().collect();
+    let gone: Vec<&NodeProcess> = minority.iter().collect();
+    until_seen(&majority[0], &stay, "up").await;
+    until_seen(&majority[0], &gone, "down").await;
+
+    // Heal; the orchestrator restarts the two: new incarnations that join the three.
+    lan.heal();
+    let mut restarted = Vec::new();
+    for i in 3..5 {
+        let ns = lan.ns(i);
+        let extra = ["--services", "", "--seed", seed.as_str()];
+        restarted.push(NodeProcess::start(Some(&ns), &at(i, 4100), &at(i, 4200), &extra).await);
+    }
+    let mut everyone: Vec<&NodeProcess> = majority.iter().collect();
+    everyone.extend(restarted.iter());
+    until_seen(&majority[0], &everyone, "up").await;
+    until_seen(&restarted[1], &everyone, "up").await;
+    for node in majority.iter_mut() {
+        assert!(
+            node.child.try_wait().unwrap().is_none(),
+            "a majority node exited"
+        );
+    }
+    drop(restarted);
+    drop(nodes);
+}

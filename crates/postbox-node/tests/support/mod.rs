@@ -1,0 +1,208 @@
+//! Real `postbox-node` processes for the process-level tests: started with the binary's own
+//! flags (on loopback, or inside a network namespace), their `READY` line parsed, their
+//! stderr kept for assertions, and the client commands run against them.
+
+#![allow(dead_code)] // each test binary uses its part
+
+use serde_json::Value;
+use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_postbox-node");
+pub const CLUSTER: &str = "node-tests";
+pub const SECRET: &str = "node-tests-secret";
+
+/// The longest any condition in these tests may take to become true.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// A `postbox-node` command with the test cluster's name and secret, run directly or, with
+/// `netns`, inside that network namespace.
+pub fn command(netns: Option<&str>, args: &[&str]) -> Command {
+    let mut command = match netns {
+        None => Command::new(BIN),
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns, BIN]);
+            command
+        }
+    };
+    command
+        .args(args)
+        .env_remove("POSTBOX_CONFIG")
+        .env("POSTBOX_NODE_CLUSTER", CLUSTER)
+        .env("POSTBOX_NODE_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// A running `postbox-node start`.
+pub struct NodeProcess {
+    pub child: Child,
+    pub remote: String,
+    pub gossip: String,
+    pub metrics: String,
+    pub incarnation: u64,
+    pub netns: Option<String>,
+    /// What it wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl NodeProcess {
+    /// Starts a node with its transport and gossip at the given addresses and `extra` flags;
+    /// returns once it printed READY.
+    pub async fn start(netns: Option<&str>, remote: &str, gossip: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "start",
+            "--remote-listen",
+            remote,
+            "--gossip-listen",
+            gossip,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = command(netns, &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start postbox-node");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut errors = BufReader::new(child.stderr.take().expect("piped")).lines();
+        tokio::spawn({
+            let stderr = stderr.clone();
+            async move {
+                while let Ok(Some(line)) = errors.next_line().await {
+                    eprintln!("[node] {line}");
+                    stderr.lock().unwrap().push(line);
+                }
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let ready = tokio::time::timeout(BOUND, async {
+            while let Some(line) = stdout.next_line().await.expect("read node output") {
+                if let Some(rest) = line.strip_prefix("READY ") {
+                    return rest.to_owned();
+                }
+            }
+            panic!("postbox-node exited before it was ready");
+        })
+        .await
+        .expect("postbox-node ready in time");
+        // Keep reading stdout so the node never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        let field = |name: &str| {
+            ready
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {ready:?}"))
+                .to_owned()
+        };
+        NodeProcess {
+            remote: field("remote"),
+            gossip: field("gossip"),
+            metrics: field("metrics"),
+            incarnation: field("incarnation").parse().unwrap(),
+            child,
+            netns: netns.map(str::to_owned),
+            stderr,
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, `TERM`) to the process.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits for the process to exit (at most `bound`).
+    pub async fn exited(&mut self, bound: Duration) -> ExitStatus {
+        tokio::time::timeout(bound, self.child.wait())
+            .await
+            .expect("exited in time")
+            .expect("wait")
+    }
+
+    /// Whether any stderr line so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.stderr.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// The members this node reports (through its own namespace, if any).
+    pub async fn members(&self) -> Vec<Value> {
+        let members = json(
+            self.netns.as_deref(),
+            &["members", "--json", "--node", &self.remote],
+        )
+        .await;
+        members.as_array().expect("a list").clone()
+    }
+
+    /// This node's status as `members` reports it.
+    pub fn status_in(&self, members: &[Value]) -> Option<String> {
+        status_of(members, &self.remote, self.incarnation)
+    }
+}
+
+/// Runs a client command to completion.
+pub async fn run(netns: Option<&str>, args: &[&str]) -> Output {
+    let output = command(netns, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
+    tokio::time::timeout(BOUND, output)
+        .await
+        .expect("command finished in time")
+        .expect("run postbox-node")
+}
+
+/// Runs a client command that must succeed and print JSON.
+pub async fn json(netns: Option<&str>, args: &[&str]) -> Value {
+    let output = run(netns, args).await;
+    assert!(
+        output.status.success(),
+        "postbox-node {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON output")
+}
+
+pub fn status_of(members: &[Value], remote: &str, incarnation: u64) -> Option<String> {
+    members
+        .iter()
+        .find(|m| m["address"] == remote && m["incarnation"] == incarnation)
+        .map(|m| m["status"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Polls `check` until it returns `Some`, for at most `bound`.
+pub async fn until<T>(bound: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(started.elapsed() < bound, "not within {bound:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `observer` reports each of `nodes` with `status`.
+pub async fn until_seen(observer: &NodeProcess, nodes: &[&NodeProcess], status: &str) {
+    until(BOUND, &format!("every node seen {status}"), async || {
+        let members = observer.members().await;
+        nodes
+            .iter()
+            .all(|n| n.status_in(&members).as_deref() == Some(status))
+            .then_some(())
+    })
+    .await;
+}
