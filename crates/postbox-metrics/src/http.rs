@@ -5,10 +5,12 @@
 //!
 //! * **At most [`max_connections`](crate::HttpLimits::max_connections) at once** (default
 //!   [`DEFAULT_MAX_CONNECTIONS`]). One more is accepted, answered at once with
-//!   `503 Service Unavailable` (`connection: close`, written without reading the request)
-//!   and closed: its file descriptor is back within the same turn of the loop, and it is
-//!   counted in `postbox_http_connections_refused`. Refusing beats not accepting: a client
-//!   left waiting in the kernel's backlog cannot tell a full server from a dead one.
+//!   `503 Service Unavailable` (`connection: close`, written without reading the request),
+//!   counted in `postbox_http_connections_refused`, and closed: after the client has closed
+//!   too or [`REFUSAL_LINGER`] has passed (what it sends meanwhile is discarded, so that it
+//!   reads the 503 rather than a reset), and at once when [`MAX_LINGERING_REFUSALS`] are
+//!   lingering already. Refusing beats not accepting: a client left waiting in the kernel's
+//!   backlog cannot tell a full server from a dead one.
 //! * **A request's head must arrive within
 //!   [`header_read_timeout`](crate::HttpLimits::header_read_timeout)** (default
 //!   [`DEFAULT_HEADER_READ_TIMEOUT`]) from the moment the server waits for it — on a new
@@ -71,6 +73,10 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long shutdown waits for requests in progress.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Refused connections that may linger at once (see [`refuse_gracefully`]).
+pub(crate) const MAX_LINGERING_REFUSALS: usize = 16;
+/// How long a refused connection may linger.
+pub(crate) const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// The bounds [`Metrics::serve`](crate::Metrics::serve) holds every HTTP client to (see
 /// [`MetricsBuilder::http_limits`](crate::MetricsBuilder::http_limits)): how many connections
@@ -237,6 +243,7 @@ pub(crate) async fn serve<L: Listener>(
         .max_connections
         .store(limits.max_connections as u64, Ordering::Relaxed);
     let places = Arc::new(Semaphore::new(limits.max_connections));
+    let lingering = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut backoff = Backoff::default();
@@ -273,7 +280,15 @@ pub(crate) async fn serve<L: Listener>(
                                  with 503 (counted in postbox_http_connections_refused)"
                             );
                         }
-                        refuse(io).await;
+                        match lingering.clone().try_acquire_owned() {
+                            Ok(lingers) => {
+                                connections.spawn(async move {
+                                    let _lingers = lingers;
+                                    refuse_gracefully(io).await;
+                                });
+                            }
+                            Err(_) => refuse(io).await,
+                        }
                     }
                 }
             }
@@ -314,8 +329,25 @@ pub(crate) async fn serve<L: Listener>(
     }
 }
 
+/// Writes [`REFUSAL`], ends our side, and reads and discards what the client sends until it
+/// closes too, all within [`REFUSAL_LINGER`]. Closing a socket with unread input makes the
+/// kernel reset the connection, and a client that had sent its request would then read a
+/// reset instead of the 503; lingering a moment lets it read the answer.
+async fn refuse_gracefully<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        io.write_all(REFUSAL).await?;
+        io.shutdown().await?;
+        let mut discard = [0; 1024];
+        while io.read(&mut discard).await? != 0 {}
+        Ok::<(), io::Error>(())
+    })
+    .await;
+}
+
 /// Writes [`REFUSAL`] if the socket takes it at once (a fresh socket's send buffer does), and
-/// closes the connection either way: a refusal never waits for the client.
+/// closes the connection either way: when [`MAX_LINGERING_REFUSALS`] are lingering already,
+/// a refusal waits for nothing.
 async fn refuse<I: AsyncWrite + Unpin>(mut io: I) {
     std::future::poll_fn(|cx| {
         let _ = Pin::new(&mut io).poll_write(cx, REFUSAL);

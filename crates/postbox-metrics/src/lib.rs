@@ -36,7 +36,7 @@
 //!
 //! | bound (default) | at the bound | counted in |
 //! | --- | --- | --- |
-//! | `max_connections` (64) | one more connection is answered `503` with `connection: close` at once, without reading it, and closed | `postbox_http_connections_refused` |
+//! | `max_connections` (64) | one more connection is answered `503` with `connection: close` at once, without reading it, and closed (after at most 1 s in which its input is discarded, so that it reads the 503 rather than a reset; at once when 16 refusals linger already) | `postbox_http_connections_refused` |
 //! | `header_read_timeout` (5 s): a request head must arrive within it, on a new connection and between requests on a kept-alive one | the connection is closed (slowloris clients and idle keep-alive alike) | `postbox_http_header_timeouts` |
 //! | `write_timeout` (10 s): a response write may stay blocked that long | the connection is closed (a client that stopped reading) | `postbox_http_write_timeouts` |
 //! | request heads: 16 KiB | hyper answers `431` and closes | — |
