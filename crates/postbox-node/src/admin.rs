@@ -9,7 +9,8 @@
 //!   `postbox.invoke.N`, runs one [`Invoke`]: decode the JSON, find an instance of the
 //!   service through the receptionist (this node's own first, else the least loaded), ask
 //!   it, encode the reply; then it stops. One that is never used stops after
-//!   [`INVOKER_IDLE`]. Either way it leaves nothing behind: its idle timer ends with it, so a
+//!   [`INVOKER_IDLE`]. At most [`MAX_OPEN_INVOCATIONS`] are open at once; one more is
+//!   refused. Either way it leaves nothing behind: its idle timer ends with it, so a
 //!   normal invocation produces no dead letter (nothing is ever sent to a stopped invoker).
 
 use crate::service::JsonService;
@@ -26,6 +27,11 @@ pub const ADMIN: &str = "postbox.admin";
 
 /// How long an opened invocation waits for its [`Invoke`] before it stops.
 pub const INVOKER_IDLE: Duration = Duration::from_secs(30);
+
+/// Most invocations open at once on one node (opened and not yet finished or expired); one
+/// more is refused with an error saying so, and the refusals are logged (at most one line a
+/// minute, with how many were not logged).
+pub const MAX_OPEN_INVOCATIONS: usize = 1024;
 
 /// How many gone members (down or left) a node remembers for `members`.
 const GONE_KEPT: usize = 64;
@@ -225,6 +231,8 @@ pub struct NodeAdmin {
     services: Arc<Vec<Arc<dyn JsonService>>>,
     gone: GoneMembers,
     invocations: u64,
+    refused_since_logged: u64,
+    refusal_logged: Option<std::time::Instant>,
 }
 
 impl NodeAdmin {
@@ -238,6 +246,8 @@ impl NodeAdmin {
             services,
             gone,
             invocations: 0,
+            refused_since_logged: 0,
+            refusal_logged: None,
         }
     }
 }
@@ -320,6 +330,27 @@ impl Handler<OpenInvocation> for NodeAdmin {
         _: OpenInvocation,
         ctx: &mut Context<Self>,
     ) -> Result<String, String> {
+        // The invokers are the admin's only children.
+        if ctx.children().len() >= MAX_OPEN_INVOCATIONS {
+            self.refused_since_logged += 1;
+            let now = std::time::Instant::now();
+            if self
+                .refusal_logged
+                .is_none_or(|logged| now.duration_since(logged) >= Duration::from_secs(60))
+            {
+                tracing::warn!(
+                    open = MAX_OPEN_INVOCATIONS,
+                    refused = self.refused_since_logged,
+                    "refusing invocations: too many open"
+                );
+                self.refusal_logged = Some(now);
+                self.refused_since_logged = 0;
+            }
+            return Err(format!(
+                "this node has {MAX_OPEN_INVOCATIONS} invocations open already, the most it \
+                 allows; try again once some have finished"
+            ));
+        }
         self.invocations += 1;
         let name = format!("postbox.invoke.{}", self.invocations);
         let (cluster, services) = (self.cluster.clone(), self.services.clone());
@@ -459,6 +490,36 @@ mod tests {
             0,
             "dead letters after an invocation"
         );
+    }
+
+    #[tokio::test]
+    async fn open_invocations_are_bounded_and_a_finished_one_makes_room() {
+        let (system, _remote, admin) = admin().await;
+        tokio::time::pause();
+        let mut open_ones = Vec::new();
+        for _ in 0..MAX_OPEN_INVOCATIONS {
+            open_ones.push(open(&system, &admin).await);
+        }
+        let refused = admin.ask(OpenInvocation).await.unwrap().unwrap_err();
+        assert!(refused.contains("invocations open already"), "{refused}");
+        let done = open_ones.pop().unwrap();
+        let _ = done
+            .ask(Invoke {
+                service: "nope".into(),
+                body: "{}".into(),
+                timeout_ms: 1_000,
+            })
+            .await
+            .unwrap();
+        done.wait_for_stop().await;
+        // The admin hears of its child's end just after the child's watchers do.
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while admin.ask(OpenInvocation).await.unwrap().is_err() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("room for one more once one has finished");
     }
 
     #[tokio::test]
