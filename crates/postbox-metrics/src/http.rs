@@ -366,8 +366,6 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    bump(&stats.open);
-    let _open = OpenConnection(stats);
     let io = WriteDeadline::new(io, limits.write_timeout);
     let mut builder = http1::Builder::new();
     builder
@@ -377,6 +375,10 @@ async fn serve_connection<I>(
         .keep_alive(true);
     let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
     tokio::pin!(connection);
+    // Declared after the connection so that it is dropped first: a client that sees the
+    // socket close never finds it still counted as open.
+    bump(&stats.open);
+    let _open = OpenConnection(stats);
     let closed = tokio::select! {
         result = connection.as_mut() => Some(result),
         _ = closing.wait_for(|closing| *closing) => None,

@@ -406,7 +406,8 @@ async fn the_metrics_endpoint_holds_http_clients_to_the_node_s_settings() {
         "--metrics-max-connections",
         "2",
         "--metrics-header-read-timeout",
-        "500ms",
+        // Long enough that the third client surely comes while the first two are held.
+        "2s",
     ])
     .await;
     // Two clients that never send a request take both places...

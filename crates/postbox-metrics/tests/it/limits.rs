@@ -37,7 +37,7 @@ async fn slowloris_clients_are_cut_and_connections_beyond_the_bound_refused() {
         .http_limits(
             HttpLimits::default()
                 .max_connections(MAX)
-                .header_read_timeout(Duration::from_secs(2)),
+                .header_read_timeout(Duration::from_secs(3)),
         )
         .build()
         .unwrap();
