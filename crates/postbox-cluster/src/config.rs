@@ -91,6 +91,21 @@ impl Default for FailureDetection {
 }
 
 impl FailureDetection {
+    /// Shortest gossip interval: gossip rounds more often than this only burn CPU.
+    pub const MIN_GOSSIP_INTERVAL: Duration = Duration::from_millis(10);
+    /// Longest gossip interval.
+    pub const MAX_GOSSIP_INTERVAL: Duration = Duration::from_secs(60);
+    /// Lowest phi threshold: below it, one late heartbeat makes a member unreachable.
+    pub const MIN_PHI_THRESHOLD: f64 = 1.0;
+    /// Highest phi threshold: silence of this many mean heartbeat intervals.
+    pub const MAX_PHI_THRESHOLD: f64 = 100.0;
+    /// Most heartbeat intervals remembered per node.
+    pub const MAX_SAMPLING_WINDOW: usize = 100_000;
+    /// Longest `down_after`. Past this, a downing strategy, not a timer, should decide.
+    pub const MAX_DOWN_AFTER: Duration = Duration::from_secs(300);
+    /// Longest `dead_node_grace_period`.
+    pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(24 * 3600);
+
     /// Sets the gossip interval.
     pub fn gossip_interval(mut self, interval: Duration) -> Self {
         self.gossip_interval = interval;
@@ -106,6 +121,13 @@ impl FailureDetection {
     /// Sets how long a member stays unreachable before it is down.
     pub fn down_after(mut self, after: Duration) -> Self {
         self.down_after = after;
+        self
+    }
+
+    /// Sets the longest heartbeat interval that is sampled (at least twice the gossip
+    /// interval).
+    pub fn max_interval(mut self, interval: Duration) -> Self {
+        self.max_interval = interval;
         self
     }
 }
@@ -195,14 +217,35 @@ impl ClusterConfig {
         self
     }
 
-    /// Checks every field; the error names the first bad one and why.
+    /// Longest cluster name, in bytes.
+    pub const MAX_CLUSTER_NAME_LEN: usize = 255;
+    /// Most roles a node can have.
+    pub const MAX_ROLES: usize = 32;
+    /// Longest role name, in bytes.
+    pub const MAX_ROLE_LEN: usize = 64;
+    /// Shortest `load_refresh` and `seed_refresh`: each round walks or resolves something, so
+    /// a shorter period would only burn a core.
+    pub const MIN_REFRESH: Duration = Duration::from_millis(10);
+    /// Longest `load_refresh`, `seed_refresh`, `join_timeout` and `leave_timeout`.
+    pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+    /// Checks every field; the error names the first bad one and why. Every duration and
+    /// number has a range (the associated constants of [`ClusterConfig`] and
+    /// [`FailureDetection`]), so nothing derived from them can overflow.
     pub fn validate(&self) -> Result<(), ClusterError> {
         let bad = |field: &'static str, reason: String| Err(ClusterError::Config { field, reason });
         if self.cluster.is_empty() {
             return bad("cluster", "must not be empty".into());
         }
-        if self.cluster.len() > 255 {
-            return bad("cluster", "must be at most 255 bytes".into());
+        if self.cluster.len() > Self::MAX_CLUSTER_NAME_LEN {
+            return bad(
+                "cluster",
+                format!(
+                    "must be at most {} bytes, not {}",
+                    Self::MAX_CLUSTER_NAME_LEN,
+                    self.cluster.len()
+                ),
+            );
         }
         if self.secret.is_empty() {
             return bad("secret", "must not be empty".into());
@@ -215,6 +258,16 @@ impl ClusterConfig {
                 return bad("seeds", format!("{seed:?}: {reason}"));
             }
         }
+        if self.roles.len() > Self::MAX_ROLES {
+            return bad(
+                "roles",
+                format!(
+                    "at most {} roles, not {}",
+                    Self::MAX_ROLES,
+                    self.roles.len()
+                ),
+            );
+        }
         for role in &self.roles {
             if role.is_empty()
                 || role
@@ -226,41 +279,126 @@ impl ClusterConfig {
                     format!("{role:?}: a role is a non-empty name without commas or spaces"),
                 );
             }
+            if role.len() > Self::MAX_ROLE_LEN {
+                return bad(
+                    "roles",
+                    format!(
+                        "{role:?}: a role is at most {} bytes, not {}",
+                        Self::MAX_ROLE_LEN,
+                        role.len()
+                    ),
+                );
+            }
         }
         let fd = &self.failure_detection;
-        let positive = |field: &'static str, value: Duration| {
-            if value.is_zero() {
-                bad(field, "must be more than zero".into())
+        let within = |field: &'static str, value: Duration, min: Duration, max: Duration| {
+            if value < min || value > max {
+                bad(
+                    field,
+                    format!(
+                        "must be from {} to {}, not {}",
+                        show(min),
+                        show(max),
+                        show(value)
+                    ),
+                )
             } else {
                 Ok(())
             }
         };
-        positive("failure_detection.gossip_interval", fd.gossip_interval)?;
-        positive("failure_detection.max_interval", fd.max_interval)?;
-        positive(
-            "failure_detection.dead_node_grace_period",
-            fd.dead_node_grace_period,
+        within(
+            "failure_detection.gossip_interval",
+            fd.gossip_interval,
+            FailureDetection::MIN_GOSSIP_INTERVAL,
+            FailureDetection::MAX_GOSSIP_INTERVAL,
         )?;
-        positive("load_refresh", self.load_refresh)?;
-        positive("seed_refresh", self.seed_refresh)?;
-        if !(fd.phi_threshold.is_finite() && fd.phi_threshold > 0.0) {
+        if fd.max_interval < fd.gossip_interval * 2 {
+            return bad(
+                "failure_detection.max_interval",
+                format!(
+                    "must be at least twice gossip_interval ({}), or no heartbeat interval \
+                     would ever be sampled; not {}",
+                    show(fd.gossip_interval),
+                    show(fd.max_interval)
+                ),
+            );
+        }
+        within(
+            "failure_detection.max_interval",
+            fd.max_interval,
+            Duration::ZERO,
+            FailureDetection::MAX_GOSSIP_INTERVAL * 10,
+        )?;
+        if !(fd.phi_threshold.is_finite()
+            && (FailureDetection::MIN_PHI_THRESHOLD..=FailureDetection::MAX_PHI_THRESHOLD)
+                .contains(&fd.phi_threshold))
+        {
             return bad(
                 "failure_detection.phi_threshold",
-                format!("must be a positive number, not {}", fd.phi_threshold),
+                format!(
+                    "must be a number from {} to {}, not {}",
+                    FailureDetection::MIN_PHI_THRESHOLD,
+                    FailureDetection::MAX_PHI_THRESHOLD,
+                    fd.phi_threshold
+                ),
             );
         }
-        if fd.sampling_window < 2 {
+        if !(2..=FailureDetection::MAX_SAMPLING_WINDOW).contains(&fd.sampling_window) {
             return bad(
                 "failure_detection.sampling_window",
-                "must hold at least 2 intervals".into(),
+                format!(
+                    "must hold from 2 to {} intervals, not {}",
+                    FailureDetection::MAX_SAMPLING_WINDOW,
+                    fd.sampling_window
+                ),
             );
         }
+        within(
+            "failure_detection.down_after",
+            fd.down_after,
+            Duration::ZERO,
+            FailureDetection::MAX_DOWN_AFTER,
+        )?;
+        within(
+            "failure_detection.dead_node_grace_period",
+            fd.dead_node_grace_period,
+            Duration::from_millis(1),
+            FailureDetection::MAX_GRACE_PERIOD,
+        )?;
         if fd.dead_node_grace_period <= fd.down_after {
             return bad(
                 "failure_detection.dead_node_grace_period",
-                "must be longer than down_after".into(),
+                format!(
+                    "must be longer than down_after ({}), not {}",
+                    show(fd.down_after),
+                    show(fd.dead_node_grace_period)
+                ),
             );
         }
+        within(
+            "load_refresh",
+            self.load_refresh,
+            Self::MIN_REFRESH,
+            Self::MAX_WAIT,
+        )?;
+        within(
+            "seed_refresh",
+            self.seed_refresh,
+            Self::MIN_REFRESH,
+            Self::MAX_WAIT,
+        )?;
+        within(
+            "join_timeout",
+            self.join_timeout,
+            Duration::ZERO,
+            Self::MAX_WAIT,
+        )?;
+        within(
+            "leave_timeout",
+            self.leave_timeout,
+            Duration::ZERO,
+            Self::MAX_WAIT,
+        )?;
         if self.gossip_listen.ip().is_unspecified()
             && self
                 .gossip_advertise
@@ -275,6 +413,18 @@ impl ClusterConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// A duration as a person would write it in a config: `200ms`, `5s`, `2m30s`.
+fn show(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 && !duration.is_zero() {
+        format!("{duration:?}")
+    } else if millis % 1000 != 0 || millis == 0 {
+        format!("{millis}ms")
+    } else {
+        format!("{}s", millis / 1000)
     }
 }
 
@@ -374,6 +524,78 @@ mod tests {
         assert_eq!(refused_field(unspecified.clone()), "gossip_advertise");
         assert!(unspecified
             .advertise("10.1.2.3:7000".parse().unwrap())
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn values_out_of_their_range_are_named() {
+        let fd = FailureDetection::default;
+        let refused = |tuning: FailureDetection| refused_field(config().failure_detection(tuning));
+        // What spins: a gossip round every microsecond.
+        assert_eq!(
+            refused(fd().gossip_interval(Duration::from_micros(1))),
+            "failure_detection.gossip_interval"
+        );
+        // What overflows: durations and factors derived from these.
+        assert_eq!(
+            refused(fd().gossip_interval(Duration::from_secs(u64::MAX / 4))),
+            "failure_detection.gossip_interval"
+        );
+        assert_eq!(
+            refused(fd().phi_threshold(1e300)),
+            "failure_detection.phi_threshold"
+        );
+        assert_eq!(
+            refused(fd().phi_threshold(0.5)),
+            "failure_detection.phi_threshold"
+        );
+        assert_eq!(
+            refused(fd().down_after(Duration::from_secs(700))),
+            "failure_detection.down_after"
+        );
+        // A gossip interval the detector would never sample.
+        assert_eq!(
+            refused(fd().gossip_interval(Duration::from_secs(5))),
+            "failure_detection.max_interval"
+        );
+        assert!(config()
+            .failure_detection(
+                fd().gossip_interval(Duration::from_secs(5))
+                    .max_interval(Duration::from_secs(50))
+            )
+            .validate()
+            .is_ok());
+        let huge = Duration::from_secs(u64::MAX / 4);
+        assert_eq!(refused_field(config().leave_timeout(huge)), "leave_timeout");
+        assert_eq!(refused_field(config().join_timeout(huge)), "join_timeout");
+        assert_eq!(refused_field(config().seed_refresh(huge)), "seed_refresh");
+        assert_eq!(
+            refused_field(config().load_refresh(Duration::from_micros(1))),
+            "load_refresh"
+        );
+        assert_eq!(
+            refused_field(ClusterConfig::new(
+                "c".repeat(300),
+                b"s",
+                config().gossip_listen
+            )),
+            "cluster"
+        );
+        assert_eq!(refused_field(config().role("a b")), "roles");
+        assert_eq!(refused_field(config().role("r".repeat(65))), "roles");
+        let many = (0..=ClusterConfig::MAX_ROLES).fold(config(), |c, i| c.role(format!("r{i}")));
+        assert_eq!(refused_field(many), "roles");
+        assert_eq!(refused_field(config().seed("not-an-address")), "seeds");
+        // The bounds themselves are accepted.
+        assert!(config()
+            .failure_detection(
+                fd().gossip_interval(FailureDetection::MIN_GOSSIP_INTERVAL)
+                    .phi_threshold(FailureDetection::MAX_PHI_THRESHOLD)
+                    .down_after(FailureDetection::MAX_DOWN_AFTER)
+            )
+            .leave_timeout(ClusterConfig::MAX_WAIT)
+            .join_timeout(Duration::ZERO)
             .validate()
             .is_ok());
     }

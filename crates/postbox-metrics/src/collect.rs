@@ -10,6 +10,7 @@
 //! `postbox_named_actors_unexported`. A million actors cost a walk, not a million series.
 
 use crate::histogram::HistogramSnapshot;
+use crate::http::HttpSnapshot;
 use crate::sources::{GossipCounters, Member, MemberStatus, TransportStats};
 use crate::{Inner, RegisteredRouter};
 use postbox::{ActorId, BreakerStats, DeadLetterReason, SystemCounters};
@@ -65,6 +66,8 @@ pub(crate) struct Snapshot {
     pub(crate) transport: Option<TransportStats>,
     pub(crate) members: Option<Vec<Member>>,
     pub(crate) gossip: Option<GossipCounters>,
+    /// The HTTP server's counters, once [`Metrics::serve`](crate::Metrics::serve) runs.
+    pub(crate) http: Option<HttpSnapshot>,
     pub(crate) walk_seconds: f64,
 }
 
@@ -157,6 +160,7 @@ impl Inner {
             transport: self.transport.as_ref().map(|t| t.transport_stats()),
             members: self.cluster.as_ref().map(|c| c.members()),
             gossip: self.cluster.as_ref().and_then(|c| c.gossip()),
+            http: Some(self.http.snapshot()).filter(|http| http.max_connections > 0),
             walk_seconds,
         }
     }
@@ -422,6 +426,54 @@ pub(crate) fn encode_snapshot(
             )
         }),
     )?;
+
+    // The endpoint's own HTTP server.
+    if let Some(http) = &snapshot.http {
+        gauge(
+            encoder,
+            "postbox_http_connections",
+            "HTTP connections to this endpoint open now.",
+            as_gauge(http.open),
+        )?;
+        gauge(
+            encoder,
+            "postbox_http_connections_max",
+            "Most HTTP connections served at once (max_connections).",
+            as_gauge(http.max_connections),
+        )?;
+        counter(
+            encoder,
+            "postbox_http_connections_accepted",
+            "HTTP connections accepted and served.",
+            http.accepted,
+        )?;
+        counter(
+            encoder,
+            "postbox_http_connections_refused",
+            "HTTP connections answered 503 and closed because max_connections were open.",
+            http.refused,
+        )?;
+        counter(
+            encoder,
+            "postbox_http_header_timeouts",
+            "HTTP connections closed because a request head did not arrive within \
+             header_read_timeout (slow clients, idle keep-alive).",
+            http.header_timeouts,
+        )?;
+        counter(
+            encoder,
+            "postbox_http_write_timeouts",
+            "HTTP connections closed because the client read nothing of a response for \
+             write_timeout.",
+            http.write_timeouts,
+        )?;
+        counter(
+            encoder,
+            "postbox_http_accept_errors",
+            "Failed accepts (such as EMFILE: out of file descriptors), each followed by a pause.",
+            http.accept_errors,
+        )?;
+    }
 
     // Patterns.
     if !snapshot.breakers.is_empty() {
@@ -768,6 +820,13 @@ mod tests {
             }),
             members: Some(vec![Member::new("a", "x", MemberStatus::Leaving)]),
             gossip: Some(GossipCounters::new(10, 11, 1, 0, 2, 0, 4, 0)),
+            http: Some(HttpSnapshot {
+                max_connections: 64,
+                open: 2,
+                refused: 7,
+                accept_errors: 3,
+                ..HttpSnapshot::default()
+            }),
             walk_seconds: 0.0,
         }
     }
@@ -806,6 +865,10 @@ mod tests {
             "postbox_cluster_gossip_rejected_total{reason=\"authentication_failed\"} 2",
             "postbox_cluster_gossip_refusals_total{kind=\"ignored\"} 4",
             "postbox_cluster_gossip_datagrams_total{direction=\"out\"} 11",
+            "postbox_http_connections 2",
+            "postbox_http_connections_max 64",
+            "postbox_http_connections_refused_total 7",
+            "postbox_http_accept_errors_total 3",
             "# TYPE postbox_messages_processed counter",
             "# TYPE postbox_group_mailbox_depth gauge",
             "# TYPE postbox_handler_duration_seconds histogram",
@@ -822,11 +885,13 @@ mod tests {
             members: None,
             transport: None,
             gossip: None,
+            http: None,
             ..snapshot()
         });
         assert!(!text.contains("postbox_breaker_"), "no breaker registered");
         assert!(!text.contains("postbox_router_"), "no router registered");
         assert!(!text.contains("postbox_remote_"), "no transport");
         assert!(!text.contains("postbox_cluster_"), "no cluster source");
+        assert!(!text.contains("postbox_http_"), "not served");
     }
 }

@@ -29,6 +29,25 @@
 //! # }
 //! ```
 //!
+//! # Bounds on HTTP clients
+//!
+//! [`Metrics::serve`] speaks HTTP/1.1 only and holds every client to [`HttpLimits`], so no
+//! client — slow, idle or hostile — can hold file descriptors or memory without bound:
+//!
+//! | bound (default) | at the bound | counted in |
+//! | --- | --- | --- |
+//! | `max_connections` (64) | one more connection is answered `503` with `connection: close` at once, without reading it, and closed (after at most 1 s in which its input is discarded, so that it reads the 503 rather than a reset; at once when 16 refusals linger already) | `postbox_http_connections_refused` |
+//! | `header_read_timeout` (5 s): a request head must arrive within it, on a new connection and between requests on a kept-alive one | the connection is closed (slowloris clients and idle keep-alive alike) | `postbox_http_header_timeouts` |
+//! | `write_timeout` (10 s): a response write may stay blocked that long | the connection is closed (a client that stopped reading) | `postbox_http_write_timeouts` |
+//! | request heads: 16 KiB | hyper answers `431` and closes | — |
+//!
+//! A failed `accept` (`EMFILE` when the process is out of file descriptors) is counted in
+//! `postbox_http_accept_errors`, logged at most once per 10 s (with how many were not), and
+//! followed by a pause doubling from 10 ms to 1 s while failures go on, so the loop never
+//! spins and resumes by itself. `postbox_http_connections` shows the connections open now.
+//! [`MetricsServer::shutdown`] stops accepting and lets requests in progress finish, for at
+//! most 5 s.
+//!
 //! # What the metrics mean
 //!
 //! Everything is read at scrape time from the runtime's own lock-free counters, by one walk of
@@ -72,6 +91,7 @@
 
 mod collect;
 mod histogram;
+mod http;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod samples;
@@ -79,6 +99,10 @@ mod server;
 mod sources;
 mod views;
 
+pub use http::{
+    HttpLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_WRITE_TIMEOUT,
+    MAX_HTTP_TIMEOUT, MAX_MAX_CONNECTIONS, MIN_HTTP_TIMEOUT,
+};
 pub use server::MetricsServer;
 pub use sources::{
     ClusterSource, GossipCounters, Member, MemberStatus, SingleNode, TransportSource,
@@ -106,6 +130,13 @@ pub enum MetricsError {
     ObserverTaken,
     /// A breaker or router is already registered under this name (series would collide).
     NameTaken(String),
+    /// A bound of the HTTP server ([`HttpLimits`]) is out of its range.
+    InvalidLimit {
+        /// The bound, as [`HttpLimits`]' method names it (`max_connections`, ...).
+        setting: &'static str,
+        /// Its range, and the value given.
+        reason: String,
+    },
 }
 
 impl fmt::Display for MetricsError {
@@ -116,6 +147,9 @@ impl fmt::Display for MetricsError {
             ),
             MetricsError::NameTaken(name) => {
                 write!(f, "a breaker or router is already registered as {name:?}")
+            }
+            MetricsError::InvalidLimit { setting, reason } => {
+                write!(f, "HTTP limit {setting}: {reason}")
             }
         }
     }
@@ -129,6 +163,7 @@ struct Config {
     max_named_actors: usize,
     default_top: usize,
     default_tree: usize,
+    http: HttpLimits,
 }
 
 /// Builds [`Metrics`] for one actor system.
@@ -172,6 +207,13 @@ impl MetricsBuilder {
         self
     }
 
+    /// The bounds [`Metrics::serve`] holds HTTP clients to (default: [`HttpLimits::default`]).
+    /// Checked by [`build`](Self::build).
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.config.http = limits;
+        self
+    }
+
     /// Reads the transport's counters from this node's `Remote`.
     #[cfg(feature = "remote")]
     pub fn with_remote(self, remote: postbox_remote::Remote) -> Self {
@@ -200,8 +242,10 @@ impl MetricsBuilder {
 
     /// Installs the sampling observer in the system and returns the endpoint's state.
     ///
-    /// Fails with [`MetricsError::ObserverTaken`] if the system already has an observer.
+    /// Fails with [`MetricsError::InvalidLimit`] if an [`HttpLimits`] bound is out of its
+    /// range, and with [`MetricsError::ObserverTaken`] if the system already has an observer.
     pub fn build(self) -> Result<Metrics, MetricsError> {
+        self.config.http.validate()?;
         let samples = Arc::new(Samples::default());
         self.system
             .set_observer(samples.clone())
@@ -223,6 +267,7 @@ impl MetricsBuilder {
                 breakers: Mutex::new(Vec::new()),
                 routers: Mutex::new(BTreeMap::new()),
                 processed_exported: Mutex::new(Default::default()),
+                http: Arc::default(),
                 readiness: Readiness::default(),
                 ready_check: self.ready_check,
             }),
@@ -269,6 +314,8 @@ pub(crate) struct Inner {
     pub(crate) routers: Mutex<BTreeMap<String, RegisteredRouter>>,
     /// The last `postbox_messages_processed_total` per type (see `collect::clamp_processed`).
     pub(crate) processed_exported: Mutex<std::collections::HashMap<&'static str, u64>>,
+    /// The counters of the HTTP server [`Metrics::serve`] runs.
+    pub(crate) http: Arc<http::HttpStats>,
     readiness: Readiness,
     ready_check: Option<Arc<ReadyCheck>>,
 }
@@ -297,6 +344,7 @@ impl Metrics {
                 max_named_actors: 100,
                 default_top: 20,
                 default_tree: 500,
+                http: HttpLimits::default(),
             },
             transport: None,
             cluster: None,
@@ -403,6 +451,14 @@ impl Metrics {
 
     fn default_tree(&self) -> usize {
         self.inner.config.default_tree
+    }
+
+    fn http_limits(&self) -> HttpLimits {
+        self.inner.config.http
+    }
+
+    fn http_stats(&self) -> Arc<http::HttpStats> {
+        self.inner.http.clone()
     }
 }
 

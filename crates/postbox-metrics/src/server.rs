@@ -38,7 +38,8 @@ impl MetricsServer {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets requests in progress finish, and waits for that.
+    /// Stops accepting connections, lets requests in progress finish, and waits for that (at
+    /// most 5 s; connections still busy then are closed).
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -51,20 +52,23 @@ impl MetricsServer {
 
 impl Metrics {
     /// Serves the endpoint on `addr` (use [`DEFAULT_ADDR`](crate::DEFAULT_ADDR) for loopback
-    /// port 9464, or port 0 for any free port) on the current Tokio runtime.
+    /// port 9464, or port 0 for any free port) on the current Tokio runtime, HTTP/1.1 only,
+    /// within the builder's [`HttpLimits`](crate::HttpLimits): at most `max_connections` at
+    /// once (more are answered `503` and closed), request heads within
+    /// `header_read_timeout`, no response write blocked beyond `write_timeout`; accept errors
+    /// (such as running out of file descriptors) back off. The crate docs say what happens
+    /// at each bound and which counter shows it.
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<MetricsServer> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = self.router();
-        let task = tokio::spawn(async move {
-            let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(error) = serving.await {
-                tracing::warn!(target: "postbox::metrics", %error, "metrics server stopped");
-            }
-        });
+        let task = tokio::spawn(crate::http::serve(
+            listener,
+            self.router(),
+            self.http_limits(),
+            self.http_stats(),
+            stopped,
+        ));
         tracing::info!(target: "postbox::metrics", %local_addr, "metrics endpoint listening");
         Ok(MetricsServer {
             local_addr,

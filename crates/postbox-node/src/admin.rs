@@ -9,7 +9,9 @@
 //!   `postbox.invoke.N`, runs one [`Invoke`]: decode the JSON, find an instance of the
 //!   service through the receptionist (this node's own first, else the least loaded), ask
 //!   it, encode the reply; then it stops. One that is never used stops after
-//!   [`INVOKER_IDLE`].
+//!   [`INVOKER_IDLE`]. At most [`MAX_OPEN_INVOCATIONS`] are open at once; one more is
+//!   refused. Either way it leaves nothing behind: its idle timer ends with it, so a
+//!   normal invocation produces no dead letter (nothing is ever sent to a stopped invoker).
 
 use crate::service::JsonService;
 use postbox::prelude::*;
@@ -25,6 +27,11 @@ pub const ADMIN: &str = "postbox.admin";
 
 /// How long an opened invocation waits for its [`Invoke`] before it stops.
 pub const INVOKER_IDLE: Duration = Duration::from_secs(30);
+
+/// Most invocations open at once on one node (opened and not yet finished or expired); one
+/// more is refused with an error saying so, and the refusals are logged (at most one line a
+/// minute, with how many were not logged).
+pub const MAX_OPEN_INVOCATIONS: usize = 1024;
 
 /// How many gone members (down or left) a node remembers for `members`.
 const GONE_KEPT: usize = 64;
@@ -224,6 +231,8 @@ pub struct NodeAdmin {
     services: Arc<Vec<Arc<dyn JsonService>>>,
     gone: GoneMembers,
     invocations: u64,
+    refused_since_logged: u64,
+    refusal_logged: Option<std::time::Instant>,
 }
 
 impl NodeAdmin {
@@ -237,6 +246,8 @@ impl NodeAdmin {
             services,
             gone,
             invocations: 0,
+            refused_since_logged: 0,
+            refusal_logged: None,
         }
     }
 }
@@ -319,12 +330,33 @@ impl Handler<OpenInvocation> for NodeAdmin {
         _: OpenInvocation,
         ctx: &mut Context<Self>,
     ) -> Result<String, String> {
+        // The invokers are the admin's only children.
+        if ctx.children().len() >= MAX_OPEN_INVOCATIONS {
+            self.refused_since_logged += 1;
+            let now = std::time::Instant::now();
+            if self
+                .refusal_logged
+                .is_none_or(|logged| now.duration_since(logged) >= Duration::from_secs(60))
+            {
+                tracing::warn!(
+                    open = MAX_OPEN_INVOCATIONS,
+                    refused = self.refused_since_logged,
+                    "refusing invocations: too many open"
+                );
+                self.refusal_logged = Some(now);
+                self.refused_since_logged = 0;
+            }
+            return Err(format!(
+                "this node has {MAX_OPEN_INVOCATIONS} invocations open already, the most it \
+                 allows; try again once some have finished"
+            ));
+        }
         self.invocations += 1;
         let name = format!("postbox.invoke.{}", self.invocations);
         let (cluster, services) = (self.cluster.clone(), self.services.clone());
         let invoker = ctx
             .spawn(
-                Props::new(move || Invoker::new(cluster.clone(), services.clone()))
+                Props::new(move || Invoker::new(cluster.clone(), services.clone(), INVOKER_IDLE))
                     .name(format!("invoke-{}", self.invocations))
                     .restart(Restart::Temporary),
             )
@@ -339,39 +371,42 @@ impl Handler<OpenInvocation> for NodeAdmin {
 
 remote_actor!(NodeAdmin: ListMembers, ListActors, ListServices, OpenInvocation);
 
-/// Runs one [`Invoke`], then stops.
+/// Runs one [`Invoke`], then stops; stops after its idle time if none comes.
 #[derive(Debug)]
 pub struct Invoker {
     cluster: Cluster,
     services: Arc<Vec<Arc<dyn JsonService>>>,
+    idle: Duration,
 }
 
 impl Invoker {
-    pub(crate) fn new(cluster: Cluster, services: Arc<Vec<Arc<dyn JsonService>>>) -> Self {
-        Self { cluster, services }
+    pub(crate) fn new(
+        cluster: Cluster,
+        services: Arc<Vec<Arc<dyn JsonService>>>,
+        idle: Duration,
+    ) -> Self {
+        Self {
+            cluster,
+            services,
+            idle,
+        }
     }
 }
 
 impl Actor for Invoker {
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        // The timer lives exactly as long as the invoker: it ends when the invoker stops
+        // (after its one invocation), and it stops the invoker with a signal, never a message,
+        // so no outcome leaves a dead letter.
         let me = ctx.myself().clone();
+        let idle = self.idle;
         tokio::spawn(async move {
-            tokio::time::sleep(INVOKER_IDLE).await;
-            let _ = me.try_tell(Expire);
+            tokio::select! {
+                _ = me.wait_for_stop() => {}
+                _ = tokio::time::sleep(idle) => me.stop(),
+            }
         });
         Ok(())
-    }
-}
-
-/// Stops an invoker that was never used.
-#[derive(Debug)]
-struct Expire;
-impl Message for Expire {
-    type Reply = ();
-}
-impl Handler<Expire> for Invoker {
-    async fn handle(&mut self, _: Expire, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }
 
@@ -396,3 +431,108 @@ impl Handler<Invoke> for Invoker {
 }
 
 remote_actor!(Invoker: Invoke);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use postbox_cluster::ClusterConfig;
+    use postbox_remote::{Remote, RemoteConfig};
+
+    /// A node's admin actor on loopback, with no services.
+    async fn admin() -> (ActorSystem, Remote, ActorRef<NodeAdmin>) {
+        let system = ActorSystem::new();
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let remote = Remote::start(&system, RemoteConfig::new(loopback, "admin-tests", b"s"))
+            .await
+            .unwrap();
+        let cluster = Cluster::join(
+            &system,
+            &remote,
+            ClusterConfig::new("admin-tests", b"s", loopback),
+        )
+        .await
+        .unwrap();
+        let admin = system
+            .spawn(Props::new(move || {
+                NodeAdmin::new(cluster.clone(), Arc::default(), GoneMembers::default())
+            }))
+            .unwrap();
+        (system, remote, admin)
+    }
+
+    async fn open(system: &ActorSystem, admin: &ActorRef<NodeAdmin>) -> ActorRef<Invoker> {
+        let name = admin.ask(OpenInvocation).await.unwrap().unwrap();
+        system.registry().lookup::<Invoker>(&name).unwrap()
+    }
+
+    // The clock is paused once the sockets are up, so that waiting out INVOKER_IDLE costs no
+    // real time and every timer due in it fires, in order, before the assertions.
+
+    #[tokio::test]
+    async fn a_completed_invocation_leaves_no_dead_letter() {
+        let (system, _remote, admin) = admin().await;
+        tokio::time::pause();
+        let invoker = open(&system, &admin).await;
+        let answer = invoker
+            .ask(Invoke {
+                service: "nope".into(),
+                body: "{}".into(),
+                timeout_ms: 1_000,
+            })
+            .await
+            .unwrap();
+        assert!(answer.unwrap_err().contains("no service named `nope`"));
+        invoker.wait_for_stop().await;
+        tokio::time::sleep(INVOKER_IDLE * 2).await;
+        assert_eq!(
+            system.dead_letters().total(),
+            0,
+            "dead letters after an invocation"
+        );
+    }
+
+    #[tokio::test]
+    async fn open_invocations_are_bounded_and_a_finished_one_makes_room() {
+        let (system, _remote, admin) = admin().await;
+        tokio::time::pause();
+        let mut open_ones = Vec::new();
+        for _ in 0..MAX_OPEN_INVOCATIONS {
+            open_ones.push(open(&system, &admin).await);
+        }
+        let refused = admin.ask(OpenInvocation).await.unwrap().unwrap_err();
+        assert!(refused.contains("invocations open already"), "{refused}");
+        let done = open_ones.pop().unwrap();
+        let _ = done
+            .ask(Invoke {
+                service: "nope".into(),
+                body: "{}".into(),
+                timeout_ms: 1_000,
+            })
+            .await
+            .unwrap();
+        done.wait_for_stop().await;
+        // The admin hears of its child's end just after the child's watchers do.
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while admin.ask(OpenInvocation).await.unwrap().is_err() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("room for one more once one has finished");
+    }
+
+    #[tokio::test]
+    async fn an_unused_invoker_stops_after_its_idle_time_and_leaves_no_dead_letter() {
+        let (system, _remote, admin) = admin().await;
+        tokio::time::pause();
+        let invoker = open(&system, &admin).await;
+        let opened = tokio::time::Instant::now();
+        tokio::time::timeout(INVOKER_IDLE * 2, invoker.wait_for_stop())
+            .await
+            .expect("the idle invoker stops");
+        assert!(opened.elapsed() >= INVOKER_IDLE);
+        tokio::time::sleep(INVOKER_IDLE).await;
+        assert_eq!(system.dead_letters().total(), 0);
+    }
+}

@@ -14,6 +14,7 @@
 //! secret that is refused on any address that is not loopback.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,12 @@ use std::time::Duration;
 
 /// The secret a node uses when none is configured. Fine on loopback; refused elsewhere.
 pub const DEV_SECRET: &str = "postbox-development-secret";
+
+/// Longest `node.name`, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Longest `node.shutdown_timeout`.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The built-in services the `postbox-node` binary can host.
 pub const BUILTIN_SERVICES: [&str; 2] = ["echo", "counter"];
@@ -159,6 +166,12 @@ pub struct MetricsSection {
     pub enabled: bool,
     /// Where to serve it. Port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Most HTTP connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a request head may take to arrive (also how long an idle kept-alive
+    /// connection stays open); slower clients are disconnected.
+    #[serde(with = "duration_text")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for MetricsSection {
@@ -166,7 +179,18 @@ impl Default for MetricsSection {
         Self {
             enabled: true,
             listen: postbox_metrics::DEFAULT_ADDR,
+            max_connections: postbox_metrics::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: postbox_metrics::DEFAULT_HEADER_READ_TIMEOUT,
         }
+    }
+}
+
+impl MetricsSection {
+    /// The bounds of the endpoint's HTTP clients these settings give.
+    pub fn http_limits(&self) -> postbox_metrics::HttpLimits {
+        postbox_metrics::HttpLimits::default()
+            .max_connections(self.max_connections)
+            .header_read_timeout(self.header_read_timeout)
     }
 }
 
@@ -237,6 +261,8 @@ pub enum Kind {
     Duration,
     /// A decimal number.
     Number,
+    /// A whole number.
+    Count,
     /// `true` or `false`.
     Bool,
     /// Comma-separated text (in the environment); a repeated flag on the command line.
@@ -275,7 +301,12 @@ const fn setting(key: &'static str, flag: &'static str, kind: Kind, help: &'stat
 /// Every setting, in file order.
 pub const SETTINGS: &[Setting] = &[
     setting("node.name", "name", Kind::Text, "a name for logs"),
-    setting("node.cluster", "cluster", Kind::Text, "the cluster's name"),
+    setting(
+        "node.cluster",
+        "cluster",
+        Kind::Text,
+        "the cluster's name (at most 255 bytes)",
+    ),
     setting(
         "node.secret",
         "secret",
@@ -286,7 +317,7 @@ pub const SETTINGS: &[Setting] = &[
         "node.roles",
         "role",
         Kind::List,
-        "a role of this node (repeat for several)",
+        "a role of this node (repeat for several; no commas or spaces, at most 64 bytes)",
     ),
     setting(
         "node.services",
@@ -298,7 +329,7 @@ pub const SETTINGS: &[Setting] = &[
         "node.shutdown_timeout",
         "shutdown-timeout",
         Kind::Duration,
-        "how long a graceful stop may take",
+        "how long a graceful stop may take (up to 1h)",
     ),
     setting(
         "remote.listen",
@@ -352,31 +383,31 @@ pub const SETTINGS: &[Setting] = &[
         "cluster.gossip_interval",
         "gossip-interval",
         Kind::Duration,
-        "time between gossip rounds",
+        "time between gossip rounds (10ms to 60s)",
     ),
     setting(
         "cluster.phi_threshold",
         "phi-threshold",
         Kind::Number,
-        "suspicion level at which a silent member is unreachable",
+        "suspicion level at which a silent member is unreachable (1 to 100)",
     ),
     setting(
         "cluster.down_after",
         "down-after",
         Kind::Duration,
-        "how long a member stays unreachable before it is down",
+        "how long a member stays unreachable before it is down (up to 5m)",
     ),
     setting(
         "cluster.join_timeout",
         "join-timeout",
         Kind::Duration,
-        "how long joining waits for a seed",
+        "how long joining waits for a seed (up to 1h)",
     ),
     setting(
         "cluster.leave_timeout",
         "leave-timeout",
         Kind::Duration,
-        "how long leaving waits for acknowledgements",
+        "how long leaving waits for acknowledgements (up to 1h)",
     ),
     setting(
         "metrics.enabled",
@@ -389,6 +420,18 @@ pub const SETTINGS: &[Setting] = &[
         "metrics-listen",
         Kind::Address,
         "metrics endpoint address (HTTP)",
+    ),
+    setting(
+        "metrics.max_connections",
+        "metrics-max-connections",
+        Kind::Count,
+        "most HTTP connections at once, 1 to 65536 (more are answered 503)",
+    ),
+    setting(
+        "metrics.header_read_timeout",
+        "metrics-header-read-timeout",
+        Kind::Duration,
+        "how long an HTTP request head may take, and an idle connection stay (10ms to 1h)",
     ),
 ];
 
@@ -408,23 +451,47 @@ pub struct Override {
 
 impl NodeConfig {
     /// The effective config: defaults, then the file (`file`, or `POSTBOX_CONFIG`), then the
-    /// `POSTBOX_*` variables in `env`, then `flags`; then checked as a whole.
-    pub fn load(
+    /// `POSTBOX_*` variables in `env`, then `flags`; then checked as a whole
+    /// ([`validate`](Self::validate)), an error naming where the refused value came from.
+    ///
+    /// `env` is the whole environment as the OS gives it (`std::env::vars_os()`): variables
+    /// that are not `POSTBOX_*` are ignored whatever their bytes, and a `POSTBOX_*` value that
+    /// is not UTF-8 is refused naming its variable.
+    pub fn load<K, V>(
         file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
+        env: impl IntoIterator<Item = (K, V)>,
         flags: Vec<Override>,
-    ) -> Result<NodeConfig, ConfigError> {
-        let env: Vec<(String, String)> = env
+    ) -> Result<NodeConfig, ConfigError>
+    where
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        let env: Vec<(String, OsString)> = env
             .into_iter()
-            .filter(|(name, _)| name.starts_with("POSTBOX_"))
+            .map(|(name, value)| (name.into(), value.into()))
+            .filter_map(|(name, value)| {
+                // A name that is not UTF-8 keeps its `POSTBOX_` prefix through the lossy
+                // conversion, so it is still refused as no setting of ours.
+                let name = name.to_string_lossy().into_owned();
+                name.starts_with("POSTBOX_").then_some((name, value))
+            })
             .collect();
         let file = file.map(Path::to_path_buf).or_else(|| {
             env.iter()
                 .find(|(name, _)| name == "POSTBOX_CONFIG")
                 .map(|(_, path)| PathBuf::from(path))
         });
+        // Which layer set each key last, to say where a value refused as a whole came from.
+        let mut origins: Vec<(&'static str, Source)> = Vec::new();
         let mut config = match &file {
-            Some(path) => NodeConfig::from_file(path)?,
+            Some(path) => {
+                let (config, keys) = NodeConfig::from_file_with_keys(path)?;
+                origins.extend(
+                    keys.into_iter()
+                        .map(|key| (key, Source::File(path.clone()))),
+                );
+                config
+            }
             None => NodeConfig::default(),
         };
         for (name, value) in &env {
@@ -438,6 +505,14 @@ impl NodeConfig {
                     "no such setting (POSTBOX_* variables name settings: see `postbox-node config --help`)",
                 ));
             };
+            let source = Source::Env(name.clone());
+            let Some(value) = value.to_str() else {
+                return Err(ConfigError::new(
+                    setting.key,
+                    Some(source),
+                    format!("the value is not valid UTF-8 ({})", value.to_string_lossy()),
+                ));
+            };
             let values = match setting.kind {
                 Kind::List => value
                     .split(',')
@@ -445,13 +520,14 @@ impl NodeConfig {
                     .filter(|item| !item.is_empty())
                     .map(str::to_owned)
                     .collect(),
-                _ => vec![value.clone()],
+                _ => vec![value.to_owned()],
             };
             config.set(&Override {
                 key: setting.key,
                 values,
-                source: Source::Env(name.clone()),
+                source: source.clone(),
             })?;
+            origins.push((setting.key, source));
         }
         // Repeated list flags add up to one list, which replaces the lower layers' list.
         let mut merged: Vec<Override> = Vec::new();
@@ -463,22 +539,51 @@ impl NodeConfig {
         }
         for flag in &merged {
             config.set(flag)?;
+            origins.push((flag.key, flag.source.clone()));
         }
-        config.validate()?;
+        config.validate().map_err(|mut error| {
+            if error.source.is_none() {
+                error.source = origins
+                    .iter()
+                    .rev()
+                    .find(|(key, _)| *key == error.key)
+                    .map(|(_, source)| source.clone());
+            }
+            error
+        })?;
         Ok(config)
     }
 
     /// Reads a TOML file over the defaults (without the whole-config checks of
     /// [`validate`](Self::validate)).
     pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::from_file_with_keys(path).map(|(config, _)| config)
+    }
+
+    /// [`from_file`](Self::from_file), and the keys of the settings the file sets.
+    fn from_file_with_keys(path: &Path) -> Result<(NodeConfig, Vec<&'static str>), ConfigError> {
         let source = Some(Source::File(path.to_path_buf()));
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new("--config", source.clone(), format!("cannot read: {e}"))
         })?;
-        NodeConfig::from_toml(&text).map_err(|mut error| {
+        let config = NodeConfig::from_toml(&text).map_err(|mut error| {
             error.source = source;
             error
-        })
+        })?;
+        // The text parsed as a config, so it parses as a table.
+        let table: toml::Table = toml::from_str(&text).unwrap_or_default();
+        let keys = SETTINGS
+            .iter()
+            .filter(|setting| {
+                let (section, field) = setting.key.split_once('.').unwrap_or(("", setting.key));
+                table
+                    .get(section)
+                    .and_then(|section| section.get(field))
+                    .is_some()
+            })
+            .map(|setting| setting.key)
+            .collect();
+        Ok((config, keys))
     }
 
     /// Reads TOML text over the defaults.
@@ -545,6 +650,13 @@ impl NodeConfig {
                 }
             }
             "metrics.listen" => self.metrics.listen = address()?,
+            "metrics.max_connections" => {
+                let text = one()?;
+                self.metrics.max_connections = text
+                    .parse()
+                    .map_err(|_| fail(format!("`{text}` is not a whole number")))?;
+            }
+            "metrics.header_read_timeout" => self.metrics.header_read_timeout = duration()?,
             other => return Err(fail(format!("`{other}` cannot be set here"))),
         }
         Ok(())
@@ -590,8 +702,27 @@ impl NodeConfig {
                 );
             }
         }
-        if self.node.shutdown_timeout.is_zero() {
-            return fail("node.shutdown_timeout", "must be longer than zero".into());
+        if let Some(name) = &self.node.name {
+            if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+                return fail(
+                    "node.name",
+                    format!(
+                        "must be 1 to {MAX_NAME_LEN} bytes without control characters, \
+                         not {name:?}"
+                    ),
+                );
+            }
+        }
+        if self.node.shutdown_timeout.is_zero() || self.node.shutdown_timeout > MAX_SHUTDOWN_TIMEOUT
+        {
+            return fail(
+                "node.shutdown_timeout",
+                format!(
+                    "must be longer than zero and at most {}, not {}",
+                    format_duration(MAX_SHUTDOWN_TIMEOUT),
+                    format_duration(self.node.shutdown_timeout)
+                ),
+            );
         }
         let tls = [
             &self.remote.tls_ca,
@@ -622,19 +753,56 @@ impl NodeConfig {
                 format!("the same address as remote.listen ({})", self.remote.listen),
             );
         }
-        if self.cluster.gossip_interval.is_zero() {
-            return fail("cluster.gossip_interval", "must be longer than zero".into());
+        // The cluster's own rules, on the config the node will join with, so that nothing
+        // is refused later by `Cluster::join` under a name the user never wrote.
+        if let Err(postbox_cluster::ClusterError::Config { field, reason }) =
+            self.cluster_config().validate()
+        {
+            return fail(cluster_field_key(field), reason);
         }
-        if !(self.cluster.phi_threshold.is_finite() && self.cluster.phi_threshold > 0.0) {
-            return fail(
-                "cluster.phi_threshold",
-                format!(
-                    "must be a positive number, not {}",
-                    self.cluster.phi_threshold
-                ),
-            );
+        if let Err(postbox_metrics::MetricsError::InvalidLimit { setting, reason }) =
+            self.metrics.http_limits().validate()
+        {
+            let key = match setting {
+                "max_connections" => "metrics.max_connections",
+                _ => "metrics.header_read_timeout",
+            };
+            return fail(key, reason);
         }
         Ok(())
+    }
+
+    /// The cluster membership settings these give (what [`Node`](crate::Node) joins with).
+    /// The heartbeat intervals the failure detector samples grow with the gossip interval
+    /// (ten of them, 2 s at least).
+    pub fn cluster_config(&self) -> postbox_cluster::ClusterConfig {
+        let cluster = &self.cluster;
+        let detection = postbox_cluster::FailureDetection::default()
+            .gossip_interval(cluster.gossip_interval)
+            .max_interval(
+                cluster
+                    .gossip_interval
+                    .saturating_mul(10)
+                    .max(Duration::from_secs(2)),
+            )
+            .phi_threshold(cluster.phi_threshold)
+            .down_after(cluster.down_after);
+        let mut config = postbox_cluster::ClusterConfig::new(
+            self.node.cluster.clone(),
+            self.node.secret.as_bytes(),
+            cluster.listen,
+        )
+        .seeds(cluster.seeds.clone())
+        .failure_detection(detection)
+        .join_timeout(cluster.join_timeout)
+        .leave_timeout(cluster.leave_timeout);
+        for role in &self.node.roles {
+            config = config.role(role.clone());
+        }
+        if let Some(advertise) = cluster.advertise {
+            config = config.advertise(advertise);
+        }
+        config
     }
 
     /// The effective config as TOML, the secret redacted.
@@ -659,6 +827,31 @@ impl NodeConfig {
     /// The address other nodes (and the command-line client) dial.
     pub fn remote_address(&self) -> SocketAddr {
         self.remote.advertise.unwrap_or(self.remote.listen)
+    }
+}
+
+/// The node setting behind a field of [`ClusterConfig`](postbox_cluster::ClusterConfig), as
+/// [`NodeConfig::cluster_config`] fills it.
+fn cluster_field_key(field: &str) -> &'static str {
+    match field {
+        "cluster" => "node.cluster",
+        "secret" => "node.secret",
+        "roles" => "node.roles",
+        "seeds" => "cluster.seeds",
+        "gossip_listen" => "cluster.listen",
+        "gossip_advertise" => "cluster.advertise",
+        // The node derives the sampled interval from the gossip interval.
+        "failure_detection.gossip_interval" | "failure_detection.max_interval" => {
+            "cluster.gossip_interval"
+        }
+        "failure_detection.phi_threshold" => "cluster.phi_threshold",
+        // The node keeps the default grace period, so only down_after can collide with it.
+        "failure_detection.down_after" | "failure_detection.dead_node_grace_period" => {
+            "cluster.down_after"
+        }
+        "join_timeout" => "cluster.join_timeout",
+        "leave_timeout" => "cluster.leave_timeout",
+        _ => "cluster",
     }
 }
 
@@ -889,6 +1082,121 @@ mod tests {
     }
 
     #[test]
+    fn values_that_would_panic_or_fail_later_are_refused_naming_the_setting() {
+        let huge = "4000000000000000h";
+        let cases: &[(&str, &str, &str)] = &[
+            // Finding 11: durations and numbers that overflowed at start or at SIGTERM.
+            ("cluster.gossip_interval", huge, "from 10ms to 60s"),
+            ("cluster.leave_timeout", huge, "from 0ms to 3600s"),
+            ("cluster.join_timeout", huge, "from 0ms to 3600s"),
+            ("node.shutdown_timeout", huge, "at most 60m"),
+            ("cluster.phi_threshold", "1e300", "from 1 to 100"),
+            ("cluster.down_after", huge, "from 0ms to 300s"),
+            ("metrics.header_read_timeout", huge, "must be from"),
+            // Finding 12: what only Cluster::join used to refuse, or nobody.
+            ("node.roles", "a b", "without commas or spaces"),
+            ("cluster.seeds", "not-an-address", "expected host:port"),
+            ("cluster.down_after", "700s", "from 0ms to 300s"),
+            ("cluster.gossip_interval", "0.001ms", "from 10ms to 60s"),
+            ("cluster.gossip_interval", "0ms", "from 10ms to 60s"),
+            ("cluster.phi_threshold", "0.1", "from 1 to 100"),
+            ("metrics.max_connections", "0", "from 1 to 65536"),
+            ("node.name", "a\nb", "without control characters"),
+        ];
+        for &(key, value, reason) in cases {
+            let error = NodeConfig::load(None, env(&[]), vec![flag(key, value)])
+                .expect_err(&format!("{key} = {value} accepted"));
+            assert_eq!(error.key, key, "{key} = {value}: {error}");
+            assert_eq!(error.source, Some(Source::Flag(key.into())), "{error}");
+            assert!(error.reason.contains(reason), "{key} = {value}: {error}");
+        }
+        let long_name = "c".repeat(300);
+        let error =
+            NodeConfig::load(None, env(&[]), vec![flag("node.cluster", &long_name)]).unwrap_err();
+        assert_eq!(error.key, "node.cluster");
+        assert!(error.reason.contains("at most 255 bytes"), "{error}");
+        // Listening on every interface needs an address the others can reach.
+        let error = NodeConfig::load(
+            None,
+            env(&[("POSTBOX_NODE_SECRET", "s3cret")]),
+            vec![flag("cluster.listen", "0.0.0.0:4200")],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "cluster.advertise");
+        // A long gossip interval is fine: the sampled heartbeat interval grows with it.
+        let config =
+            NodeConfig::load(None, env(&[]), vec![flag("cluster.gossip_interval", "30s")]).unwrap();
+        assert!(config.cluster_config().validate().is_ok());
+    }
+
+    #[test]
+    fn a_refused_value_from_the_environment_or_the_file_names_where_it_came_from() {
+        let error = NodeConfig::load(None, env(&[("POSTBOX_CLUSTER_DOWN_AFTER", "700s")]), vec![])
+            .unwrap_err();
+        assert_eq!(error.key, "cluster.down_after");
+        assert_eq!(
+            error.source,
+            Some(Source::Env("POSTBOX_CLUSTER_DOWN_AFTER".into()))
+        );
+        let dir = std::env::temp_dir().join(format!("postbox-node-bounds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(&path, "[node]\nroles = [\"a b\"]\n").unwrap();
+        let error = NodeConfig::load(Some(&path), env(&[]), vec![]).unwrap_err();
+        assert_eq!(error.key, "node.roles");
+        assert_eq!(error.source, Some(Source::File(path.clone())));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_environment_may_hold_anything_that_is_not_ours() {
+        use std::os::unix::ffi::OsStringExt;
+        let junk = || OsString::from_vec(vec![b'x', 0xff, 0xfe]);
+        // Not ours, whatever the bytes: ignored.
+        let config = NodeConfig::load(
+            None,
+            vec![
+                (OsString::from("LANG"), junk()),
+                (junk(), OsString::from("1")),
+                (OsString::from("POSTBOX_NODE_CLUSTER"), OsString::from("c")),
+            ],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(config.node.cluster, "c");
+        // Ours but not UTF-8: refused, named.
+        let error = NodeConfig::load(
+            None,
+            vec![(OsString::from("POSTBOX_NODE_NAME"), junk())],
+            vec![],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "node.name");
+        assert_eq!(error.source, Some(Source::Env("POSTBOX_NODE_NAME".into())));
+        assert!(error.reason.contains("not valid UTF-8"), "{error}");
+        // A name of ours with bytes that are not UTF-8 is no setting.
+        let mut name = b"POSTBOX_NODE_".to_vec();
+        name.push(0xff);
+        let error = NodeConfig::load(
+            None,
+            vec![(OsString::from_vec(name), OsString::from("x"))],
+            vec![],
+        )
+        .unwrap_err();
+        assert!(error.reason.contains("no such setting"), "{error}");
+        // A config file whose path is not UTF-8 is still a path.
+        let error = NodeConfig::load(
+            None,
+            vec![(OsString::from("POSTBOX_CONFIG"), junk())],
+            vec![],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "--config");
+        assert!(error.reason.contains("cannot read"), "{error}");
+    }
+
+    #[test]
     fn printed_config_reads_back_and_hides_the_secret() {
         let mut config = NodeConfig::default();
         config.node.secret = "hunter2".into();
@@ -929,6 +1237,7 @@ mod tests {
             Kind::Path => "/tmp/x.pem",
             Kind::Duration => "7s",
             Kind::Number => "3",
+            Kind::Count => "3",
             Kind::Bool => "false",
             Kind::List => "echo",
         };

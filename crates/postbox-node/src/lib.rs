@@ -37,7 +37,7 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Defaults, then postbox.toml / POSTBOX_* variables, as the binary reads them.
-//!     let config = NodeConfig::load(None, std::env::vars(), Vec::new())?;
+//!     let config = NodeConfig::load(None, std::env::vars_os(), Vec::new())?;
 //!     let node = Node::builder()
 //!         .config(config)
 //!         .service(Service::new("inventory", Props::new(Inventory::default)).json::<Restock>())
@@ -59,7 +59,13 @@
 //! postbox-node services               # services and the members offering them
 //! postbox-node send echo '{"message": "hi"}'
 //! postbox-node send counter '{"key": "a", "add": 1}'
+//! postbox-node send echo --body-file body.json   # or `--body-file -` for stdin
 //! ```
+//!
+//! Client commands end within `--timeout` (default 10s), which covers connecting, the
+//! handshake, the request and the reply ([`client`]); a `send` body is at most
+//! [`client::MAX_BODY`] (4 MiB) of JSON, checked before anything is sent. Out-of-range
+//! settings are refused before anything starts, naming the setting (exit 2).
 //!
 //! Settings come from defaults, a TOML file (`--config`, `POSTBOX_CONFIG`), `POSTBOX_*`
 //! variables and flags, each overriding the one before ([`config`] lists them all). The

@@ -3,10 +3,11 @@
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use postbox_node::admin::{ActorsReport, MemberEntry, ServiceEntry};
+use postbox_node::client::{MAX_BODY, MAX_TIMEOUT};
 use postbox_node::config::{Kind, Override, Source, SETTINGS};
-use postbox_node::{Client, Node, NodeConfig};
+use postbox_node::{Client, ClientError, Node, NodeConfig};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ enum Command {
     /// List the services a running node knows and the members offering them.
     Services(Query),
     /// Send a JSON message to a service, through a running node, and print the reply.
+    ///
+    /// The body is the BODY argument, or read from --body-file (`-` for stdin); either way at
+    /// most 4 MiB of JSON, checked before anything is sent.
     Send {
         #[command(flatten)]
         query: Query,
@@ -51,10 +55,12 @@ enum Command {
         service: String,
         /// The message, as JSON: '{"message": "hi"}' for echo, '{"key": "a", "add": 1}' for
         /// counter.
-        body: String,
-        /// How long to wait for the reply.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        timeout: Duration,
+        #[arg(required_unless_present = "body_file")]
+        body: Option<String>,
+        /// Read the message from this file instead (`-`: standard input), for bodies too
+        /// large for a command line.
+        #[arg(long, value_name = "PATH", conflicts_with = "body")]
+        body_file: Option<PathBuf>,
     },
 }
 
@@ -66,6 +72,10 @@ struct Query {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// How long the whole command may take: connecting, the handshake, the request and the
+    /// reply (for send, the service's work too). Up to 1h.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    timeout: Duration,
 }
 
 /// The command line: [`Cli`] plus one global flag per setting in [`SETTINGS`], so that
@@ -114,8 +124,56 @@ fn overrides(matches: &ArgMatches) -> Vec<Override> {
         .collect()
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    postbox_node::config::parse_duration(text)
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = postbox_node::config::parse_duration(text)?;
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err(format!(
+            "must be longer than zero and at most {}",
+            postbox_node::config::format_duration(MAX_TIMEOUT)
+        ));
+    }
+    Ok(timeout)
+}
+
+/// Where the body of `send` came from, for error messages.
+fn body_source(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// The body of `send`: the argument, or the file (`-`: stdin), read up to one byte past
+/// [`MAX_BODY`] so that a huge input costs no more than that; it must be UTF-8 JSON.
+fn read_body(inline: Option<String>, file: Option<&Path>) -> Result<String, String> {
+    use std::io::Read;
+    let (bytes, from) = match (inline, file) {
+        (Some(body), _) => (body.into_bytes(), "the BODY argument".to_owned()),
+        (None, Some(path)) => {
+            let from = body_source(path);
+            let limit = MAX_BODY as u64 + 1;
+            let mut bytes = Vec::new();
+            let read = if path == Path::new("-") {
+                std::io::stdin().lock().take(limit).read_to_end(&mut bytes)
+            } else {
+                std::fs::File::open(path).and_then(|file| file.take(limit).read_to_end(&mut bytes))
+            };
+            read.map_err(|e| format!("cannot read the body from {from}: {e}"))?;
+            (bytes, from)
+        }
+        (None, None) => return Err("no body: give BODY or --body-file".to_owned()),
+    };
+    if bytes.len() > MAX_BODY {
+        return Err(format!(
+            "the body from {from} is larger than {MAX_BODY} bytes (4 MiB), the most `send` takes"
+        ));
+    }
+    let body = String::from_utf8(bytes)
+        .map_err(|e| format!("the body from {from} is not UTF-8 text: {e}"))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&body)
+        .map_err(|e| format!("the body from {from} is not JSON: {e}"))?;
+    Ok(body)
 }
 
 fn main() -> ExitCode {
@@ -124,17 +182,35 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    let config =
-        match NodeConfig::load(cli.config.as_deref(), std::env::vars(), overrides(&matches)) {
-            Ok(config) => config,
+    // `vars_os`: `vars` panics on any variable that is not UTF-8, ours or not.
+    let config = match NodeConfig::load(
+        cli.config.as_deref(),
+        std::env::vars_os(),
+        overrides(&matches),
+    ) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("postbox-node: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut command = cli.command;
+    match &mut command {
+        Command::Config => {
+            print!("{}", config.to_toml());
+            return ExitCode::SUCCESS;
+        }
+        // Read (and refused, if need be) before anything is started or sent.
+        Command::Send {
+            body, body_file, ..
+        } => match read_body(body.take(), body_file.as_deref()) {
+            Ok(read) => *body = Some(read),
             Err(error) => {
                 eprintln!("postbox-node: {error}");
                 return ExitCode::from(2);
             }
-        };
-    if let Command::Config = cli.command {
-        print!("{}", config.to_toml());
-        return ExitCode::SUCCESS;
+        },
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -147,11 +223,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Start => start(config).await,
             command => client(config, command).await.map(|()| Stopped::Done),
         }
     });
+    // Whatever a failed command left running (a dial to an address that never answers) must
+    // not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
     match result {
         Ok(Stopped::Done) => ExitCode::SUCCESS,
         Ok(Stopped::Downed) => ExitCode::from(EXIT_DOWNED),
@@ -185,6 +264,9 @@ async fn start(config: NodeConfig) -> Result<Stopped, String> {
         .metrics_addr()
         .map(|addr| format!("http://{addr}/"))
         .unwrap_or_else(|| "off".into());
+    // Listen for SIGTERM/SIGINT before announcing READY: a signal that came between READY and
+    // the listener would otherwise kill the process instead of stopping it gracefully.
+    let mut signals = StopSignals::install();
     let me = node.cluster().node().clone();
     tracing::info!(
         node = %me,
@@ -204,7 +286,7 @@ async fn start(config: NodeConfig) -> Result<Stopped, String> {
         me.node_id,
         me.incarnation
     );
-    let report = node.run_until_signal().await;
+    let report = node.run_until(signals.wait()).await;
     tracing::info!(
         completed = report.completed,
         left_cleanly = report.left_cleanly,
@@ -239,22 +321,63 @@ async fn client(config: NodeConfig, command: Command) -> Result<(), String> {
     };
     let node = query.node.unwrap_or_else(|| config.remote_address());
     let json = query.json;
-    let client = Client::connect(&config, node)
+    // One deadline for the whole command; each step gets what is left of it.
+    let deadline = Deadline::after(query.timeout);
+    let client = Client::connect(&config, node, deadline.left())
         .await
-        .map_err(|e| e.to_string())?;
-    let result = run_query(&client, command, json).await;
+        .map_err(|e| deadline.explain(e).to_string())?;
+    let result = run_query(&client, command, json, deadline).await;
     client.close().await;
     result.map_err(|e| e.to_string())
+}
+
+/// When a client command must be done by.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        // `timeout` is at most MAX_TIMEOUT (parse_timeout), so this cannot overflow.
+        Self {
+            at: tokio::time::Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    fn left(self) -> Duration {
+        self.at
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// A step's timeout reported as the command's: the user gave `--timeout`, not what was
+    /// left of it when the step began.
+    fn explain(self, error: ClientError) -> ClientError {
+        match error {
+            ClientError::TimedOut { node, during, .. } => ClientError::TimedOut {
+                node,
+                after: self.timeout,
+                during,
+            },
+            other => other,
+        }
+    }
 }
 
 async fn run_query(
     client: &Client,
     command: Command,
     json: bool,
+    deadline: Deadline,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Members(_) => {
-            let members = client.members().await?;
+            let members = client
+                .members(deadline.left())
+                .await
+                .map_err(|e| deadline.explain(e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&members)?);
             } else {
@@ -262,7 +385,10 @@ async fn run_query(
             }
         }
         Command::Actors { top, .. } => {
-            let report = client.actors(top).await?;
+            let report = client
+                .actors(top, deadline.left())
+                .await
+                .map_err(|e| deadline.explain(e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -270,20 +396,22 @@ async fn run_query(
             }
         }
         Command::Services(_) => {
-            let services = client.services().await?;
+            let services = client
+                .services(deadline.left())
+                .await
+                .map_err(|e| deadline.explain(e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&services)?);
             } else {
                 print_services(&services);
             }
         }
-        Command::Send {
-            service,
-            body,
-            timeout,
-            ..
-        } => {
-            let invoked = client.send(&service, &body, timeout).await?;
+        Command::Send { service, body, .. } => {
+            let body = body.unwrap_or_default();
+            let invoked = client
+                .send(&service, &body, deadline.left())
+                .await
+                .map_err(|e| deadline.explain(e))?;
             let reply: serde_json::Value = serde_json::from_str(&invoked.reply)?;
             if json {
                 let both = serde_json::json!({ "node": invoked.node, "reply": reply });
@@ -346,6 +474,60 @@ fn print_services(services: &[ServiceEntry]) {
             s.nodes.join(", ")
         };
         println!("{:<16} {}", s.name, nodes);
+    }
+}
+
+/// The signals that stop a node gracefully, listened for from the moment they are installed.
+struct StopSignals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for {name}; it will not stop the node gracefully");
+                    None
+                }
+            };
+            Self {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Waits for one, and says which.
+    async fn wait(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn next(listener: &mut Option<tokio::signal::unix::Signal>) {
+                match listener {
+                    Some(listener) => {
+                        listener.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => "SIGTERM",
+                _ = next(&mut self.interrupt) => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::service::{json_entry, JsonService, Service, StartService};
 use crate::services::{Count, Counters, Echo, EchoService};
 use postbox::prelude::*;
 use postbox::ShutdownReport;
-use postbox_cluster::{Cluster, ClusterConfig, FailureDetection};
+use postbox_cluster::Cluster;
 use postbox_metrics::{Metrics, MetricsServer};
 use postbox_remote::{Remote, RemoteActor, RemoteConfig};
 use std::fmt;
@@ -150,25 +150,7 @@ impl NodeBuilder {
             expose(&remote);
         }
 
-        let detection = FailureDetection::default()
-            .gossip_interval(config.cluster.gossip_interval)
-            .phi_threshold(config.cluster.phi_threshold)
-            .down_after(config.cluster.down_after);
-        let mut cluster_config = ClusterConfig::new(
-            config.node.cluster.clone(),
-            config.node.secret.as_bytes(),
-            config.cluster.listen,
-        )
-        .seeds(config.cluster.seeds.clone())
-        .failure_detection(detection)
-        .join_timeout(config.cluster.join_timeout)
-        .leave_timeout(config.cluster.leave_timeout);
-        for role in &config.node.roles {
-            cluster_config = cluster_config.role(role.clone());
-        }
-        if let Some(advertise) = config.cluster.advertise {
-            cluster_config = cluster_config.advertise(advertise);
-        }
+        let cluster_config = config.cluster_config();
         let cluster = match Cluster::join(&system, &remote, cluster_config).await {
             Ok(cluster) => cluster,
             Err(error) => {
@@ -361,6 +343,7 @@ impl Node {
         let built = Metrics::builder(&self.system)
             .with_remote(self.remote.clone())
             .with_cluster(crate::metrics::ClusterMembers::new(&self.cluster))
+            .http_limits(self.config.metrics.http_limits())
             .build();
         let metrics = match built {
             Ok(metrics) => metrics,
@@ -396,9 +379,20 @@ impl Node {
     /// until the cluster declares this node down ([`Cluster::downed`]): then it stops at once
     /// without leaving (it is no longer a member), and the report says why in `downed`.
     pub async fn run_until_signal(self) -> NodeShutdown {
+        self.run_until(wait_for_signal()).await
+    }
+
+    /// Serves until `stop` resolves (to what stopped it, for the log), then
+    /// [`shutdown`](Self::shutdown)s — or until the cluster declares this node down, as
+    /// [`run_until_signal`](Self::run_until_signal) does.
+    pub async fn run_until<F>(self, stop: F) -> NodeShutdown
+    where
+        F: std::future::Future,
+        F::Output: fmt::Display,
+    {
         let cluster = self.cluster.clone();
         tokio::select! {
-            signal = wait_for_signal() => {
+            signal = stop => {
                 tracing::info!(%signal, "stopping: leaving the cluster, then draining");
                 self.shutdown().await
             }

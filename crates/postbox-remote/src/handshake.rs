@@ -371,10 +371,12 @@ pub(crate) async fn accept(
             Ok(outcome) => outcome,
             Err(_) => Err(Unserved::new(Refusal::HandshakeTimeout, "handshake timed out".into())),
         },
-        () = evicted.cancelled() => Err(Unserved::new(
-            Refusal::Evicted,
-            "still in its handshake when newer connections needed the room".into(),
-        )),
+        // Counted where it was evicted (`Remote`'s accept loop).
+        () = evicted.cancelled() => Err(Unserved {
+            refusal: Refusal::Evicted,
+            why: "still in its handshake when newer connections needed the room".into(),
+            counted: true,
+        }),
     };
     let (node, peer, not_dialing, read, buf, write, admitted) = match outcome {
         Ok(accepted) => accepted,

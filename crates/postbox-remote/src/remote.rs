@@ -537,7 +537,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 if let Some(held_back) = shared.logs.allow("accept") {
                     tracing::warn!(%error, held_back, retry_in = ?backoff, "cannot accept connections");
                 }
-                shared.pending.evict_oldest();
+                if shared.pending.evict_oldest() {
+                    shared.stats.refuse(crate::stats::Refusal::Evicted);
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                 continue;
@@ -547,6 +549,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let _ = stream.set_nodelay(true);
         // Admission in accept order, here rather than in the connection's task.
         let (slot, evicted) = shared.pending.admit(from.ip());
+        for _ in 0..evicted {
+            shared.stats.refuse(crate::stats::Refusal::Evicted);
+        }
         if evicted > 0 {
             shared.log_refusal(
                 from,

@@ -11,3 +11,4 @@ mod common;
 mod dashboard;
 mod endpoints;
 mod exposition;
+mod limits;

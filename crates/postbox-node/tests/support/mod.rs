@@ -11,16 +11,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_postbox-node");
-pub const CLUSTER: &str = "node-tests";
-pub const SECRET: &str = "node-tests-secret";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_postbox-node");
+pub(crate) const CLUSTER: &str = "node-tests";
+pub(crate) const SECRET: &str = "node-tests-secret";
 
 /// The longest any condition in these tests may take to become true.
-pub const BOUND: Duration = Duration::from_secs(30);
+pub(crate) const BOUND: Duration = Duration::from_secs(30);
 
 /// A `postbox-node` command with the test cluster's name and secret, run directly or, with
 /// `netns`, inside that network namespace.
-pub fn command(netns: Option<&str>, args: &[&str]) -> Command {
+pub(crate) fn command(netns: Option<&str>, args: &[&str]) -> Command {
     let mut command = match netns {
         None => Command::new(BIN),
         Some(ns) => {
@@ -41,21 +41,26 @@ pub fn command(netns: Option<&str>, args: &[&str]) -> Command {
 }
 
 /// A running `postbox-node start`.
-pub struct NodeProcess {
-    pub child: Child,
-    pub remote: String,
-    pub gossip: String,
-    pub metrics: String,
-    pub incarnation: u64,
-    pub netns: Option<String>,
+pub(crate) struct NodeProcess {
+    pub(crate) child: Child,
+    pub(crate) remote: String,
+    pub(crate) gossip: String,
+    pub(crate) metrics: String,
+    pub(crate) incarnation: u64,
+    pub(crate) netns: Option<String>,
     /// What it wrote to stderr so far.
-    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub(crate) stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl NodeProcess {
     /// Starts a node with its transport and gossip at the given addresses and `extra` flags;
     /// returns once it printed READY.
-    pub async fn start(netns: Option<&str>, remote: &str, gossip: &str, extra: &[&str]) -> Self {
+    pub(crate) async fn start(
+        netns: Option<&str>,
+        remote: &str,
+        gossip: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut args = vec![
             "start",
             "--remote-listen",
@@ -114,7 +119,7 @@ impl NodeProcess {
     }
 
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, `TERM`) to the process.
-    pub async fn signal(&self, signal: &str) {
+    pub(crate) async fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("running").to_string();
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &pid])
@@ -125,7 +130,7 @@ impl NodeProcess {
     }
 
     /// Waits for the process to exit (at most `bound`).
-    pub async fn exited(&mut self, bound: Duration) -> ExitStatus {
+    pub(crate) async fn exited(&mut self, bound: Duration) -> ExitStatus {
         tokio::time::timeout(bound, self.child.wait())
             .await
             .expect("exited in time")
@@ -133,12 +138,12 @@ impl NodeProcess {
     }
 
     /// Whether any stderr line so far contains `text`.
-    pub fn logged(&self, text: &str) -> bool {
+    pub(crate) fn logged(&self, text: &str) -> bool {
         self.stderr.lock().unwrap().iter().any(|l| l.contains(text))
     }
 
     /// The members this node reports (through its own namespace, if any).
-    pub async fn members(&self) -> Vec<Value> {
+    pub(crate) async fn members(&self) -> Vec<Value> {
         let members = json(
             self.netns.as_deref(),
             &["members", "--json", "--node", &self.remote],
@@ -148,13 +153,13 @@ impl NodeProcess {
     }
 
     /// This node's status as `members` reports it.
-    pub fn status_in(&self, members: &[Value]) -> Option<String> {
+    pub(crate) fn status_in(&self, members: &[Value]) -> Option<String> {
         status_of(members, &self.remote, self.incarnation)
     }
 }
 
 /// Runs a client command to completion.
-pub async fn run(netns: Option<&str>, args: &[&str]) -> Output {
+pub(crate) async fn run(netns: Option<&str>, args: &[&str]) -> Output {
     let output = command(netns, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -166,7 +171,7 @@ pub async fn run(netns: Option<&str>, args: &[&str]) -> Output {
 }
 
 /// Runs a client command that must succeed and print JSON.
-pub async fn json(netns: Option<&str>, args: &[&str]) -> Value {
+pub(crate) async fn json(netns: Option<&str>, args: &[&str]) -> Value {
     let output = run(netns, args).await;
     assert!(
         output.status.success(),
@@ -176,7 +181,7 @@ pub async fn json(netns: Option<&str>, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON output")
 }
 
-pub fn status_of(members: &[Value], remote: &str, incarnation: u64) -> Option<String> {
+pub(crate) fn status_of(members: &[Value], remote: &str, incarnation: u64) -> Option<String> {
     members
         .iter()
         .find(|m| m["address"] == remote && m["incarnation"] == incarnation)
@@ -184,7 +189,11 @@ pub fn status_of(members: &[Value], remote: &str, incarnation: u64) -> Option<St
 }
 
 /// Polls `check` until it returns `Some`, for at most `bound`.
-pub async fn until<T>(bound: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(
+    bound: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let started = Instant::now();
     loop {
         if let Some(found) = check().await {
@@ -196,7 +205,7 @@ pub async fn until<T>(bound: Duration, what: &str, mut check: impl AsyncFnMut() 
 }
 
 /// Waits until `observer` reports each of `nodes` with `status`.
-pub async fn until_seen(observer: &NodeProcess, nodes: &[&NodeProcess], status: &str) {
+pub(crate) async fn until_seen(observer: &NodeProcess, nodes: &[&NodeProcess], status: &str) {
     until(BOUND, &format!("every node seen {status}"), async || {
         let members = observer.members().await;
         nodes

@@ -106,8 +106,16 @@ async fn a_fake_member_shakes_hands_and_talks_to_actors_by_name_and_id() {
     client.send(&Frame::Message(unknown_tag)).await.unwrap();
     let error = client.recv_reply(correlation).await.unwrap().unwrap_err();
     assert_eq!(error.kind, ErrorKind::UnknownTag, "{error}");
+    // An id with no live actor (ids are never reused): stopped, as a local asker is told.
     let error = client
         .ask(Target::Id(u64::MAX), &Echo("anyone?".into()))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Stopped, "{error}");
+    // A name nobody registered: unknown.
+    let error = client
+        .ask(Target::Name("nobody".into()), &Echo("anyone?".into()))
         .await
         .unwrap()
         .unwrap_err();
