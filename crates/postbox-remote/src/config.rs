@@ -70,7 +70,7 @@ impl RemoteConfig {
     /// Settings for listening on `listen` in cluster `cluster` with `secret`, and defaults:
     /// 8 MiB frames; 1024 authenticated connections, 64 in their handshake (8 per source
     /// address); a 5 s handshake timeout, 5 s to connect, 10 s for a whole lookup; 4096
-    /// queued frames and 16 MiB per peer; 1024 asks in flight and 4096 watches per peer;
+    /// queued frames and 4 MiB per peer; 256 asks in flight and 4096 watches per peer;
     /// proxies with 1024-message mailboxes, 4 connection attempts from 100 ms, heartbeats
     /// every second, a 10 s silence limit and 5 s to drain at shutdown.
     pub fn new(listen: SocketAddr, cluster: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
@@ -87,8 +87,8 @@ impl RemoteConfig {
             connect_timeout: Duration::from_secs(5),
             lookup_timeout: Duration::from_secs(10),
             outbound_capacity: 4096,
-            outbound_bytes: 16 * 1024 * 1024,
-            max_inbound_asks: 1024,
+            outbound_bytes: 4 * 1024 * 1024,
+            max_inbound_asks: 256,
             max_watches: 4096,
             proxy_mailbox: 1024,
             reconnect_min: Duration::from_millis(100),

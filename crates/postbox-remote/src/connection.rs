@@ -57,8 +57,10 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing half of a connection's stream (plain TCP or TLS).
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Most frames the writer takes from its queue for one write.
+/// Most frames the writer takes from its queue at a time.
 const WRITE_BATCH: usize = 512;
+/// Most bytes the writer encodes before it writes them out.
+const WRITE_CHUNK: usize = 256 * 1024;
 /// Bytes of the peer's requests read ahead while they wait (for an ask permit or mailbox
 /// room); the reader stops reading beyond this (one whole frame is always let in).
 pub const REQUEST_BACKLOG: usize = 256 * 1024;
@@ -452,7 +454,7 @@ async fn write_loop(
     let config = &shared.config;
     let mut codec = FrameCodec::new(config.max_frame);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
     let mut seq = 0;
     loop {
         let taken = match tokio::time::timeout(
@@ -472,9 +474,11 @@ async fn write_loop(
                 1
             }
         };
+        shared.stats.frames_out.fetch_add(taken as u64, Relaxed);
         let mut last = false;
         let mut released: u64 = 0;
-        for Queued { frame, cost } in batch.drain(..) {
+        let mut frames = batch.drain(..).peekable();
+        while let Some(Queued { frame, cost }) = frames.next() {
             released += u64::from(cost);
             last |= matches!(frame, Frame::Goodbye | Frame::Refused { .. });
             match codec.encode(&frame, &mut buf) {
@@ -486,12 +490,16 @@ async fn write_loop(
                     tracing::warn!(%error, kind = frame.kind(), "frame not sent");
                 }
             }
-        }
-        shared.stats.frames_out.fetch_add(taken as u64, Relaxed);
-        shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
-        match write_all(&mut write, &buf, config.heartbeat_timeout).await {
-            Ok(()) => {}
-            Err(Stalled) => {
+            // One write per batch, or per `WRITE_CHUNK` bytes of it: the buffer never holds
+            // more than that (plus one frame), however large the replies.
+            if buf.len() < WRITE_CHUNK && frames.peek().is_some() {
+                continue;
+            }
+            shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
+            if write_all(&mut write, &buf, config.heartbeat_timeout)
+                .await
+                .is_err()
+            {
                 shared.stats.write_stalls.fetch_add(1, Relaxed);
                 tracing::warn!(
                     peer = %conn.peer_node,
@@ -501,14 +509,18 @@ async fn write_loop(
                 conn.abort();
                 return;
             }
+            buf.clear();
+            conn.budget
+                .add_permits(usize::try_from(std::mem::take(&mut released)).unwrap_or(usize::MAX));
         }
-        conn.budget
-            .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
+        if buf.capacity() > 4 * WRITE_CHUNK {
+            // A very large frame went through: give its room back.
+            buf = BytesMut::with_capacity(WRITE_CHUNK);
+        }
         if last {
             let _ = write.shutdown().await;
             return;
         }
-        buf.clear();
     }
 }
 
@@ -613,7 +625,10 @@ async fn read_loop(
     // still handled, in order, before the connection ends.
     let mut ended: Option<String> = None;
     loop {
-        // Everything already read: responses now, requests into the queue.
+        // Everything already read: responses now, requests into the queue. Bytes are read
+        // only when what is buffered holds no whole frame: the queue of requests bounds what
+        // is decoded, and this bounds what is buffered behind it.
+        let mut needs_bytes = false;
         if !requests.is_full() {
             loop {
                 match codec.decode(&mut buf) {
@@ -629,7 +644,10 @@ async fn read_loop(
                             return end;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        needs_bytes = true;
+                        break;
+                    }
                     Err(error) => {
                         shared.stats.protocol_errors.fetch_add(1, Relaxed);
                         tracing::warn!(peer = %peer.addr, %error, "bad frame; closing the connection");
@@ -657,7 +675,11 @@ async fn read_loop(
                 return why.clone();
             }
         }
-        let reading = ended.is_none() && !requests.is_full();
+        if ended.is_none() && !needs_bytes && requests.running.is_none() {
+            // Stopped decoding for a full queue that has drained since: decode on.
+            continue;
+        }
+        let reading = ended.is_none() && needs_bytes && !requests.is_full();
         if reading {
             buf.reserve(64 * 1024);
         }
