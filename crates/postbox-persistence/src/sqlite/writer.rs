@@ -79,8 +79,25 @@ fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<Result<(), StoreError>, S
             events,
             ..
         } => {
-            let highest = highest_seq(tx, id.as_str())?;
-            if highest != *expected {
+            // Move the head first, on condition that it is where the writer expects it: one
+            // statement decides the conflict, and nothing else is written when it does.
+            let highest = int(expected + events.len() as u64)?;
+            let before = int(*expected)?;
+            let moved = if *expected == 0 {
+                tx.prepare_cached(
+                    "INSERT INTO postbox_journal_heads (persistence_id, highest_seq)
+                     VALUES (?1, ?2) ON CONFLICT (persistence_id) DO NOTHING",
+                )
+                .and_then(|mut head| head.execute(params![id.as_str(), highest]))
+            } else {
+                tx.prepare_cached(
+                    "UPDATE postbox_journal_heads SET highest_seq = ?2
+                     WHERE persistence_id = ?1 AND highest_seq = ?3",
+                )
+                .and_then(|mut head| head.execute(params![id.as_str(), highest, before]))
+            }
+            .map_err(store_error)?;
+            if moved == 0 {
                 return Ok(Err(StoreError::Conflict {
                     id: id.clone(),
                     expected: *expected,
@@ -92,9 +109,7 @@ fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<Result<(), StoreError>, S
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(store_error)?;
-            let mut seq = *expected;
-            for event in events {
-                seq += 1;
+            for (seq, event) in (expected + 1..).zip(events) {
                 insert
                     .execute(params![
                         id.as_str(),
@@ -105,12 +120,6 @@ fn apply(tx: &Transaction<'_>, op: &WriteOp) -> Result<Result<(), StoreError>, S
                     ])
                     .map_err(store_error)?;
             }
-            tx.prepare_cached(
-                "INSERT INTO postbox_journal_heads (persistence_id, highest_seq) VALUES (?1, ?2)
-                 ON CONFLICT (persistence_id) DO UPDATE SET highest_seq = excluded.highest_seq",
-            )
-            .and_then(|mut head| head.execute(params![id.as_str(), int(seq).unwrap_or(i64::MAX)]))
-            .map_err(store_error)?;
         }
         WriteOp::DeleteEvents { id, up_to, .. } => {
             let up_to = (*up_to).min(highest_seq(tx, id.as_str())?);
