@@ -21,7 +21,9 @@ use std::time::Instant;
 /// store, usually one [`Store`] playing all three — with the defaults actors start from and
 /// the counters the metrics endpoint shows. Cheap to clone; clones share everything.
 ///
-/// Open one per process and hand clones to actor factories:
+/// Open one per process, set its defaults, then hand clones to actor factories (a setting
+/// changed on a handle that is already shared makes a new handle with its own counters; the
+/// clones keep the old one):
 ///
 /// ```
 /// use postbox_persistence::Persistence;
