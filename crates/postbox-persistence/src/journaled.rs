@@ -21,7 +21,11 @@
 //!   after the handler returns (its supervisor restarts it and the new instance recovers
 //!   what the store holds); on a [`PersistError::Conflict`] — another live instance of the
 //!   same id wrote first — it **stops**. Any further persist of that instance returns the
-//!   same error without writing.
+//!   same error without writing. Spawn persistent actors with
+//!   [`Restart::Transient`](postbox::Restart::Transient) (or under a
+//!   [`BackoffSupervisor::on_failure`](postbox::BackoffSupervisor::on_failure)): failures
+//!   are restarted, and the stop after a conflict is final. A permanent child is restarted
+//!   even after it stops itself, and would recover and compete with the other instance again.
 //!
 //! ```
 //! use postbox::prelude::*;
@@ -61,9 +65,10 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let system = ActorSystem::new();
 //! let persistence = Persistence::in_memory();
-//! let spawn = |p: Persistence| Props::new(move || Counter {
-//!     total: p.journaled(PersistenceId::of("counter", "a")),
-//! });
+//! let spawn = |p: Persistence| {
+//!     Props::new(move || Counter { total: p.journaled(PersistenceId::of("counter", "a")) })
+//!         .restart(Restart::Transient)
+//! };
 //! let counter = system.spawn(spawn(persistence.clone()))?;
 //! assert_eq!(counter.ask(Add(40)).await??, 40);
 //! counter.stop();
