@@ -11,7 +11,7 @@
 
 use crate::histogram::HistogramSnapshot;
 use crate::http::HttpSnapshot;
-use crate::sources::{GossipCounters, Member, MemberStatus, TransportStats};
+use crate::sources::{GossipCounters, Member, MemberStatus, PersistenceStats, TransportStats};
 use crate::{Inner, RegisteredRouter};
 use postbox::{ActorId, BreakerStats, DeadLetterReason, SystemCounters};
 use prometheus_client::collector::Collector;
@@ -68,6 +68,7 @@ pub(crate) struct Snapshot {
     pub(crate) gossip: Option<GossipCounters>,
     /// The HTTP server's counters, once [`Metrics::serve`](crate::Metrics::serve) runs.
     pub(crate) http: Option<HttpSnapshot>,
+    pub(crate) persistence: Option<PersistenceStats>,
     pub(crate) walk_seconds: f64,
 }
 
@@ -161,6 +162,7 @@ impl Inner {
             members: self.cluster.as_ref().map(|c| c.members()),
             gossip: self.cluster.as_ref().and_then(|c| c.gossip()),
             http: Some(self.http.snapshot()).filter(|http| http.max_connections > 0),
+            persistence: self.persistence.as_ref().map(|p| p.persistence_stats()),
             walk_seconds,
         }
     }
@@ -721,6 +723,10 @@ pub(crate) fn encode_snapshot(
         )?;
     }
 
+    if let Some(p) = &snapshot.persistence {
+        encode_persistence(p, encoder)?;
+    }
+
     // Cluster.
     if let Some(members) = &snapshot.members {
         family(
@@ -746,6 +752,94 @@ pub(crate) fn encode_snapshot(
         walk.metric_type(),
     )?)?;
     Ok(())
+}
+
+/// A histogram without labels.
+fn histogram(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    d: &crate::sources::Distribution,
+) -> Result<(), Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    // A histogram always has its +Inf bucket, even before the first observation.
+    let empty = [(f64::INFINITY, 0)];
+    let buckets = if d.buckets.is_empty() {
+        &empty[..]
+    } else {
+        &d.buckets
+    };
+    metric
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(d.sum, d.count, buckets, None)
+}
+
+fn encode_persistence(
+    p: &PersistenceStats,
+    encoder: &mut DescriptorEncoder<'_>,
+) -> Result<(), Error> {
+    use MetricType::Counter;
+    histogram(
+        encoder,
+        "postbox_persist_latency_seconds",
+        "Time from a persist (or durable-state save) call to its acknowledgement as durable.",
+        &p.persist_latency,
+    )?;
+    histogram(
+        encoder,
+        "postbox_persist_batch_events",
+        "Events per transaction committed by the store's group commit.",
+        &p.batch_size,
+    )?;
+    histogram(
+        encoder,
+        "postbox_persist_recovery_seconds",
+        "Time of each completed recovery of a persistent actor.",
+        &p.recovery_time,
+    )?;
+    family(
+        encoder,
+        "postbox_persist_written",
+        "Events, snapshots and durable states acknowledged as durable, by what.",
+        Counter,
+        [
+            ([("what", "event")], Value::Counter(p.events_written)),
+            ([("what", "snapshot")], Value::Counter(p.snapshots_written)),
+            ([("what", "state")], Value::Counter(p.states_written)),
+        ],
+    )?;
+    counter(
+        encoder,
+        "postbox_persist_events_replayed",
+        "Events read back by recoveries.",
+        p.events_replayed,
+    )?;
+    counter(
+        encoder,
+        "postbox_persist_conflicts",
+        "Writes refused because another live instance of the same persistence id wrote first.",
+        p.conflicts,
+    )?;
+    family(
+        encoder,
+        "postbox_persist_errors",
+        "Failed store operations, by kind (conflicts excluded).",
+        Counter,
+        p.errors
+            .iter()
+            .map(|(kind, n)| ([("kind", *kind)], Value::Counter(*n))),
+    )?;
+    counter(
+        encoder,
+        "postbox_persist_commits",
+        "Transactions committed by the store's group commit.",
+        p.commits,
+    )?;
+    counter(
+        encoder,
+        "postbox_persist_queue_full",
+        "Writes that waited because the group commit's queue was full (backpressure).",
+        p.queue_full,
+    )
 }
 
 #[cfg(test)]
@@ -827,6 +921,7 @@ mod tests {
                 accept_errors: 3,
                 ..HttpSnapshot::default()
             }),
+            persistence: None,
             walk_seconds: 0.0,
         }
     }

@@ -72,9 +72,9 @@
 //! [`ActorSystem::counters`](postbox::ActorSystem::counters) and
 //! [`DeadLetters`](postbox::DeadLetters). Circuit breakers and routers appear once
 //! registered ([`Metrics::register_breaker`], [`Metrics::register_router`]); the transport's
-//! counters and the cluster's members once a source is given
+//! counters, the cluster's members and persistence's counters once a source is given
 //! ([`MetricsBuilder::with_remote`], [`MetricsBuilder::with_transport`],
-//! [`MetricsBuilder::with_cluster`]).
+//! [`MetricsBuilder::with_cluster`], [`MetricsBuilder::with_persistence`]).
 //!
 //! # Cost
 //!
@@ -105,8 +105,8 @@ pub use http::{
 };
 pub use server::MetricsServer;
 pub use sources::{
-    ClusterSource, GossipCounters, Member, MemberStatus, SingleNode, TransportSource,
-    TransportStats,
+    ClusterSource, Distribution, GossipCounters, Member, MemberStatus, PersistenceSource,
+    PersistenceStats, SingleNode, TransportSource, TransportStats,
 };
 pub use views::{ActorNode, ActorsView, GroupView, MembersView, TreeView};
 
@@ -172,6 +172,7 @@ pub struct MetricsBuilder {
     config: Config,
     transport: Option<Arc<dyn TransportSource>>,
     cluster: Option<Arc<dyn ClusterSource>>,
+    persistence: Option<Arc<dyn PersistenceSource>>,
     ready_check: Option<Arc<ReadyCheck>>,
 }
 
@@ -233,6 +234,12 @@ impl MetricsBuilder {
         self
     }
 
+    /// Reads persistence's counters from `source` (`postbox_persist*` series).
+    pub fn with_persistence(mut self, source: impl PersistenceSource) -> Self {
+        self.persistence = Some(Arc::new(source));
+        self
+    }
+
     /// `/health/ready` also requires `check()` to return true (evaluated per request; keep it
     /// quick), besides the flag set with [`Readiness::set_ready`].
     pub fn ready_when(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
@@ -264,6 +271,7 @@ impl MetricsBuilder {
                 samples,
                 transport: self.transport,
                 cluster: Some(cluster),
+                persistence: self.persistence,
                 breakers: Mutex::new(Vec::new()),
                 routers: Mutex::new(BTreeMap::new()),
                 processed_exported: Mutex::new(Default::default()),
@@ -310,6 +318,7 @@ pub(crate) struct Inner {
     pub(crate) samples: Arc<Samples>,
     pub(crate) transport: Option<Arc<dyn TransportSource>>,
     pub(crate) cluster: Option<Arc<dyn ClusterSource>>,
+    pub(crate) persistence: Option<Arc<dyn PersistenceSource>>,
     pub(crate) breakers: Mutex<Vec<(String, CircuitBreaker)>>,
     pub(crate) routers: Mutex<BTreeMap<String, RegisteredRouter>>,
     /// The last `postbox_messages_processed_total` per type (see `collect::clamp_processed`).
@@ -348,6 +357,7 @@ impl Metrics {
             },
             transport: None,
             cluster: None,
+            persistence: None,
             ready_check: None,
         }
     }

@@ -279,3 +279,63 @@ impl ClusterSource for SingleNode {
         ]
     }
 }
+
+/// A distribution as a source reports it: bucket counts (each bucket alone, not cumulative),
+/// the sum and the count.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Distribution {
+    /// `(upper bound, observations in this bucket alone)`; the last bound is `f64::INFINITY`.
+    pub buckets: Vec<(f64, u64)>,
+    /// The sum of the observations.
+    pub sum: f64,
+    /// How many observations.
+    pub count: u64,
+}
+
+impl Distribution {
+    /// A distribution with these buckets (each counting its own observations) and sum.
+    pub fn new(buckets: Vec<(f64, u64)>, sum: f64) -> Self {
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        Self {
+            buckets,
+            sum,
+            count,
+        }
+    }
+}
+
+/// What persistence (event journals, snapshots, durable states) did, read at every scrape.
+/// Every count is monotonic since the store was opened.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PersistenceStats {
+    /// Events acknowledged as durable.
+    pub events_written: u64,
+    /// Snapshots saved.
+    pub snapshots_written: u64,
+    /// Durable states saved or deleted.
+    pub states_written: u64,
+    /// Events read back by recoveries.
+    pub events_replayed: u64,
+    /// Writes refused because another writer of the same id got there first.
+    pub conflicts: u64,
+    /// Failed store operations by kind (`unavailable`, `full`, ...), conflicts excluded.
+    pub errors: Vec<(&'static str, u64)>,
+    /// Transactions the store's group commit committed.
+    pub commits: u64,
+    /// Writes that waited because the group commit's queue was full.
+    pub queue_full: u64,
+    /// Seconds from a persist call to its acknowledgement.
+    pub persist_latency: Distribution,
+    /// Events per committed transaction.
+    pub batch_size: Distribution,
+    /// Seconds per completed recovery.
+    pub recovery_time: Distribution,
+}
+
+/// Something that can report [`PersistenceStats`]: the node wires in its store's counters.
+pub trait PersistenceSource: Send + Sync + 'static {
+    /// The counters now. Called once per scrape; must be quick.
+    fn persistence_stats(&self) -> PersistenceStats;
+}

@@ -45,6 +45,8 @@ pub struct NodeConfig {
     pub cluster: ClusterSection,
     /// The metrics and health endpoint.
     pub metrics: MetricsSection,
+    /// Where persistent actors keep their events, snapshots and durable states.
+    pub persistence: PersistenceSection,
 }
 
 /// `[node]`: identity, services, shutdown.
@@ -191,6 +193,37 @@ impl MetricsSection {
         postbox_metrics::HttpLimits::default()
             .max_connections(self.max_connections)
             .header_read_timeout(self.header_read_timeout)
+    }
+}
+
+/// The stores `[persistence].store` can name.
+pub const STORES: [&str; 4] = ["sqlite", "postgres", "memory", "none"];
+
+/// `[persistence]`: the store persistent actors use ([`Node::persistence`](crate::Node)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct PersistenceSection {
+    /// `sqlite` (the default: one file, shared by every node started from the same folder),
+    /// `postgres` (for nodes on several machines), `memory` (lost on exit; tests) or `none`.
+    pub store: String,
+    /// The SQLite file (with `store = "sqlite"`), relative to the working directory.
+    pub path: PathBuf,
+    /// The PostgreSQL URL (with `store = "postgres"`). Printed with its password redacted.
+    #[serde(serialize_with = "redacted_url")]
+    pub url: Option<String>,
+    /// A snapshot every this many events, for actors that do not choose (0: on demand only).
+    pub snapshot_every: u64,
+}
+
+impl Default for PersistenceSection {
+    fn default() -> Self {
+        Self {
+            store: "sqlite".into(),
+            path: PathBuf::from("postbox-data/postbox.db"),
+            url: None,
+            snapshot_every: 0,
+        }
     }
 }
 
@@ -433,6 +466,30 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Duration,
         "how long an HTTP request head may take, and an idle connection stay (10ms to 1h)",
     ),
+    setting(
+        "persistence.store",
+        "store",
+        Kind::Text,
+        "where persistent actors write: sqlite, postgres, memory or none",
+    ),
+    setting(
+        "persistence.path",
+        "store-path",
+        Kind::Path,
+        "the SQLite file (store = sqlite)",
+    ),
+    setting(
+        "persistence.url",
+        "store-url",
+        Kind::Text,
+        "the PostgreSQL URL (store = postgres; prefer POSTBOX_PERSISTENCE_URL: flags show in ps)",
+    ),
+    setting(
+        "persistence.snapshot_every",
+        "snapshot-every",
+        Kind::Number,
+        "a snapshot every this many events (0: on demand only)",
+    ),
 ];
 
 /// Environment variables that are not settings but are still ours.
@@ -657,6 +714,15 @@ impl NodeConfig {
                     .map_err(|_| fail(format!("`{text}` is not a whole number")))?;
             }
             "metrics.header_read_timeout" => self.metrics.header_read_timeout = duration()?,
+            "persistence.store" => self.persistence.store = one()?.to_owned(),
+            "persistence.path" => self.persistence.path = one()?.into(),
+            "persistence.url" => self.persistence.url = Some(one()?.to_owned()),
+            "persistence.snapshot_every" => {
+                let text = one()?;
+                self.persistence.snapshot_every = text
+                    .parse()
+                    .map_err(|_| fail(format!("`{text}` is not a whole number of events")))?;
+            }
             other => return Err(fail(format!("`{other}` cannot be set here"))),
         }
         Ok(())
@@ -768,6 +834,43 @@ impl NodeConfig {
                 _ => "metrics.header_read_timeout",
             };
             return fail(key, reason);
+        }
+        self.validate_persistence()
+    }
+
+    fn validate_persistence(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, reason: String| Err(ConfigError::new(key, None, reason));
+        let p = &self.persistence;
+        if !STORES.contains(&p.store.as_str()) {
+            return fail(
+                "persistence.store",
+                format!(
+                    "unknown store `{}` (stores: {})",
+                    p.store,
+                    STORES.join(", ")
+                ),
+            );
+        }
+        match (p.store.as_str(), &p.url) {
+            ("postgres", None) => {
+                return fail(
+                    "persistence.url",
+                    "store = postgres needs a URL (POSTBOX_PERSISTENCE_URL)".into(),
+                )
+            }
+            ("postgres", Some(url)) if url.trim().is_empty() => {
+                return fail("persistence.url", "must not be empty".into())
+            }
+            (store, Some(_)) if store != "postgres" => {
+                return fail(
+                    "persistence.url",
+                    format!("is only read with store = postgres, and the store is {store}"),
+                )
+            }
+            _ => {}
+        }
+        if p.store == "sqlite" && p.path.as_os_str().is_empty() {
+            return fail("persistence.path", "must not be empty".into());
         }
         Ok(())
     }
@@ -897,6 +1000,32 @@ mod duration_text {
         let text = String::deserialize(d)?;
         parse_duration(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// A PostgreSQL URL with its password hidden: `postgresql://user:<redacted>@host/db`, or
+/// `password=<redacted>` in the key=value form.
+fn redacted_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    let Some(url) = url else {
+        return s.serialize_none();
+    };
+    let shown = if let Some((scheme, rest)) = url.split_once("://") {
+        match rest.split_once('@') {
+            Some((user, host)) if user.contains(':') => {
+                let name = user.split(':').next().unwrap_or_default();
+                format!("{scheme}://{name}:<redacted>@{host}")
+            }
+            _ => url.clone(),
+        }
+    } else {
+        url.split_whitespace()
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=<redacted>".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    s.serialize_some(&shown)
 }
 
 fn redacted<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -1208,6 +1337,49 @@ mod tests {
         let mut back = NodeConfig::from_toml(&text).unwrap();
         back.node.secret = "hunter2".into();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn persistence_settings_are_checked_by_name() {
+        let refused = |flags: Vec<Override>| NodeConfig::load(None, env(&[]), flags).unwrap_err();
+        let error = refused(vec![flag("persistence.store", "mongo")]);
+        assert_eq!(error.key, "persistence.store");
+        assert!(error.reason.contains("unknown store `mongo`"), "{error}");
+        let error = refused(vec![flag("persistence.store", "postgres")]);
+        assert_eq!(error.key, "persistence.url");
+        assert!(error.reason.contains("needs a URL"), "{error}");
+        let error = refused(vec![flag("persistence.url", "host=db")]);
+        assert_eq!(error.key, "persistence.url");
+        assert!(
+            error.reason.contains("only read with store = postgres"),
+            "{error}"
+        );
+        let error = refused(vec![flag("persistence.path", "")]);
+        assert_eq!(error.key, "persistence.path");
+        let error = NodeConfig::load(
+            None,
+            env(&[("POSTBOX_PERSISTENCE_SNAPSHOT_EVERY", "often")]),
+            vec![],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "persistence.snapshot_every");
+        assert!(error.reason.contains("not a whole number"), "{error}");
+        let config = NodeConfig::load(
+            None,
+            env(&[
+                ("POSTBOX_PERSISTENCE_STORE", "postgres"),
+                ("POSTBOX_PERSISTENCE_URL", "postgresql://app:pw@db:5432/app"),
+            ]),
+            vec![flag("persistence.snapshot_every", "500")],
+        )
+        .unwrap();
+        assert_eq!(config.persistence.snapshot_every, 500);
+        let text = config.to_toml();
+        assert!(!text.contains(":pw@"), "{text}");
+        assert!(
+            text.contains("postgresql://app:<redacted>@db:5432/app"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -74,6 +74,16 @@
 //!
 //! The built-in services ([`services`]) are `echo` and `counter` (one actor per key).
 //!
+//! ## Persistence
+//!
+//! The node opens the store named by `[persistence]` at start and hands it out as
+//! [`Node::persistence`], for `postbox_persistence` actors: by default the SQLite file
+//! `postbox-data/postbox.db` under the working directory, which every node started from the
+//! same folder shares (an entity re-homed to another node finds its events); `store =
+//! "postgres"` with `url` for nodes on several machines; `memory` or `none`. A store that
+//! cannot be opened stops the start with [`NodeError::Persistence`]. Its counters are on
+//! `/metrics` (`postbox_persist_*`).
+//!
 //! ## Admin actors
 //!
 //! Each node runs `postbox.admin` ([`admin`]), reachable only through the authenticated
@@ -92,6 +102,6 @@ pub mod services;
 
 pub use client::{Client, ClientError};
 pub use config::{ConfigError, NodeConfig};
-pub use metrics::ClusterMembers;
+pub use metrics::{ClusterMembers, PersistenceCounters};
 pub use node::{Node, NodeBuilder, NodeError, NodeShutdown};
 pub use service::Service;

@@ -273,6 +273,7 @@ async fn start(config: NodeConfig) -> Result<Stopped, String> {
         gossip = %node.cluster().gossip_addr(),
         %metrics,
         services = ?node.config().node.services,
+        persistence = ?node.persistence(),
         "node started"
     );
     // One machine-readable line on stdout, for scripts and tests.

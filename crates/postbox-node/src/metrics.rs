@@ -1,7 +1,10 @@
-//! The cluster as the metrics endpoint shows it (`/members`, `postbox_cluster_members`).
+//! The cluster as the metrics endpoint shows it (`/members`, `postbox_cluster_members`), and
+//! persistence's counters (`postbox_persist_*`).
 
 use postbox_cluster::{Cluster, MemberStatus};
 use postbox_metrics::{ClusterSource, GossipCounters, Member, MemberStatus as Shown};
+use postbox_metrics::{Distribution, PersistenceSource, PersistenceStats};
+use postbox_persistence::Persistence;
 
 /// A [`ClusterSource`] reading a [`Cluster`]'s members. A member's load is the total depth of
 /// its mailboxes as it last gossiped it.
@@ -59,5 +62,49 @@ impl ClusterSource for ClusterMembers {
             g.refusals_ignored,
             g.oversized,
         ))
+    }
+}
+
+/// A [`PersistenceSource`] reading a [`Persistence`]'s counters.
+#[derive(Debug, Clone)]
+pub struct PersistenceCounters {
+    persistence: Persistence,
+}
+
+impl PersistenceCounters {
+    /// The counters of `persistence`.
+    pub fn new(persistence: &Persistence) -> Self {
+        Self {
+            persistence: persistence.clone(),
+        }
+    }
+}
+
+fn shown(d: &postbox_persistence::Distribution) -> Distribution {
+    Distribution::new(d.buckets.clone(), d.sum)
+}
+
+impl PersistenceSource for PersistenceCounters {
+    fn persistence_stats(&self) -> PersistenceStats {
+        let s = self.persistence.stats();
+        let mut stats = PersistenceStats::default();
+        stats.events_written = s.events_written;
+        stats.snapshots_written = s.snapshots_written;
+        stats.states_written = s.states_written;
+        stats.events_replayed = s.events_replayed;
+        stats.conflicts = s.conflicts;
+        stats.errors = s
+            .errors
+            .iter()
+            .map(|(kind, n)| (kind.as_str(), *n))
+            .collect();
+        stats.persist_latency = shown(&s.persist_latency);
+        stats.recovery_time = shown(&s.recovery_time);
+        if let Some(commit) = &s.commit {
+            stats.commits = commit.commits;
+            stats.queue_full = commit.queue_full;
+            stats.batch_size = shown(&commit.batch_size);
+        }
+        stats
     }
 }

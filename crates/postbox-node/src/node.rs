@@ -9,6 +9,7 @@ use postbox::prelude::*;
 use postbox::ShutdownReport;
 use postbox_cluster::Cluster;
 use postbox_metrics::{Metrics, MetricsServer};
+use postbox_persistence::Persistence;
 use postbox_remote::{Remote, RemoteActor, RemoteConfig};
 use std::fmt;
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ pub enum NodeError {
     Metrics(String),
     /// A service could not start.
     Service(String),
+    /// The persistence store could not be opened (`[persistence]`).
+    Persistence(String),
 }
 
 impl fmt::Display for NodeError {
@@ -40,6 +43,7 @@ impl fmt::Display for NodeError {
             NodeError::Cluster(e) => write!(f, "cluster: {e}"),
             NodeError::Metrics(e) => write!(f, "metrics endpoint: {e}"),
             NodeError::Service(e) => write!(f, "{e}"),
+            NodeError::Persistence(e) => write!(f, "persistence: {e}"),
         }
     }
 }
@@ -58,6 +62,7 @@ pub struct NodeBuilder {
     exposed: Vec<fn(&Remote)>,
     services: Vec<Box<dyn StartService>>,
     builtins: bool,
+    persistence: Option<Persistence>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -69,6 +74,7 @@ impl fmt::Debug for NodeBuilder {
                 &self.services.iter().map(|s| s.name()).collect::<Vec<_>>(),
             )
             .field("builtins", &self.builtins)
+            .field("persistence", &self.persistence)
             .finish()
     }
 }
@@ -80,7 +86,15 @@ impl NodeBuilder {
             exposed: Vec::new(),
             services: Vec::new(),
             builtins: false,
+            persistence: None,
         }
+    }
+
+    /// Uses `persistence` instead of opening the store `[persistence]` names — for services
+    /// whose props need the store before the node starts.
+    pub fn persistence(mut self, persistence: Persistence) -> Self {
+        self.persistence = Some(persistence);
+        self
     }
 
     /// Uses `config` (by default, [`NodeConfig::default`]: a single node on loopback).
@@ -117,9 +131,14 @@ impl NodeBuilder {
             exposed,
             mut services,
             builtins,
+            persistence,
         } = self;
         config.validate()?;
         let started = Instant::now();
+        let persistence = match persistence {
+            Some(persistence) => Some(persistence),
+            None => open_persistence(&config).await?,
+        };
 
         let mut remote_config = RemoteConfig::new(
             config.remote.listen,
@@ -206,6 +225,7 @@ impl NodeBuilder {
             system,
             remote,
             cluster,
+            persistence,
             metrics: None,
             follower: Some(follower),
             started,
@@ -227,6 +247,24 @@ impl NodeBuilder {
     }
 }
 
+/// Opens the store `[persistence]` names (`None` for `store = "none"`).
+async fn open_persistence(config: &NodeConfig) -> Result<Option<Persistence>, NodeError> {
+    let p = &config.persistence;
+    let opened = match p.store.as_str() {
+        "none" => return Ok(None),
+        "memory" => Ok(Persistence::in_memory()),
+        "postgres" => Persistence::postgres(p.url.as_deref().unwrap_or_default()).await,
+        _ => Persistence::sqlite(&p.path).await,
+    };
+    match opened {
+        Ok(persistence) => Ok(Some(persistence.snapshot_every(p.snapshot_every))),
+        Err(error) => Err(NodeError::Persistence(format!(
+            "{} store: {error}",
+            p.store
+        ))),
+    }
+}
+
 /// The JSON entries of the built-in services, so that any node can send to them.
 fn builtin_json() -> Vec<Arc<dyn JsonService>> {
     vec![
@@ -242,6 +280,7 @@ pub struct Node {
     system: ActorSystem,
     remote: Remote,
     cluster: Cluster,
+    persistence: Option<Persistence>,
     metrics: Option<(Metrics, MetricsServer)>,
     follower: Option<JoinHandle<()>>,
     started: Instant,
@@ -302,6 +341,12 @@ impl Node {
         &self.cluster
     }
 
+    /// The store its persistent actors use (`None` with `store = "none"`), opened at start:
+    /// give clones to the factories of `Journaled` and `DurableState` actors.
+    pub fn persistence(&self) -> Option<&Persistence> {
+        self.persistence.as_ref()
+    }
+
     /// Where its metrics endpoint listens, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(_, server)| server.local_addr())
@@ -340,11 +385,15 @@ impl Node {
         if !self.config.metrics.enabled {
             return Ok(self);
         }
-        let built = Metrics::builder(&self.system)
+        let mut builder = Metrics::builder(&self.system)
             .with_remote(self.remote.clone())
             .with_cluster(crate::metrics::ClusterMembers::new(&self.cluster))
-            .http_limits(self.config.metrics.http_limits())
-            .build();
+            .http_limits(self.config.metrics.http_limits());
+        if let Some(persistence) = &self.persistence {
+            builder =
+                builder.with_persistence(crate::metrics::PersistenceCounters::new(persistence));
+        }
+        let built = builder.build();
         let metrics = match built {
             Ok(metrics) => metrics,
             Err(error) => {

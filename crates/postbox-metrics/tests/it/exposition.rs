@@ -375,3 +375,87 @@ async fn a_remote_s_counters_reach_the_exposition() {
     remote.shutdown().await;
     system.shutdown().await;
 }
+
+struct FixedPersistence;
+impl postbox_metrics::PersistenceSource for FixedPersistence {
+    fn persistence_stats(&self) -> postbox_metrics::PersistenceStats {
+        use postbox_metrics::Distribution;
+        let mut stats = postbox_metrics::PersistenceStats::default();
+        stats.events_written = 120;
+        stats.snapshots_written = 2;
+        stats.states_written = 7;
+        stats.events_replayed = 40;
+        stats.conflicts = 1;
+        stats.errors = vec![("unavailable", 3), ("full", 0)];
+        stats.commits = 30;
+        stats.queue_full = 4;
+        stats.persist_latency =
+            Distribution::new(vec![(0.001, 100), (0.01, 20), (f64::INFINITY, 0)], 0.25);
+        stats.batch_size = Distribution::new(vec![(1.0, 10), (8.0, 20), (f64::INFINITY, 0)], 120.0);
+        stats.recovery_time = Distribution::new(vec![(0.01, 5), (f64::INFINITY, 1)], 2.0);
+        stats
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistence_series_come_from_the_source_and_pass_promtool() {
+    let system = ActorSystem::new();
+    let without = Metrics::builder(&system).build().unwrap().encode().unwrap();
+    assert!(!without.contains("postbox_persist"), "no source, no series");
+    let system = ActorSystem::new();
+    let metrics = Metrics::builder(&system)
+        .with_persistence(FixedPersistence)
+        .build()
+        .unwrap();
+    let text = metrics.encode().unwrap();
+    let value = |series: &str| {
+        series_value(&text, series).unwrap_or_else(|| panic!("no series {series}\n{text}"))
+    };
+    assert_eq!(
+        value("postbox_persist_written_total{what=\"event\"}"),
+        120.0
+    );
+    assert_eq!(
+        value("postbox_persist_written_total{what=\"snapshot\"}"),
+        2.0
+    );
+    assert_eq!(value("postbox_persist_written_total{what=\"state\"}"), 7.0);
+    assert_eq!(value("postbox_persist_events_replayed_total"), 40.0);
+    assert_eq!(value("postbox_persist_conflicts_total"), 1.0);
+    assert_eq!(
+        value("postbox_persist_errors_total{kind=\"unavailable\"}"),
+        3.0
+    );
+    assert_eq!(value("postbox_persist_errors_total{kind=\"full\"}"), 0.0);
+    assert_eq!(value("postbox_persist_commits_total"), 30.0);
+    assert_eq!(value("postbox_persist_queue_full_total"), 4.0);
+    assert_eq!(value("postbox_persist_latency_seconds_count"), 120.0);
+    assert_eq!(
+        value("postbox_persist_latency_seconds_bucket{le=\"0.01\"}"),
+        120.0
+    );
+    assert_eq!(value("postbox_persist_batch_events_sum"), 120.0);
+    assert_eq!(value("postbox_persist_recovery_seconds_count"), 6.0);
+    promtool_check(&text).unwrap();
+
+    // A source without any observation yet (a store without group commit) is still valid.
+    struct Empty;
+    impl postbox_metrics::PersistenceSource for Empty {
+        fn persistence_stats(&self) -> postbox_metrics::PersistenceStats {
+            postbox_metrics::PersistenceStats::default()
+        }
+    }
+    let empty = Metrics::builder(&ActorSystem::new())
+        .with_persistence(Empty)
+        .build()
+        .unwrap()
+        .encode()
+        .unwrap();
+    assert_eq!(
+        series_value(&empty, "postbox_persist_batch_events_bucket{le=\"+Inf\"}"),
+        Some(0.0),
+        "{empty}"
+    );
+    promtool_check(&empty).unwrap();
+    system.shutdown().await;
+}
