@@ -50,6 +50,7 @@ mod actor;
 mod actor_ref;
 mod ask;
 pub mod backoff;
+#[cfg(feature = "bench-api")]
 #[doc(hidden)]
 pub mod bench_api;
 pub mod breaker;
