@@ -68,6 +68,7 @@ mod mailbox;
 pub mod observe;
 mod props;
 mod registry;
+#[doc(hidden)]
 pub mod remote;
 pub mod router;
 mod runner;
@@ -103,6 +104,7 @@ pub use mailbox::Mailbox;
 pub use observe::Observer;
 pub use props::Props;
 pub use registry::Registry;
+pub use remote::RemoteFailure;
 pub use router::{GroupBuilder, PoolBuilder, Resizer, Router, RouterAsk, Routing};
 pub use supervision::{Backoff, Restart, SupervisorStrategy};
 pub use system::{
