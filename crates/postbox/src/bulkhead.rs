@@ -86,10 +86,11 @@ use tokio::sync::Semaphore;
 /// ```
 #[derive(Clone)]
 pub struct Bulkhead {
-    shared: Arc<Shared>,
+    admission: Arc<Admission>,
 }
 
-struct Shared {
+/// A bulkhead's slots, the length of its waiting line and its counters, shared by its clones.
+struct Admission {
     name: Arc<str>,
     max_in_flight: usize,
     max_queued: usize,
@@ -148,7 +149,7 @@ impl Bulkhead {
     pub fn new(name: impl Into<String>, max_in_flight: usize, max_queued: usize) -> Self {
         let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            shared: Arc::new(Shared {
+            admission: Arc::new(Admission {
                 name: Arc::from(name.into()),
                 max_in_flight,
                 max_queued,
@@ -163,23 +164,23 @@ impl Bulkhead {
 
     /// The name given at creation.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.admission.name
     }
 
     /// How many calls may run at once.
     pub fn max_in_flight(&self) -> usize {
-        self.shared.max_in_flight
+        self.admission.max_in_flight
     }
 
     /// How many calls may wait for a slot.
     pub fn max_queued(&self) -> usize {
-        self.shared.max_queued
+        self.admission.max_queued
     }
 
     /// The counters, for metrics. Each is read atomically; together they are a close, not a
     /// simultaneous, snapshot.
     pub fn stats(&self) -> BulkheadStats {
-        let s = &self.shared;
+        let s = &self.admission;
         BulkheadStats {
             in_flight: s.in_flight.load(Relaxed),
             queued: s.queued.load(Relaxed),
@@ -194,7 +195,7 @@ impl Bulkhead {
     ///
     /// Dropping the returned future leaves the line, or frees the slot, at once.
     pub async fn run<F: IntoFuture>(&self, call: F) -> Result<F::Output, BulkheadFull> {
-        let s = &*self.shared;
+        let s = &*self.admission;
         let _slot = match s.slots.try_acquire() {
             Ok(slot) => slot,
             Err(_) => {
@@ -216,14 +217,14 @@ impl Bulkhead {
     ///
     /// Dropping the returned future frees the slot at once.
     pub async fn try_run<F: IntoFuture>(&self, call: F) -> Result<F::Output, BulkheadFull> {
-        let s = &*self.shared;
+        let s = &*self.admission;
         let _slot = s.slots.try_acquire().map_err(|_| s.reject())?;
         let _running = s.admit();
         Ok(call.into_future().await)
     }
 }
 
-impl Shared {
+impl Admission {
     /// Takes a place in line, if there is room.
     fn join_line(&self) -> Result<Waiting<'_>, BulkheadFull> {
         self.queued
@@ -251,7 +252,7 @@ impl Shared {
 }
 
 /// A place in line; given up when dropped.
-struct Waiting<'a>(&'a Shared);
+struct Waiting<'a>(&'a Admission);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
@@ -260,7 +261,7 @@ impl Drop for Waiting<'_> {
 }
 
 /// A running call; counted until dropped.
-struct Running<'a>(&'a Shared);
+struct Running<'a>(&'a Admission);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
@@ -271,9 +272,9 @@ impl Drop for Running<'_> {
 impl fmt::Debug for Bulkhead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
-            .field("name", &self.shared.name)
-            .field("max_in_flight", &self.shared.max_in_flight)
-            .field("max_queued", &self.shared.max_queued)
+            .field("name", &self.admission.name)
+            .field("max_in_flight", &self.admission.max_in_flight)
+            .field("max_queued", &self.admission.max_queued)
             .field("stats", &self.stats())
             .finish()
     }
