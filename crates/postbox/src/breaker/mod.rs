@@ -1,101 +1,11 @@
-//! Circuit breaker: fail fast while a dependency is down, and heal without a human.
+//! Circuit breaker: [`CircuitBreaker`] (its docs state the semantics), its builder, events,
+//! errors and guarded actor references.
 //!
-//! A [`CircuitBreaker`] wraps calls to one dependency (an async call, or an actor through
-//! [`GuardedRef`] / [`GuardedRecipient`]) and follows the state machine of Akka's
-//! `CircuitBreaker`:
-//!
-//! ```text
-//!              max_failures consecutive failures
-//!   Closed ─────────────────────────────────────────► Open ◄────────────────┐
-//!     ▲                                                 │                   │ the trial fails:
-//!     │ the trial                     reset timeout     │                   │ reset timeout
-//!     │ succeeds                      has passed        ▼                   │ × backoff factor
-//!     └──────────────────────────────────────────── HalfOpen ───────────────┘
-//! ```
-//!
-//! * **Closed**: calls run. The breaker counts *consecutive* failures; any success resets the
-//!   count to zero. When the count reaches `max_failures`, the breaker trips to Open.
-//! * **Open**: calls fail at once with [`BreakerError::Open`], without running, carrying the
-//!   time left until the breaker will let a trial call through. Nothing waits on a slow or dead
-//!   dependency, and the dependency gets room to recover.
-//! * **HalfOpen**: once the reset timeout has passed (checked lazily, on the next call or
-//!   [`state`](CircuitBreaker::state)), exactly one *trial* call runs; callers that arrive
-//!   while it runs are rejected with `Open { remaining: 0 }`. If the trial succeeds, the
-//!   breaker closes and its reset timeout returns to the configured value. If it fails, the
-//!   breaker opens again, for the previous reset timeout multiplied by the
-//!   `exponential_backoff` factor (default 1.0: no growth), capped at `max_reset_timeout`. A
-//!   trial whose caller drops it gives no verdict: the slot is released and the next caller
-//!   becomes the trial.
-//!
-//! Each Open period may be stretched by a random fraction of up to `random_factor` (jitter, so
-//! that many breakers opened by one outage do not probe it in lockstep). The cap applies to the
-//! reset timeout before jitter.
-//!
-//! # What counts as a failure
-//!
-//! * An `Err` returned by the call ([`call`](CircuitBreaker::call)), or whatever the
-//!   predicate given to [`call_with`](CircuitBreaker::call_with) says: an `Err` that is not a
-//!   failure (say, "not found") or an `Ok` that is (say, an HTTP 503). The caller gets the
-//!   call's result either way; the predicate only decides what the breaker counts.
-//! * A call that does not finish within `call_timeout`: it is dropped there and the caller
-//!   gets [`BreakerError::Timeout`].
-//! * A panic inside the call: it is caught (each poll runs under `catch_unwind`), counted, and
-//!   reported as [`BreakerError::Panicked`]; it does not unwind into the caller.
-//!
-//! Results of calls admitted before the breaker changed state (a slow call that started while
-//! Closed and finished after the breaker opened) are counted in the statistics but do not move
-//! the state machine: only calls of the current state's period do.
-//!
-//! # Observing
-//!
-//! [`state`](CircuitBreaker::state) and [`stats`](CircuitBreaker::stats) read the state and
-//! exact counters. [`subscribe`](CircuitBreaker::subscribe) streams [`BreakerEvent`]s: each
-//! state transition and each call's [`CallOutcome`]. Listeners registered with
-//! [`on_event`](CircuitBreaker::on_event) or [`on_transition`](CircuitBreaker::on_transition)
-//! (or on the builder) are called with the same events. Events are delivered in the order the
-//! breaker produced them, by one thread at a time, and never while a lock of the breaker is
-//! held, so a listener may call back into the breaker; it should be quick, since it runs on a
-//! caller's thread. A panicking listener is logged and otherwise ignored. The delivery queue
-//! is bounded: if listeners fall more than 1024 events behind, further call outcomes are
-//! dropped for them and counted (transitions are never dropped). For exact numbers, read
-//! `stats`; events are for reacting to transitions and for sampling outcomes. Transitions are
-//! also logged through `tracing` (target `postbox::breaker`).
-//!
-//! # Cost
-//!
-//! The breaker is an `Arc`, cheap to clone and to share between tasks. On the Closed path, a
-//! successful call costs three atomic loads and one counter increment: it takes no lock,
-//! reads no clock and allocates nothing, unless someone observes the events (then each call's
-//! outcome is queued for delivery, under a short lock). The call's deadline timer is only armed if the call does not finish on its
-//! first poll. The Open and HalfOpen paths take a short lock.
-//!
-//! ```
-//! use postbox::{BreakerError, BreakerState, CircuitBreaker};
-//! use std::time::Duration;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let breaker = CircuitBreaker::builder("payments")
-//!     .max_failures(2)
-//!     .call_timeout(Duration::from_secs(1))
-//!     .reset_timeout(Duration::from_secs(30))
-//!     .build()?;
-//!
-//! for _ in 0..2 {
-//!     let result = breaker.call(async { Err::<u32, _>("503") }).await;
-//!     assert_eq!(result, Err(BreakerError::Inner("503")));
-//! }
-//! assert_eq!(breaker.state(), BreakerState::Open);
-//!
-//! // Open: the call is not made, and the caller learns when to come back.
-//! match breaker.call(async { Ok::<u32, &str>(42) }).await {
-//!     Err(BreakerError::Open { remaining }) => assert!(remaining <= Duration::from_secs(30)),
-//!     other => panic!("expected a rejection, got {other:?}"),
-//! }
-//! assert_eq!(breaker.stats().rejections, 1);
-//! # Ok(())
-//! # }
-//! ```
+//! `mod.rs` holds the handle and the public value types; `machine.rs` the state machine behind
+//! one lock, with its state word mirrored in an atomic; `events.rs` the delivery of events to
+//! subscribers and listeners; `config.rs` the builder and its checks; `bounded.rs` a call under
+//! the call timeout and `catch_unwind`; `guard.rs` guarded actor references; `tests.rs` the
+//! unit tests.
 
 mod bounded;
 mod config;
@@ -306,25 +216,111 @@ impl<E: std::error::Error + 'static> std::error::Error for BreakerError<E> {
 }
 
 /// A circuit breaker: fails calls to a dependency fast while it is down, and lets them through
-/// again once it has recovered, without anyone resetting it (Akka's `CircuitBreaker`).
+/// again once it has recovered, without anyone resetting it.
 ///
-/// * **Closed**: calls run; `max_failures` *consecutive* failures (errors, panics, calls
-///   slower than `call_timeout`) trip it to Open. Any success resets the count.
-/// * **Open**: calls are rejected at once with [`BreakerError::Open`], which says how long
-///   until the breaker half-opens; after `reset_timeout` it becomes HalfOpen.
-/// * **HalfOpen**: exactly one trial call runs (others are rejected meanwhile). Success closes
-///   the breaker; failure opens it again for the reset timeout times `exponential_backoff`
-///   (capped at `max_reset_timeout`, plus up to `random_factor` of jitter). A trial dropped by
-///   its caller frees the slot for the next caller.
+/// It wraps calls to one dependency (an async call, or an actor through
+/// [`GuardedRef`] / [`GuardedRecipient`]) and follows the state machine of Akka's
+/// `CircuitBreaker`:
 ///
-/// Late results of calls admitted before the last transition are counted in
-/// [`stats`](Self::stats) but do not move the breaker. Observe it with
-/// [`state`](Self::state), [`stats`](Self::stats), [`subscribe`](Self::subscribe) and
-/// listeners ([`on_event`](Self::on_event)). Guard actors with [`guard`](Self::guard) and
-/// [`guard_recipient`](Self::guard_recipient).
+/// ```text
+///              max_failures consecutive failures
+///   Closed ─────────────────────────────────────────► Open ◄────────────────┐
+///     ▲                                                 │                   │ the trial fails:
+///     │ the trial                     reset timeout     │                   │ reset timeout
+///     │ succeeds                      has passed        ▼                   │ × backoff factor
+///     └──────────────────────────────────────────── HalfOpen ───────────────┘
+/// ```
 ///
-/// Cheap to clone: clones share one breaker. `Send + Sync`, so it can be stored in actors,
-/// their `Props` and statics.
+/// * **Closed**: calls run. The breaker counts *consecutive* failures; any success resets the
+///   count to zero. When the count reaches `max_failures`, the breaker trips to Open.
+/// * **Open**: calls fail at once with [`BreakerError::Open`], without running, carrying the
+///   time left until the breaker will let a trial call through. Nothing waits on a slow or dead
+///   dependency, and the dependency gets room to recover.
+/// * **HalfOpen**: once the reset timeout has passed (checked lazily, on the next call or
+///   [`state`](CircuitBreaker::state)), exactly one *trial* call runs; callers that arrive
+///   while it runs are rejected with `Open { remaining: 0 }`. If the trial succeeds, the
+///   breaker closes and its reset timeout returns to the configured value. If it fails, the
+///   breaker opens again, for the previous reset timeout multiplied by the
+///   `exponential_backoff` factor (default 1.0: no growth), capped at `max_reset_timeout`. A
+///   trial whose caller drops it gives no verdict: the slot is released and the next caller
+///   becomes the trial.
+///
+/// Each Open period may be stretched by a random fraction of up to `random_factor` (jitter, so
+/// that many breakers opened by one outage do not probe it in lockstep). The cap applies to the
+/// reset timeout before jitter.
+///
+/// Guard actors with [`guard`](Self::guard) and [`guard_recipient`](Self::guard_recipient):
+/// their sends go through the breaker and fail fast, handing the message back, while it is
+/// open. A breaker is `Send + Sync`, so it can be stored in actors, their `Props` and statics.
+///
+/// # What counts as a failure
+///
+/// * An `Err` returned by the call ([`call`](CircuitBreaker::call)), or whatever the
+///   predicate given to [`call_with`](CircuitBreaker::call_with) says: an `Err` that is not a
+///   failure (say, "not found") or an `Ok` that is (say, an HTTP 503). The caller gets the
+///   call's result either way; the predicate only decides what the breaker counts.
+/// * A call that does not finish within `call_timeout`: it is dropped there and the caller
+///   gets [`BreakerError::Timeout`].
+/// * A panic inside the call: it is caught (each poll runs under `catch_unwind`), counted, and
+///   reported as [`BreakerError::Panicked`]; it does not unwind into the caller.
+///
+/// Results of calls admitted before the breaker changed state (a slow call that started while
+/// Closed and finished after the breaker opened) are counted in the statistics but do not move
+/// the state machine: only calls of the current state's period do.
+///
+/// # Observing
+///
+/// [`state`](CircuitBreaker::state) and [`stats`](CircuitBreaker::stats) read the state and
+/// exact counters. [`subscribe`](CircuitBreaker::subscribe) streams [`BreakerEvent`]s: each
+/// state transition and each call's [`CallOutcome`]. Listeners registered with
+/// [`on_event`](CircuitBreaker::on_event) or [`on_transition`](CircuitBreaker::on_transition)
+/// (or on the builder) are called with the same events. Events are delivered in the order the
+/// breaker produced them, by one thread at a time, and never while a lock of the breaker is
+/// held, so a listener may call back into the breaker; it should be quick, since it runs on a
+/// caller's thread. A panicking listener is logged and otherwise ignored. The delivery queue
+/// is bounded: if listeners fall more than 1024 events behind, further call outcomes are
+/// dropped for them and counted (transitions are never dropped). For exact numbers, read
+/// `stats`; events are for reacting to transitions and for sampling outcomes. Transitions are
+/// also logged through `tracing` (target `postbox::breaker`).
+///
+/// # Cost
+///
+/// The breaker is an `Arc`, cheap to clone and to share between tasks. On the Closed path, a
+/// successful call costs three atomic loads and one counter increment: it takes no lock,
+/// reads no clock and allocates nothing, unless someone observes the events (then each call's
+/// outcome is queued for delivery, under a short lock). The call's deadline timer is only
+/// armed if the call does not finish on its first poll. The Open and HalfOpen paths take a
+/// short lock.
+///
+/// ```
+/// use postbox::{BreakerError, BreakerState, CircuitBreaker};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let breaker = CircuitBreaker::builder("payments")
+///     .max_failures(2)
+///     .call_timeout(Duration::from_secs(1))
+///     .reset_timeout(Duration::from_secs(30))
+///     .build()?;
+///
+/// for _ in 0..2 {
+///     let result = breaker.call(async { Err::<u32, _>("503") }).await;
+///     assert_eq!(result, Err(BreakerError::Inner("503")));
+/// }
+/// assert_eq!(breaker.state(), BreakerState::Open);
+///
+/// // Open: the call is not made, and the caller learns when to come back.
+/// match breaker.call(async { Ok::<u32, &str>(42) }).await {
+///     Err(BreakerError::Open { remaining }) => assert!(remaining <= Duration::from_secs(30)),
+///     other => panic!("expected a rejection, got {other:?}"),
+/// }
+/// assert_eq!(breaker.stats().rejections, 1);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A failure predicate (a 404 is an answer, not an outage), backoff and jitter:
 ///
 /// ```
 /// use postbox::{BreakerError, CircuitBreaker};

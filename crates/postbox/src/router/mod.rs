@@ -1,56 +1,6 @@
-//! Routers: one address in front of many actors (the *distribute* pattern).
-//!
-//! A [`Router<M>`] sends each `M` to one (or several) of its routees, chosen by its
-//! [`Routing`] strategy. Routing happens in the sender's task, straight into the chosen
-//! routee's mailbox: there is no router mailbox in the data path, so a router adds no hop, no
-//! queue and no ordering hazard — messages from one sender to one routee stay in order.
-//!
-//! Behind every router runs a small manager actor that keeps the routee set:
-//!
-//! - a **pool** router ([`Router::pool`]) spawns its routees as the manager's children,
-//!   supervises them (its [`SupervisorStrategy`](crate::SupervisorStrategy) restarts failed
-//!   routees in place), replaces routees that stop for good (same name, so consistent hashing
-//!   keeps their keys), and optionally resizes between bounds by the routees' real load
-//!   ([`Resizer`]);
-//! - a **group** router ([`Router::group`]) routes over actors that already exist — local now,
-//!   remote ones later, they are all [`Recipient`]s.
-//!
-//! Routees that terminate leave the set at once: the manager watches each of them, and a
-//! sender that finds a routee closed removes it and tries the next one before its message can
-//! be lost. When no routee is left, a `tell` fails handing the message back and counts it as a
-//! dead letter with reason [`NoRoutees`](crate::DeadLetterReason::NoRoutees); an `ask` resolves
-//! with [`AskError::NoRoutees`].
-//!
-//! Stopping the router ([`Router::stop`]) stops the manager, and with it a pool's routees; a
-//! group's routees keep running.
-//!
-//! ```
-//! use postbox::prelude::*;
-//! use postbox::{Router, Routing};
-//!
-//! struct Worker;
-//! impl Actor for Worker {}
-//!
-//! struct Square(u64);
-//! impl Message for Square { type Reply = u64; }
-//! impl Handler<Square> for Worker {
-//!     async fn handle(&mut self, Square(n): Square, _: &mut Context<Self>) -> u64 { n * n }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let system = ActorSystem::new();
-//! let workers = Router::pool(4, || Worker)
-//!     .routing(Routing::smallest_mailbox())
-//!     .name("squares")
-//!     .spawn(&system)
-//!     .await?;
-//! assert_eq!(workers.len(), 4);
-//! assert_eq!(workers.ask(Square(7)).await?, 49);
-//! # system.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
+//! Routers: [`Router`] (its docs state the semantics) and [`Routing`]. The routee set is a
+//! snapshot in the [`RouterState`] that a router's handles share with its manager; `manager.rs`
+//! is the actor behind each router (and the builders), `routing.rs` the strategies.
 
 mod manager;
 mod routing;
@@ -73,7 +23,60 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::Poll;
 use std::time::Duration;
 
-/// A handle to a router: cheap to clone, `Send + Sync`. See the [module docs](self).
+/// One address in front of many actors (the *distribute* pattern): a handle to a router, cheap
+/// to clone, `Send + Sync`.
+///
+/// A router sends each `M` to one (or several) of its routees, chosen by its
+/// [`Routing`] strategy. Routing happens in the sender's task, straight into the chosen
+/// routee's mailbox: there is no router mailbox in the data path, so a router adds no hop, no
+/// queue and no ordering hazard — messages from one sender to one routee stay in order.
+///
+/// Behind every router runs a small manager actor that keeps the routee set:
+///
+/// - a **pool** router ([`Router::pool`]) spawns its routees as the manager's children,
+///   supervises them (its [`SupervisorStrategy`](crate::SupervisorStrategy) restarts failed
+///   routees in place), replaces routees that stop for good (same name, so consistent hashing
+///   keeps their keys), and optionally resizes between bounds by the routees' real load
+///   ([`Resizer`]);
+/// - a **group** router ([`Router::group`]) routes over actors that already exist, local or
+///   remote: they are all [`Recipient`]s.
+///
+/// Routees that terminate leave the set at once: the manager watches each of them, and a
+/// sender that finds a routee closed removes it and tries the next one before its message can
+/// be lost. When no routee is left, a `tell` fails handing the message back and counts it as a
+/// dead letter with reason [`NoRoutees`](crate::DeadLetterReason::NoRoutees); an `ask` resolves
+/// with [`AskError::NoRoutees`].
+///
+/// Stopping the router ([`Router::stop`]) stops the manager, and with it a pool's routees; a
+/// group's routees keep running.
+///
+/// ```
+/// use postbox::prelude::*;
+/// use postbox::{Router, Routing};
+///
+/// struct Worker;
+/// impl Actor for Worker {}
+///
+/// struct Square(u64);
+/// impl Message for Square { type Reply = u64; }
+/// impl Handler<Square> for Worker {
+///     async fn handle(&mut self, Square(n): Square, _: &mut Context<Self>) -> u64 { n * n }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let system = ActorSystem::new();
+/// let workers = Router::pool(4, || Worker)
+///     .routing(Routing::smallest_mailbox())
+///     .name("squares")
+///     .spawn(&system)
+///     .await?;
+/// assert_eq!(workers.len(), 4);
+/// assert_eq!(workers.ask(Square(7)).await?, 49);
+/// # system.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Router<M: Message> {
     state: Arc<RouterState<M>>,
 }

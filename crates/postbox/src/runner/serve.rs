@@ -47,7 +47,8 @@ impl<A: Actor> Runner<A> {
     /// handler has to wait, or something other than a message arrives, does the loop come back
     /// out here to `.await`. This keeps the per-message cost to the work itself rather than the
     /// construction and teardown of nested futures.
-    // Deliberately not an `async fn`, which would store its arguments twice (module docs).
+    // Deliberately not an `async fn`, which would store its arguments twice (see the
+    // `runner` module docs).
     #[allow(clippy::manual_async_fn)]
     pub(super) fn serve<'a>(
         &'a mut self,
