@@ -52,7 +52,7 @@
 //!
 //! Everything is read at scrape time from the runtime's own lock-free counters, by one walk of
 //! the actor table, except two distributions that only exist per message and are sampled as
-//! they happen by the observer this crate installs ([`postbox::observe`]):
+//! they happen by the observer this crate installs ([`postbox::Observer`]):
 //!
 //! * `postbox_handler_duration_seconds{actor_type}`: handler run time of one message in 16 per
 //!   actor. Its `_count` counts samples; `postbox_messages_processed_total` counts messages.

@@ -1,44 +1,5 @@
-//! Backoff supervision: keep one child alive, restarting it after exponentially growing,
-//! jittered delays, for as long as it takes.
-//!
-//! [`BackoffSupervisor`] spawns a small parent actor whose only job is its child. When the
-//! child fails (or, with [`on_stop`](BackoffSupervisor::on_stop), also when it stops
-//! normally), the parent restarts it after the next delay of its [`Backoff`]: `min`, then
-//! `min × factor`, … up to `max`, each stretched by random jitter so that many children failing
-//! together (a database restart) do not come back in lockstep. Once the child has stayed up for
-//! the backoff's reset period, the next failure starts again from `min`. There is no restart
-//! limit unless you set one.
-//!
-//! The child's [`ActorRef`] stays valid across restarts (the mailbox belongs to the actor, not
-//! to an instance), so callers keep talking to the same reference. What happens to messages
-//! while the child is down is chosen by [`WhileDown`]: **stash** them in the mailbox for the
-//! next instance (the default; a full mailbox pushes back on senders), or **dead-letter**
-//! them with reason [`ActorDown`](crate::DeadLetterReason::ActorDown) so callers fail fast
-//! instead of waiting for a dependency that is away.
-//!
-//! ```
-//! use postbox::prelude::*;
-//! use postbox::{Backoff, BackoffSupervisor, WhileDown};
-//! use std::time::Duration;
-//!
-//! struct Connection;
-//! impl Actor for Connection {}
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let system = ActorSystem::new();
-//! let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10))
-//!     .reset_after(Duration::from_secs(30));
-//! let connection: ActorRef<Connection> =
-//!     BackoffSupervisor::on_failure(Props::new(|| Connection).name("db"), backoff)
-//!         .while_down(WhileDown::DeadLetter)
-//!         .spawn(&system)
-//!         .await?;
-//! assert_eq!(connection.path(), "/user/db-backoff/db");
-//! # system.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
+//! Backoff supervision: [`BackoffSupervisor`], a one-child parent with an unlimited,
+//! backoff-delayed restart strategy, and [`WhileDown`]. Their docs state the semantics.
 
 use crate::actor::{Actor, Message};
 use crate::actor_ref::ActorRef;
@@ -65,7 +26,48 @@ pub enum WhileDown {
     DeadLetter,
 }
 
-/// Builds a backoff supervisor around one child. See the [module docs](self).
+/// Keeps one child alive, restarting it after exponentially growing, jittered delays, for as
+/// long as it takes. Build it with [`on_failure`](Self::on_failure) or
+/// [`on_stop`](Self::on_stop), then [`spawn`](Self::spawn) it.
+///
+/// It spawns a small parent actor whose only job is its child. When the
+/// child fails (or, with [`on_stop`](BackoffSupervisor::on_stop), also when it stops
+/// normally), the parent restarts it after the next delay of its [`Backoff`]: `min`, then
+/// `min × factor`, … up to `max`, each stretched by random jitter so that many children failing
+/// together (a database restart) do not come back in lockstep. Once the child has stayed up for
+/// the backoff's reset period, the next failure starts again from `min`. There is no restart
+/// limit unless you set one.
+///
+/// The child's [`ActorRef`] stays valid across restarts (the mailbox belongs to the actor, not
+/// to an instance), so callers keep talking to the same reference. What happens to messages
+/// while the child is down is chosen by [`WhileDown`]: **stash** them in the mailbox for the
+/// next instance (the default; a full mailbox pushes back on senders), or **dead-letter**
+/// them with reason [`ActorDown`](crate::DeadLetterReason::ActorDown) so callers fail fast
+/// instead of waiting for a dependency that is away.
+///
+/// ```
+/// use postbox::prelude::*;
+/// use postbox::{Backoff, BackoffSupervisor, WhileDown};
+/// use std::time::Duration;
+///
+/// struct Connection;
+/// impl Actor for Connection {}
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let system = ActorSystem::new();
+/// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10))
+///     .reset_after(Duration::from_secs(30));
+/// let connection: ActorRef<Connection> =
+///     BackoffSupervisor::on_failure(Props::new(|| Connection).name("db"), backoff)
+///         .while_down(WhileDown::DeadLetter)
+///         .spawn(&system)
+///         .await?;
+/// assert_eq!(connection.path(), "/user/db-backoff/db");
+/// # system.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct BackoffSupervisor<A: Actor> {
     child: Props<A>,
     backoff: Backoff,

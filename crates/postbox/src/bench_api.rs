@@ -1,16 +1,17 @@
 //! The mailbox as a plain channel, so that `benches/` can measure it against
-//! `tokio::sync::mpsc` without going through actors. Hidden from docs; not a stable API.
+//! `tokio::sync::mpsc` without going through actors. Compiled only with the `bench-api`
+//! feature, which only the benches package enables; hidden from docs; not a stable API.
 
 use crate::mailbox::{AsInbox, Consumer, Inbox, Mailbox, PushError, Received};
 use std::future::poll_fn;
 use std::sync::Arc;
 
-/// Owns the inbox for the sending and receiving halves.
-pub(crate) struct Shared<T> {
+/// The inbox both halves of a bench channel point to.
+pub(crate) struct Channel<T> {
     inbox: Inbox<T, ()>,
 }
 
-impl<T: Send> AsInbox for Shared<T> {
+impl<T: Send> AsInbox for Channel<T> {
     type Item = T;
     type Signal = ();
     fn inbox(&self) -> &Inbox<T, ()> {
@@ -20,13 +21,13 @@ impl<T: Send> AsInbox for Shared<T> {
 
 /// The sending half; clone it for more producers.
 pub struct MailboxSender<T> {
-    shared: Arc<Shared<T>>,
+    channel: Arc<Channel<T>>,
 }
 
 impl<T> Clone for MailboxSender<T> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            channel: self.channel.clone(),
         }
     }
 }
@@ -39,7 +40,7 @@ impl<T> std::fmt::Debug for MailboxSender<T> {
 
 /// The receiving half.
 pub struct MailboxReceiver<T: Send> {
-    consumer: Consumer<Shared<T>>,
+    consumer: Consumer<Channel<T>>,
 }
 
 impl<T: Send> std::fmt::Debug for MailboxReceiver<T> {
@@ -50,23 +51,23 @@ impl<T: Send> std::fmt::Debug for MailboxReceiver<T> {
 
 /// A mailbox of `config`'s size with one receiver.
 pub fn mailbox<T: Send>(config: Mailbox) -> (MailboxSender<T>, MailboxReceiver<T>) {
-    let shared = Arc::new(Shared {
+    let channel = Arc::new(Channel {
         inbox: Inbox::new(config),
     });
     // SAFETY: the receiver made here is the only consumer of this inbox; it is not `Clone`.
-    let consumer = unsafe { Consumer::new(shared.clone()) };
-    (MailboxSender { shared }, MailboxReceiver { consumer })
+    let consumer = unsafe { Consumer::new(channel.clone()) };
+    (MailboxSender { channel }, MailboxReceiver { consumer })
 }
 
 impl<T: Send> MailboxSender<T> {
     /// Waits for room. (This API never closes the mailbox, so it does not fail in practice.)
     pub async fn send(&self, value: T) -> Result<(), T> {
-        self.shared.inbox.send(value).await
+        self.channel.inbox.send(value).await
     }
 
     /// Fails at once when full.
     pub fn try_send(&self, value: T) -> Result<(), T> {
-        self.shared.inbox.try_send(value).map_err(|e| match e {
+        self.channel.inbox.try_send(value).map_err(|e| match e {
             PushError::Full(v) | PushError::Closed(v) => v,
         })
     }

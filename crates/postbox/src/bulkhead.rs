@@ -1,61 +1,5 @@
-//! Bulkhead admission: a concurrency limit per group of calls, with a bounded waiting line.
-//!
-//! A [`Bulkhead`] lets at most `max_in_flight` calls run at once. Up to `max_queued` more
-//! wait their turn, first come first served; any call beyond that is **rejected at once** with
-//! [`BulkheadFull`] instead of joining an ever longer queue. A slow dependency can then tie up
-//! only its own bulkhead's slots: callers of everything else keep going, and callers of the
-//! slow thing learn quickly that it is saturated (and can shed load, fall back or retry later)
-//! rather than piling up. Where a [`Dispatcher`](crate::Dispatcher) compartmentalizes the
-//! *threads* actors run on, a bulkhead compartmentalizes the *callers* of a group.
-//!
-//! A call is any future or anything that turns into one (`IntoFuture`), so the same bulkhead
-//! guards plain async functions and actors alike: pass an un-awaited
-//! [`ActorRef::ask`](crate::ActorRef::ask) (or [`Recipient::ask`](crate::Recipient::ask), or a
-//! `tell`) to [`run`](Bulkhead::run). An ask is sent only once it is admitted, so a rejected or
-//! still queued ask never reaches the mailbox, and its timeout counts from admission. The
-//! result of an admitted call is returned untouched: `bulkhead.run(actor.ask(msg)).await` is a
-//! `Result<Result<Reply, AskError>, BulkheadFull>`, and `??` turns both into your error type.
-//!
-//! * [`run`](Bulkhead::run) waits in line when all slots are taken and the line has room;
-//!   [`try_run`](Bulkhead::try_run) never waits: no free slot, rejected.
-//! * The line is FIFO (a Tokio [`Semaphore`]): a freed slot goes to the call that has waited
-//!   longest, and newcomers cannot overtake waiting calls.
-//! * Cancel-safe: dropping a queued call gives up its place in line, dropping a running call
-//!   frees its slot for the next in line. To bound the wait, wrap the call in
-//!   `tokio::time::timeout`; a timed-out wait leaves the line.
-//! * [`stats`](Bulkhead::stats) reads the counters for metrics (in flight, queued, admitted,
-//!   rejected) lock-free.
-//!
-//! ```
-//! use postbox::prelude::*;
-//! use postbox::Bulkhead;
-//!
-//! struct Lookup;
-//! impl Actor for Lookup {}
-//!
-//! struct Find(u32);
-//! impl Message for Find { type Reply = u32; }
-//! impl Handler<Find> for Lookup {
-//!     async fn handle(&mut self, msg: Find, _: &mut Context<Self>) -> u32 { msg.0 * 2 }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), BoxError> {
-//! let system = ActorSystem::new();
-//! let lookup = system.spawn(|| Lookup)?;
-//! let bulkhead = Bulkhead::new("lookup", 8, 32);
-//!
-//! let found = bulkhead.run(lookup.ask(Find(21))).await??;
-//! assert_eq!(found, 42);
-//! let sum = bulkhead.try_run(async { 1 + 1 }).await?;
-//! assert_eq!(sum, 2);
-//!
-//! let stats = bulkhead.stats();
-//! assert_eq!((stats.admitted, stats.rejected, stats.in_flight), (2, 0, 0));
-//! # system.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
+//! Bulkhead admission: [`Bulkhead`], [`BulkheadFull`], [`BulkheadStats`]. Their docs state
+//! the semantics.
 
 use std::fmt;
 use std::future::IntoFuture;
@@ -66,30 +10,69 @@ use tokio::sync::Semaphore;
 /// A concurrency limit with a bounded FIFO waiting line, shared by a group of calls. Cheap to
 /// clone; all clones are the same bulkhead.
 ///
-/// At most `max_in_flight` calls run at once; up to `max_queued` more wait, first come first
-/// served; any call beyond that is rejected at once with [`BulkheadFull`], never started. A call
-/// is anything awaitable: a future, or an un-awaited [`ActorRef::ask`](crate::ActorRef::ask),
-/// which then sends its message only once admitted. Dropping a waiting call leaves the line;
-/// dropping a running call frees its slot.
+/// It lets at most `max_in_flight` calls run at once. Up to `max_queued` more
+/// wait their turn, first come first served; any call beyond that is **rejected at once** with
+/// [`BulkheadFull`] instead of joining an ever longer queue. A slow dependency can then tie up
+/// only its own bulkhead's slots: callers of everything else keep going, and callers of the
+/// slow thing learn quickly that it is saturated (and can shed load, fall back or retry later)
+/// rather than piling up. Where a [`Dispatcher`](crate::Dispatcher) compartmentalizes the
+/// *threads* actors run on, a bulkhead compartmentalizes the *callers* of a group.
+///
+/// A call is any future or anything that turns into one (`IntoFuture`), so the same bulkhead
+/// guards plain async functions and actors alike: pass an un-awaited
+/// [`ActorRef::ask`](crate::ActorRef::ask) (or [`Recipient::ask`](crate::Recipient::ask), or a
+/// `tell`) to [`run`](Bulkhead::run). An ask is sent only once it is admitted, so a rejected or
+/// still queued ask never reaches the mailbox, and its timeout counts from admission. The
+/// result of an admitted call is returned untouched: `bulkhead.run(actor.ask(msg)).await` is a
+/// `Result<Result<Reply, AskError>, BulkheadFull>`, and `??` turns both into your error type.
+///
+/// * [`run`](Bulkhead::run) waits in line when all slots are taken and the line has room;
+///   [`try_run`](Bulkhead::try_run) never waits: no free slot, rejected.
+/// * The line is FIFO (a Tokio [`Semaphore`]): a freed slot goes to the call that has waited
+///   longest, and newcomers cannot overtake waiting calls.
+/// * Cancel-safe: dropping a queued call gives up its place in line, dropping a running call
+///   frees its slot for the next in line. To bound the wait, wrap the call in
+///   `tokio::time::timeout`; a timed-out wait leaves the line.
+/// * [`stats`](Bulkhead::stats) reads the counters for metrics (in flight, queued, admitted,
+///   rejected) lock-free.
 ///
 /// ```
+/// use postbox::prelude::*;
 /// use postbox::Bulkhead;
 ///
+/// struct Lookup;
+/// impl Actor for Lookup {}
+///
+/// struct Find(u32);
+/// impl Message for Find { type Reply = u32; }
+/// impl Handler<Find> for Lookup {
+///     async fn handle(&mut self, msg: Find, _: &mut Context<Self>) -> u32 { msg.0 * 2 }
+/// }
+///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), postbox::BulkheadFull> {
-/// let payments = Bulkhead::new("payments", 4, 16);
-/// let charged = payments.run(async { "charged" }).await?;
-/// assert_eq!(charged, "charged");
-/// assert_eq!(payments.stats().admitted, 1);
+/// # async fn main() -> Result<(), BoxError> {
+/// let system = ActorSystem::new();
+/// let lookup = system.spawn(|| Lookup)?;
+/// let bulkhead = Bulkhead::new("lookup", 8, 32);
+///
+/// let found = bulkhead.run(lookup.ask(Find(21))).await??;
+/// assert_eq!(found, 42);
+/// let sum = bulkhead.try_run(async { 1 + 1 }).await?;
+/// assert_eq!(sum, 2);
+///
+/// let stats = bulkhead.stats();
+/// assert_eq!((stats.admitted, stats.rejected, stats.in_flight), (2, 0, 0));
+/// # system.shutdown().await;
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Clone)]
 pub struct Bulkhead {
-    shared: Arc<Shared>,
+    admission: Arc<Admission>,
 }
 
-struct Shared {
+/// A bulkhead's slots, the length of its waiting line and its counters, shared by its clones.
+struct Admission {
     name: Arc<str>,
     max_in_flight: usize,
     max_queued: usize,
@@ -148,7 +131,7 @@ impl Bulkhead {
     pub fn new(name: impl Into<String>, max_in_flight: usize, max_queued: usize) -> Self {
         let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            shared: Arc::new(Shared {
+            admission: Arc::new(Admission {
                 name: Arc::from(name.into()),
                 max_in_flight,
                 max_queued,
@@ -163,23 +146,23 @@ impl Bulkhead {
 
     /// The name given at creation.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.admission.name
     }
 
     /// How many calls may run at once.
     pub fn max_in_flight(&self) -> usize {
-        self.shared.max_in_flight
+        self.admission.max_in_flight
     }
 
     /// How many calls may wait for a slot.
     pub fn max_queued(&self) -> usize {
-        self.shared.max_queued
+        self.admission.max_queued
     }
 
     /// The counters, for metrics. Each is read atomically; together they are a close, not a
     /// simultaneous, snapshot.
     pub fn stats(&self) -> BulkheadStats {
-        let s = &self.shared;
+        let s = &self.admission;
         BulkheadStats {
             in_flight: s.in_flight.load(Relaxed),
             queued: s.queued.load(Relaxed),
@@ -194,7 +177,7 @@ impl Bulkhead {
     ///
     /// Dropping the returned future leaves the line, or frees the slot, at once.
     pub async fn run<F: IntoFuture>(&self, call: F) -> Result<F::Output, BulkheadFull> {
-        let s = &*self.shared;
+        let s = &*self.admission;
         let _slot = match s.slots.try_acquire() {
             Ok(slot) => slot,
             Err(_) => {
@@ -216,14 +199,14 @@ impl Bulkhead {
     ///
     /// Dropping the returned future frees the slot at once.
     pub async fn try_run<F: IntoFuture>(&self, call: F) -> Result<F::Output, BulkheadFull> {
-        let s = &*self.shared;
+        let s = &*self.admission;
         let _slot = s.slots.try_acquire().map_err(|_| s.reject())?;
         let _running = s.admit();
         Ok(call.into_future().await)
     }
 }
 
-impl Shared {
+impl Admission {
     /// Takes a place in line, if there is room.
     fn join_line(&self) -> Result<Waiting<'_>, BulkheadFull> {
         self.queued
@@ -251,7 +234,7 @@ impl Shared {
 }
 
 /// A place in line; given up when dropped.
-struct Waiting<'a>(&'a Shared);
+struct Waiting<'a>(&'a Admission);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
@@ -260,7 +243,7 @@ impl Drop for Waiting<'_> {
 }
 
 /// A running call; counted until dropped.
-struct Running<'a>(&'a Shared);
+struct Running<'a>(&'a Admission);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
@@ -271,9 +254,9 @@ impl Drop for Running<'_> {
 impl fmt::Debug for Bulkhead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
-            .field("name", &self.shared.name)
-            .field("max_in_flight", &self.shared.max_in_flight)
-            .field("max_queued", &self.shared.max_queued)
+            .field("name", &self.admission.name)
+            .field("max_in_flight", &self.admission.max_in_flight)
+            .field("max_queued", &self.admission.max_queued)
             .field("stats", &self.stats())
             .finish()
     }

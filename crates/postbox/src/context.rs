@@ -32,14 +32,15 @@ pub struct Context<A: Actor> {
     pub(crate) supervisor: Supervisor,
     /// What few actors use. Boxed on purpose: every idle actor carries its context, so one
     /// pointer beats the inline fields (an empty set alone is six words).
-    pub(crate) extras: Option<Box<Extras>>,
+    pub(crate) watches_and_settings: Option<Box<WatchesAndSettings>>,
     /// Set once the actor begins to stop: no new children.
     pub(crate) stopping: bool,
 }
 
-/// The rarely used part of a context.
+/// The part of a context few actors use: whom the actor watches, and the dispatcher and
+/// breaker its props gave it.
 #[derive(Default)]
-pub(crate) struct Extras {
+pub(crate) struct WatchesAndSettings {
     /// Actors this actor watches; `Terminated` from others is dropped (it may race an unwatch).
     pub(crate) watching: HashSet<ActorId>,
     /// The dispatcher this actor runs on, which its children inherit (for a blocking actor:
@@ -57,18 +58,19 @@ impl<A: Actor> Context<A> {
             request: None,
             incarnation: 0,
             supervisor,
-            extras: None,
+            watches_and_settings: None,
             stopping: false,
         }
     }
 
-    fn extras(&mut self) -> &mut Extras {
-        self.extras.get_or_insert_with(Default::default)
+    fn watches_and_settings(&mut self) -> &mut WatchesAndSettings {
+        self.watches_and_settings
+            .get_or_insert_with(Default::default)
     }
 
     /// The dispatcher this actor runs on (`None`: the system's runtime).
     pub(crate) fn dispatcher(&self) -> Option<&Dispatcher> {
-        self.extras.as_ref()?.dispatcher.as_ref()
+        self.watches_and_settings.as_ref()?.dispatcher.as_ref()
     }
 
     /// The circuit breaker given to this actor with
@@ -76,7 +78,7 @@ impl<A: Actor> Context<A> {
     /// dependency it guards. The same breaker serves every incarnation, so a restart does not
     /// forget that the dependency is down.
     pub fn circuit_breaker(&self) -> Option<&CircuitBreaker> {
-        self.extras.as_ref()?.breaker.as_ref()
+        self.watches_and_settings.as_ref()?.breaker.as_ref()
     }
 
     /// A reference to this actor.
@@ -157,7 +159,7 @@ impl<A: Actor> Context<A> {
         if id == self.id() {
             return;
         }
-        if !self.extras().watching.insert(id) {
+        if !self.watches_and_settings().watching.insert(id) {
             return;
         }
         let sink: Arc<dyn TerminatedSink> = self.myself.cell().clone();
@@ -175,8 +177,8 @@ impl<A: Actor> Context<A> {
     pub fn unwatch<T: Watchable + ?Sized>(&mut self, target: &T) {
         let WatchTarget(cell) = target.watch_target();
         let id = cell.meta().id;
-        if let Some(extras) = &mut self.extras {
-            if extras.watching.remove(&id) {
+        if let Some(state) = &mut self.watches_and_settings {
+            if state.watching.remove(&id) {
                 let _ = cell.send_system(SystemSignal::Unwatch { watcher: self.id() });
             }
         }
@@ -184,16 +186,16 @@ impl<A: Actor> Context<A> {
 
     /// Whether this actor currently watches `id`.
     pub fn is_watching(&self, id: ActorId) -> bool {
-        self.extras
+        self.watches_and_settings
             .as_ref()
-            .is_some_and(|e| e.watching.contains(&id))
+            .is_some_and(|state| state.watching.contains(&id))
     }
 
     /// Consumes a `Terminated` for `from`: true if it is still watched (and then no longer is).
     pub(crate) fn take_watched(&mut self, from: ActorId) -> bool {
-        self.extras
+        self.watches_and_settings
             .as_mut()
-            .is_some_and(|e| e.watching.remove(&from))
+            .is_some_and(|state| state.watching.remove(&from))
     }
 
     /// Stops this actor after the current handler returns (a normal exit). Queued messages

@@ -1,93 +1,5 @@
-//! Dispatchers: which threads an actor's task runs on.
-//!
-//! By default every actor is a task on the system's runtime (the one the [`ActorSystem`] was
-//! built in, or the one given to [`ActorSystemBuilder::runtime`]). One actor that blocks a
-//! worker thread — a synchronous database driver, `std::thread::sleep`, heavy computation —
-//! then takes that thread from every other actor, and a few such actors stall the whole
-//! system, timers included. A [`Dispatcher`] is a *bulkhead* for executors: a dedicated Tokio
-//! multi-thread runtime with its own OS threads, named `postbox-<name>`, so that a group of
-//! actors placed on it can only ever exhaust its threads, never the system's.
-//!
-//! # Placement rules
-//!
-//! * [`Props::dispatcher`] places an actor on a dispatcher: its task, and so every handler,
-//!   hook and restart of it, runs on the dispatcher's threads.
-//! * **Children inherit** their parent's dispatcher: a child spawned with
-//!   [`Context::spawn`] whose props choose none runs on the parent's dispatcher, so a whole
-//!   subtree stays in its compartment. A child's own [`Props::dispatcher`] overrides.
-//! * Top-level actors ([`ActorSystem::spawn`]) without a dispatcher run on the system's
-//!   runtime; nothing is inherited from the code that spawns them.
-//! * [`Props::blocking`] gives an actor a **thread of its own**, for handlers that call
-//!   blocking code. It is not inherited (see below).
-//!
-//! A dispatcher's runtime lives as long as anything uses it: the [`Dispatcher`] handles, and
-//! every live actor placed on it (their tasks hold a handle). When the last one goes away the
-//! runtime shuts down in the background ([`Runtime::shutdown_background`]), which is safe from
-//! any context, async or not; plain tasks spawned on it through [`Dispatcher::handle`] are
-//! cancelled then. Actor references do not keep it alive.
-//!
-//! # Blocking actors
-//!
-//! A blocking actor runs its whole life on a dedicated OS thread (`postbox-blocking-<id>`),
-//! driven by a current-thread Tokio runtime owned by that thread. Its handlers may block as long
-//! as they like: only its own thread waits. The thread ends when the actor terminates.
-//!
-//! Why a dedicated thread with its own runtime rather than `spawn_blocking` +
-//! `Handle::block_on` on the system runtime: (1) the actor's own timers (backoff, child stop
-//! deadlines, `tokio::time` in handlers) are then driven by its thread, so they keep working
-//! even when the system's workers are starved — the point of the compartment; (2) Tokio's
-//! blocking pool is meant for finite jobs: a runtime being dropped waits for its blocking tasks,
-//! and an actor that never stops would hang that drop; (3) the pool's thread limit would be
-//! shared with every other `spawn_blocking` user. The cost is one thread and one small runtime
-//! per blocking actor, which is why blocking actors are meant for a few gateways to blocking
-//! resources, not for thousands of entities. Plain tasks spawned with `tokio::spawn` from a
-//! blocking actor's handler run on its thread (between its blocking calls) and end with it; to
-//! run work elsewhere, spawn it on a dispatcher's [`handle`](Dispatcher::handle).
-//!
-//! **Blocking is not inherited.** Children of a blocking actor run on the dispatcher the
-//! blocking actor would otherwise have used — its own [`Props::dispatcher`], else its parent's,
-//! else the system's runtime — unless their props say [`blocking`](crate::Props::blocking) themselves.
-//! Blocking is a property of a handler's code, not of a subtree, and inheriting it would turn
-//! every child (say, one per request) silently into an OS thread. Akka makes the same choice:
-//! a pinned dispatcher is assigned to one actor by its deployment, children do not get it.
-//!
-//! ```
-//! use postbox::prelude::*;
-//! use postbox::Dispatcher;
-//!
-//! struct WhereAmI;
-//! impl Message for WhereAmI { type Reply = String; }
-//!
-//! struct Legacy;
-//! impl Actor for Legacy {}
-//! impl Handler<WhereAmI> for Legacy {
-//!     async fn handle(&mut self, _: WhereAmI, _: &mut Context<Self>) -> String {
-//!         std::thread::sleep(std::time::Duration::from_millis(1)); // blocks only its group
-//!         std::thread::current().name().unwrap_or_default().to_owned()
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let system = ActorSystem::new();
-//! let legacy = Dispatcher::new("legacy", 2)?;
-//! let pooled = system.spawn(Props::new(|| Legacy).dispatcher(&legacy))?;
-//! assert_eq!(pooled.ask(WhereAmI).await?, "postbox-legacy");
-//!
-//! let pinned = system.spawn(Props::new(|| Legacy).blocking())?;
-//! assert!(pinned.ask(WhereAmI).await?.starts_with("postbox-blocking-"));
-//! # system.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! [`ActorSystem`]: crate::ActorSystem
-//! [`ActorSystem::spawn`]: crate::ActorSystem::spawn
-//! [`ActorSystemBuilder::runtime`]: crate::ActorSystemBuilder::runtime
-//! [`Context::spawn`]: crate::Context::spawn
-//! [`Props::dispatcher`]: crate::Props::dispatcher
-//! [`Props::blocking`]: crate::Props::blocking
-//! [`Runtime::shutdown_background`]: tokio::runtime::Runtime::shutdown_background
+//! Dispatchers: [`Dispatcher`], a named runtime with threads of its own (its docs state the
+//! placement rules), and [`PinnedThread`], the dedicated thread of a blocking actor.
 
 use std::fmt;
 use std::future::Future;
@@ -99,20 +11,87 @@ use std::sync::Arc;
 /// A handle to a dedicated executor: a Tokio multi-thread runtime with its own OS threads,
 /// named `postbox-<name>`. Cheap to clone; all clones are the same executor.
 ///
-/// Actors placed on it with [`Props::dispatcher`](crate::Props::dispatcher) can block or
-/// exhaust only its threads, never the system's. Placement rules:
+/// By default every actor is a task on the system's runtime (the one the [`ActorSystem`] was
+/// built in, or the one given to [`ActorSystemBuilder::runtime`]). One actor that blocks a
+/// worker thread — a synchronous database driver, `std::thread::sleep`, heavy computation —
+/// then takes that thread from every other actor, and a few such actors stall the whole
+/// system, timers included. A dispatcher is a *bulkhead* for executors: a group of actors
+/// placed on it can only ever exhaust its threads, never the system's.
 ///
-/// * an actor runs, restarts included, on its props' dispatcher;
-/// * a child without one runs on its parent's (the whole subtree stays in the compartment);
-/// * a top-level actor without one runs on the system's runtime;
-/// * [`Props::blocking`](crate::Props::blocking) gives an actor a thread of its own instead.
-///   It is not inherited: a blocking actor's children run on the dispatcher it would
-///   otherwise have had, because inheriting it would silently turn every child into an OS
-///   thread.
+/// # Placement rules
 ///
-/// The runtime lives while a handle does, and every actor on it holds one, so it outlives its
-/// actors; actor references do not keep it alive. The last handle shuts it down in the
-/// background, which is safe anywhere, async code and its own threads included.
+/// * [`Props::dispatcher`] places an actor on a dispatcher: its task, and so every handler,
+///   hook and restart of it, runs on the dispatcher's threads.
+/// * **Children inherit** their parent's dispatcher: a child spawned with
+///   [`Context::spawn`] whose props choose none runs on the parent's dispatcher, so a whole
+///   subtree stays in its compartment. A child's own [`Props::dispatcher`] overrides.
+/// * Top-level actors ([`ActorSystem::spawn`]) without a dispatcher run on the system's
+///   runtime; nothing is inherited from the code that spawns them.
+/// * [`Props::blocking`] gives an actor a **thread of its own**, for handlers that call
+///   blocking code. It is not inherited (see below).
+///
+/// A dispatcher's runtime lives as long as anything uses it: the [`Dispatcher`] handles, and
+/// every live actor placed on it (their tasks hold a handle). When the last one goes away the
+/// runtime shuts down in the background ([`Runtime::shutdown_background`]), which is safe from
+/// any context, async or not; plain tasks spawned on it through [`Dispatcher::handle`] are
+/// cancelled then. Actor references do not keep it alive.
+///
+/// # Blocking actors
+///
+/// A blocking actor runs its whole life on a dedicated OS thread (`postbox-blocking-<id>`),
+/// driven by a current-thread Tokio runtime owned by that thread. Its handlers may block as long
+/// as they like: only its own thread waits. The thread ends when the actor terminates.
+///
+/// Why a dedicated thread with its own runtime rather than `spawn_blocking` +
+/// `Handle::block_on` on the system runtime: (1) the actor's own timers (backoff, child stop
+/// deadlines, `tokio::time` in handlers) are then driven by its thread, so they keep working
+/// even when the system's workers are starved — the point of the compartment; (2) Tokio's
+/// blocking pool is meant for finite jobs: a runtime being dropped waits for its blocking tasks,
+/// and an actor that never stops would hang that drop; (3) the pool's thread limit would be
+/// shared with every other `spawn_blocking` user. The cost is one thread and one small runtime
+/// per blocking actor, which is why blocking actors are meant for a few gateways to blocking
+/// resources, not for thousands of entities. Plain tasks spawned with `tokio::spawn` from a
+/// blocking actor's handler run on its thread (between its blocking calls) and end with it; to
+/// run work elsewhere, spawn it on a dispatcher's [`handle`](Dispatcher::handle).
+///
+/// **Blocking is not inherited.** Children of a blocking actor run on the dispatcher the
+/// blocking actor would otherwise have used — its own [`Props::dispatcher`], else its parent's,
+/// else the system's runtime — unless their props say [`blocking`](crate::Props::blocking) themselves.
+/// Blocking is a property of a handler's code, not of a subtree, and inheriting it would turn
+/// every child (say, one per request) silently into an OS thread. Akka makes the same choice:
+/// a pinned dispatcher is assigned to one actor by its deployment, children do not get it.
+///
+/// ```
+/// use postbox::prelude::*;
+/// use postbox::Dispatcher;
+///
+/// struct WhereAmI;
+/// impl Message for WhereAmI { type Reply = String; }
+///
+/// struct Legacy;
+/// impl Actor for Legacy {}
+/// impl Handler<WhereAmI> for Legacy {
+///     async fn handle(&mut self, _: WhereAmI, _: &mut Context<Self>) -> String {
+///         std::thread::sleep(std::time::Duration::from_millis(1)); // blocks only its group
+///         std::thread::current().name().unwrap_or_default().to_owned()
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let system = ActorSystem::new();
+/// let legacy = Dispatcher::new("legacy", 2)?;
+/// let pooled = system.spawn(Props::new(|| Legacy).dispatcher(&legacy))?;
+/// assert_eq!(pooled.ask(WhereAmI).await?, "postbox-legacy");
+///
+/// let pinned = system.spawn(Props::new(|| Legacy).blocking())?;
+/// assert!(pinned.ask(WhereAmI).await?.starts_with("postbox-blocking-"));
+/// # system.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A dispatcher's runtime can also run plain tasks and futures:
 ///
 /// ```
 /// use postbox::Dispatcher;
@@ -124,6 +103,14 @@ use std::sync::Arc;
 /// assert_eq!(answer, 42);
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// [`ActorSystem`]: crate::ActorSystem
+/// [`ActorSystem::spawn`]: crate::ActorSystem::spawn
+/// [`ActorSystemBuilder::runtime`]: crate::ActorSystemBuilder::runtime
+/// [`Context::spawn`]: crate::Context::spawn
+/// [`Props::dispatcher`]: crate::Props::dispatcher
+/// [`Props::blocking`]: crate::Props::blocking
+/// [`Runtime::shutdown_background`]: tokio::runtime::Runtime::shutdown_background
 #[derive(Clone)]
 pub struct Dispatcher {
     inner: Arc<Inner>,
@@ -186,8 +173,8 @@ impl Dispatcher {
     }
 
     /// The Tokio handle of the dispatcher's runtime, to run plain tasks beside its actors.
-    /// Tasks spawned through it are cancelled when the dispatcher shuts down (module docs);
-    /// the handle itself does not keep the dispatcher alive.
+    /// Tasks spawned through it are cancelled when the dispatcher shuts down (see
+    /// [`Dispatcher`]); the handle itself does not keep the dispatcher alive.
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.inner.handle
     }

@@ -108,7 +108,7 @@ pub enum AskError {
     /// The remote actor's node was lost before the reply came (or was unreachable).
     NodeDown,
     /// The remote node could not deliver or answer the message.
-    Remote(crate::remote::RemoteFailure),
+    Remote(crate::RemoteFailure),
 }
 
 impl fmt::Display for AskError {

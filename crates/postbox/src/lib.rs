@@ -49,26 +49,28 @@
 mod actor;
 mod actor_ref;
 mod ask;
-pub mod backoff;
+mod backoff;
+#[cfg(feature = "bench-api")]
 #[doc(hidden)]
 pub mod bench_api;
-pub mod breaker;
-pub mod bulkhead;
+mod breaker;
+mod bulkhead;
 mod cell;
 mod context;
 mod dead_letters;
 mod deadline;
-pub mod dispatcher;
+mod dispatcher;
 mod envelope;
 mod error;
 mod in_flight;
 mod lifecycle;
 mod mailbox;
-pub mod observe;
+mod observe;
 mod props;
 mod registry;
+#[doc(hidden)]
 pub mod remote;
-pub mod router;
+mod router;
 mod runner;
 mod slot;
 mod supervision;
@@ -99,9 +101,10 @@ pub use error::{AskError, BoxError, RegistryError, SendError, SpawnError, TrySen
 pub use in_flight::{InFlight, InFlightGuard};
 pub use lifecycle::{ExitReason, Failure, Terminated};
 pub use mailbox::Mailbox;
-pub use observe::Observer;
+pub use observe::{Observer, ObserverAlreadySet};
 pub use props::Props;
 pub use registry::Registry;
+pub use remote::RemoteFailure;
 pub use router::{GroupBuilder, PoolBuilder, Resizer, Router, RouterAsk, Routing};
 pub use supervision::{Backoff, Restart, SupervisorStrategy};
 pub use system::{

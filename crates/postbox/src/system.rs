@@ -311,7 +311,7 @@ impl ActorSystem {
     }
 
     /// Installs the observer that receives per-message samples (handler times, mailbox
-    /// waits) and actor terminations; see [`observe`](crate::observe). A system has at most
+    /// waits) and actor terminations; see [`Observer`]. A system has at most
     /// one: if it already has one, `observer` is handed back.
     pub fn set_observer(&self, observer: Arc<dyn Observer>) -> Result<(), ObserverAlreadySet> {
         self.shared

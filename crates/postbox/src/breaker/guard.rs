@@ -6,6 +6,7 @@
 //! the core has no "wait for room until a deadline" that returns the message. Such messages
 //! are counted as dead letters here instead, so none disappears uncounted.
 
+use super::bounded::{Bounded, Finished};
 use super::{CallOutcome, CircuitBreaker};
 use crate::actor::{Actor, Handler, Message};
 use crate::actor_ref::{ActorRef, Recipient, Watchable};
@@ -216,7 +217,7 @@ impl<M> std::error::Error for GuardedAskError<M> {}
 ///   call timeout: that tell gives up with [`GuardedSendError::Timeout`]. Its message was
 ///   owned by the waiting send and is dropped with it, counted as a `MailboxFull` dead letter.
 /// * `try_tell`: delivered is a success, closed a failure. A full mailbox is backpressure, not
-///   an outage: it counts neither way ([`CallOutcome::Ignored`](crate::CallOutcome::Ignored)).
+///   an outage: it counts neither way ([`CallOutcome::Ignored`]).
 /// * `ask`: the breaker's call timeout is the ask's timeout. A reply is a success (unless a
 ///   failure predicate says otherwise); any [`AskError`] is a failure (`Timeout` counted as a
 ///   timeout, `Panicked` as a panic).
@@ -469,19 +470,19 @@ where
         Err(remaining) => return Err(GuardedSendError::Open { msg, remaining }),
     };
     let timeout = breaker.call_timeout();
-    match super::Bounded::new(send(msg), timeout).await {
-        super::Finished::Done(Ok(())) => {
+    match Bounded::new(send(msg), timeout).await {
+        Finished::Done(Ok(())) => {
             permit.settle(CallOutcome::Success);
             Ok(())
         }
-        super::Finished::Done(Err(SendError(msg))) => {
+        Finished::Done(Err(SendError(msg))) => {
             permit.settle(CallOutcome::Failure);
             Err(GuardedSendError::Closed(msg))
         }
         // Sending runs no user code: a panic here is the runtime's own bug, and it goes on
         // unwinding (the permit, dropped on the way, counts the call as cancelled).
-        super::Finished::Panicked(payload) => std::panic::resume_unwind(payload),
-        super::Finished::TimedOut => {
+        Finished::Panicked(payload) => std::panic::resume_unwind(payload),
+        Finished::TimedOut => {
             count_dropped::<M>(target);
             permit.settle(CallOutcome::Timeout);
             Err(GuardedSendError::Timeout(timeout))

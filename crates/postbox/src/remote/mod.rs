@@ -23,7 +23,15 @@
 //! transport delivers an inbound message inside an [`InboundTrace`], so that the local handler's
 //! span continues the sender's trace.
 //!
-//! This module is the transport's API; applications use `postbox-remote`.
+//! # Stability
+//!
+//! **This module is not part of postbox's public API.** It is the seam for a transport crate
+//! (`postbox-remote`), hidden from the documentation and exempt from semver: its items change
+//! whenever the transport needs them to, in any release, and calling them from an application
+//! bypasses what the transport guarantees (authentication, bounds, counted refusals).
+//! Applications reach other nodes through `postbox-remote` (`Remote`, `RemoteActor`,
+//! `remote_message!`). The one type of this module that users meet, [`RemoteFailure`] (inside
+//! [`AskError::Remote`]), is re-exported at the crate root as `postbox::RemoteFailure`.
 
 use crate::actor::{Actor, ActorId, Message};
 use crate::actor_ref::ActorRef;
@@ -89,7 +97,8 @@ pub enum RemoteFailure {
     Undecodable,
     /// The message or its reply could not be encoded (its `Serialize` failed).
     Unencodable,
-    /// The message type has no [`RemoteCodec`]: it cannot leave this node.
+    /// The message type has no remote codec (`Message::remote` returns `None`; the
+    /// transport's `remote_message!` writes one): it cannot leave this node.
     NotRemotable,
     /// The remote node refused it (shutting down, say).
     Refused,

@@ -2,7 +2,7 @@
 //! routees, resizes pools.
 
 use super::routing::Routing;
-use super::{Router, Shared};
+use super::{Router, RouterState};
 use crate::actor::{Actor, ActorId, Handler, Message};
 use crate::actor_ref::{ActorRef, Recipient};
 use crate::context::Context;
@@ -158,7 +158,7 @@ struct Pool<M: Message> {
 
 /// The manager actor of a router.
 pub(crate) struct RouterActor<M: Message> {
-    shared: Arc<Shared<M>>,
+    state: Arc<RouterState<M>>,
     pool: Option<Arc<Pool<M>>>,
     /// Initial routees of a group router (used by the first instance only).
     group: Vec<Recipient<M>>,
@@ -185,7 +185,7 @@ impl<M: Message> RouterActor<M> {
             Ok(routee) => {
                 ctx.watch(&routee);
                 self.members.push((routee.id(), name));
-                self.shared.update(|list| list.push(routee));
+                self.state.update(|list| list.push(routee));
             }
             Err(SpawnError::NameTaken(_)) => self.spawn_routee(ctx, None),
             Err(error) => {
@@ -195,7 +195,7 @@ impl<M: Message> RouterActor<M> {
     }
 
     fn resize(&mut self, ctx: &mut Context<Self>, resizer: &Resizer) {
-        let routees = self.shared.snapshot();
+        let routees = self.state.snapshot();
         let mine: Vec<&Recipient<M>> = routees
             .list
             .iter()
@@ -218,7 +218,7 @@ impl<M: Message> RouterActor<M> {
                 .map(|(_, r)| (*r).clone())
                 .collect();
             for routee in retire {
-                self.shared.remove(routee.id());
+                self.state.remove(routee.id());
                 self.members.retain(|(id, _)| *id != routee.id());
                 self.retiring.insert(routee.id());
                 routee.drain_and_stop();
@@ -231,7 +231,7 @@ impl<M: Message> Actor for RouterActor<M> {
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), crate::BoxError> {
         match self.pool.clone() {
             Some(pool) => {
-                self.shared.update(Vec::clear);
+                self.state.update(Vec::clear);
                 for _ in 0..pool.size {
                     self.spawn_routee(ctx, None);
                 }
@@ -253,7 +253,7 @@ impl<M: Message> Actor for RouterActor<M> {
             None => {
                 // First start: the routees given at build; after a restart: the current set.
                 let routees = if self.group.is_empty() {
-                    self.shared.snapshot().list.clone()
+                    self.state.snapshot().list.clone()
                 } else {
                     std::mem::take(&mut self.group)
                 };
@@ -261,21 +261,21 @@ impl<M: Message> Actor for RouterActor<M> {
                     ctx.watch(routee);
                 }
                 let live = routees.into_iter().filter(Recipient::is_alive).collect();
-                self.shared.update(|list| *list = live);
+                self.state.update(|list| *list = live);
             }
         }
         Ok(())
     }
 
     async fn stopping(&mut self, _ctx: &mut Context<Self>) {
-        self.shared.update(Vec::clear);
+        self.state.update(Vec::clear);
     }
 }
 
 impl<M: Message> fmt::Debug for RouterActor<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouterActor")
-            .field("routing", &self.shared.routing)
+            .field("routing", &self.state.routing)
             .field("members", &self.members.len())
             .finish_non_exhaustive()
     }
@@ -283,7 +283,7 @@ impl<M: Message> fmt::Debug for RouterActor<M> {
 
 impl<M: Message> Handler<Terminated> for RouterActor<M> {
     async fn handle(&mut self, terminated: Terminated, ctx: &mut Context<Self>) {
-        self.shared.remove(terminated.id);
+        self.state.remove(terminated.id);
         if self.retiring.remove(&terminated.id) {
             return;
         }
@@ -358,11 +358,11 @@ impl<M: Message> Common<M> {
         group: Vec<Recipient<M>>,
         spawn: impl FnOnce(Props<RouterActor<M>>) -> Result<ActorRef<RouterActor<M>>, SpawnError>,
     ) -> Result<Router<M>, SpawnError> {
-        let shared = Arc::new(Shared::new(self.routing, system.clone()));
+        let state = Arc::new(RouterState::new(self.routing, system.clone()));
         let pool = pool.map(Arc::new);
-        let for_factory = shared.clone();
+        let for_factory = state.clone();
         let mut props = Props::new(move || RouterActor {
-            shared: for_factory.clone(),
+            state: for_factory.clone(),
             pool: pool.clone(),
             group: group.clone(),
             members: Vec::new(),
@@ -377,10 +377,10 @@ impl<M: Message> Common<M> {
             props = props.supervisor(strategy);
         }
         let manager = spawn(props)?;
-        let _ = shared.manager.set(manager.clone());
+        let _ = state.manager.set(manager.clone());
         // The routees are in place once the manager has handled this (it starts first).
         let _ = manager.ask(Ready).await;
-        Ok(Router { shared })
+        Ok(Router { state })
     }
 }
 

@@ -1,56 +1,6 @@
-//! Routers: one address in front of many actors (the *distribute* pattern).
-//!
-//! A [`Router<M>`] sends each `M` to one (or several) of its routees, chosen by its
-//! [`Routing`] strategy. Routing happens in the sender's task, straight into the chosen
-//! routee's mailbox: there is no router mailbox in the data path, so a router adds no hop, no
-//! queue and no ordering hazard — messages from one sender to one routee stay in order.
-//!
-//! Behind every router runs a small manager actor that keeps the routee set:
-//!
-//! - a **pool** router ([`Router::pool`]) spawns its routees as the manager's children,
-//!   supervises them (its [`SupervisorStrategy`](crate::SupervisorStrategy) restarts failed
-//!   routees in place), replaces routees that stop for good (same name, so consistent hashing
-//!   keeps their keys), and optionally resizes between bounds by the routees' real load
-//!   ([`Resizer`]);
-//! - a **group** router ([`Router::group`]) routes over actors that already exist — local now,
-//!   remote ones later, they are all [`Recipient`]s.
-//!
-//! Routees that terminate leave the set at once: the manager watches each of them, and a
-//! sender that finds a routee closed removes it and tries the next one before its message can
-//! be lost. When no routee is left, a `tell` fails handing the message back and counts it as a
-//! dead letter with reason [`NoRoutees`](crate::DeadLetterReason::NoRoutees); an `ask` resolves
-//! with [`AskError::NoRoutees`].
-//!
-//! Stopping the router ([`Router::stop`]) stops the manager, and with it a pool's routees; a
-//! group's routees keep running.
-//!
-//! ```
-//! use postbox::prelude::*;
-//! use postbox::{Router, Routing};
-//!
-//! struct Worker;
-//! impl Actor for Worker {}
-//!
-//! struct Square(u64);
-//! impl Message for Square { type Reply = u64; }
-//! impl Handler<Square> for Worker {
-//!     async fn handle(&mut self, Square(n): Square, _: &mut Context<Self>) -> u64 { n * n }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let system = ActorSystem::new();
-//! let workers = Router::pool(4, || Worker)
-//!     .routing(Routing::smallest_mailbox())
-//!     .name("squares")
-//!     .spawn(&system)
-//!     .await?;
-//! assert_eq!(workers.len(), 4);
-//! assert_eq!(workers.ask(Square(7)).await?, 49);
-//! # system.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
+//! Routers: [`Router`] (its docs state the semantics) and [`Routing`]. The routee set is a
+//! snapshot in the [`RouterState`] that a router's handles share with its manager; `manager.rs`
+//! is the actor behind each router (and the builders), `routing.rs` the strategies.
 
 mod manager;
 mod routing;
@@ -73,13 +23,66 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::Poll;
 use std::time::Duration;
 
-/// A handle to a router: cheap to clone, `Send + Sync`. See the [module docs](self).
+/// One address in front of many actors (the *distribute* pattern): a handle to a router, cheap
+/// to clone, `Send + Sync`.
+///
+/// A router sends each `M` to one (or several) of its routees, chosen by its
+/// [`Routing`] strategy. Routing happens in the sender's task, straight into the chosen
+/// routee's mailbox: there is no router mailbox in the data path, so a router adds no hop, no
+/// queue and no ordering hazard — messages from one sender to one routee stay in order.
+///
+/// Behind every router runs a small manager actor that keeps the routee set:
+///
+/// - a **pool** router ([`Router::pool`]) spawns its routees as the manager's children,
+///   supervises them (its [`SupervisorStrategy`](crate::SupervisorStrategy) restarts failed
+///   routees in place), replaces routees that stop for good (same name, so consistent hashing
+///   keeps their keys), and optionally resizes between bounds by the routees' real load
+///   ([`Resizer`]);
+/// - a **group** router ([`Router::group`]) routes over actors that already exist, local or
+///   remote: they are all [`Recipient`]s.
+///
+/// Routees that terminate leave the set at once: the manager watches each of them, and a
+/// sender that finds a routee closed removes it and tries the next one before its message can
+/// be lost. When no routee is left, a `tell` fails handing the message back and counts it as a
+/// dead letter with reason [`NoRoutees`](crate::DeadLetterReason::NoRoutees); an `ask` resolves
+/// with [`AskError::NoRoutees`].
+///
+/// Stopping the router ([`Router::stop`]) stops the manager, and with it a pool's routees; a
+/// group's routees keep running.
+///
+/// ```
+/// use postbox::prelude::*;
+/// use postbox::{Router, Routing};
+///
+/// struct Worker;
+/// impl Actor for Worker {}
+///
+/// struct Square(u64);
+/// impl Message for Square { type Reply = u64; }
+/// impl Handler<Square> for Worker {
+///     async fn handle(&mut self, Square(n): Square, _: &mut Context<Self>) -> u64 { n * n }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let system = ActorSystem::new();
+/// let workers = Router::pool(4, || Worker)
+///     .routing(Routing::smallest_mailbox())
+///     .name("squares")
+///     .spawn(&system)
+///     .await?;
+/// assert_eq!(workers.len(), 4);
+/// assert_eq!(workers.ask(Square(7)).await?, 49);
+/// # system.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Router<M: Message> {
-    shared: Arc<Shared<M>>,
+    state: Arc<RouterState<M>>,
 }
 
-/// What the handles and the manager share.
-pub(crate) struct Shared<M: Message> {
+/// A router's routing, routee set and manager: what its handles and its manager share.
+pub(crate) struct RouterState<M: Message> {
     routing: Routing<M>,
     routees: RwLock<Arc<Routees<M>>>,
     cursor: AtomicUsize,
@@ -87,7 +90,7 @@ pub(crate) struct Shared<M: Message> {
     manager: OnceLock<ActorRef<RouterActor<M>>>,
 }
 
-impl<M: Message> Shared<M> {
+impl<M: Message> RouterState<M> {
     pub(crate) fn new(routing: Routing<M>, system: Arc<SystemShared>) -> Self {
         let empty = Arc::new(Routees::new(Vec::new(), &routing));
         Self {
@@ -141,22 +144,22 @@ impl<M: Message> Router<M> {
     /// left — then the message is counted as a dead letter
     /// ([`NoRoutees`](crate::DeadLetterReason::NoRoutees)).
     pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
-        let shared = &*self.shared;
-        if let Kind::Broadcast { clone } | Kind::ScatterGather { clone, .. } = shared.routing.kind {
+        let state = &*self.state;
+        if let Kind::Broadcast { clone } | Kind::ScatterGather { clone, .. } = state.routing.kind {
             return self.broadcast(msg, clone).await;
         }
         let mut msg = msg;
         loop {
-            let routees = shared.snapshot();
-            let Some(index) = routees.pick(&shared.routing, &shared.cursor, &msg) else {
-                shared.no_routees();
+            let routees = state.snapshot();
+            let Some(index) = routees.pick(&state.routing, &state.cursor, &msg) else {
+                state.no_routees();
                 return Err(SendError(msg));
             };
             let routee = &routees.list[index];
             match routee.offer_waiting(msg).await {
                 Ok(()) => return Ok(()),
                 Err(SendError(back)) => {
-                    shared.remove(routee.id());
+                    state.remove(routee.id());
                     msg = back;
                 }
             }
@@ -164,18 +167,18 @@ impl<M: Message> Router<M> {
     }
 
     async fn broadcast(&self, msg: M, clone: fn(&M) -> M) -> Result<(), SendError<M>> {
-        let routees = self.shared.snapshot();
+        let routees = self.state.snapshot();
         let mut delivered = false;
         for routee in &routees.list {
             match routee.offer_waiting(clone(&msg)).await {
                 Ok(()) => delivered = true,
-                Err(_) => self.shared.remove(routee.id()),
+                Err(_) => self.state.remove(routee.id()),
             }
         }
         if delivered {
             Ok(())
         } else {
-            self.shared.no_routees();
+            self.state.no_routees();
             Err(SendError(msg))
         }
     }
@@ -186,15 +189,15 @@ impl<M: Message> Router<M> {
     /// message comes back as `Closed` and counts as a `NoRoutees` dead letter. Broadcast and
     /// scatter-gather routers offer a copy to every routee and succeed if any took one.
     pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
-        let shared = &*self.shared;
-        if let Kind::Broadcast { clone } | Kind::ScatterGather { clone, .. } = shared.routing.kind {
+        let state = &*self.state;
+        if let Kind::Broadcast { clone } | Kind::ScatterGather { clone, .. } = state.routing.kind {
             return self.try_broadcast(msg, clone);
         }
         let mut msg = msg;
         loop {
-            let routees = shared.snapshot();
-            let Some(index) = routees.pick(&shared.routing, &shared.cursor, &msg) else {
-                shared.no_routees();
+            let routees = state.snapshot();
+            let Some(index) = routees.pick(&state.routing, &state.cursor, &msg) else {
+                state.no_routees();
                 return Err(TrySendError::Closed(msg));
             };
             let routee = &routees.list[index];
@@ -202,7 +205,7 @@ impl<M: Message> Router<M> {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full(back)) => return routee.try_tell(back),
                 Err(TrySendError::Closed(back)) => {
-                    shared.remove(routee.id());
+                    state.remove(routee.id());
                     msg = back;
                 }
             }
@@ -210,13 +213,13 @@ impl<M: Message> Router<M> {
     }
 
     fn try_broadcast(&self, msg: M, clone: fn(&M) -> M) -> Result<(), TrySendError<M>> {
-        let shared = &*self.shared;
-        let routees = shared.snapshot();
+        let state = &*self.state;
+        let routees = state.snapshot();
         let mut accepted = false;
         for routee in &routees.list {
             match routee.offer(clone(&msg)) {
                 Ok(()) => accepted = true,
-                Err(TrySendError::Closed(_)) => shared.remove(routee.id()),
+                Err(TrySendError::Closed(_)) => state.remove(routee.id()),
                 Err(TrySendError::Full(_)) => {}
             }
         }
@@ -226,7 +229,7 @@ impl<M: Message> Router<M> {
         match routees.list.first() {
             Some(routee) => routee.try_tell(msg),
             None => {
-                shared.no_routees();
+                state.no_routees();
                 Err(TrySendError::Closed(msg))
             }
         }
@@ -246,12 +249,12 @@ impl<M: Message> Router<M> {
 
     /// A snapshot of the current routees.
     pub fn routees(&self) -> Vec<Recipient<M>> {
-        self.shared.snapshot().list.clone()
+        self.state.snapshot().list.clone()
     }
 
     /// How many routees there are now.
     pub fn len(&self) -> usize {
-        self.shared.snapshot().list.len()
+        self.state.snapshot().list.len()
     }
 
     /// Whether no routee is left.
@@ -261,24 +264,24 @@ impl<M: Message> Router<M> {
 
     /// The routing strategy.
     pub fn routing(&self) -> &Routing<M> {
-        &self.shared.routing
+        &self.state.routing
     }
 
     /// The id of the router's manager actor, which names the router in dead letters and the
     /// actor table.
     pub fn id(&self) -> ActorId {
-        self.shared.manager_id()
+        self.state.manager_id()
     }
 
     /// Adds a routee (watched: it leaves the set when it terminates). Meant for group routers;
     /// on a pool it adds a routee the pool does not own or replace.
     pub fn add_routee(&self, routee: impl Into<Recipient<M>>) {
         let routee = routee.into();
-        if let Some(manager) = self.shared.manager.get() {
+        if let Some(manager) = self.state.manager.get() {
             let _ = manager.try_tell(manager::Watch(routee.clone()));
         }
         let id = routee.id();
-        self.shared.update(|list| {
+        self.state.update(|list| {
             if !list.iter().any(|r| r.id() == id) {
                 list.push(routee);
             }
@@ -287,27 +290,27 @@ impl<M: Message> Router<M> {
 
     /// Removes a routee from the set (it keeps running).
     pub fn remove_routee(&self, id: ActorId) {
-        self.shared.remove(id);
+        self.state.remove(id);
     }
 
     /// Stops the router: its manager stops, and a pool's routees with it.
     pub fn stop(&self) {
-        if let Some(manager) = self.shared.manager.get() {
+        if let Some(manager) = self.state.manager.get() {
             manager.stop();
         }
     }
 
     async fn ask_one(&self, msg: M, timeout: Option<Duration>) -> Result<M::Reply, AskError> {
-        let shared = &*self.shared;
+        let state = &*self.state;
         loop {
-            let routees = shared.snapshot();
-            let Some(index) = routees.pick(&shared.routing, &shared.cursor, &msg) else {
-                shared.no_routees();
+            let routees = state.snapshot();
+            let Some(index) = routees.pick(&state.routing, &state.cursor, &msg) else {
+                state.no_routees();
                 return Err(AskError::NoRoutees);
             };
             let routee = &routees.list[index];
             if !routee.is_alive() {
-                shared.remove(routee.id());
+                state.remove(routee.id());
                 continue;
             }
             let ask = routee.ask(msg);
@@ -328,14 +331,14 @@ impl<M: Message> Router<M> {
         interval: Option<Duration>,
         within: Duration,
     ) -> Result<M::Reply, AskError> {
-        let routees = self.shared.snapshot();
+        let routees = self.state.snapshot();
         let live: Vec<&Recipient<M>> = routees.list.iter().filter(|r| r.is_alive()).collect();
         if live.is_empty() {
-            self.shared.no_routees();
+            self.state.no_routees();
             return Err(AskError::NoRoutees);
         }
         let start = self
-            .shared
+            .state
             .cursor
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // One copy per routee made up front: a `&M` held across the awaits below would demand
@@ -414,7 +417,7 @@ fn launch_ask<M: Message>(
 impl<M: Message> Clone for Router<M> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -422,7 +425,7 @@ impl<M: Message> Clone for Router<M> {
 impl<M: Message> fmt::Debug for Router<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Router")
-            .field("routing", &self.shared.routing)
+            .field("routing", &self.state.routing)
             .field("routees", &self.len())
             .finish_non_exhaustive()
     }
@@ -455,9 +458,9 @@ impl<'a, M: Message> IntoFuture for RouterAsk<'a, M> {
             msg,
             timeout,
         } = self;
-        let default = router.shared.system.config.ask_timeout;
+        let default = router.state.system.config.ask_timeout;
         Box::pin(async move {
-            match router.shared.routing.kind {
+            match router.state.routing.kind {
                 Kind::Broadcast { clone } => {
                     router
                         .ask_many(msg, clone, None, timeout.unwrap_or(default))
