@@ -57,6 +57,19 @@ impl Handler<Echo> for Journal {
 }
 
 /// Never answers in time: sleeps for the given milliseconds.
+/// Answers with that many bytes of text.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Pad(pub usize);
+impl Message for Pad {
+    type Reply = String;
+    remote_message!("test.Pad");
+}
+impl Handler<Pad> for Journal {
+    async fn handle(&mut self, Pad(n): Pad, _: &mut Context<Self>) -> String {
+        "x".repeat(n)
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Stall(pub u64);
 impl Message for Stall {
@@ -131,7 +144,7 @@ impl Handler<Reflect> for Journal {
     }
 }
 
-remote_actor!(Journal: Record, ReadLog, Echo, Stall, Quit, Forward, Reflect);
+remote_actor!(Journal: Record, ReadLog, Echo, Pad, Stall, Quit, Forward, Reflect);
 
 pub fn config(secret: &[u8]) -> RemoteConfig {
     RemoteConfig::new("127.0.0.1:0".parse().expect("address"), CLUSTER, secret)

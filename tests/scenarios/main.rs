@@ -9,3 +9,4 @@ mod crash_under_load;
 mod hostile;
 mod remote;
 mod support;
+mod versions;

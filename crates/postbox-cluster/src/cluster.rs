@@ -8,7 +8,7 @@ use crate::membership::{ClusterEvents, Membership, Observer};
 use crate::meta;
 use crate::receptionist::{ProxyKey, Receptionist, Registrations};
 use crate::router::ClusterRouterBuilder;
-use crate::transport::{FirstAnswer, GossipStats, GossipTransport, TransportShared};
+use crate::transport::{FirstAnswer, GossipState, GossipStats, GossipTransport};
 use crate::ServiceKey;
 use chitchat::{
     spawn_chitchat, Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig,
@@ -63,7 +63,7 @@ pub(crate) struct Inner {
     config: ClusterConfig,
     pub(crate) gossip: Arc<Gossip>,
     pub(crate) membership: Arc<Membership>,
-    transport: Arc<TransportShared>,
+    transport: Arc<GossipState>,
     pub(crate) registrations: Arc<Registrations>,
     /// Remote refs the receptionist looked up, reused while they live.
     pub(crate) proxies: dashmap::DashMap<ProxyKey, Box<dyn std::any::Any + Send + Sync>>,
@@ -151,7 +151,7 @@ impl Cluster {
         let bound = socket.local_addr().map_err(ClusterError::Bind)?;
         let gossip_addr = config.gossip_advertise.unwrap_or(bound);
         let transport =
-            TransportShared::new(&config.cluster, &config.secret).map_err(ClusterError::Start)?;
+            GossipState::new(&config.cluster, &config.secret).map_err(ClusterError::Start)?;
         let node = remote.node().clone();
         let seeds: Vec<SocketAddr> = resolve_seeds(&config.seeds)
             .await

@@ -32,7 +32,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
-use hmac::{Hmac, Mac};
+use postbox_wire::auth::ClusterMac;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -111,8 +111,8 @@ struct Counters {
 }
 
 /// What the transport shares with the cluster.
-pub(crate) struct TransportShared {
-    mac: Hmac<Sha256>,
+pub(crate) struct GossipState {
+    mac: ClusterMac,
     cluster_tag: [u8; 8],
     counters: Counters,
     first_answer: watch::Sender<FirstAnswer>,
@@ -124,13 +124,9 @@ pub(crate) struct TransportShared {
     noise: Mutex<(Option<Instant>, u64)>,
 }
 
-impl TransportShared {
+impl GossipState {
     pub(crate) fn new(cluster: &str, secret: &[u8]) -> Result<Arc<Self>, String> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret)
-            .map_err(|e| format!("unusable cluster secret: {e}"))?;
-        mac.update(DOMAIN);
-        mac.update(&(cluster.len() as u64).to_be_bytes());
-        mac.update(cluster.as_bytes());
+        let mac = ClusterMac::new(secret, DOMAIN, cluster);
         Ok(Arc::new(Self {
             mac,
             cluster_tag: cluster_tag(cluster),
@@ -169,9 +165,8 @@ impl TransportShared {
         out.push(KIND_GOSSIP);
         out.extend_from_slice(&self.cluster_tag);
         message.serialize(out);
-        let mut mac = self.mac.clone();
-        mac.update(out);
-        out.extend_from_slice(&mac.finalize().into_bytes());
+        let tag = self.mac.tag(out);
+        out.extend_from_slice(&tag);
     }
 
     /// Remembers that `datagram` (sealed) went to `to`, so that a refusal of it is believed.
@@ -248,9 +243,7 @@ impl TransportShared {
                     return Err(Rejected::Refuse(Refusal::WrongCluster));
                 }
                 let (sealed, tag) = datagram.split_at(datagram.len() - TAG_LEN);
-                let mut mac = self.mac.clone();
-                mac.update(sealed);
-                if mac.verify_slice(tag).is_err() {
+                if !self.mac.verify(sealed, tag) {
                     return Err(Rejected::Refuse(Refusal::AuthenticationFailed));
                 }
                 Ok(Opened::Gossip(&sealed[HEADER_LEN..]))
@@ -305,11 +298,11 @@ enum Rejected {
 /// advertised address is the real one).
 pub(crate) struct GossipTransport {
     socket: Mutex<Option<tokio::net::UdpSocket>>,
-    shared: Arc<TransportShared>,
+    shared: Arc<GossipState>,
 }
 
 impl GossipTransport {
-    pub(crate) fn new(socket: tokio::net::UdpSocket, shared: Arc<TransportShared>) -> Self {
+    pub(crate) fn new(socket: tokio::net::UdpSocket, shared: Arc<GossipState>) -> Self {
         Self {
             socket: Mutex::new(Some(socket)),
             shared,
@@ -340,7 +333,7 @@ impl Transport for GossipTransport {
 struct AuthenticatedSocket {
     socket: tokio::net::UdpSocket,
     local: SocketAddr,
-    shared: Arc<TransportShared>,
+    shared: Arc<GossipState>,
     send_buf: Vec<u8>,
     recv_buf: Box<[u8]>,
 }
@@ -480,7 +473,7 @@ mod tests {
         ChitchatMessage::BadCluster
     }
 
-    fn sealed(shared: &TransportShared) -> Vec<u8> {
+    fn sealed(shared: &GossipState) -> Vec<u8> {
         let mut out = Vec::new();
         shared.seal(&message(), &mut out);
         out
@@ -488,7 +481,7 @@ mod tests {
 
     #[test]
     fn a_sealed_datagram_opens_with_the_same_cluster_and_secret() {
-        let shared = TransportShared::new("c", b"secret").unwrap();
+        let shared = GossipState::new("c", b"secret").unwrap();
         let datagram = sealed(&shared);
         let Ok(Opened::Gossip(mut bytes)) = shared.open(&datagram) else {
             panic!("refused its own datagram");
@@ -498,9 +491,9 @@ mod tests {
 
     #[test]
     fn another_cluster_or_secret_or_a_flipped_bit_is_refused() {
-        let ours = TransportShared::new("c", b"secret").unwrap();
-        let other_cluster = sealed(&TransportShared::new("d", b"secret").unwrap());
-        let other_secret = sealed(&TransportShared::new("c", b"guess").unwrap());
+        let ours = GossipState::new("c", b"secret").unwrap();
+        let other_cluster = sealed(&GossipState::new("d", b"secret").unwrap());
+        let other_secret = sealed(&GossipState::new("c", b"guess").unwrap());
         assert!(matches!(
             ours.open(&other_cluster),
             Err(Rejected::Refuse(Refusal::WrongCluster))
@@ -519,7 +512,7 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_and_refusals_are_read() {
-        let ours = TransportShared::new("c", b"secret").unwrap();
+        let ours = GossipState::new("c", b"secret").unwrap();
         for garbage in [
             &b""[..],
             b"PB",
@@ -553,7 +546,7 @@ mod tests {
 
     #[test]
     fn only_the_echo_of_a_datagram_sent_to_that_address_is_believed() {
-        let ours = TransportShared::new("c", b"secret").unwrap();
+        let ours = GossipState::new("c", b"secret").unwrap();
         let peer: SocketAddr = "127.0.0.1:7000".parse().unwrap();
         let other: SocketAddr = "127.0.0.1:7001".parse().unwrap();
         let datagram = sealed(&ours);
@@ -574,7 +567,7 @@ mod tests {
 
     #[test]
     fn refusals_are_throttled_per_source() {
-        let ours = TransportShared::new("c", b"secret").unwrap();
+        let ours = GossipState::new("c", b"secret").unwrap();
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
         assert!(ours.throttle_allows(a));

@@ -4,66 +4,67 @@ use crate::TlsConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// How a node's transport listens, authenticates and limits its peers.
+/// How a node's transport listens, authenticates and limits its peers: built with
+/// [`RemoteConfig::new`] and a builder method per setting (each documents its default).
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RemoteConfig {
     /// Where to listen (port 0 picks a free one; [`Remote::addr`](crate::Remote::addr) says which).
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// The `host:port` other nodes dial to reach this one, when it is not the bound address
     /// (listening on `0.0.0.0` in a container, behind NAT). Sent in the handshake and in every
     /// actor address this node hands out.
-    pub advertise: Option<String>,
+    pub(crate) advertise: Option<String>,
     /// The cluster's name: peers of another cluster are refused.
-    pub cluster: String,
+    pub(crate) cluster: String,
     /// The shared secret both sides prove they know.
-    pub secret: Vec<u8>,
+    pub(crate) secret: Vec<u8>,
     /// Largest frame accepted or sent (bytes), once a connection is authenticated (before,
     /// [`MAX_HANDSHAKE_FRAME`](postbox_wire::MAX_HANDSHAKE_FRAME)). Both nodes should use the
     /// same limit.
-    pub max_frame: usize,
+    pub(crate) max_frame: usize,
     /// Most authenticated inbound connections at once; an authenticated peer beyond is
     /// refused (`TooManyConnections`).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Most inbound connections still in their handshake, in all: beyond, the oldest is
     /// closed to admit the newest (so idle sockets cannot lock members and clients out).
-    pub max_unauthenticated: usize,
+    pub(crate) max_unauthenticated: usize,
     /// Most inbound connections still in their handshake from one IP address: beyond, that
     /// address's oldest is closed to admit its newest.
-    pub max_unauthenticated_per_source: usize,
+    pub(crate) max_unauthenticated_per_source: usize,
     /// Time a peer has to complete the handshake (TLS included).
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Time a TCP connection attempt may take.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Time a [`lookup`](crate::Remote::lookup) may take in all: connecting (with retries),
     /// the handshake and the answer.
-    pub lookup_timeout: Duration,
+    pub(crate) lookup_timeout: Duration,
     /// Frames queued per peer before senders wait.
-    pub outbound_capacity: usize,
+    pub(crate) outbound_capacity: usize,
     /// Bytes queued per peer before senders wait (a frame larger than this takes all of it).
-    pub outbound_bytes: usize,
+    pub(crate) outbound_bytes: usize,
     /// Most asks from one peer in flight at once (awaiting their reply); beyond, the
     /// connection stops taking that peer's requests until replies are sent, and TCP pushes
     /// back on it.
-    pub max_inbound_asks: usize,
+    pub(crate) max_inbound_asks: usize,
     /// Most watches one peer may hold on this node's actors; a watch beyond is answered at
     /// once with `Terminated` naming the limit.
-    pub max_watches: usize,
+    pub(crate) max_watches: usize,
     /// Mailbox size of each remote ref (its proxy).
-    pub proxy_mailbox: usize,
+    pub(crate) proxy_mailbox: usize,
     /// First delay between connection attempts; doubles each attempt.
-    pub reconnect_min: Duration,
+    pub(crate) reconnect_min: Duration,
     /// How many connection attempts before a peer counts as unreachable.
-    pub reconnect_attempts: u32,
+    pub(crate) reconnect_attempts: u32,
     /// A heartbeat is sent after this much write silence.
-    pub heartbeat_interval: Duration,
+    pub(crate) heartbeat_interval: Duration,
     /// A connection that received nothing for this long is considered dead.
-    pub heartbeat_timeout: Duration,
+    pub(crate) heartbeat_timeout: Duration,
     /// How long [`Remote::shutdown`](crate::Remote::shutdown) waits for remote refs and
     /// outbound queues to be written out before closing regardless.
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
     /// Mutual TLS for every connection, if set (see [`TlsConfig`]).
-    pub tls: Option<TlsConfig>,
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 impl RemoteConfig {
@@ -98,6 +99,28 @@ impl RemoteConfig {
             drain_timeout: Duration::from_secs(5),
             tls: None,
         }
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The cluster secret.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// Sets where to listen (port 0 picks a free one).
+    pub fn listen(mut self, listen: SocketAddr) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Sets the mailbox size of each remote ref (its proxy).
+    pub fn proxy_mailbox(mut self, messages: usize) -> Self {
+        self.proxy_mailbox = messages;
+        self
     }
 
     /// Sets the `host:port` other nodes dial, when it is not the bound address.

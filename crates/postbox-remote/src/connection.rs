@@ -31,7 +31,7 @@
 
 use crate::handlers::ReplyFailure;
 use crate::peer::Peer;
-use crate::remote::Shared;
+use crate::remote::TransportState;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -39,7 +39,8 @@ use postbox::remote::{with_ref_codec, InboundTrace, LocalActor, PendingReply, Re
 use postbox::trace::TraceContext;
 use postbox::{ActorId, AskError, DeadLetter, DeadLetterReason, ExitReason};
 use postbox_wire::{
-    Envelope, ErrorKind, Frame, FrameCodec, NodeAddr, RefuseReason, RemoteError, Target, WireError,
+    Envelope, ErrorKind, Frame, FrameClass, FrameCodec, NodeAddr, RefuseReason, RemoteError,
+    Target, WireError,
 };
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -109,6 +110,8 @@ enum Work {
 /// One established, authenticated connection.
 pub(crate) struct Connection {
     pub(crate) peer_node: NodeAddr,
+    /// The protocol version this connection speaks: the highest both sides do.
+    pub(crate) version: u16,
     /// The peer as the `sender` of the spans of the messages it sends: `postbox://host:port`.
     origin: Arc<str>,
     out: mpsc::Sender<Queued>,
@@ -252,7 +255,7 @@ impl Connection {
     /// connection closed or no answer came within `limit`.
     pub(crate) async fn lookup(
         &self,
-        shared: &Shared,
+        shared: &TransportState,
         name: &str,
         limit: Duration,
     ) -> Result<Option<u64>, LookupFailed> {
@@ -335,10 +338,12 @@ fn frame_bytes(frame: &Frame) -> usize {
 
 /// Starts the reader, writer and service task of an authenticated connection and registers
 /// it with `peer`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_connection(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     peer: &Arc<Peer>,
     peer_node: NodeAddr,
+    version: u16,
     read: ReadHalf,
     leftover: BytesMut,
     write: WriteHalf,
@@ -352,6 +357,7 @@ pub(crate) fn run_connection(
     let conn = Arc::new(Connection {
         origin: Arc::from(format!("postbox://{}", peer_node.addr)),
         peer_node,
+        version,
         out,
         budget: Arc::new(Semaphore::new(budget_max as usize)),
         budget_max,
@@ -446,7 +452,7 @@ async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
 /// idle. Ends after writing a `Goodbye` or a `Refused`, when the peer stops reading for the
 /// heartbeat timeout, or on a write error.
 async fn write_loop(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
     mut write: WriteHalf,
     mut rx: mpsc::Receiver<Queued>,
@@ -481,13 +487,16 @@ async fn write_loop(
         while let Some(Queued { frame, cost }) = frames.next() {
             released += u64::from(cost);
             last |= matches!(frame, Frame::Goodbye | Frame::Refused { .. });
+            let Some(frame) = for_version(frame, conn.version) else {
+                continue;
+            };
             match codec.encode(&frame, &mut buf) {
                 Ok(()) => {}
                 Err(WireError::FrameTooLarge { len, max }) => {
                     too_large(shared, conn, frame, len, max, &mut codec, &mut buf);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, kind = frame.kind(), "frame not sent");
+                    tracing::warn!(%error, kind = %frame.kind(), "frame not sent");
                 }
             }
             // One write per batch, or per `WRITE_CHUNK` bytes of it: the buffer never holds
@@ -524,6 +533,26 @@ async fn write_loop(
     }
 }
 
+/// `frame` as the peer's protocol version can read it: codes it does not know become the
+/// nearest older ones (the text keeps the details), and a version-1 peer is not told why a
+/// connection closes (it only sees the close). `None`: nothing to send.
+fn for_version(frame: Frame, version: u16) -> Option<Frame> {
+    if version >= postbox_wire::PROTOCOL_VERSION {
+        return Some(frame);
+    }
+    Some(match frame {
+        Frame::Error { correlation, error } => Frame::Error {
+            correlation,
+            error: RemoteError {
+                kind: error.kind.for_version(version),
+                message: error.message,
+            },
+        },
+        Frame::Refused { .. } if version < 2 => return None,
+        other => other,
+    })
+}
+
 /// The write failed or made no progress for `stall`.
 struct Stalled;
 
@@ -543,7 +572,7 @@ async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Re
 
 /// A frame over the limit: whoever waits for it learns why, and nothing is lost uncounted.
 fn too_large(
-    shared: &Shared,
+    shared: &TransportState,
     conn: &Connection,
     frame: Frame,
     len: usize,
@@ -585,7 +614,9 @@ fn too_large(
                     message: why,
                 },
             };
-            let _ = codec.encode(&error, buf);
+            if let Some(error) = for_version(error, conn.version) {
+                let _ = codec.encode(&error, buf);
+            }
         }
         _ => {}
     }
@@ -609,7 +640,7 @@ impl Requests {
 /// node's asks, heartbeats, termination notices, lookup answers) are handled as they come;
 /// requests (messages, watches, lookups) in order, each one after the previous is delivered.
 async fn read_loop(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     peer: &Arc<Peer>,
     conn: &Arc<Connection>,
     mut read: ReadHalf,
@@ -705,19 +736,12 @@ async fn read_loop(
 
 /// Whether `frame` is one of the peer's requests, taken in order (a `Goodbye` ends them).
 fn is_request(frame: &Frame) -> bool {
-    matches!(
-        frame,
-        Frame::Message(_)
-            | Frame::Watch { .. }
-            | Frame::Unwatch { .. }
-            | Frame::Lookup { .. }
-            | Frame::Goodbye
-    )
+    frame.kind().class() == FrameClass::Request
 }
 
 /// Handles a response; `Some(why)` if the connection is to end.
 fn on_response(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     peer: &Arc<Peer>,
     conn: &Arc<Connection>,
     frame: Frame,
@@ -754,7 +778,16 @@ fn on_response(
                 "the peer closed the connection: {reason}: {message}"
             ));
         }
-        other => {
+        // Requests never come here (`is_request`); handshake frames do not belong here.
+        other @ (Frame::Hello(_)
+        | Frame::Challenge(_)
+        | Frame::Proof(_)
+        | Frame::Welcome
+        | Frame::Message(_)
+        | Frame::Watch { .. }
+        | Frame::Unwatch { .. }
+        | Frame::Lookup { .. }
+        | Frame::Goodbye) => {
             shared.stats.protocol_errors.fetch_add(1, Relaxed);
             return Some(format!(
                 "unexpected {} frame after the handshake",
@@ -767,7 +800,11 @@ fn on_response(
 
 /// Starts handling a request; a future if it has to wait (for an ask permit, mailbox room or
 /// outbound room).
-fn on_request(shared: &Arc<Shared>, conn: &Arc<Connection>, frame: Frame) -> Option<BoxFuture> {
+fn on_request(
+    shared: &Arc<TransportState>,
+    conn: &Arc<Connection>,
+    frame: Frame,
+) -> Option<BoxFuture> {
     match frame {
         Frame::Message(envelope) => deliver(shared, conn, envelope),
         Frame::Watch { watcher, target } => watch(shared, conn, watcher, target),
@@ -789,14 +826,26 @@ fn on_request(shared: &Arc<Shared>, conn: &Arc<Connection>, frame: Frame) -> Opt
                 let _ = conn.send(Frame::Found { correlation, id }).await;
             }))
         }
-        _ => None,
+        // The reader hands only requests here (`is_request`); a goodbye ends it before.
+        Frame::Goodbye
+        | Frame::Hello(_)
+        | Frame::Challenge(_)
+        | Frame::Proof(_)
+        | Frame::Welcome
+        | Frame::Refused { .. }
+        | Frame::Reply { .. }
+        | Frame::Error { .. }
+        | Frame::Heartbeat { .. }
+        | Frame::HeartbeatAck { .. }
+        | Frame::Terminated { .. }
+        | Frame::Found { .. } => None,
     }
 }
 
 /// Registers the peer's watch of a local actor: an entry in the connection's table and in
 /// the actor's watcher list.
 fn watch(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
     watcher: u64,
     target: u64,
@@ -844,7 +893,11 @@ fn watch(
 
 /// Puts a message from the peer into the target's mailbox (waiting for room, which keeps the
 /// peer's order and pushes back on it); for an ask, hands its reply to the service task.
-fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelope) -> Option<BoxFuture> {
+fn deliver(
+    shared: &Arc<TransportState>,
+    conn: &Arc<Connection>,
+    envelope: Envelope,
+) -> Option<BoxFuture> {
     // An ask holds a permit until its reply is queued; without one, wait for it here (the
     // reader then takes no more requests).
     let permit = match envelope.correlation {
@@ -870,7 +923,7 @@ fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, envelope: Envelope) -> 
 }
 
 fn deliver_with(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
     envelope: Envelope,
     permit: Option<OwnedSemaphorePermit>,
@@ -991,7 +1044,11 @@ fn reply_frame(
 
 /// The trace context of an inbound message, from its `traceparent`. A malformed one is
 /// counted, logged at `debug` and ignored: the message is delivered all the same.
-fn inbound_trace(shared: &Shared, conn: &Connection, traceparent: &str) -> Option<InboundTrace> {
+fn inbound_trace(
+    shared: &TransportState,
+    conn: &Connection,
+    traceparent: &str,
+) -> Option<InboundTrace> {
     match TraceContext::parse(traceparent) {
         Ok(context) => Some(InboundTrace::new(context, conn.origin.clone())),
         Err(error) => {

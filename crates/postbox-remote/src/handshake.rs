@@ -14,13 +14,13 @@ use crate::admission::PendingSlot;
 use crate::connection::{run_connection, Connection, ReadHalf, WriteHalf};
 use crate::error::ConnectError;
 use crate::peer::Peer;
-use crate::remote::Shared;
+use crate::remote::TransportState;
 use crate::stats::Refusal;
 use bytes::BytesMut;
 use postbox_wire::auth::{self, Role};
 use postbox_wire::{
     Challenge, Frame, FrameCodec, Hello, NodeAddr, Proof, RefuseReason, MAX_HANDSHAKE_FRAME,
-    PROTOCOL_VERSION,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ where
 /// `expected` is the identity the caller is after, if any: a node answering at that address
 /// with another identity is an error (the member it names is gone, or an impostor answers).
 pub(crate) async fn dial(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     peer: &Arc<Peer>,
     expected: Option<&NodeAddr>,
 ) -> Result<Arc<Connection>, ConnectError> {
@@ -115,9 +115,10 @@ pub(crate) async fn dial(
             nonce: their_nonce,
             proof,
         } = challenge;
-        if version != PROTOCOL_VERSION {
+        // The server chose the highest version both speak; it must be one we speak.
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
             return Err(ConnectError::Incompatible(format!(
-                "protocol version {version}, we speak {PROTOCOL_VERSION}"
+                "protocol version {version}, we speak {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
             )));
         }
         if cluster != config.cluster {
@@ -159,7 +160,7 @@ pub(crate) async fn dial(
         );
         send_frame(&mut write, &Frame::Proof(Proof { proof: my_proof })).await?;
         match read_frame(&mut read, &mut buf).await? {
-            Frame::Welcome => Ok((node, read, write)),
+            Frame::Welcome => Ok((node, version, read, write)),
             Frame::Refused { reason, message } => {
                 match reason {
                     RefuseReason::AuthenticationFailed => {
@@ -177,16 +178,18 @@ pub(crate) async fn dial(
             ))),
         }
     };
-    let (node, read, write) = tokio::time::timeout(config.handshake_timeout, handshake)
+    let (node, version, read, write) = tokio::time::timeout(config.handshake_timeout, handshake)
         .await
         .map_err(|_| ConnectError::Timeout)??;
-    Ok(run_connection(shared, peer, node, read, buf, write, None))
+    Ok(run_connection(
+        shared, peer, node, version, read, buf, write, None,
+    ))
 }
 
 /// Handshakes an inbound connection and runs it. A refusal is counted before the socket
 /// closes, so a peer that sees the close can already read the count.
 pub(crate) async fn accept(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     stream: TcpStream,
     slot: PendingSlot,
 ) -> Result<(), (Refusal, String)> {
@@ -236,9 +239,11 @@ pub(crate) async fn accept(
                 .await;
             }
         };
-        if hello.version != PROTOCOL_VERSION {
+        // A client says the highest version it speaks; we use the highest both speak.
+        let version = hello.version.min(PROTOCOL_VERSION);
+        if version < MIN_PROTOCOL_VERSION {
             let why = format!(
-                "protocol version {} (we speak {PROTOCOL_VERSION})",
+                "protocol version {} (we speak {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})",
                 hello.version
             );
             return refused(
@@ -273,7 +278,7 @@ pub(crate) async fn accept(
         send_frame(
             &mut write,
             &Frame::Challenge(Challenge {
-                version: PROTOCOL_VERSION,
+                version,
                 cluster: config.cluster.clone(),
                 node: shared.me.clone(),
                 nonce: my_nonce,
@@ -321,6 +326,7 @@ pub(crate) async fn accept(
         }
         // Authenticated: now who it claims to be must hold.
         if let Err((refusal, reason, why)) = check_identity(shared, &hello.node) {
+            let reason = reason.for_version(version);
             return refused(shared, &mut write, refusal, reason, why).await;
         }
         // One connection per pair of nodes. If one to this very incarnation is already up
@@ -364,7 +370,16 @@ pub(crate) async fn accept(
         send_frame(&mut write, &Frame::Welcome)
             .await
             .map_err(|e| Unserved::new(Refusal::Closed, e.to_string()))?;
-        Ok((hello.node, peer, not_dialing, read, buf, write, admitted))
+        Ok((
+            hello.node,
+            version,
+            peer,
+            not_dialing,
+            read,
+            buf,
+            write,
+            admitted,
+        ))
     };
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(config.handshake_timeout, handshake) => match outcome {
@@ -378,7 +393,7 @@ pub(crate) async fn accept(
             counted: true,
         }),
     };
-    let (node, peer, not_dialing, read, buf, write, admitted) = match outcome {
+    let (node, version, peer, not_dialing, read, buf, write, admitted) = match outcome {
         Ok(accepted) => accepted,
         Err(Unserved {
             refusal,
@@ -397,6 +412,7 @@ pub(crate) async fn accept(
         shared,
         &peer,
         node,
+        version,
         read,
         buf,
         write,
@@ -407,7 +423,10 @@ pub(crate) async fn accept(
 }
 
 /// Whether an authenticated peer may be the node it claims to be.
-fn check_identity(shared: &Shared, node: &NodeAddr) -> Result<(), (Refusal, RefuseReason, String)> {
+fn check_identity(
+    shared: &TransportState,
+    node: &NodeAddr,
+) -> Result<(), (Refusal, RefuseReason, String)> {
     if shared.quarantine.contains(node) {
         return Err((
             Refusal::Quarantined,
@@ -474,7 +493,7 @@ impl Unserved {
 /// Refuses the peer, saying why: counted first, so that a peer that reads the refusal can
 /// already read the count.
 async fn refused<T>(
-    shared: &Shared,
+    shared: &TransportState,
     write: &mut (impl AsyncWrite + Unpin + ?Sized),
     refusal: Refusal,
     reason: RefuseReason,

@@ -2,7 +2,7 @@
 //! `ActorLink`, the `RemoteLink` of one remote ref.
 
 use crate::connection::Connection;
-use crate::remote::Shared;
+use crate::remote::TransportState;
 use bytes::Bytes;
 use dashmap::DashMap;
 use postbox::remote::{
@@ -137,7 +137,7 @@ pub(crate) struct ActorLink {
     proxy_id: OnceLock<u64>,
     next_correlation: Arc<AtomicU64>,
     refs: Arc<dyn RefCodec>,
-    shared: std::sync::Weak<Shared>,
+    shared: std::sync::Weak<TransportState>,
     /// How often a send waiting for a connection checks that it is still being established.
     connect_wait: std::time::Duration,
     /// The largest frame this node sends.
@@ -146,7 +146,7 @@ pub(crate) struct ActorLink {
 
 impl ActorLink {
     pub(crate) fn new(
-        shared: &Arc<Shared>,
+        shared: &Arc<TransportState>,
         peer: Arc<Peer>,
         target: u64,
         incarnation: u64,
@@ -165,7 +165,7 @@ impl ActorLink {
     }
 
     /// Registers the proxy `handle` forwarding through this link, to the actor at `node`.
-    pub(crate) fn adopt(&self, shared: &Shared, node: &NodeAddr, handle: ProxyHandle) {
+    pub(crate) fn adopt(&self, shared: &TransportState, node: &NodeAddr, handle: ProxyHandle) {
         let id = handle.id().get();
         let _ = self.proxy_id.set(id);
         shared.proxy_targets.insert(

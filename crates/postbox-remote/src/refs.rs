@@ -2,7 +2,7 @@
 //! address resolves to (see `postbox::remote::RefCodec`).
 
 use crate::peer::ActorLink;
-use crate::remote::{connect, Shared};
+use crate::remote::{connect, TransportState};
 use postbox::remote::{ActorAddress, LocalActor, RefCodec, Resolved};
 use postbox::{ActorId, ActorSystem, ExitReason, Mailbox};
 use std::sync::Weak;
@@ -10,7 +10,7 @@ use std::sync::Weak;
 /// The transport's [`RefCodec`]. Holds its node weakly: a ref codec kept by a proxy must not
 /// keep a stopped transport alive.
 pub(crate) struct RefContext {
-    pub(crate) shared: Weak<Shared>,
+    pub(crate) shared: Weak<TransportState>,
     /// The system, for resolving while the transport is being torn down.
     pub(crate) system: ActorSystem,
 }

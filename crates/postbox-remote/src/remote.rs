@@ -28,7 +28,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// the first delay, doubling, up to the second.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
 
-pub(crate) struct Shared {
+pub(crate) struct TransportState {
     pub(crate) system: ActorSystem,
     pub(crate) config: RemoteConfig,
     pub(crate) me: NodeAddr,
@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     pub(crate) proxy_targets: DashMap<u64, ActorAddress>,
 }
 
-impl Shared {
+impl TransportState {
     pub(crate) fn next_correlation(&self) -> u64 {
         self.correlation.fetch_add(1, Relaxed)
     }
@@ -121,7 +121,7 @@ impl Shared {
 /// [`shutdown`](Self::shutdown) is called.
 #[derive(Clone)]
 pub struct Remote {
-    shared: Arc<Shared>,
+    shared: Arc<TransportState>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -155,7 +155,7 @@ impl Remote {
             node_id: random_u64(),
             incarnation: random_u64(),
         };
-        let shared = Arc::new_cyclic(|weak| Shared {
+        let shared = Arc::new_cyclic(|weak| TransportState {
             system: system.clone(),
             pending: Pending::new(
                 config.max_unauthenticated,
@@ -450,7 +450,7 @@ impl fmt::Debug for Remote {
 }
 
 /// Every second: forget asks whose askers gave up.
-async fn sweep_loop(shared: std::sync::Weak<Shared>) {
+async fn sweep_loop(shared: std::sync::Weak<TransportState>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
@@ -468,7 +468,7 @@ async fn sweep_loop(shared: std::sync::Weak<Shared>) {
 /// The peer's connection, dialing (with exponential backoff between attempts) if there is
 /// none.
 pub(crate) async fn connect(
-    shared: &Arc<Shared>,
+    shared: &Arc<TransportState>,
     peer: &Arc<Peer>,
     expected: Option<&NodeAddr>,
 ) -> Result<Arc<Connection>, ConnectError> {
@@ -524,7 +524,7 @@ pub(crate) async fn connect(
 /// on a task of its own. A failed `accept` (out of file descriptors, say) is counted, logged
 /// at most once per [`LOG_EVERY`], frees the oldest pending connection's descriptor and backs
 /// off — the loop never spins.
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<TransportState>, listener: TcpListener) {
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         let (stream, from) = match listener.accept().await {
@@ -569,7 +569,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 /// Counts an authenticated inbound connection for as long as it lives.
-pub(crate) struct InboundSlot(Arc<Shared>);
+pub(crate) struct InboundSlot(Arc<TransportState>);
 
 impl Drop for InboundSlot {
     fn drop(&mut self) {

@@ -67,7 +67,7 @@ impl RemoteNode {
     /// Starts a node with `config`. Panics if it cannot listen.
     pub async fn start_with(config: RemoteConfig) -> Self {
         let system = ActorSystem::new();
-        let (cluster, secret) = (config.cluster.clone(), config.secret.clone());
+        let (cluster, secret) = (config.cluster().to_owned(), config.secret().to_vec());
         let remote = Remote::start(&system, config)
             .await
             .unwrap_or_else(|error| panic!("cannot start a test node's transport: {error}"));

@@ -396,6 +396,7 @@ impl ClientOptions {
             next_correlation: 1,
             next_heartbeat: 1,
             peer: None,
+            peer_version: None,
         })
     }
 }
@@ -419,6 +420,8 @@ pub struct WireClient {
     next_heartbeat: u64,
     /// The node, once a handshake has told who it is.
     peer: Option<NodeAddr>,
+    /// The protocol version its `Challenge` chose.
+    peer_version: Option<u16>,
 }
 
 impl WireClient {
@@ -472,6 +475,7 @@ impl WireClient {
         match self.handshake_frame("welcome").await? {
             Frame::Welcome => {
                 self.peer = Some(challenge.node.clone());
+                self.peer_version = Some(challenge.version);
                 Ok(challenge.node)
             }
             other => Err(ClientError::Handshake(format!(
@@ -492,7 +496,13 @@ impl WireClient {
         }
     }
 
-    /// The node this client completed a handshake with.
+    /// The protocol version the node chose in its `Challenge` (the highest both speak), once
+    /// a handshake has completed.
+    pub fn peer_version(&self) -> Option<u16> {
+        self.peer_version
+    }
+
+    /// The node this client completed a handshake with, as its `Challenge` named it.
     pub fn peer(&self) -> Option<&NodeAddr> {
         self.peer.as_ref()
     }

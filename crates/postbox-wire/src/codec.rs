@@ -10,33 +10,12 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{
-    ActorAddr, Challenge, Envelope, ErrorKind, Frame, Hello, NodeAddr, Proof, RefuseReason,
-    RemoteError, Target, WireError, DEFAULT_MAX_FRAME,
+    ActorAddr, Challenge, Envelope, ErrorKind, Frame, FrameKind, Hello, NodeAddr, Proof,
+    RefuseReason, RemoteError, Target, WireError, DEFAULT_MAX_FRAME,
 };
 
 /// The length prefix: a u32, big-endian.
 const HEADER: usize = 4;
-
-/// The kind bytes. Their values are part of the protocol; `HELLO`, `CHALLENGE` and `REFUSED`
-/// never change (see the versioning rules in the crate docs).
-pub(crate) mod kind {
-    pub(crate) const HELLO: u8 = 0x01;
-    pub(crate) const CHALLENGE: u8 = 0x02;
-    pub(crate) const PROOF: u8 = 0x03;
-    pub(crate) const WELCOME: u8 = 0x04;
-    pub(crate) const REFUSED: u8 = 0x05;
-    pub(crate) const GOODBYE: u8 = 0x06;
-    pub(crate) const MESSAGE: u8 = 0x10;
-    pub(crate) const REPLY: u8 = 0x11;
-    pub(crate) const ERROR: u8 = 0x12;
-    pub(crate) const HEARTBEAT: u8 = 0x20;
-    pub(crate) const HEARTBEAT_ACK: u8 = 0x21;
-    pub(crate) const WATCH: u8 = 0x30;
-    pub(crate) const UNWATCH: u8 = 0x31;
-    pub(crate) const TERMINATED: u8 = 0x32;
-    pub(crate) const LOOKUP: u8 = 0x40;
-    pub(crate) const FOUND: u8 = 0x41;
-}
 
 /// Flag bits of a `Message` frame.
 mod message_flags {
@@ -201,21 +180,28 @@ fn size_hint(frame: &Frame) -> usize {
         Frame::Error { error, .. } => FIXED + error.message.len(),
         Frame::Terminated { reason, .. } => FIXED + reason.len(),
         Frame::Lookup { name, .. } => FIXED + name.len(),
-        _ => FIXED,
+        Frame::Proof(_)
+        | Frame::Welcome
+        | Frame::Goodbye
+        | Frame::Heartbeat { .. }
+        | Frame::HeartbeatAck { .. }
+        | Frame::Watch { .. }
+        | Frame::Unwatch { .. }
+        | Frame::Found { .. } => FIXED,
     }
 }
 
 fn encode_body(frame: &Frame, out: &mut BytesMut) {
     match frame {
         Frame::Hello(hello) => {
-            out.put_u8(kind::HELLO);
+            out.put_u8(FrameKind::Hello.code());
             out.put_u16(hello.version);
             put_str(out, &hello.cluster);
             put_node(out, &hello.node);
             out.put_slice(&hello.nonce);
         }
         Frame::Challenge(ch) => {
-            out.put_u8(kind::CHALLENGE);
+            out.put_u8(FrameKind::Challenge.code());
             out.put_u16(ch.version);
             put_str(out, &ch.cluster);
             put_node(out, &ch.node);
@@ -223,46 +209,46 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
             out.put_slice(&ch.proof);
         }
         Frame::Proof(proof) => {
-            out.put_u8(kind::PROOF);
+            out.put_u8(FrameKind::Proof.code());
             out.put_slice(&proof.proof);
         }
-        Frame::Welcome => out.put_u8(kind::WELCOME),
+        Frame::Welcome => out.put_u8(FrameKind::Welcome.code()),
         Frame::Refused { reason, message } => {
-            out.put_u8(kind::REFUSED);
+            out.put_u8(FrameKind::Refused.code());
             out.put_u8(reason.code());
             put_str(out, message);
         }
-        Frame::Goodbye => out.put_u8(kind::GOODBYE),
+        Frame::Goodbye => out.put_u8(FrameKind::Goodbye.code()),
         Frame::Message(env) => encode_message(env, out),
         Frame::Reply {
             correlation,
             payload,
         } => {
-            out.put_u8(kind::REPLY);
+            out.put_u8(FrameKind::Reply.code());
             put_varint(out, *correlation);
             out.put_slice(payload);
         }
         Frame::Error { correlation, error } => {
-            out.put_u8(kind::ERROR);
+            out.put_u8(FrameKind::Error.code());
             put_varint(out, *correlation);
             out.put_u8(error.kind.code());
             put_str(out, &error.message);
         }
         Frame::Heartbeat { seq } => {
-            out.put_u8(kind::HEARTBEAT);
+            out.put_u8(FrameKind::Heartbeat.code());
             put_varint(out, *seq);
         }
         Frame::HeartbeatAck { seq } => {
-            out.put_u8(kind::HEARTBEAT_ACK);
+            out.put_u8(FrameKind::HeartbeatAck.code());
             put_varint(out, *seq);
         }
         Frame::Watch { watcher, target } => {
-            out.put_u8(kind::WATCH);
+            out.put_u8(FrameKind::Watch.code());
             put_varint(out, *watcher);
             put_varint(out, *target);
         }
         Frame::Unwatch { watcher, target } => {
-            out.put_u8(kind::UNWATCH);
+            out.put_u8(FrameKind::Unwatch.code());
             put_varint(out, *watcher);
             put_varint(out, *target);
         }
@@ -271,18 +257,18 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
             watcher,
             reason,
         } => {
-            out.put_u8(kind::TERMINATED);
+            out.put_u8(FrameKind::Terminated.code());
             put_varint(out, *target);
             put_varint(out, *watcher);
             put_str(out, reason);
         }
         Frame::Lookup { correlation, name } => {
-            out.put_u8(kind::LOOKUP);
+            out.put_u8(FrameKind::Lookup.code());
             put_varint(out, *correlation);
             put_str(out, name);
         }
         Frame::Found { correlation, id } => {
-            out.put_u8(kind::FOUND);
+            out.put_u8(FrameKind::Found.code());
             out.put_u8(if id.is_some() { found_flags::ID } else { 0 });
             put_varint(out, *correlation);
             if let Some(id) = id {
@@ -306,7 +292,7 @@ fn encode_message(env: &Envelope, out: &mut BytesMut) {
     if env.trace.is_some() {
         flags |= message_flags::TRACE;
     }
-    out.put_u8(kind::MESSAGE);
+    out.put_u8(FrameKind::Message.code());
     out.put_u8(flags);
     match &env.target {
         Target::Id(id) => put_varint(out, *id),
@@ -353,14 +339,16 @@ fn decode_body(body: Bytes) -> Result<Frame, WireError> {
             "empty frame: a length of 0 leaves no room for the kind byte".into(),
         ));
     };
+    let Some(kind) = FrameKind::from_code(code) else {
+        return Err(WireError::UnknownKind(code));
+    };
     let mut r = Reader {
         buf: &body,
         pos: 1,
-        frame: "",
+        frame: kind.label(),
     };
-    match code {
-        kind::HELLO => {
-            r.frame = "hello";
+    match kind {
+        FrameKind::Hello => {
             let version = r.u16("version")?;
             let cluster = r.str("cluster")?;
             let node = r.node("node")?;
@@ -373,8 +361,7 @@ fn decode_body(body: Bytes) -> Result<Frame, WireError> {
                 nonce,
             }))
         }
-        kind::CHALLENGE => {
-            r.frame = "challenge";
+        FrameKind::Challenge => {
             let version = r.u16("version")?;
             let cluster = r.str("cluster")?;
             let node = r.node("node")?;
@@ -388,36 +375,28 @@ fn decode_body(body: Bytes) -> Result<Frame, WireError> {
                 proof,
             }))
         }
-        kind::PROOF => {
-            r.frame = "proof";
+        FrameKind::Proof => {
             let proof = r.array32("proof")?;
             r.end()?;
             Ok(Frame::Proof(Proof { proof }))
         }
-        kind::WELCOME => {
-            r.frame = "welcome";
+        FrameKind::Welcome => {
             r.end()?;
             Ok(Frame::Welcome)
         }
-        kind::REFUSED => {
-            r.frame = "refused";
+        FrameKind::Refused => {
             let code = r.u8("reason")?;
             let reason = RefuseReason::from_code(code)
                 .ok_or_else(|| r.error("reason", format_args!("unknown code {code}")))?;
             let message = r.str("message")?;
             Ok(Frame::Refused { reason, message })
         }
-        kind::GOODBYE => {
-            r.frame = "goodbye";
+        FrameKind::Goodbye => {
             r.end()?;
             Ok(Frame::Goodbye)
         }
-        kind::MESSAGE => {
-            r.frame = "message";
-            decode_message(r, &body).map(Frame::Message)
-        }
-        kind::REPLY => {
-            r.frame = "reply";
+        FrameKind::Message => decode_message(r, &body).map(Frame::Message),
+        FrameKind::Reply => {
             let correlation = r.varint("correlation")?;
             let payload = r.rest(&body)?;
             Ok(Frame::Reply {
@@ -425,8 +404,7 @@ fn decode_body(body: Bytes) -> Result<Frame, WireError> {
                 payload,
             })
         }
-        kind::ERROR => {
-            r.frame = "error";
+        FrameKind::Error => {
             let correlation = r.varint("correlation")?;
             let code = r.u8("error kind")?;
             let kind = ErrorKind::from_code(code)
@@ -438,35 +416,27 @@ fn decode_body(body: Bytes) -> Result<Frame, WireError> {
                 error: RemoteError { kind, message },
             })
         }
-        kind::HEARTBEAT => {
-            r.frame = "heartbeat";
+        FrameKind::Heartbeat => {
             let seq = r.varint("seq")?;
             r.end()?;
             Ok(Frame::Heartbeat { seq })
         }
-        kind::HEARTBEAT_ACK => {
-            r.frame = "heartbeat_ack";
+        FrameKind::HeartbeatAck => {
             let seq = r.varint("seq")?;
             r.end()?;
             Ok(Frame::HeartbeatAck { seq })
         }
-        kind::WATCH | kind::UNWATCH => {
-            r.frame = if code == kind::WATCH {
-                "watch"
-            } else {
-                "unwatch"
-            };
+        FrameKind::Watch | FrameKind::Unwatch => {
             let watcher = r.varint("watcher")?;
             let target = r.varint("target")?;
             r.end()?;
-            Ok(if code == kind::WATCH {
+            Ok(if kind == FrameKind::Watch {
                 Frame::Watch { watcher, target }
             } else {
                 Frame::Unwatch { watcher, target }
             })
         }
-        kind::TERMINATED => {
-            r.frame = "terminated";
+        FrameKind::Terminated => {
             let target = r.varint("target")?;
             let watcher = r.varint("watcher")?;
             let reason = r.str("reason")?;
@@ -477,15 +447,13 @@ fn decode_body(body: Bytes) -> Result<Frame, WireError> {
                 reason,
             })
         }
-        kind::LOOKUP => {
-            r.frame = "lookup";
+        FrameKind::Lookup => {
             let correlation = r.varint("correlation")?;
             let name = r.str("name")?;
             r.end()?;
             Ok(Frame::Lookup { correlation, name })
         }
-        kind::FOUND => {
-            r.frame = "found";
+        FrameKind::Found => {
             let flags = r.flags("flags", found_flags::ID)?;
             let correlation = r.varint("correlation")?;
             let id = if flags & found_flags::ID != 0 {
@@ -496,7 +464,6 @@ fn decode_body(body: Bytes) -> Result<Frame, WireError> {
             r.end()?;
             Ok(Frame::Found { correlation, id })
         }
-        other => Err(WireError::UnknownKind(other)),
     }
 }
 

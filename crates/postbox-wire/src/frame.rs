@@ -10,8 +10,11 @@ use crate::{Challenge, Envelope, Hello, Proof};
 ///
 /// See the [crate documentation](crate) for the byte layout of each kind and for the order in
 /// which they may appear.
+///
+/// Deliberately not `#[non_exhaustive]`: a transport matches every kind, and a new kind (one
+/// line in the table of [`FrameKind`]s, with a new protocol version) must fail to compile
+/// wherever it is not handled yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Frame {
     /// Handshake step 1, client → server: who the client is, and its nonce.
     Hello(Hello),
@@ -99,29 +102,126 @@ pub enum Frame {
 }
 
 impl Frame {
-    /// A short, stable label of the frame's kind, for metrics and logs: `"hello"`,
-    /// `"challenge"`, `"proof"`, `"welcome"`, `"refused"`, `"message"`, `"reply"`, `"error"`,
-    /// `"heartbeat"`, `"heartbeat_ack"`, `"watch"`, `"unwatch"`, `"terminated"`, `"lookup"`,
-    /// `"found"`, `"goodbye"`.
-    pub fn kind(&self) -> &'static str {
+    /// The frame's kind: its byte, label, class and version (see [`FrameKind`]).
+    pub fn kind(&self) -> FrameKind {
         match self {
-            Frame::Hello(_) => "hello",
-            Frame::Challenge(_) => "challenge",
-            Frame::Proof(_) => "proof",
-            Frame::Welcome => "welcome",
-            Frame::Refused { .. } => "refused",
-            Frame::Message(_) => "message",
-            Frame::Reply { .. } => "reply",
-            Frame::Error { .. } => "error",
-            Frame::Heartbeat { .. } => "heartbeat",
-            Frame::HeartbeatAck { .. } => "heartbeat_ack",
-            Frame::Watch { .. } => "watch",
-            Frame::Unwatch { .. } => "unwatch",
-            Frame::Terminated { .. } => "terminated",
-            Frame::Lookup { .. } => "lookup",
-            Frame::Found { .. } => "found",
-            Frame::Goodbye => "goodbye",
+            Frame::Hello(_) => FrameKind::Hello,
+            Frame::Challenge(_) => FrameKind::Challenge,
+            Frame::Proof(_) => FrameKind::Proof,
+            Frame::Welcome => FrameKind::Welcome,
+            Frame::Refused { .. } => FrameKind::Refused,
+            Frame::Message(_) => FrameKind::Message,
+            Frame::Reply { .. } => FrameKind::Reply,
+            Frame::Error { .. } => FrameKind::Error,
+            Frame::Heartbeat { .. } => FrameKind::Heartbeat,
+            Frame::HeartbeatAck { .. } => FrameKind::HeartbeatAck,
+            Frame::Watch { .. } => FrameKind::Watch,
+            Frame::Unwatch { .. } => FrameKind::Unwatch,
+            Frame::Terminated { .. } => FrameKind::Terminated,
+            Frame::Lookup { .. } => FrameKind::Lookup,
+            Frame::Found { .. } => FrameKind::Found,
+            Frame::Goodbye => FrameKind::Goodbye,
         }
+    }
+}
+
+/// What a frame is for, which decides how a connection handles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FrameClass {
+    /// Before `Welcome` only.
+    Handshake,
+    /// The peer asks something of this node (a message, a watch, a lookup) or ends its
+    /// requests (`Goodbye`): handled in order, and may wait (for mailbox room, say).
+    Request,
+    /// An answer to this node's requests, or connection upkeep (heartbeats, a refusal that
+    /// ends the connection): handled at once, never behind the peer's requests.
+    Response,
+}
+
+/// Declares every frame kind once: its variant, wire byte, label, class and the protocol
+/// version that introduced it. Adding a kind is one line here; the compiler then points at
+/// every place that must handle it (encoding, decoding, size hints, the transport's
+/// dispatch — all exhaustive matches, none with a catch-all).
+macro_rules! frame_kinds {
+    ($( $(#[$doc:meta])* $name:ident = $code:literal, $label:literal, $class:ident, since $since:literal; )*) => {
+        /// The kind of a [`Frame`], from the one table of frame kinds (`frame.rs`). Not
+        /// `#[non_exhaustive]`, for the same reason as [`Frame`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum FrameKind {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl FrameKind {
+            /// Every kind, in table order.
+            pub const ALL: &'static [FrameKind] = &[ $( FrameKind::$name, )* ];
+
+            /// The kind's byte on the wire (the body's first byte).
+            pub const fn code(self) -> u8 {
+                match self { $( FrameKind::$name => $code, )* }
+            }
+
+            /// The kind with this byte, if any.
+            pub const fn from_code(code: u8) -> Option<FrameKind> {
+                match code { $( $code => Some(FrameKind::$name), )* _ => None }
+            }
+
+            /// A short, stable label, for metrics and logs (`"hello"`, `"heartbeat_ack"`).
+            pub const fn label(self) -> &'static str {
+                match self { $( FrameKind::$name => $label, )* }
+            }
+
+            /// What the frame is for.
+            pub const fn class(self) -> FrameClass {
+                match self { $( FrameKind::$name => FrameClass::$class, )* }
+            }
+
+            /// The first protocol version that has this kind.
+            pub const fn since(self) -> u16 {
+                match self { $( FrameKind::$name => $since, )* }
+            }
+        }
+    };
+}
+
+frame_kinds! {
+    /// Handshake step 1.
+    Hello = 0x01, "hello", Handshake, since 1;
+    /// Handshake step 2.
+    Challenge = 0x02, "challenge", Handshake, since 1;
+    /// Handshake step 3.
+    Proof = 0x03, "proof", Handshake, since 1;
+    /// Handshake step 4.
+    Welcome = 0x04, "welcome", Handshake, since 1;
+    /// A refusal: in the handshake, or (version 2) closing a connection.
+    Refused = 0x05, "refused", Response, since 1;
+    /// The sender closes on purpose; nothing follows.
+    Goodbye = 0x06, "goodbye", Request, since 1;
+    /// A message for an actor.
+    Message = 0x10, "message", Request, since 1;
+    /// An ask's reply.
+    Reply = 0x11, "reply", Response, since 1;
+    /// An ask's failure.
+    Error = 0x12, "error", Response, since 1;
+    /// A liveness probe.
+    Heartbeat = 0x20, "heartbeat", Response, since 1;
+    /// Its answer.
+    HeartbeatAck = 0x21, "heartbeat_ack", Response, since 1;
+    /// Watch an actor.
+    Watch = 0x30, "watch", Request, since 1;
+    /// Stop watching it.
+    Unwatch = 0x31, "unwatch", Request, since 1;
+    /// A watched actor terminated.
+    Terminated = 0x32, "terminated", Response, since 1;
+    /// Find an actor by name.
+    Lookup = 0x40, "lookup", Request, since 1;
+    /// The answer to a lookup.
+    Found = 0x41, "found", Response, since 1;
+}
+
+impl fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
     }
 }
 
@@ -174,6 +274,32 @@ impl ErrorKind {
         ErrorKind::TooLarge,
         ErrorKind::Unencodable,
     ];
+
+    /// The first protocol version that has this kind; to a peer of an older version,
+    /// [`for_version`](Self::for_version) says what to send instead.
+    pub const fn since(self) -> u16 {
+        match self {
+            ErrorKind::NoReply
+            | ErrorKind::NoRoutees
+            | ErrorKind::NodeDown
+            | ErrorKind::TooLarge
+            | ErrorKind::Unencodable => 2,
+            _ => 1,
+        }
+    }
+
+    /// This kind as a peer speaking `version` can read it: itself, or the nearest older
+    /// kind (the message keeps the details).
+    pub const fn for_version(self, version: u16) -> ErrorKind {
+        if self.since() <= version {
+            return self;
+        }
+        match self {
+            ErrorKind::Unencodable => ErrorKind::Undecodable,
+            ErrorKind::TooLarge | ErrorKind::NoRoutees => ErrorKind::Refused,
+            _ => ErrorKind::Internal,
+        }
+    }
 
     /// The kind's byte on the wire.
     pub(crate) fn code(self) -> u8 {
@@ -307,6 +433,24 @@ impl RefuseReason {
     /// The reason with this wire byte, if any.
     pub(crate) fn from_code(code: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|reason| reason.code() == code)
+    }
+
+    /// The first protocol version that has this reason.
+    pub fn since(&self) -> u16 {
+        match self {
+            RefuseReason::Quarantined | RefuseReason::AddressInUse => 2,
+            _ => 1,
+        }
+    }
+
+    /// This reason as a peer speaking `version` can read it: itself, or `Malformed` (code
+    /// 5, known to every version; the message keeps the details).
+    pub fn for_version(&self, version: u16) -> RefuseReason {
+        if self.since() <= version {
+            self.clone()
+        } else {
+            RefuseReason::Malformed
+        }
     }
 
     /// A short, stable snake_case label, for metrics and logs.

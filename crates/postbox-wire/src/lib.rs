@@ -83,21 +83,40 @@
 //!
 //! ## Versioning
 //!
-//! A connection speaks exactly one protocol version, [`PROTOCOL_VERSION`]; there is no
-//! negotiation. The server compares [`Hello::version`] with its own and, if they differ,
-//! answers `Refused { reason: VersionMismatch, .. }` naming both versions and closes the
-//! connection; the client compares [`Challenge::version`] likewise and closes on a mismatch.
+//! A node speaks every version from [`MIN_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`]. The
+//! client's [`Hello::version`] is the highest it speaks; the server answers in
+//! [`Challenge::version`] with the highest version both speak (the smaller of the two
+//! highest), or refuses with `VersionMismatch` (code 1) naming both if that is below its own
+//! lowest; the client closes if the chosen version is not one it speaks. The connection then
+//! speaks exactly that version: a node never sends a frame kind, flag or code that version
+//! does not have — an error kind or refusal reason from a later version goes out as the
+//! nearest one the peer knows (`ErrorKind::for_version`, `RefuseReason::for_version`; the
+//! message keeps the details), and a `Refused` after `Welcome` (version 2) is not sent to a
+//! version-1 peer, which only sees the connection close.
 //!
-//! So that this stays possible between any two versions, some things are **frozen forever**:
-//! the length prefix; kinds `0x01` `Hello`, `0x02` `Challenge` and `0x05` `Refused`; their
-//! fields as listed above (later versions may only append fields where `…` is shown, which
-//! older decoders skip); and refusal code 1, `VersionMismatch`.
+//! | version | adds |
+//! | --- | --- |
+//! | 1 | every frame kind in the table above |
+//! | 2 | refusal codes 8 `Quarantined` and 9 `AddressInUse`; error kinds 9–13; `Refused` after `Welcome` to say why a connection closes |
 //!
-//! Everything else may change, but only with a new version: a new frame kind, a new flag, a
-//! new code, a changed layout. Within one version nothing unknown is skipped: an unknown kind
-//! is [`WireError::UnknownKind`]; unknown flag bits, unknown codes, trailing bytes after the
-//! last field (except where `…` is shown) and invalid UTF-8 are [`WireError::Malformed`]. A
-//! peer that sends them is broken, not newer, and the connection is closed.
+//! So that negotiation stays possible between any two versions, some things are **frozen
+//! forever**: the length prefix; kinds `0x01` `Hello`, `0x02` `Challenge` and `0x05`
+//! `Refused`; their fields as listed above (later versions may only append fields where `…`
+//! is shown, which older decoders skip); and refusal code 1, `VersionMismatch`.
+//!
+//! Everything else may change, but only with a new version: a new frame kind (one line in
+//! the table of kinds in `frame.rs`, which also records the version that added it), a new
+//! flag, a new code, a changed layout. Within a connection nothing unknown is skipped: an
+//! unknown kind is [`WireError::UnknownKind`]; unknown flag bits, unknown codes, trailing
+//! bytes after the last field (except where `…` is shown) and invalid UTF-8 are
+//! [`WireError::Malformed`]. A peer that sends them is broken, not newer, and the connection
+//! is closed.
+//!
+//! **Upgrading a cluster one node at a time.** Release *n* speaks versions up to *v* and
+//! down to *v − 1*. Replace nodes one at a time; old and new nodes talk at *v − 1*, new
+//! pairs at *v*. Once no node older than release *n* is left, a later release may raise its
+//! `MIN_PROTOCOL_VERSION` to *v*. Never skip a release that raised the highest version: two
+//! nodes must always share one.
 //!
 //! ## Limits
 //!
@@ -159,13 +178,18 @@ pub use crate::addr::{ActorAddr, NodeAddr, Target};
 pub use crate::codec::{encode_frame, FrameCodec};
 pub use crate::envelope::Envelope;
 pub use crate::error::WireError;
-pub use crate::frame::{ErrorKind, Frame, RefuseReason, RemoteError};
+pub use crate::frame::{ErrorKind, Frame, FrameClass, FrameKind, RefuseReason, RemoteError};
 pub use crate::handshake::{Challenge, Hello, Proof};
 pub use crate::payload::{from_payload, to_payload};
 
-/// The protocol version this crate speaks, sent in [`Hello`] and [`Challenge`]. Peers must
-/// speak the same version (see [Versioning](crate#versioning)).
+/// The highest protocol version this crate speaks: a client sends it in [`Hello`], and the
+/// server answers in [`Challenge`] with the highest version both speak (see
+/// [Versioning](crate#versioning)).
 pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The lowest protocol version this crate still speaks, so that a cluster can be upgraded one
+/// node at a time.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// The limit on a frame's body before the handshake is complete (both sides): 4 KiB.
 /// Handshake frames are small (a `Hello` with a 255-byte cluster name and a 255-byte address

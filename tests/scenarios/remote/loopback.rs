@@ -162,8 +162,7 @@ async fn watchers_learn_of_node_loss_and_a_restarted_node_is_reached_afresh() {
 
     // The node comes back on the same address, as a new incarnation.
     let restarted = ActorSystem::new();
-    let mut config = config(SECRET);
-    config.listen = addr.parse().unwrap();
+    let config = config(SECRET).listen(addr.parse().unwrap());
     let remote = within(postbox_remote::Remote::start(&restarted, config))
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use bytes::BytesMut;
-use postbox_wire::{encode_frame, Frame, FrameCodec};
+use postbox_wire::{encode_frame, Frame, FrameCodec, FrameKind};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tokio_util::codec::{Decoder, Encoder};
@@ -146,7 +146,7 @@ proptest! {
 #[test]
 fn every_kind_has_its_own_stable_label_and_kind_byte() {
     let frames = strategies::one_of_each_kind();
-    let labels: Vec<&str> = frames.iter().map(Frame::kind).collect();
+    let labels: Vec<&str> = frames.iter().map(|f| f.kind().label()).collect();
     assert_eq!(
         labels,
         [
@@ -180,6 +180,15 @@ fn every_kind_has_its_own_stable_label_and_kind_byte() {
         kind_bytes.iter().collect::<HashSet<_>>().len(),
         frames.len()
     );
+    // The table agrees with the encoder, and every kind of the table has a frame here.
+    for frame in &frames {
+        assert_eq!(encoded(frame)[4], frame.kind().code());
+        assert_eq!(
+            FrameKind::from_code(frame.kind().code()),
+            Some(frame.kind())
+        );
+    }
+    assert_eq!(frames.len(), FrameKind::ALL.len());
 }
 
 #[test]
