@@ -9,7 +9,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use postbox::bench_api::mailbox;
-use postbox::Mailbox;
+use postbox::MailboxCapacity;
 use std::time::{Duration, Instant};
 
 mod peers;
@@ -18,7 +18,7 @@ use peers::{bench_peer, group, run_on_tokio};
 
 const TOTAL: u64 = 2_000_000;
 
-fn postbox_run(config: Mailbox, producers: u64) -> Duration {
+fn postbox_run(config: MailboxCapacity, producers: u64) -> Duration {
     run_on_tokio(move || async move {
         let (tx, mut rx) = mailbox::<u64>(config);
         let per = TOTAL / producers;
@@ -98,10 +98,10 @@ fn tokio_unbounded(producers: u64) -> Duration {
 fn mailbox_spsc(c: &mut Criterion) {
     let mut g = group(c, "mailbox_spsc", TOTAL);
     bench_peer(&mut g, "postbox_bounded", || {
-        postbox_run(Mailbox::bounded(1024), 1)
+        postbox_run(MailboxCapacity::bounded(1024), 1)
     });
     bench_peer(&mut g, "postbox_unbounded", || {
-        postbox_run(Mailbox::Unbounded, 1)
+        postbox_run(MailboxCapacity::Unbounded, 1)
     });
     bench_peer(&mut g, "tokio_bounded", || tokio_bounded(1));
     bench_peer(&mut g, "tokio_unbounded", || tokio_unbounded(1));
@@ -111,10 +111,10 @@ fn mailbox_spsc(c: &mut Criterion) {
 fn mailbox_mpsc(c: &mut Criterion) {
     let mut g = group(c, "mailbox_mpsc", TOTAL);
     bench_peer(&mut g, "postbox_bounded", || {
-        postbox_run(Mailbox::bounded(1024), 4)
+        postbox_run(MailboxCapacity::bounded(1024), 4)
     });
     bench_peer(&mut g, "postbox_unbounded", || {
-        postbox_run(Mailbox::Unbounded, 4)
+        postbox_run(MailboxCapacity::Unbounded, 4)
     });
     bench_peer(&mut g, "tokio_bounded", || tokio_bounded(4));
     bench_peer(&mut g, "tokio_unbounded", || tokio_unbounded(4));

@@ -110,7 +110,7 @@ async fn child_postbox(tls: bool) {
     let remote = Remote::start(&system, config(tls)).await.expect("listen");
     remote.expose::<Sink>();
     let sink = system
-        .spawn(Props::new(Sink::default).mailbox(Mailbox::bounded(4096)))
+        .spawn(Props::new(Sink::default).mailbox(MailboxCapacity::bounded(4096)))
         .expect("spawn");
     system.registry().register("sink", &sink).expect("register");
     println!("LISTENING {}", remote.addr());

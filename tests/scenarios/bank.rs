@@ -56,7 +56,7 @@ const TRANSFERS: usize = 500;
 async fn concurrent_transfers_conserve_money_and_account_for_every_message() {
     // Small mailboxes so clients really contend and wait on backpressure.
     let system = ActorSystem::builder()
-        .default_mailbox(Mailbox::bounded(4))
+        .default_mailbox(MailboxCapacity::bounded(4))
         .build();
     let accounts: Vec<ActorRef<Account>> = (0..ACCOUNTS)
         .map(|i| {

@@ -64,7 +64,7 @@ impl Handler<HireWorker> for Boss {
                     tally: tally.clone(),
                 }
             })
-            .mailbox(Mailbox::bounded(8)),
+            .mailbox(MailboxCapacity::bounded(8)),
         )
     }
 }

@@ -4,7 +4,7 @@
 use crate::peer::ActorLink;
 use crate::remote::{connect, TransportState};
 use postbox::remote::{ActorAddress, LocalActor, RefCodec, Resolved};
-use postbox::{ActorId, ActorSystem, ExitReason, Mailbox};
+use postbox::{ActorId, ActorSystem, ExitReason, MailboxCapacity};
 use std::sync::Weak;
 
 /// The transport's [`RefCodec`]. Holds its node weakly: a ref codec kept by a proxy must not
@@ -69,7 +69,7 @@ impl RefCodec for RefContext {
         let adopt_link = link.clone();
         Resolved::Remote {
             name: address.to_string(),
-            mailbox: Mailbox::bounded(shared.config.proxy_mailbox),
+            mailbox: MailboxCapacity::bounded(shared.config.proxy_mailbox),
             link,
             adopt: Box::new(move |handle| {
                 let node = postbox_wire::NodeAddr {

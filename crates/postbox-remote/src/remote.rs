@@ -11,7 +11,7 @@ use crate::refs::RefContext;
 use crate::stats::{LogLimiter, RemoteStats, Stats};
 use dashmap::DashMap;
 use postbox::remote::{ActorAddress, RefCodec};
-use postbox::{Actor, ActorRef, ActorSystem, ExitReason, Mailbox};
+use postbox::{Actor, ActorRef, ActorSystem, ExitReason, MailboxCapacity};
 use postbox_wire::{NodeAddr, RefuseReason};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -273,7 +273,7 @@ impl Remote {
         let (actor, handle) = postbox::remote::spawn_proxy::<A>(
             &self.shared.system,
             format!("postbox://{}/{name}", peer.addr),
-            Mailbox::bounded(self.shared.config.proxy_mailbox),
+            MailboxCapacity::bounded(self.shared.config.proxy_mailbox),
             link.clone(),
         );
         link.adopt(&self.shared, &conn.peer_node, handle);

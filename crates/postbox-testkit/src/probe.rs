@@ -70,8 +70,8 @@
 
 use crate::wait::PATIENCE;
 use postbox::{
-    Actor, ActorId, ActorRef, ActorSystem, Context, Handler, Mailbox, Message, Props, Recipient,
-    ReplyTo, Terminated, Watchable,
+    Actor, ActorId, ActorRef, ActorSystem, Context, Handler, MailboxCapacity, Message, Props,
+    Recipient, ReplyTo, Terminated, Watchable,
 };
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -267,7 +267,7 @@ impl<M: Message> TestProbe<M> {
                     autopilot: pilot.clone(),
                 })
                 .name(name.clone())
-                .mailbox(Mailbox::unbounded()),
+                .mailbox(MailboxCapacity::unbounded()),
             )
             .unwrap_or_else(|error| panic!("{name}: cannot spawn the probe: {error}"));
         let watcher = system
@@ -276,7 +276,7 @@ impl<M: Message> TestProbe<M> {
                     terminations: terminations_tx.clone(),
                 })
                 .name(format!("{name}-watcher"))
-                .mailbox(Mailbox::unbounded()),
+                .mailbox(MailboxCapacity::unbounded()),
             )
             .unwrap_or_else(|error| panic!("{name}: cannot spawn the probe's watcher: {error}"));
         Self {

@@ -18,8 +18,8 @@ use crate::actor::{Actor, ActorId, Handler, Message};
 use crate::ask::{Ask, ReplyTo};
 use crate::cell::{ActorCell, ActorStats, AnyCell, SystemSignal, WatchNotify, Watcher};
 use crate::dead_letters::DeadLetterReason;
-use crate::envelope::Envelope;
 use crate::error::{SendError, TrySendError};
+use crate::letter::Letter;
 use crate::lifecycle::ExitReason;
 use crate::mailbox::{PushError, INTERRUPT_KILL};
 use std::fmt;
@@ -101,7 +101,7 @@ impl<A: Actor> ActorRef<A> {
 
     /// Whether the actor still accepts messages (not stopping or stopped).
     pub fn is_alive(&self) -> bool {
-        !self.cell.inbox.is_closed()
+        !self.cell.mailbox.is_closed()
     }
 
     /// Sends `msg`, waiting while the mailbox is full. Fails only if the actor is not running,
@@ -338,7 +338,7 @@ impl<A: Handler<M>, M: Message> Sink<M> for ActorCell<A> {
     }
 
     fn is_alive(&self) -> bool {
-        !self.inbox.is_closed()
+        !self.mailbox.is_closed()
     }
 
     fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
@@ -346,7 +346,7 @@ impl<A: Handler<M>, M: Message> Sink<M> for ActorCell<A> {
     }
 
     fn offer(&self, msg: M) -> Result<(), TrySendError<M>> {
-        match self.inbox.try_send(Envelope::new(msg, None)) {
+        match self.mailbox.try_send(Letter::new(msg, None)) {
             Ok(()) => Ok(()),
             // SAFETY (both arms): built from an `M` just above.
             Err(PushError::Full(envelope)) => {
@@ -360,8 +360,8 @@ impl<A: Handler<M>, M: Message> Sink<M> for ActorCell<A> {
 
     fn offer_waiting(&self, msg: M) -> SendFuture<'_, M> {
         Box::pin(async move {
-            self.inbox
-                .send(Envelope::new(msg, None))
+            self.mailbox
+                .send(Letter::new(msg, None))
                 .await
                 // SAFETY: built from an `M` just above.
                 .map_err(|envelope| SendError(unsafe { envelope.into_parts::<M>().0 }))
@@ -395,7 +395,7 @@ impl<A: Actor> ActorCell<A> {
         A: Handler<M>,
         M: Message,
     {
-        let envelope = match self.inbox.try_send(Envelope::new(msg, None)) {
+        let envelope = match self.mailbox.try_send(Letter::new(msg, None)) {
             Ok(()) => return Ok(()),
             Err(PushError::Full(envelope)) => envelope,
             Err(PushError::Closed(envelope)) => {
@@ -404,7 +404,7 @@ impl<A: Actor> ActorCell<A> {
                 ))
             }
         };
-        match self.inbox.send(envelope).await {
+        match self.mailbox.send(envelope).await {
             Ok(()) => Ok(()),
             Err(envelope) => Err(SendError(
                 self.refuse(envelope, DeadLetterReason::ActorStopped),
@@ -417,7 +417,7 @@ impl<A: Actor> ActorCell<A> {
         A: Handler<M>,
         M: Message,
     {
-        match self.inbox.try_send(Envelope::new(msg, None)) {
+        match self.mailbox.try_send(Letter::new(msg, None)) {
             Ok(()) => Ok(()),
             Err(PushError::Full(envelope)) => Err(TrySendError::Full(
                 self.refuse(envelope, DeadLetterReason::MailboxFull),
@@ -438,7 +438,7 @@ impl<A: Actor> ActorCell<A> {
         A: Handler<M>,
         M: Message,
     {
-        match self.inbox.try_send(Envelope::new(msg, Some(reply))) {
+        match self.mailbox.try_send(Letter::new(msg, Some(reply))) {
             Ok(()) => None,
             // SAFETY: built from an `M` just above.
             Err(PushError::Full(envelope)) => match unsafe { envelope.into_parts::<M>() } {
@@ -458,13 +458,13 @@ impl<A: Actor> ActorCell<A> {
         A: Handler<M>,
         M: Message,
     {
-        if let Err(envelope) = self.inbox.send(Envelope::new(msg, Some(reply))).await {
+        if let Err(envelope) = self.mailbox.send(Letter::new(msg, Some(reply))).await {
             self.refuse_ask(envelope);
         }
     }
 
     /// Counts a refused send as a dead letter and hands the message back.
-    fn refuse<M>(&self, envelope: Envelope<A>, reason: DeadLetterReason) -> M
+    fn refuse<M>(&self, envelope: Letter<A>, reason: DeadLetterReason) -> M
     where
         A: Handler<M>,
         M: Message,
@@ -480,7 +480,7 @@ impl<A: Actor> ActorCell<A> {
     }
 
     /// Counts a refused ask as a dead letter; dropping its reply handle resolves the asker.
-    fn refuse_ask(&self, envelope: Envelope<A>) {
+    fn refuse_ask(&self, envelope: Letter<A>) {
         self.meta.system.shared.dead_letters.record_envelope(
             self.meta.id,
             std::any::type_name::<A>(),

@@ -21,8 +21,8 @@ use crate::actor::{Actor, Handler, Message};
 use crate::actor_ref::{ActorRef, Sink};
 use crate::dead_letters::{DeadLetter, DeadLetterReason};
 use crate::deadline::{AskTimer, AskTimers};
-use crate::envelope::Envelope;
 use crate::error::AskError;
+use crate::letter::Letter;
 use crate::mailbox::PushError;
 use crate::system::SystemShared;
 use std::cell::Cell;
@@ -52,7 +52,7 @@ pub(crate) fn with_abandon_reason<R>(reason: AskError, f: impl FnOnce() -> R) ->
 }
 
 /// Drops an undeliverable envelope, answering its asker (if any) with `reason`.
-pub(crate) fn abandon<A: Actor>(envelope: Envelope<A>, reason: AskError) {
+pub(crate) fn abandon<A: Actor>(envelope: Letter<A>, reason: AskError) {
     with_abandon_reason(reason, || drop(envelope));
 }
 
@@ -392,12 +392,12 @@ where
             system: cell.meta.system.shared.clone(),
             recipient: cell.meta.id,
         }));
-        let envelope = Envelope::new((self.make)(reply), None);
-        let sending = match cell.inbox.try_send(envelope) {
+        let envelope = Letter::new((self.make)(reply), None);
+        let sending = match cell.mailbox.try_send(envelope) {
             Ok(()) => None,
             Err(PushError::Full(envelope)) => {
                 let waiting = async move {
-                    if let Err(envelope) = cell.inbox.send(envelope).await {
+                    if let Err(envelope) = cell.mailbox.send(envelope).await {
                         refuse(cell, envelope);
                     }
                 };
@@ -412,7 +412,7 @@ where
     }
 }
 
-fn refuse<A: Actor>(cell: &crate::cell::ActorCell<A>, envelope: Envelope<A>) {
+fn refuse<A: Actor>(cell: &crate::cell::ActorCell<A>, envelope: Letter<A>) {
     cell.meta.system.shared.dead_letters.record_envelope(
         cell.meta.id,
         std::any::type_name::<A>(),

@@ -2,20 +2,20 @@
 //! `tokio::sync::mpsc` without going through actors. Compiled only with the `bench-api`
 //! feature, which only the benches package enables; hidden from docs; not a stable API.
 
-use crate::mailbox::{AsInbox, Consumer, Inbox, Mailbox, PushError, Received};
+use crate::mailbox::{AsMailbox, Consumer, Mailbox, MailboxCapacity, PushError, Received};
 use std::future::poll_fn;
 use std::sync::Arc;
 
-/// The inbox both halves of a bench channel point to.
+/// The mailbox both halves of a bench channel point to.
 pub(crate) struct Channel<T> {
-    inbox: Inbox<T, ()>,
+    mailbox: Mailbox<T, ()>,
 }
 
-impl<T: Send> AsInbox for Channel<T> {
+impl<T: Send> AsMailbox for Channel<T> {
     type Item = T;
     type Signal = ();
-    fn inbox(&self) -> &Inbox<T, ()> {
-        &self.inbox
+    fn mailbox(&self) -> &Mailbox<T, ()> {
+        &self.mailbox
     }
 }
 
@@ -50,11 +50,11 @@ impl<T: Send> std::fmt::Debug for MailboxReceiver<T> {
 }
 
 /// A mailbox of `config`'s size with one receiver.
-pub fn mailbox<T: Send>(config: Mailbox) -> (MailboxSender<T>, MailboxReceiver<T>) {
+pub fn mailbox<T: Send>(config: MailboxCapacity) -> (MailboxSender<T>, MailboxReceiver<T>) {
     let channel = Arc::new(Channel {
-        inbox: Inbox::new(config),
+        mailbox: Mailbox::new(config),
     });
-    // SAFETY: the receiver made here is the only consumer of this inbox; it is not `Clone`.
+    // SAFETY: the receiver made here is the only consumer of this mailbox; it is not `Clone`.
     let consumer = unsafe { Consumer::new(channel.clone()) };
     (MailboxSender { channel }, MailboxReceiver { consumer })
 }
@@ -62,12 +62,12 @@ pub fn mailbox<T: Send>(config: Mailbox) -> (MailboxSender<T>, MailboxReceiver<T
 impl<T: Send> MailboxSender<T> {
     /// Waits for room. (This API never closes the mailbox, so it does not fail in practice.)
     pub async fn send(&self, value: T) -> Result<(), T> {
-        self.channel.inbox.send(value).await
+        self.channel.mailbox.send(value).await
     }
 
     /// Fails at once when full.
     pub fn try_send(&self, value: T) -> Result<(), T> {
-        self.channel.inbox.try_send(value).map_err(|e| match e {
+        self.channel.mailbox.try_send(value).map_err(|e| match e {
             PushError::Full(v) | PushError::Closed(v) => v,
         })
     }

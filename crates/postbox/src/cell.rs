@@ -9,9 +9,9 @@
 //! and watchers.
 
 use crate::actor::{Actor, ActorId};
-use crate::envelope::Envelope;
+use crate::letter::Letter;
 use crate::lifecycle::{ExitReason, Failure, Terminated};
-use crate::mailbox::{AsInbox, Inbox};
+use crate::mailbox::{AsMailbox, Mailbox};
 use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
@@ -290,21 +290,21 @@ pub(crate) enum Signal<A: Actor> {
     /// actor has unwatched `from` in the meantime.
     Terminated {
         from: ActorId,
-        envelope: Envelope<A>,
+        envelope: Letter<A>,
     },
 }
 
 /// The shared state of one actor.
 pub(crate) struct ActorCell<A: Actor> {
-    pub(crate) inbox: Inbox<Envelope<A>, Signal<A>>,
+    pub(crate) mailbox: Mailbox<Letter<A>, Signal<A>>,
     pub(crate) meta: ActorMeta,
 }
 
-impl<A: Actor> AsInbox for ActorCell<A> {
-    type Item = Envelope<A>;
+impl<A: Actor> AsMailbox for ActorCell<A> {
+    type Item = Letter<A>;
     type Signal = Signal<A>;
-    fn inbox(&self) -> &Inbox<Envelope<A>, Signal<A>> {
-        &self.inbox
+    fn mailbox(&self) -> &Mailbox<Letter<A>, Signal<A>> {
+        &self.mailbox
     }
 
     fn on_mailbox_wait(&self, stamp: u64) {
@@ -325,9 +325,9 @@ impl<A: Actor> ActorCell<A> {
         let busy = stats.busy_nanos.load(Relaxed);
         let in_flight = self.in_flight();
         ActorStats {
-            depth: self.inbox.len() + in_flight,
+            depth: self.mailbox.len() + in_flight,
             in_flight,
-            capacity: self.inbox.capacity(),
+            capacity: self.mailbox.capacity(),
             processed,
             last_processing: Duration::from_nanos(stats.last_nanos.load(Relaxed)),
             mean_processing: Duration::from_nanos(busy.checked_div(timed).unwrap_or(0)),
@@ -338,13 +338,13 @@ impl<A: Actor> ActorCell<A> {
 
     /// Messages waiting plus the one being handled: what a new message would queue behind.
     pub(crate) fn load(&self) -> usize {
-        let handling = self.meta.stats.is_handling(|| self.inbox.taken());
+        let handling = self.meta.stats.is_handling(|| self.mailbox.taken());
         self.depth() + usize::from(handling)
     }
 
     /// Messages waiting: the mailbox plus what the actor published as in flight.
     pub(crate) fn depth(&self) -> usize {
-        self.inbox.len() + self.in_flight()
+        self.mailbox.len() + self.in_flight()
     }
 
     #[inline]
@@ -391,7 +391,7 @@ impl<A: Actor> AnyCell for ActorCell<A> {
     }
 
     fn send_system(&self, signal: SystemSignal) -> Result<(), SystemSignal> {
-        self.inbox
+        self.mailbox
             .send_signal(Signal::System(signal))
             .map_err(|back| match back {
                 Signal::System(signal) => signal,
@@ -400,7 +400,7 @@ impl<A: Actor> AnyCell for ActorCell<A> {
     }
 
     fn interrupt(&self, bits: usize) {
-        self.inbox.interrupt(bits);
+        self.mailbox.interrupt(bits);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -411,9 +411,9 @@ impl<A: Actor> AnyCell for ActorCell<A> {
 impl<A: crate::Handler<Terminated>> TerminatedSink for ActorCell<A> {
     fn deliver_terminated(&self, terminated: Terminated) {
         let from = terminated.id;
-        let envelope = Envelope::new(terminated, None);
+        let envelope = Letter::new(terminated, None);
         if let Err(Signal::Terminated { envelope, .. }) = self
-            .inbox
+            .mailbox
             .send_signal(Signal::Terminated { from, envelope })
         {
             self.meta.system.shared.dead_letters.record_envelope(
@@ -431,7 +431,7 @@ impl<A: Actor> fmt::Debug for ActorCell<A> {
         f.debug_struct("ActorCell")
             .field("id", &self.meta.id)
             .field("type", &std::any::type_name::<A>())
-            .field("inbox", &self.inbox)
+            .field("mailbox", &self.mailbox)
             .finish_non_exhaustive()
     }
 }

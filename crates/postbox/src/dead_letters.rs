@@ -12,7 +12,7 @@
 //! the count tells operators how much traffic was refused, whatever the caller did next.
 
 use crate::actor::{Actor, ActorId};
-use crate::envelope::Envelope;
+use crate::letter::Letter;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::Instant;
@@ -190,7 +190,7 @@ impl DeadLetters {
         &self,
         recipient: ActorId,
         recipient_type: &'static str,
-        envelope: &Envelope<A>,
+        envelope: &Letter<A>,
         reason: DeadLetterReason,
     ) {
         self.record(DeadLetter {

@@ -60,9 +60,9 @@ mod context;
 mod dead_letters;
 mod deadline;
 mod dispatcher;
-mod envelope;
 mod error;
 mod in_flight;
+mod letter;
 mod lifecycle;
 mod mailbox;
 mod observe;
@@ -100,7 +100,7 @@ pub use dispatcher::Dispatcher;
 pub use error::{AskError, BoxError, RegistryError, SendError, SpawnError, TrySendError};
 pub use in_flight::{InFlight, InFlightGuard};
 pub use lifecycle::{ExitReason, Failure, Terminated};
-pub use mailbox::Mailbox;
+pub use mailbox::MailboxCapacity;
 pub use observe::{Observer, ObserverAlreadySet};
 pub use props::Props;
 pub use registry::Registry;
@@ -116,7 +116,7 @@ pub use system::{
 pub mod prelude {
     pub use crate::{
         Actor, ActorId, ActorRef, ActorSystem, AskError, BoxError, Context, ExitReason, Handler,
-        Mailbox, Message, Props, Recipient, ReplyTo, Restart, SendError, SpawnError,
+        MailboxCapacity, Message, Props, Recipient, ReplyTo, Restart, SendError, SpawnError,
         SupervisorStrategy, Terminated, TrySendError,
     };
 }

@@ -4,7 +4,7 @@ use crate::actor::Actor;
 use crate::backoff::WhileDown;
 use crate::breaker::CircuitBreaker;
 use crate::dispatcher::Dispatcher;
-use crate::mailbox::Mailbox;
+use crate::mailbox::MailboxCapacity;
 use crate::supervision::{Restart, SupervisorStrategy};
 use std::fmt;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use std::time::Duration;
 ///
 /// let props = Props::new(Worker::default)
 ///     .name("worker-1")
-///     .mailbox(Mailbox::bounded(64))
+///     .mailbox(MailboxCapacity::bounded(64))
 ///     .restart(Restart::Transient)
 ///     .shutdown_timeout(Duration::from_secs(1));
 /// # let _ = props;
@@ -33,7 +33,7 @@ use std::time::Duration;
 pub struct Props<A: Actor> {
     pub(crate) factory: Box<dyn FnMut() -> A + Send>,
     pub(crate) name: Option<String>,
-    pub(crate) mailbox: Option<Mailbox>,
+    pub(crate) mailbox: Option<MailboxCapacity>,
     pub(crate) restart: Restart,
     pub(crate) supervisor: Option<SupervisorStrategy>,
     pub(crate) shutdown_timeout: Option<Duration>,
@@ -69,7 +69,7 @@ impl<A: Actor> Props<A> {
     }
 
     /// Sets the mailbox kind and size.
-    pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
+    pub fn mailbox(mut self, mailbox: MailboxCapacity) -> Self {
         self.mailbox = Some(mailbox);
         self
     }

@@ -7,7 +7,7 @@ use crate::dead_letters::{DeadLetterReason, DeadLetters};
 use crate::deadline::AskTimers;
 use crate::error::SpawnError;
 use crate::lifecycle::ExitReason;
-use crate::mailbox::{Mailbox, INTERRUPT_ABORT};
+use crate::mailbox::{MailboxCapacity, INTERRUPT_ABORT};
 use crate::observe::{Observer, ObserverAlreadySet};
 use crate::props::Props;
 use crate::registry::Registry;
@@ -25,7 +25,7 @@ pub struct SystemConfig {
     /// Shown in logs and paths of diagnostics. Default `"postbox"`.
     pub name: String,
     /// Mailbox of actors whose props do not choose one. Default: bounded, 1024.
-    pub default_mailbox: Mailbox,
+    pub default_mailbox: MailboxCapacity,
     /// Deadline of asks without an explicit `.timeout(..)`. Default 30 s, so an ask whose
     /// handler never finishes still resolves.
     pub ask_timeout: Duration,
@@ -42,7 +42,7 @@ impl Default for SystemConfig {
     fn default() -> Self {
         Self {
             name: "postbox".into(),
-            default_mailbox: Mailbox::default(),
+            default_mailbox: MailboxCapacity::default(),
             ask_timeout: Duration::from_secs(30),
             default_strategy: SupervisorStrategy::default(),
             shutdown_timeout: Duration::from_secs(5),
@@ -66,7 +66,7 @@ impl ActorSystemBuilder {
     }
 
     /// See [`SystemConfig::default_mailbox`].
-    pub fn default_mailbox(mut self, mailbox: Mailbox) -> Self {
+    pub fn default_mailbox(mut self, mailbox: MailboxCapacity) -> Self {
         self.config.default_mailbox = mailbox;
         self
     }

@@ -4,8 +4,8 @@ use crate::actor::{Actor, ActorId};
 use crate::actor_ref::ActorRef;
 use crate::cell::{ActorCell, ActorMeta, Stats};
 use crate::context::Context;
-use crate::envelope::Envelope;
-use crate::mailbox::{Inbox, Mailbox};
+use crate::letter::Letter;
+use crate::mailbox::{Mailbox, MailboxCapacity};
 use crate::slot::HandlerSlot;
 use crate::supervision::Supervisor;
 use crate::system::ActorSystem;
@@ -38,7 +38,7 @@ impl<A: Actor> TestCell<A> {
             .runtime(runtime.handle().clone())
             .build();
         let cell = Arc::new(ActorCell {
-            inbox: Inbox::new(Mailbox::default()),
+            mailbox: Mailbox::new(MailboxCapacity::default()),
             meta: ActorMeta {
                 id: ActorId(u64::MAX),
                 name: None,
@@ -57,7 +57,7 @@ impl<A: Actor> TestCell<A> {
     }
 
     /// Dispatches `envelope` and runs its handler to completion.
-    pub(crate) fn run(&mut self, envelope: Envelope<A>) {
+    pub(crate) fn run(&mut self, envelope: Letter<A>) {
         let running = envelope.dispatch(&mut self.actor, &mut self.ctx, &mut self.slot);
         self.runtime.block_on(running);
     }

@@ -122,7 +122,7 @@ async fn messages_in_flight_count_in_the_hosts_depth_wherever_postbox_reports_it
             ActixHost::builder(addr.clone())
                 .max_in_flight(4)
                 .props()
-                .mailbox(Mailbox::bounded(2)),
+                .mailbox(MailboxCapacity::bounded(2)),
         )
         .unwrap();
     let waits: Vec<_> = (0..7)

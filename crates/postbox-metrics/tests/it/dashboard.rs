@@ -2,7 +2,7 @@
 
 use crate::common::{scratch_dir, stuck_with_depth, tool, within};
 use postbox::prelude::*;
-use postbox::Mailbox;
+use postbox::MailboxCapacity;
 use postbox_metrics::Metrics;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -90,7 +90,7 @@ async fn the_dashboard_shows_the_tree_and_a_live_chart_of_non_zero_depths() {
         .spawn(
             Props::new(|| Slow)
                 .name("slow-worker")
-                .mailbox(Mailbox::bounded(64)),
+                .mailbox(MailboxCapacity::bounded(64)),
         )
         .unwrap();
     let producing = Arc::new(AtomicBool::new(true));

@@ -6,7 +6,7 @@
 
 use super::queue::{PushError, Queue, UNBOUNDED};
 use super::signal::SignalStack;
-use super::{AsInbox, Consumer, Inbox, Mailbox, Received};
+use super::{AsMailbox, Consumer, Mailbox, MailboxCapacity, Received};
 use loom::sync::Arc;
 use loom::thread;
 use std::future::poll_fn;
@@ -160,19 +160,19 @@ fn signal_stack_concurrent_push_then_close() {
     });
 }
 
-struct Holder(Inbox<u8, u8>);
+struct Holder(Mailbox<u8, u8>);
 
-impl AsInbox for Holder {
+impl AsMailbox for Holder {
     type Item = u8;
     type Signal = u8;
-    fn inbox(&self) -> &Inbox<u8, u8> {
+    fn mailbox(&self) -> &Mailbox<u8, u8> {
         &self.0
     }
 }
 
-fn inbox(config: Mailbox) -> (std::sync::Arc<Holder>, Consumer<Holder>) {
-    let holder = std::sync::Arc::new(Holder(Inbox::new(config)));
-    // SAFETY: one consumer per inbox in these tests.
+fn mailbox(config: MailboxCapacity) -> (std::sync::Arc<Holder>, Consumer<Holder>) {
+    let holder = std::sync::Arc::new(Holder(Mailbox::new(config)));
+    // SAFETY: one consumer per mailbox in these tests.
     let consumer = unsafe { Consumer::new(holder.clone()) };
     (holder, consumer)
 }
@@ -185,7 +185,7 @@ fn recv(consumer: &mut Consumer<Holder>) -> Received<u8, u8> {
 fn parked_consumer_never_misses_a_message() {
     // If the wake-up were lost, `block_on` would never return and loom reports a deadlock.
     model(|| {
-        let (holder, mut consumer) = inbox(Mailbox::Unbounded);
+        let (holder, mut consumer) = mailbox(MailboxCapacity::Unbounded);
         let producer = thread::spawn(move || holder.0.try_send(7).is_ok());
         assert!(matches!(recv(&mut consumer), Received::Message(7)));
         assert!(producer.join().unwrap());
@@ -195,7 +195,7 @@ fn parked_consumer_never_misses_a_message() {
 #[test]
 fn parked_consumer_never_misses_a_signal() {
     model(|| {
-        let (holder, mut consumer) = inbox(Mailbox::Unbounded);
+        let (holder, mut consumer) = mailbox(MailboxCapacity::Unbounded);
         let producer = thread::spawn(move || holder.0.send_signal(1).is_ok());
         match recv(&mut consumer) {
             Received::Signals(s) => assert_eq!(s.collect::<Vec<_>>(), vec![1]),
@@ -208,7 +208,7 @@ fn parked_consumer_never_misses_a_signal() {
 #[test]
 fn signal_wakes_a_consumer_waiting_for_signals_only() {
     model(|| {
-        let (holder, mut consumer) = inbox(Mailbox::Unbounded);
+        let (holder, mut consumer) = mailbox(MailboxCapacity::Unbounded);
         let producer = thread::spawn(move || {
             assert!(holder.0.try_send(9).is_ok());
             assert!(holder.0.send_signal(1).is_ok());
@@ -227,7 +227,7 @@ fn signal_wakes_a_consumer_waiting_for_signals_only() {
 #[test]
 fn interrupt_wakes_parked_consumer() {
     model(|| {
-        let (holder, mut consumer) = inbox(Mailbox::Unbounded);
+        let (holder, mut consumer) = mailbox(MailboxCapacity::Unbounded);
         let killer = thread::spawn(move || holder.0.interrupt(super::INTERRUPT_KILL));
         assert!(matches!(recv(&mut consumer), Received::Interrupted));
         killer.join().unwrap();
@@ -236,10 +236,10 @@ fn interrupt_wakes_parked_consumer() {
 
 #[test]
 fn blocked_sender_is_always_notified() {
-    // The sender's half of `Inbox::send`: register, re-check. If the re-check still finds the
+    // The sender's half of `Mailbox::send`: register, re-check. If the re-check still finds the
     // lane full, the consumer's take must have seen the registration and notified.
     model(|| {
-        let (holder, mut consumer) = inbox(Mailbox::bounded(1));
+        let (holder, mut consumer) = mailbox(MailboxCapacity::bounded(1));
         assert!(holder.0.try_send(1).is_ok());
         let sender = {
             let holder = holder.clone();

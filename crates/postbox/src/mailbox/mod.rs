@@ -1,11 +1,11 @@
 //! Mailboxes: where a letter waits until its actor is ready for it.
 //!
-//! Every actor owns one [`Mailbox`]-configured inbox made of two lanes:
+//! Every actor owns one [`MailboxCapacity`]-configured mailbox made of two lanes:
 //!
 //! * the **user lane**, a lock-free multi-producer queue of message envelopes. It is bounded by
-//!   default ([`Mailbox::DEFAULT_CAPACITY`]); when it is full, `tell` waits for room
+//!   default ([`MailboxCapacity::DEFAULT_CAPACITY`]); when it is full, `tell` waits for room
 //!   (backpressure) and `try_tell` fails at once, handing the message back. Unbounded lanes are
-//!   opt-in with [`Mailbox::Unbounded`]. Messages from one sender come out in the order that
+//!   opt-in with [`MailboxCapacity::Unbounded`]. Messages from one sender come out in the order that
 //!   sender put them in.
 //! * the **signal lane**, an unbounded lock-free stack for system signals (stop, supervision
 //!   directives, watch registrations and `Terminated` notifications). The actor drains it before
@@ -43,11 +43,11 @@ use std::task::{Context, Poll};
 /// How an actor's user-message lane is sized.
 ///
 /// ```
-/// use postbox::Mailbox;
-/// assert_eq!(Mailbox::default(), Mailbox::Bounded(Mailbox::DEFAULT_CAPACITY));
+/// use postbox::MailboxCapacity;
+/// assert_eq!(MailboxCapacity::default(), MailboxCapacity::Bounded(MailboxCapacity::DEFAULT_CAPACITY));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mailbox {
+pub enum MailboxCapacity {
     /// At most this many messages wait; `tell` waits for room, `try_tell` returns `Full`.
     /// A capacity of 0 is treated as 1.
     Bounded(usize),
@@ -56,7 +56,7 @@ pub enum Mailbox {
     Unbounded,
 }
 
-impl Mailbox {
+impl MailboxCapacity {
     /// Default capacity of a bounded mailbox: 1024 messages.
     ///
     /// Large enough to absorb bursts so producers rarely block in steady state and the actor
@@ -69,19 +69,19 @@ impl Mailbox {
 
     /// A bounded mailbox of `capacity` messages.
     pub const fn bounded(capacity: usize) -> Self {
-        Mailbox::Bounded(capacity)
+        MailboxCapacity::Bounded(capacity)
     }
 
     /// An unbounded mailbox.
     pub const fn unbounded() -> Self {
-        Mailbox::Unbounded
+        MailboxCapacity::Unbounded
     }
 
     /// The capacity, or `None` when unbounded.
     pub const fn capacity(&self) -> Option<usize> {
         match *self {
-            Mailbox::Bounded(n) => Some(if n == 0 { 1 } else { n }),
-            Mailbox::Unbounded => None,
+            MailboxCapacity::Bounded(n) => Some(if n == 0 { 1 } else { n }),
+            MailboxCapacity::Unbounded => None,
         }
     }
 
@@ -90,9 +90,9 @@ impl Mailbox {
     }
 }
 
-impl Default for Mailbox {
+impl Default for MailboxCapacity {
     fn default() -> Self {
-        Mailbox::Bounded(Self::DEFAULT_CAPACITY)
+        MailboxCapacity::Bounded(Self::DEFAULT_CAPACITY)
     }
 }
 
@@ -107,7 +107,7 @@ pub(crate) enum Received<T, S> {
     Signals(Drain<S>),
     /// The next user message.
     Message(T),
-    /// An interrupt bit is set (see [`Inbox::interrupts`]).
+    /// An interrupt bit is set (see [`Mailbox::interrupts`]).
     Interrupted,
     /// The user lane is closed and everything in it has been taken.
     Drained,
@@ -117,12 +117,12 @@ pub(crate) enum Received<T, S> {
 /// Messages taken between two looks for blocked senders.
 pub(crate) const WAITER_CHECK_INTERVAL: usize = 64;
 
-pub(crate) struct Inbox<T, S> {
-    /// The user lane; the inbox's other fields sit in its middle (see `Queue`'s layout note).
+pub(crate) struct Mailbox<T, S> {
+    /// The user lane; the mailbox's other fields sit in its middle (see `Queue`'s layout note).
     queue: Queue<T, Cold<S>>,
 }
 
-/// The inbox's rarely written fields. Stored between the queue's producer and consumer words,
+/// The mailbox's rarely written fields. Stored between the queue's producer and consumer words,
 /// they keep those two hot groups on different cache lines at no memory cost.
 pub(crate) struct Cold<S> {
     signals: SignalStack<S>,
@@ -133,7 +133,7 @@ pub(crate) struct Cold<S> {
     room: Room,
 }
 
-impl<T, S> std::ops::Deref for Inbox<T, S> {
+impl<T, S> std::ops::Deref for Mailbox<T, S> {
     type Target = Cold<S>;
 
     fn deref(&self) -> &Cold<S> {
@@ -141,8 +141,8 @@ impl<T, S> std::ops::Deref for Inbox<T, S> {
     }
 }
 
-impl<T, S> Inbox<T, S> {
-    pub(crate) fn new(config: Mailbox) -> Self {
+impl<T, S> Mailbox<T, S> {
+    pub(crate) fn new(config: MailboxCapacity) -> Self {
         let cold = Cold {
             signals: SignalStack::new(),
             waker: WakerSlot::new(),
@@ -258,7 +258,7 @@ impl<T, S> Inbox<T, S> {
 }
 
 #[cfg(not(loom))]
-impl<T, S> Inbox<T, S> {
+impl<T, S> Mailbox<T, S> {
     /// Puts `value` into the user lane, waiting for room while it is full.
     /// Fails (handing the value back) only if the lane is closed.
     pub(crate) async fn send(&self, mut value: T) -> Result<(), T> {
@@ -288,7 +288,7 @@ impl<T, S> Inbox<T, S> {
 }
 
 #[cfg(loom)]
-impl<T, S> Inbox<T, S> {
+impl<T, S> Mailbox<T, S> {
     /// Loom build only: the waiting path yields instead of parking on `room` (tokio's `Notify`
     /// is not modelled by loom). The sender-wait protocol itself is model-checked in
     /// `loom_tests::blocked_sender_is_always_notified`.
@@ -305,7 +305,7 @@ impl<T, S> Inbox<T, S> {
 }
 
 #[cfg_attr(loom, allow(dead_code))]
-struct SendWaiterGuard<'a, T, S>(&'a Inbox<T, S>);
+struct SendWaiterGuard<'a, T, S>(&'a Mailbox<T, S>);
 
 impl<T, S> Drop for SendWaiterGuard<'_, T, S> {
     fn drop(&mut self) {
@@ -347,11 +347,11 @@ impl Room {
     }
 }
 
-/// The single consumer's handle on an inbox. Exactly one exists per inbox (created by
+/// The single consumer's handle on an mailbox. Exactly one exists per mailbox (created by
 /// [`Consumer::new`], owned by the actor's run loop), which is what makes the queue's
-/// single-consumer methods safe to call from here. It holds the inbox through its owner (the
+/// single-consumer methods safe to call from here. It holds the mailbox through its owner (the
 /// actor cell), so the run loop needs no second reference to the cell.
-pub(crate) struct Consumer<C: AsInbox> {
+pub(crate) struct Consumer<C: AsMailbox> {
     owner: Arc<C>,
     /// Takes since the last look for blocked senders.
     takes: u32,
@@ -360,11 +360,11 @@ pub(crate) struct Consumer<C: AsInbox> {
     closed: bool,
 }
 
-/// Something that owns an inbox (the actor cell).
-pub(crate) trait AsInbox: Send + Sync {
+/// Something that owns an mailbox (the actor cell).
+pub(crate) trait AsMailbox: Send + Sync {
     type Item;
     type Signal;
-    fn inbox(&self) -> &Inbox<Self::Item, Self::Signal>;
+    fn mailbox(&self) -> &Mailbox<Self::Item, Self::Signal>;
 
     /// A message stamped by its sender (`observe` module) was taken; `stamp` is when.
     fn on_mailbox_wait(&self, stamp: u64) {
@@ -372,12 +372,12 @@ pub(crate) trait AsInbox: Send + Sync {
     }
 }
 
-type Item<C> = <C as AsInbox>::Item;
-type Sig<C> = <C as AsInbox>::Signal;
+type Item<C> = <C as AsMailbox>::Item;
+type Sig<C> = <C as AsMailbox>::Signal;
 
-impl<C: AsInbox> Consumer<C> {
+impl<C: AsMailbox> Consumer<C> {
     /// # Safety
-    /// The caller guarantees that no other `Consumer` for the same inbox ever exists.
+    /// The caller guarantees that no other `Consumer` for the same mailbox ever exists.
     pub(crate) unsafe fn new(owner: Arc<C>) -> Self {
         Self {
             owner,
@@ -386,7 +386,7 @@ impl<C: AsInbox> Consumer<C> {
         }
     }
 
-    /// The inbox's owner.
+    /// The mailbox's owner.
     pub(crate) fn owner(&self) -> &Arc<C> {
         &self.owner
     }
@@ -397,14 +397,14 @@ impl<C: AsInbox> Consumer<C> {
         self.takes += 1;
         if self.takes as usize == WAITER_CHECK_INTERVAL {
             self.takes = 0;
-            self.inbox().check_send_waiters();
+            self.mailbox().check_send_waiters();
         } else {
-            self.inbox().glance_at_send_waiters();
+            self.mailbox().glance_at_send_waiters();
         }
     }
 
-    fn inbox(&self) -> &Inbox<Item<C>, Sig<C>> {
-        self.owner.inbox()
+    fn mailbox(&self) -> &Mailbox<Item<C>, Sig<C>> {
+        self.owner.mailbox()
     }
 
     /// Waits for the next signal batch, message or interrupt. Signals come first.
@@ -413,14 +413,14 @@ impl<C: AsInbox> Consumer<C> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut parked = false;
         loop {
-            let inbox = self.owner.inbox();
-            let received = if inbox.interrupts() != 0 {
+            let mailbox = self.owner.mailbox();
+            let received = if mailbox.interrupts() != 0 {
                 Some(Received::Interrupted)
-            } else if inbox.signals.is_pending() {
-                Some(Received::Signals(inbox.signals.take_all()))
+            } else if mailbox.signals.is_pending() {
+                Some(Received::Signals(mailbox.signals.take_all()))
             } else {
-                // SAFETY: this `Consumer` is the inbox's only consumer (see `Consumer::new`).
-                match unsafe { inbox.queue.pop_stamped() } {
+                // SAFETY: this `Consumer` is the mailbox's only consumer (see `Consumer::new`).
+                match unsafe { mailbox.queue.pop_stamped() } {
                     Some((message, stamp)) => {
                         if stamp != 0 {
                             self.owner.on_mailbox_wait(stamp);
@@ -429,14 +429,14 @@ impl<C: AsInbox> Consumer<C> {
                         Some(Received::Message(message))
                     }
                     // Closed with nothing claimed: no producer can add anything any more.
-                    None if self.closed && inbox.queue.len() == 0 => Some(Received::Drained),
+                    None if self.closed && mailbox.queue.len() == 0 => Some(Received::Drained),
                     None => None,
                 }
             };
-            let inbox = self.owner.inbox();
+            let mailbox = self.owner.mailbox();
             if let Some(received) = received {
                 if parked {
-                    inbox.queue.clear_parked();
+                    mailbox.queue.clear_parked();
                 }
                 #[cfg(not(loom))]
                 coop.made_progress();
@@ -447,11 +447,11 @@ impl<C: AsInbox> Consumer<C> {
             }
             // About to sleep on an empty lane: blocked senders must not sleep too.
             self.takes = 0;
-            inbox.check_send_waiters();
+            mailbox.check_send_waiters();
             // Register, announce, then look once more: a producer that published after our
             // first look either shows up in the re-check or sees PARKED and wakes us.
-            inbox.waker.register(cx.waker());
-            inbox.queue.set_parked();
+            mailbox.waker.register(cx.waker());
+            mailbox.queue.set_parked();
             parked = true;
         }
     }
@@ -464,27 +464,27 @@ impl<C: AsInbox> Consumer<C> {
         cx: &mut Context<'_>,
         interrupt_mask: usize,
     ) -> Poll<Received<Item<C>, Sig<C>>> {
-        let inbox = self.inbox();
+        let mailbox = self.mailbox();
         let mut parked = false;
         loop {
-            let received = if inbox.interrupts() & interrupt_mask != 0 {
+            let received = if mailbox.interrupts() & interrupt_mask != 0 {
                 Some(Received::Interrupted)
-            } else if inbox.signals.is_pending() {
-                Some(Received::Signals(inbox.signals.take_all()))
+            } else if mailbox.signals.is_pending() {
+                Some(Received::Signals(mailbox.signals.take_all()))
             } else {
                 None
             };
             if let Some(received) = received {
                 if parked {
-                    inbox.queue.clear_parked_for_signals();
+                    mailbox.queue.clear_parked_for_signals();
                 }
                 return Poll::Ready(received);
             }
             if parked {
                 return Poll::Pending;
             }
-            inbox.waker.register(cx.waker());
-            inbox.queue.set_parked_for_signals();
+            mailbox.waker.register(cx.waker());
+            mailbox.queue.set_parked_for_signals();
             parked = true;
         }
     }
@@ -493,14 +493,14 @@ impl<C: AsInbox> Consumer<C> {
     /// an interrupt wakes it, and releases blocked senders if there is room, since the actor
     /// may be busy for a while.
     pub(crate) fn on_user_code_pending(&self, cx: &mut Context<'_>) {
-        let inbox = self.inbox();
-        inbox.waker.register(cx.waker());
-        inbox.release_send_waiters_if_room();
+        let mailbox = self.mailbox();
+        mailbox.waker.register(cx.waker());
+        mailbox.release_send_waiters_if_room();
     }
 
     /// Currently set interrupt bits.
     pub(crate) fn interrupts(&self) -> usize {
-        self.inbox().interrupts()
+        self.mailbox().interrupts()
     }
 
     /// Takes the next user message if one is ready, without waiting.
@@ -510,7 +510,7 @@ impl<C: AsInbox> Consumer<C> {
 
     fn take(&mut self) -> Option<Item<C>> {
         // SAFETY: only consumer, see `Consumer::new`.
-        let (message, stamp) = unsafe { self.inbox().queue.pop_stamped() }?;
+        let (message, stamp) = unsafe { self.mailbox().queue.pop_stamped() }?;
         if stamp != 0 {
             self.owner.on_mailbox_wait(stamp);
         }
@@ -522,11 +522,11 @@ impl<C: AsInbox> Consumer<C> {
     /// Returns the number of messages still to be taken (some may still be in flight).
     pub(crate) fn close(&mut self) -> usize {
         self.closed = true;
-        let inbox = self.inbox();
+        let mailbox = self.mailbox();
         // SAFETY: only consumer.
-        let end = unsafe { inbox.queue.close() };
-        inbox.room.notify_all();
-        end - inbox.queue.head_index()
+        let end = unsafe { mailbox.queue.close() };
+        mailbox.room.notify_all();
+        end - mailbox.queue.head_index()
     }
 
     /// After [`close`](Self::close): the next remaining message, waiting for senders that had
@@ -535,37 +535,37 @@ impl<C: AsInbox> Consumer<C> {
         let mut parked = false;
         loop {
             // Once closed, the tail index is frozen: the lane is drained when len() hits zero.
-            if self.inbox().queue.len() == 0 {
+            if self.mailbox().queue.len() == 0 {
                 if parked {
-                    self.inbox().queue.clear_parked();
+                    self.mailbox().queue.clear_parked();
                 }
                 return Poll::Ready(None);
             }
             if let Some(message) = self.take() {
                 if parked {
-                    self.inbox().queue.clear_parked();
+                    self.mailbox().queue.clear_parked();
                 }
                 return Poll::Ready(Some(message));
             }
             if parked {
                 return Poll::Pending;
             }
-            let inbox = self.inbox();
-            inbox.waker.register(cx.waker());
-            inbox.queue.set_parked();
+            let mailbox = self.mailbox();
+            mailbox.waker.register(cx.waker());
+            mailbox.queue.set_parked();
             parked = true;
         }
     }
 
     /// Closes the signal lane (the actor has terminated) and returns what was still pending.
     pub(crate) fn close_signals(&mut self) -> Drain<Sig<C>> {
-        self.inbox().signals.close()
+        self.mailbox().signals.close()
     }
 }
 
-impl<T, S> std::fmt::Debug for Inbox<T, S> {
+impl<T, S> std::fmt::Debug for Mailbox<T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox")
+        f.debug_struct("Mailbox")
             .field("len", &self.len())
             .field("capacity", &self.capacity())
             .field("closed", &self.is_closed())
@@ -578,24 +578,24 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
 
-    struct Holder(Inbox<u32, &'static str>);
-    impl AsInbox for Holder {
+    struct Holder(Mailbox<u32, &'static str>);
+    impl AsMailbox for Holder {
         type Item = u32;
         type Signal = &'static str;
-        fn inbox(&self) -> &Inbox<u32, &'static str> {
+        fn mailbox(&self) -> &Mailbox<u32, &'static str> {
             &self.0
         }
     }
 
     #[test]
     fn the_hot_words_of_an_inbox_are_a_cache_line_apart() {
-        let inbox = Inbox::<u64, u64>::new(Mailbox::default());
-        assert!(inbox.queue.hot_word_distance() >= 64);
+        let mailbox = Mailbox::<u64, u64>::new(MailboxCapacity::default());
+        assert!(mailbox.queue.hot_word_distance() >= 64);
     }
 
-    fn inbox(config: Mailbox) -> (Arc<Holder>, Consumer<Holder>) {
-        let holder = Arc::new(Holder(Inbox::new(config)));
-        // SAFETY: the test creates one consumer per inbox.
+    fn mailbox(config: MailboxCapacity) -> (Arc<Holder>, Consumer<Holder>) {
+        let holder = Arc::new(Holder(Mailbox::new(config)));
+        // SAFETY: the test creates one consumer per mailbox.
         let consumer = unsafe { Consumer::new(holder.clone()) };
         (holder, consumer)
     }
@@ -606,7 +606,7 @@ mod tests {
 
     #[tokio::test]
     async fn signals_overtake_a_full_user_lane() {
-        let (h, mut c) = inbox(Mailbox::bounded(2));
+        let (h, mut c) = mailbox(MailboxCapacity::bounded(2));
         h.0.try_send(1).unwrap();
         h.0.try_send(2).unwrap();
         assert!(matches!(h.0.try_send(3), Err(PushError::Full(3))));
@@ -620,7 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn blocked_sender_resumes_when_the_actor_comes_back_for_more() {
-        let (h, mut c) = inbox(Mailbox::bounded(1));
+        let (h, mut c) = mailbox(MailboxCapacity::bounded(1));
         h.0.try_send(1).unwrap();
         let h2 = h.clone();
         let sender = tokio::spawn(async move { h2.0.send(2).await });
@@ -635,7 +635,7 @@ mod tests {
 
     #[tokio::test]
     async fn saturated_sender_is_woken_once_per_half_mailbox() {
-        let (h, mut c) = inbox(Mailbox::bounded(128));
+        let (h, mut c) = mailbox(MailboxCapacity::bounded(128));
         for i in 0..128 {
             h.0.try_send(i).unwrap();
         }
@@ -659,7 +659,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_wakes_blocked_senders_with_their_message() {
-        let (h, mut c) = inbox(Mailbox::bounded(1));
+        let (h, mut c) = mailbox(MailboxCapacity::bounded(1));
         h.0.try_send(1).unwrap();
         let h2 = h.clone();
         let sender = tokio::spawn(async move { h2.0.send(2).await });
@@ -672,7 +672,7 @@ mod tests {
 
     #[tokio::test]
     async fn parked_consumer_is_woken_by_a_message_from_another_task() {
-        let (h, mut c) = inbox(Mailbox::Unbounded);
+        let (h, mut c) = mailbox(MailboxCapacity::Unbounded);
         let task = tokio::spawn(async move {
             match recv(&mut c).await {
                 Received::Message(v) => v,

@@ -39,10 +39,10 @@ use crate::cell::{
     ActorCell, ActorMeta, AnyCell, Signal, Stats, SystemSignal, WatchNotify, Watcher,
 };
 use crate::dead_letters::{DeadLetter, DeadLetterReason};
-use crate::envelope::Envelope;
 use crate::error::{AskError, BoxError};
+use crate::letter::Letter;
 use crate::lifecycle::ExitReason;
-use crate::mailbox::{Consumer, Inbox, Mailbox, Received};
+use crate::mailbox::{Consumer, Mailbox, MailboxCapacity, Received};
 use crate::system::ActorSystem;
 use crate::trace::{Origin, Scoped, TraceContext};
 use std::fmt;
@@ -362,12 +362,12 @@ impl fmt::Debug for ProxyHandle {
 pub fn spawn_proxy<A: Actor>(
     system: &ActorSystem,
     name: String,
-    mailbox: Mailbox,
+    mailbox: MailboxCapacity,
     link: Arc<dyn RemoteLink>,
 ) -> (ActorRef<A>, ProxyHandle) {
     let shared = &system.shared;
     let cell = Arc::new(ActorCell {
-        inbox: Inbox::new(mailbox),
+        mailbox: Mailbox::new(mailbox),
         meta: ActorMeta {
             id: shared.next_id(),
             name: Some(Arc::from(name)),
@@ -431,7 +431,7 @@ async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn R
                 }
             }
             Received::Interrupted => {
-                consumer.owner().inbox.clear_interrupts(usize::MAX);
+                consumer.owner().mailbox.clear_interrupts(usize::MAX);
                 break ExitReason::Stopped;
             }
             Received::Drained => break draining.take().unwrap_or(ExitReason::Stopped),
@@ -460,7 +460,7 @@ async fn send_one<A: Actor>(
     consumer: &Consumer<ActorCell<A>>,
     link: &dyn RemoteLink,
     refs: Option<&Arc<dyn RefCodec>>,
-    envelope: Envelope<A>,
+    envelope: Letter<A>,
 ) -> Option<ExitReason> {
     let cell = consumer.owner();
     let message_type = envelope.message_type();
@@ -497,7 +497,7 @@ async fn send_one<A: Actor>(
     }
 }
 
-fn unreachable_letter<A: Actor>(cell: &ActorCell<A>, envelope: Envelope<A>) {
+fn unreachable_letter<A: Actor>(cell: &ActorCell<A>, envelope: Letter<A>) {
     cell.meta.system.shared.dead_letters.record_envelope(
         cell.meta.id,
         std::any::type_name::<A>(),

@@ -20,7 +20,7 @@ use super::{ProxyHandle, RemoteLink};
 use crate::actor::{Actor, ActorId};
 use crate::actor_ref::ActorRef;
 use crate::lifecycle::ExitReason;
-use crate::mailbox::Mailbox;
+use crate::mailbox::MailboxCapacity;
 use crate::system::ActorSystem;
 use std::cell::RefCell;
 use std::fmt;
@@ -58,7 +58,7 @@ pub enum Resolved {
         /// The proxy's name (its path).
         name: String,
         /// The proxy's mailbox.
-        mailbox: Mailbox,
+        mailbox: MailboxCapacity,
         /// Receives the proxy once spawned.
         adopt: Box<dyn FnOnce(ProxyHandle) + Send>,
     },
@@ -147,7 +147,7 @@ pub(crate) fn resolve<A: Actor>(address: &ActorAddress) -> Result<ActorRef<A>, S
             let (actor, handle) = super::spawn_proxy::<A>(
                 codec.system(),
                 address.to_string(),
-                Mailbox::bounded(1),
+                MailboxCapacity::bounded(1),
                 Arc::new(DeadLink),
             );
             handle.terminate(reason);

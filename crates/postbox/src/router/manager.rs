@@ -8,7 +8,7 @@ use crate::actor_ref::{ActorRef, Recipient};
 use crate::context::Context;
 use crate::error::SpawnError;
 use crate::lifecycle::Terminated;
-use crate::mailbox::Mailbox;
+use crate::mailbox::MailboxCapacity;
 use crate::props::Props;
 use crate::supervision::{Restart, SupervisorStrategy};
 use crate::system::ActorSystem;
@@ -23,7 +23,7 @@ trait SpawnRoutee<M: Message>: Send + Sync + 'static {
         &self,
         ctx: &mut Context<RouterActor<M>>,
         name: String,
-        mailbox: Option<Mailbox>,
+        mailbox: Option<MailboxCapacity>,
         restart: Restart,
     ) -> Result<Recipient<M>, SpawnError>;
 }
@@ -43,7 +43,7 @@ where
         &self,
         ctx: &mut Context<RouterActor<M>>,
         name: String,
-        mailbox: Option<Mailbox>,
+        mailbox: Option<MailboxCapacity>,
         restart: Restart,
     ) -> Result<Recipient<M>, SpawnError> {
         let factory = self.factory.clone();
@@ -152,7 +152,7 @@ struct Pool<M: Message> {
     spawner: Box<dyn SpawnRoutee<M>>,
     size: usize,
     resizer: Option<Resizer>,
-    mailbox: Option<Mailbox>,
+    mailbox: Option<MailboxCapacity>,
     restart: Restart,
 }
 
@@ -369,7 +369,7 @@ impl<M: Message> Common<M> {
             retiring: HashSet::new(),
             next_name: 0,
         })
-        .mailbox(Mailbox::bounded(64));
+        .mailbox(MailboxCapacity::bounded(64));
         if let Some(name) = self.name {
             props = props.name(name);
         }
@@ -390,7 +390,7 @@ pub struct PoolBuilder<M: Message> {
     spawner: Box<dyn SpawnRoutee<M>>,
     size: usize,
     resizer: Option<Resizer>,
-    mailbox: Option<Mailbox>,
+    mailbox: Option<MailboxCapacity>,
     restart: Restart,
 }
 
@@ -465,7 +465,7 @@ impl<M: Message> PoolBuilder<M> {
     }
 
     /// Each routee's mailbox (default: the system's).
-    pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
+    pub fn mailbox(mut self, mailbox: MailboxCapacity) -> Self {
         self.mailbox = Some(mailbox);
         self
     }

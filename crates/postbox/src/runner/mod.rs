@@ -52,7 +52,7 @@ use crate::actor::Actor;
 use crate::backoff::WhileDown;
 use crate::cell::{ActorCell, ActorMeta, ActorStatus, Signal, Supervision, SystemSignal, Watcher};
 use crate::context::Context;
-use crate::envelope::Envelope;
+use crate::letter::Letter;
 use crate::lifecycle::{ExitReason, Failure};
 use crate::mailbox::{Consumer, Drain};
 use crate::slot::HandlerSlot;
@@ -96,7 +96,7 @@ fn cold<F: Future>(future: F) -> Pin<Box<F>> {
 }
 
 pub(crate) struct Runner<A: Actor> {
-    /// The inbox's consumer token; also how the runner reaches its cell.
+    /// The mailbox's consumer token; also how the runner reaches its cell.
     consumer: ActorConsumer<A>,
     factory: Box<dyn FnMut() -> A + Send>,
     ctx: Context<A>,
@@ -116,7 +116,7 @@ struct LifecycleState<A: Actor> {
     /// Who to notify when this actor terminates.
     watchers: Vec<Watcher>,
     /// `Terminated` notifications that arrived while no instance was running.
-    deferred: Vec<Envelope<A>>,
+    deferred: Vec<Letter<A>>,
     /// Reason of a drain in progress (`drain_and_stop` / shutdown).
     draining: Option<ExitReason>,
 }
@@ -144,11 +144,11 @@ impl<A: Actor> Runner<A> {
         })
     }
 
-    fn defer(&mut self, envelope: Envelope<A>) {
+    fn defer(&mut self, envelope: Letter<A>) {
         self.lifecycle_mut().deferred.push(envelope);
     }
 
-    fn take_deferred(&mut self) -> Vec<Envelope<A>> {
+    fn take_deferred(&mut self) -> Vec<Letter<A>> {
         self.lifecycle
             .as_mut()
             .map(|state| std::mem::take(&mut state.deferred))
@@ -162,7 +162,7 @@ impl<A: Actor> Runner<A> {
     fn requeue(&self, signals: Drain<Signal<A>>) {
         for signal in signals {
             // The lane closes only in `finish`, after the runner stops receiving.
-            let _ = self.cell().inbox.send_signal(signal);
+            let _ = self.cell().mailbox.send_signal(signal);
         }
     }
 

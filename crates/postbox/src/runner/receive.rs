@@ -5,7 +5,7 @@
 use super::{ActorConsumer, Runner};
 use crate::actor::Actor;
 use crate::cell::Signal;
-use crate::envelope::Envelope;
+use crate::letter::Letter;
 use crate::mailbox::Received;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use tokio::time::Sleep;
 
 /// What the runner receives from its mailbox.
-pub(super) type Item<A> = Received<Envelope<A>, Signal<A>>;
+pub(super) type Item<A> = Received<Letter<A>, Signal<A>>;
 
 /// What the runner listens for.
 #[derive(Clone, Copy)]

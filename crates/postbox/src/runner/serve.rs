@@ -6,7 +6,7 @@ use super::{cold, End, Runner};
 use crate::actor::Actor;
 use crate::cell::{ActorCell, Signal, Supervision, SystemSignal};
 use crate::context::Request;
-use crate::envelope::Envelope;
+use crate::letter::Letter;
 use crate::lifecycle::{ExitReason, Failure};
 use crate::mailbox::{Received, INTERRUPT_ABORT, INTERRUPT_KILL};
 use crate::slot::ParkedHandler;
@@ -110,7 +110,7 @@ impl<A: Actor> Runner<A> {
     fn start_handler(
         &mut self,
         actor: &mut A,
-        envelope: Envelope<A>,
+        envelope: Letter<A>,
         cx: &mut Context<'_>,
     ) -> Handling {
         let started = self.meta().stats.sample_next().then(Instant::now);
@@ -160,7 +160,7 @@ impl<A: Actor> Runner<A> {
 
     /// Runs one message's handler to its end outside the hot loop: deferred and watched
     /// actors' `Terminated` notifications, and messages taken while a child's deadline runs.
-    pub(super) async fn handle(&mut self, actor: &mut A, envelope: Envelope<A>) -> Outcome<()> {
+    pub(super) async fn handle(&mut self, actor: &mut A, envelope: Letter<A>) -> Outcome<()> {
         let handling = with_context(|cx| self.start_handler(actor, envelope, cx)).await;
         match handling {
             Handling::Finished(outcome) => outcome,
@@ -195,11 +195,11 @@ impl<A: Actor> Runner<A> {
     }
 
     pub(super) fn interrupted(&mut self) -> End {
-        let bits = self.cell().inbox.interrupts();
+        let bits = self.cell().mailbox.interrupts();
         if bits & INTERRUPT_ABORT != 0 {
             End::Aborted
         } else {
-            self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
+            self.cell().mailbox.clear_interrupts(INTERRUPT_KILL);
             End::Failed {
                 failure: Failure::Killed,
                 keep_instance: false,

@@ -9,7 +9,7 @@ use crate::cell::{ActorCell, ActorMeta, AnyCell, Stats};
 use crate::context::{Context, WatchesAndSettings};
 use crate::dispatcher::PinnedThread;
 use crate::error::SpawnError;
-use crate::mailbox::{Consumer, Inbox, Mailbox};
+use crate::mailbox::{Consumer, Mailbox, MailboxCapacity};
 use crate::props::Props;
 use crate::slot::HandlerSlot;
 use crate::supervision::{ChildRecord, Restart, Supervisor};
@@ -99,7 +99,7 @@ pub(crate) fn prepare<A: Actor>(
         None => None,
     };
     let cell = Arc::new(ActorCell {
-        inbox: Inbox::new(props.mailbox.unwrap_or(system.config.default_mailbox)),
+        mailbox: Mailbox::new(props.mailbox.unwrap_or(system.config.default_mailbox)),
         meta: ActorMeta {
             id,
             name,
@@ -140,7 +140,7 @@ pub(crate) fn prepare<A: Actor>(
 pub(crate) fn start_guardian(system: &Arc<SystemShared>) {
     let id = system.next_id();
     let cell = Arc::new(ActorCell {
-        inbox: Inbox::new(Mailbox::bounded(1)),
+        mailbox: Mailbox::new(MailboxCapacity::bounded(1)),
         meta: ActorMeta {
             id,
             name: Some(Arc::from("user")),
@@ -175,7 +175,7 @@ impl<A: Actor> Runner<A> {
             ActorRef::from_cell(cell.clone()),
             Supervisor::new(strategy, escalate),
         );
-        // SAFETY: this runner is the only consumer ever created for this cell's inbox: cells
+        // SAFETY: this runner is the only consumer ever created for this cell's mailbox: cells
         // are created together with exactly one runner (in `prepare` / `start_guardian`).
         let consumer = unsafe { Consumer::new(cell) };
         Self {

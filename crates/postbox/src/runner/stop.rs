@@ -8,8 +8,8 @@ use crate::actor::{Actor, ActorId};
 use crate::ask::abandon;
 use crate::cell::{ActorStatus, AnyCell, Signal, Supervision, SystemSignal, WatchNotify, Watcher};
 use crate::dead_letters::DeadLetterReason;
-use crate::envelope::Envelope;
 use crate::error::AskError;
+use crate::letter::Letter;
 use crate::lifecycle::{ExitReason, Failure};
 use crate::mailbox::{Drain, Received, INTERRUPT_ABORT, INTERRUPT_KILL};
 use std::future::{poll_fn, Future};
@@ -61,7 +61,7 @@ impl<A: Actor> Runner<A> {
         self.ctx.supervisor.stop_all(child_reason, drain);
         self.wait_for_children().await;
         if let (Some(a), false) = (actor.as_mut(), aborted) {
-            if self.cell().inbox.interrupts() & INTERRUPT_ABORT == 0 {
+            if self.cell().mailbox.interrupts() & INTERRUPT_ABORT == 0 {
                 if let Outcome::Panicked(failure) =
                     guarded(a.stopped(&mut self.ctx, reason), &self.consumer).await
                 {
@@ -79,8 +79,8 @@ impl<A: Actor> Runner<A> {
         let mut aborted = false;
         while !self.ctx.supervisor.is_empty() {
             // A kill changes nothing for an actor that is already winding down.
-            self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
-            if !aborted && self.cell().inbox.interrupts() & INTERRUPT_ABORT != 0 {
+            self.cell().mailbox.clear_interrupts(INTERRUPT_KILL);
+            if !aborted && self.cell().mailbox.interrupts() & INTERRUPT_ABORT != 0 {
                 self.ctx.supervisor.abort_all();
                 aborted = true;
             }
@@ -125,16 +125,16 @@ impl<A: Actor> Runner<A> {
 
     /// A message that arrived while the actor was down, for an actor spawned with
     /// [`WhileDown::DeadLetter`](crate::WhileDown::DeadLetter).
-    pub(super) fn drop_while_down(&self, envelope: Envelope<A>) {
+    pub(super) fn drop_while_down(&self, envelope: Letter<A>) {
         self.meta().stats.record_skipped();
         self.dead_letter_for(envelope, DeadLetterReason::ActorDown);
     }
 
-    fn dead_letter(&self, envelope: Envelope<A>) {
+    fn dead_letter(&self, envelope: Letter<A>) {
         self.dead_letter_for(envelope, DeadLetterReason::DroppedAtStop);
     }
 
-    fn dead_letter_for(&self, envelope: Envelope<A>, reason: DeadLetterReason) {
+    fn dead_letter_for(&self, envelope: Letter<A>, reason: DeadLetterReason) {
         self.system().dead_letters.record_envelope(
             self.meta().id,
             std::any::type_name::<A>(),

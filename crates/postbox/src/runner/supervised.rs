@@ -55,7 +55,7 @@ impl<A: Actor> Runner<A> {
             };
             match self.receive(listen).await {
                 Received::Interrupted => {
-                    if self.cell().inbox.interrupts() & INTERRUPT_ABORT != 0 {
+                    if self.cell().mailbox.interrupts() & INTERRUPT_ABORT != 0 {
                         if let Some(actor) = instance.take() {
                             drop_quietly(actor);
                         }
@@ -64,7 +64,7 @@ impl<A: Actor> Runner<A> {
                         return Next::Exit(ExitReason::Shutdown);
                     }
                     // Killing an actor that is already down changes nothing.
-                    self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
+                    self.cell().mailbox.clear_interrupts(INTERRUPT_KILL);
                 }
                 Received::Signals(mut signals) => {
                     while let Some(signal) = signals.next() {
@@ -155,10 +155,10 @@ impl<A: Actor> Runner<A> {
                 let Some(received) = received else { break };
                 match received {
                     Received::Interrupted => {
-                        if self.cell().inbox.interrupts() & INTERRUPT_ABORT != 0 {
+                        if self.cell().mailbox.interrupts() & INTERRUPT_ABORT != 0 {
                             return Next::Exit(ExitReason::Shutdown);
                         }
-                        self.cell().inbox.clear_interrupts(INTERRUPT_KILL);
+                        self.cell().mailbox.clear_interrupts(INTERRUPT_KILL);
                     }
                     Received::Signals(mut signals) => {
                         while let Some(signal) = signals.next() {

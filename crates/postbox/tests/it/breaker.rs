@@ -275,7 +275,7 @@ async fn a_tell_stuck_on_a_full_mailbox_times_out_and_counts_as_failure() {
                 gate: g.clone(),
                 seen: Vec::new(),
             })
-            .mailbox(Mailbox::bounded(1)),
+            .mailbox(MailboxCapacity::bounded(1)),
         )
         .unwrap();
     let breaker = breaker(2);

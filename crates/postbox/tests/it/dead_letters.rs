@@ -2,7 +2,7 @@
 
 use crate::common::{until, within, PATIENCE};
 use postbox::prelude::*;
-use postbox::{DeadLetterReason, Mailbox};
+use postbox::{DeadLetterReason, MailboxCapacity};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -32,7 +32,7 @@ impl Handler<Note> for Slow {
     }
 }
 
-fn slow(system: &ActorSystem, mailbox: Mailbox) -> (ActorRef<Slow>, Arc<Notify>) {
+fn slow(system: &ActorSystem, mailbox: MailboxCapacity) -> (ActorRef<Slow>, Arc<Notify>) {
     let gate = Arc::new(Notify::new());
     let g = gate.clone();
     let actor = system
@@ -49,7 +49,7 @@ async fn until_busy(actor: &ActorRef<Slow>) {
 async fn every_undeliverable_message_is_counted_exactly_once_with_its_reason() {
     let system = ActorSystem::new();
     let mut stream = system.dead_letters().subscribe();
-    let (actor, gate) = slow(&system, Mailbox::bounded(3));
+    let (actor, gate) = slow(&system, MailboxCapacity::bounded(3));
     actor.tell(Hold).await.unwrap();
     until_busy(&actor).await;
     for n in 0..3 {
@@ -101,7 +101,7 @@ async fn every_undeliverable_message_is_counted_exactly_once_with_its_reason() {
 #[tokio::test]
 async fn a_reply_to_an_ask_that_timed_out_is_a_dead_letter() {
     let system = ActorSystem::new();
-    let (actor, gate) = slow(&system, Mailbox::default());
+    let (actor, gate) = slow(&system, MailboxCapacity::default());
     actor.tell(Hold).await.unwrap();
     until_busy(&actor).await;
     let result = actor.ask(Note(1)).timeout(Duration::from_millis(10)).await;

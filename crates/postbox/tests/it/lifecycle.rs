@@ -2,7 +2,7 @@
 
 use crate::common::{events, until, within, Events, PATIENCE};
 use postbox::prelude::*;
-use postbox::{DeadLetterReason, Failure, Mailbox};
+use postbox::{DeadLetterReason, Failure, MailboxCapacity};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -227,7 +227,7 @@ async fn terminated_overtakes_a_full_mailbox() {
     let watcher = system
         .spawn(
             Probe::props_with("watcher", &events, Some(gate.clone()), Vec::new())
-                .mailbox(Mailbox::bounded(4)),
+                .mailbox(MailboxCapacity::bounded(4)),
         )
         .unwrap();
     let target = system.spawn(Probe::props("target", &events)).unwrap();

@@ -2,7 +2,7 @@
 
 use crate::common::{until, within, PATIENCE};
 use postbox::prelude::*;
-use postbox::{DeadLetterReason, Mailbox};
+use postbox::{DeadLetterReason, MailboxCapacity};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +48,7 @@ async fn each_sender_s_messages_arrive_in_send_order() {
     let system = ActorSystem::new();
     // A small mailbox so that senders keep hitting backpressure and racing each other.
     let recorder = system
-        .spawn(Props::new(Recorder::default).mailbox(Mailbox::bounded(16)))
+        .spawn(Props::new(Recorder::default).mailbox(MailboxCapacity::bounded(16)))
         .unwrap();
     const SENDERS: u32 = 4;
     const PER_SENDER: u64 = 5_000;
@@ -110,7 +110,7 @@ impl Handler<Seen> for Gated {
     }
 }
 
-fn gated(system: &ActorSystem, mailbox: Mailbox) -> (ActorRef<Gated>, Arc<Notify>) {
+fn gated(system: &ActorSystem, mailbox: MailboxCapacity) -> (ActorRef<Gated>, Arc<Notify>) {
     let gate = Arc::new(Notify::new());
     let g = gate.clone();
     let actor = system
@@ -136,7 +136,7 @@ async fn until_holding(actor: &ActorRef<Gated>) {
 #[tokio::test]
 async fn tell_waits_for_room_and_resumes_in_order() {
     let system = ActorSystem::new();
-    let (actor, gate) = gated(&system, Mailbox::bounded(2));
+    let (actor, gate) = gated(&system, MailboxCapacity::bounded(2));
     actor.tell(Hold).await.unwrap();
     until_holding(&actor).await;
     actor.tell(N(1)).await.unwrap();
@@ -166,7 +166,7 @@ async fn tell_waits_for_room_and_resumes_in_order() {
 #[tokio::test]
 async fn a_recipient_tell_that_waits_for_room_is_not_a_dead_letter() {
     let system = ActorSystem::new();
-    let (actor, gate) = gated(&system, Mailbox::bounded(1));
+    let (actor, gate) = gated(&system, MailboxCapacity::bounded(1));
     actor.tell(Hold).await.unwrap();
     until_holding(&actor).await;
     actor.tell(N(1)).await.unwrap();
@@ -186,7 +186,7 @@ async fn a_recipient_tell_that_waits_for_room_is_not_a_dead_letter() {
 #[tokio::test]
 async fn try_tell_hands_the_message_back_when_full_or_closed() {
     let system = ActorSystem::new();
-    let (actor, gate) = gated(&system, Mailbox::bounded(1));
+    let (actor, gate) = gated(&system, MailboxCapacity::bounded(1));
     actor.tell(Hold).await.unwrap();
     until_holding(&actor).await;
     actor.try_tell(N(1)).unwrap();
@@ -309,7 +309,7 @@ async fn ask_reports_an_actor_that_is_not_running() {
 #[tokio::test]
 async fn ask_queued_behind_a_stop_resolves_as_stopped() {
     let system = ActorSystem::new();
-    let (actor, gate) = gated(&system, Mailbox::default());
+    let (actor, gate) = gated(&system, MailboxCapacity::default());
     actor.tell(Hold).await.unwrap();
     until_holding(&actor).await;
     let queued = {
@@ -465,7 +465,7 @@ async fn recipients_reach_the_same_actor_and_compare_by_id() {
 #[tokio::test]
 async fn an_unbounded_mailbox_never_refuses() {
     let system = ActorSystem::new();
-    let (actor, gate) = gated(&system, Mailbox::Unbounded);
+    let (actor, gate) = gated(&system, MailboxCapacity::Unbounded);
     actor.tell(Hold).await.unwrap();
     until_holding(&actor).await;
     for n in 0..100_000 {

@@ -2,7 +2,7 @@
 
 use crate::common::{until, within, PATIENCE};
 use postbox::prelude::*;
-use postbox::{ActorStatus, Mailbox};
+use postbox::{ActorStatus, MailboxCapacity};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -41,7 +41,7 @@ async fn depth_and_counters_are_visible_from_refs_and_the_actor_table() {
         .spawn(
             Props::new(move || Busy { gate: g.clone() })
                 .name("busy")
-                .mailbox(Mailbox::bounded(100)),
+                .mailbox(MailboxCapacity::bounded(100)),
         )
         .unwrap();
     actor.tell(Nap(5)).await.unwrap();
@@ -131,7 +131,7 @@ async fn an_observer_hears_sampled_handler_times_mailbox_waits_and_stops() {
     let gate = Arc::new(Notify::new());
     let g = gate.clone();
     let actor = system
-        .spawn(Props::new(move || Busy { gate: g.clone() }).mailbox(Mailbox::bounded(100)))
+        .spawn(Props::new(move || Busy { gate: g.clone() }).mailbox(MailboxCapacity::bounded(100)))
         .unwrap();
     let hold_sent = std::time::Instant::now();
     actor.tell(Hold).await.unwrap(); // mailbox slot 0: a wait sample, and a timed handler

@@ -1,7 +1,7 @@
 //! Type-erased message envelopes.
 //!
 //! A mailbox carries messages of every type its actor handles, so each one travels in an
-//! [`Envelope<A>`]: a pointer to a static per-`(A, M)` vtable plus the message and its optional
+//! [`Letter<A>`]: a pointer to a static per-`(A, M)` vtable plus the message and its optional
 //! reply handle. Envelopes are what the mailbox's blocks store by value, so to keep the hot path
 //! free of allocations the payload is stored **inline** when it fits in [`INLINE_BYTES`] (with
 //! pointer alignment); bigger or over-aligned payloads are boxed and the box pointer is stored
@@ -9,7 +9,7 @@
 //!
 //! # Soundness
 //!
-//! An envelope is created only by [`Envelope::new::<M>`], which writes a `Packet<M>` (or a
+//! An envelope is created only by [`Letter::new::<M>`], which writes a `Packet<M>` (or a
 //! `Box<Packet<M>>`) into the payload and records the matching vtable. Every vtable function is
 //! monomorphized for that same `(A, M)` and is the only code that reads the payload back, exactly
 //! once: `dispatch` and `into_parts` move it out (and the envelope is then forgotten), `drop`
@@ -109,14 +109,14 @@ struct VTable<A: Actor> {
 }
 
 /// One message for an actor of type `A`, of any type `A` handles.
-pub(crate) struct Envelope<A: Actor> {
+pub(crate) struct Letter<A: Actor> {
     vtable: &'static VTable<A>,
     payload: Payload,
 }
 
-// SAFETY: `Envelope::new` only accepts `M: Message` (which is `Send`) and a `ReplyTo` (Send),
+// SAFETY: `Letter::new` only accepts `M: Message` (which is `Send`) and a `ReplyTo` (Send),
 // so the payload is always `Send`; the vtable is a `'static` table of function pointers.
-unsafe impl<A: Actor> Send for Envelope<A> {}
+unsafe impl<A: Actor> Send for Letter<A> {}
 
 struct Packing<A, M>(std::marker::PhantomData<(A, M)>);
 
@@ -133,7 +133,7 @@ impl<A: Handler<M>, M: Message> Packing<A, M> {
     };
 
     /// # Safety
-    /// `payload` holds a packet written by `Envelope::new::<M>` that has not been taken yet.
+    /// `payload` holds a packet written by `Letter::new::<M>` that has not been taken yet.
     unsafe fn take(payload: &mut Payload) -> Packet<M> {
         let place = payload.as_mut_ptr();
         if Self::INLINE {
@@ -146,7 +146,7 @@ impl<A: Handler<M>, M: Message> Packing<A, M> {
     }
 }
 
-impl<A: Actor> Envelope<A> {
+impl<A: Actor> Letter<A> {
     /// Wraps `message` (and the handle for its reply, when asked), with the current trace
     /// context if there is one.
     #[inline]
@@ -168,7 +168,7 @@ impl<A: Actor> Envelope<A> {
             // SAFETY: a box pointer fits in (and is aligned for) the payload buffer.
             unsafe { place.cast::<Box<Packet<M>>>().write(Box::new(packet)) };
         }
-        Envelope {
+        Letter {
             vtable: &Packing::<A, M>::VTABLE,
             payload,
         }
@@ -208,7 +208,7 @@ impl<A: Actor> Envelope<A> {
     /// Takes the message and reply handle back out, for a send that failed.
     ///
     /// # Safety
-    /// The envelope must have been created by `Envelope::new::<M>` with this same `M`.
+    /// The envelope must have been created by `Letter::new::<M>` with this same `M`.
     pub(crate) unsafe fn into_parts<M>(self) -> (M, Option<ReplyTo<M::Reply>>)
     where
         A: Handler<M>,
@@ -222,7 +222,7 @@ impl<A: Actor> Envelope<A> {
     }
 }
 
-impl<A: Actor> Drop for Envelope<A> {
+impl<A: Actor> Drop for Letter<A> {
     fn drop(&mut self) {
         // SAFETY: an envelope that is dropped still owns its payload (dispatch and into_parts
         // forget the envelope), and `drop` reads it as the type `new` wrote.
@@ -230,9 +230,9 @@ impl<A: Actor> Drop for Envelope<A> {
     }
 }
 
-impl<A: Actor> std::fmt::Debug for Envelope<A> {
+impl<A: Actor> std::fmt::Debug for Letter<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Envelope")
+        f.debug_struct("Letter")
             .field("message_type", &self.message_type())
             .finish_non_exhaustive()
     }
@@ -323,7 +323,7 @@ unsafe fn dispatch<'a, A: Handler<M>, M: Message>(
 
 #[cfg(test)]
 mod tests {
-    //! Part of the Miri suite: `cargo +nightly miri test -p postbox --lib envelope::`.
+    //! Part of the Miri suite: `cargo +nightly miri test -p postbox --lib letter::`.
     use super::*;
     use crate::testkit::{block_on_local, TestCell};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -366,10 +366,7 @@ mod tests {
     fn small_messages_are_inline_and_big_ones_boxed() {
         const { assert!(Packing::<Sink, Small>::INLINE) };
         const { assert!(!Packing::<Sink, Big>::INLINE) };
-        assert_eq!(
-            size_of::<Envelope<Sink>>(),
-            INLINE_BYTES + size_of::<usize>()
-        );
+        assert_eq!(size_of::<Letter<Sink>>(), INLINE_BYTES + size_of::<usize>());
     }
 
     #[test]
@@ -386,13 +383,13 @@ mod tests {
     #[test]
     fn a_send_in_a_traced_context_carries_it_to_the_handler_or_back_out() {
         let cx = crate::trace::TraceContext::new_root();
-        let env = cx.in_scope(|| Envelope::<Sink>::new(Small(1), None));
+        let env = cx.in_scope(|| Letter::<Sink>::new(Small(1), None));
         // SAFETY: built from `Small` just above.
         let (message, reply) = unsafe { env.into_parts::<Small>() };
         assert_eq!((message.0, reply.is_none()), (1, true));
 
         let (reply, rx) = ReplyTo::pair_for_test();
-        let env = cx.in_scope(|| Envelope::<Sink>::new(Small(2), Some(reply)));
+        let env = cx.in_scope(|| Letter::<Sink>::new(Small(2), Some(reply)));
         let mut cell = TestCell::new(Sink::default());
         cell.run(env);
         assert_eq!(block_on_local(rx), Ok(Ok(2)));
@@ -402,8 +399,8 @@ mod tests {
     fn dispatch_runs_the_handler_for_inline_and_boxed_payloads() {
         let drops = Arc::new(AtomicUsize::new(0));
         let mut cell = TestCell::new(Sink::default());
-        cell.run(Envelope::new(Small(5), None));
-        cell.run(Envelope::new(Big([1; 32], drops.clone()), None));
+        cell.run(Letter::new(Small(5), None));
+        cell.run(Letter::new(Big([1; 32], drops.clone()), None));
         assert_eq!(cell.actor.total, 5);
         assert_eq!(cell.actor.big_seen, 32);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
@@ -412,9 +409,9 @@ mod tests {
     #[test]
     fn dropping_or_unpacking_an_envelope_releases_the_message_once() {
         let drops = Arc::new(AtomicUsize::new(0));
-        drop(Envelope::<Sink>::new(Big([0; 32], drops.clone()), None));
+        drop(Letter::<Sink>::new(Big([0; 32], drops.clone()), None));
         assert_eq!(drops.load(Ordering::SeqCst), 1);
-        let env = Envelope::<Sink>::new(Big([0; 32], drops.clone()), None);
+        let env = Letter::<Sink>::new(Big([0; 32], drops.clone()), None);
         assert_eq!(env.message_type(), std::any::type_name::<Big>());
         // SAFETY: built from `Big` just above.
         let (message, reply) = unsafe { env.into_parts::<Big>() };
@@ -428,7 +425,7 @@ mod tests {
     fn an_asked_message_replies_through_its_handle() {
         let (reply, rx) = ReplyTo::pair_for_test();
         let mut cell = TestCell::new(Sink::default());
-        cell.run(Envelope::new(Small(7), Some(reply)));
+        cell.run(Letter::new(Small(7), Some(reply)));
         assert_eq!(block_on_local(rx), Ok(Ok(7)));
     }
 }
