@@ -327,7 +327,16 @@ impl Cluster {
         }
     }
 
-    /// Counters of the gossip transport (datagrams, refusals, authentication failures).
+    /// What split-brain resolution has done on this node: decisions by outcome, members
+    /// downed, pauses detected, and whether this node is down.
+    pub fn downing_stats(&self) -> crate::DowningStats {
+        self.inner
+            .membership
+            .downing_counters
+            .snapshot(self.is_down())
+    }
+
+    /// Counters of the gossip transport (datagrams, rejections, refusals).
     pub fn gossip_stats(&self) -> GossipStats {
         self.inner.transport.stats()
     }

@@ -31,6 +31,7 @@
 //! one on them.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// How a node decides, once the members it sees unreachable have been stable for
 /// `down_after`, which side of a partition stays (Akka's split-brain resolver strategies).
@@ -60,6 +61,113 @@ pub enum DowningStrategy {
     /// Every member downs itself: the safest answer when any instability means the whole
     /// cluster should restart.
     DownAll,
+}
+
+impl std::fmt::Display for DowningStrategy {
+    /// The strategy's name as settings spell it (`keep-majority`, `static-quorum:3`,
+    /// `keep-oldest`, `keep-oldest:down-if-alone`, `down-all`); [`FromStr`](std::str::FromStr)
+    /// reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DowningStrategy::KeepMajority => f.write_str("keep-majority"),
+            DowningStrategy::StaticQuorum { size } => write!(f, "static-quorum:{size}"),
+            DowningStrategy::KeepOldest {
+                down_if_alone: false,
+            } => f.write_str("keep-oldest"),
+            DowningStrategy::KeepOldest {
+                down_if_alone: true,
+            } => f.write_str("keep-oldest:down-if-alone"),
+            DowningStrategy::DownAll => f.write_str("down-all"),
+        }
+    }
+}
+
+impl std::str::FromStr for DowningStrategy {
+    type Err = String;
+
+    /// Reads a strategy as [`Display`](std::fmt::Display) writes it; the error says what is
+    /// accepted.
+    fn from_str(text: &str) -> Result<Self, String> {
+        const ACCEPTED: &str = "expected keep-majority, static-quorum:SIZE, keep-oldest, \
+            keep-oldest:down-if-alone or down-all";
+        let strategy = match text.trim() {
+            "keep-majority" => DowningStrategy::KeepMajority,
+            "keep-oldest" => DowningStrategy::KeepOldest {
+                down_if_alone: false,
+            },
+            "keep-oldest:down-if-alone" => DowningStrategy::KeepOldest {
+                down_if_alone: true,
+            },
+            "down-all" => DowningStrategy::DownAll,
+            other => match other.strip_prefix("static-quorum:") {
+                Some(size) => DowningStrategy::StaticQuorum {
+                    size: size.trim().parse().map_err(|_| {
+                        format!("`{size}` is not a whole number of members (static-quorum:SIZE)")
+                    })?,
+                },
+                None => return Err(format!("`{other}` is not a downing strategy: {ACCEPTED}")),
+            },
+        };
+        strategy.validate()?;
+        Ok(strategy)
+    }
+}
+
+/// What this node's downing has done since it started (monotonic counters), for
+/// [`Cluster::downing_stats`](crate::Cluster::downing_stats) and the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DowningStats {
+    /// Decisions that kept this side (and downed the unreachable members).
+    pub kept_this_side: u64,
+    /// Decisions that took this side down (this node downed itself).
+    pub downed_this_side: u64,
+    /// Down-all decisions (everyone, this node included).
+    pub downed_everyone: u64,
+    /// Members this node declared down by its decisions.
+    pub members_downed: u64,
+    /// Pauses of this node detected (its driver ran much later than planned).
+    pub pauses: u64,
+    /// Whether this node is down now (by its own decision or a peer's verdict).
+    pub this_node_down: bool,
+}
+
+/// The counters behind [`DowningStats`].
+#[derive(Debug, Default)]
+pub(crate) struct DowningCounters {
+    kept_this_side: AtomicU64,
+    downed_this_side: AtomicU64,
+    downed_everyone: AtomicU64,
+    members_downed: AtomicU64,
+    pauses: AtomicU64,
+}
+
+impl DowningCounters {
+    pub(crate) fn decided(&self, decision: Decision, members_downed: usize) {
+        let counter = match decision {
+            Decision::KeepThisSide => &self.kept_this_side,
+            Decision::DownThisSide => &self.downed_this_side,
+            Decision::DownEveryone => &self.downed_everyone,
+        };
+        counter.fetch_add(1, Relaxed);
+        self.members_downed
+            .fetch_add(members_downed as u64, Relaxed);
+    }
+
+    pub(crate) fn paused(&self) {
+        self.pauses.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, this_node_down: bool) -> DowningStats {
+        DowningStats {
+            kept_this_side: self.kept_this_side.load(Relaxed),
+            downed_this_side: self.downed_this_side.load(Relaxed),
+            downed_everyone: self.downed_everyone.load(Relaxed),
+            members_downed: self.members_downed.load(Relaxed),
+            pauses: self.pauses.load(Relaxed),
+            this_node_down,
+        }
+    }
 }
 
 /// A member as the strategy sees it.
@@ -157,6 +265,35 @@ mod tests {
                 up_since: *up_since,
             })
             .collect()
+    }
+
+    #[test]
+    fn strategies_read_back_what_they_print_and_refuse_the_rest_by_name() {
+        for strategy in [
+            DowningStrategy::KeepMajority,
+            DowningStrategy::StaticQuorum { size: 3 },
+            DowningStrategy::KeepOldest {
+                down_if_alone: false,
+            },
+            DowningStrategy::KeepOldest {
+                down_if_alone: true,
+            },
+            DowningStrategy::DownAll,
+        ] {
+            assert_eq!(
+                strategy.to_string().parse::<DowningStrategy>(),
+                Ok(strategy)
+            );
+        }
+        let err = "keep-minority".parse::<DowningStrategy>().unwrap_err();
+        assert!(
+            err.contains("`keep-minority` is not a downing strategy"),
+            "{err}"
+        );
+        let err = "static-quorum:x".parse::<DowningStrategy>().unwrap_err();
+        assert!(err.contains("`x` is not a whole number"), "{err}");
+        let err = "static-quorum:0".parse::<DowningStrategy>().unwrap_err();
+        assert!(err.contains("static quorum of 0"), "{err}");
     }
 
     #[test]

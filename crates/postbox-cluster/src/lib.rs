@@ -141,7 +141,7 @@ mod transport;
 
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, FailureDetection};
-pub use downing::DowningStrategy;
+pub use downing::{DowningStats, DowningStrategy};
 pub use error::{ClusterError, Refusal, RegisterError};
 pub use member::{ClusterEvent, Member, MemberStatus, NodeLoad};
 pub use membership::{ClusterEvents, EventsError};

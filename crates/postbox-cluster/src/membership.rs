@@ -6,7 +6,7 @@
 //! write lock, in which it also sends the events — so a subscriber that snapshots under the
 //! read lock and then listens sees every change exactly once.
 
-use crate::downing::{Counted, Decision, DowningStrategy};
+use crate::downing::{Counted, Decision, DowningCounters, DowningStrategy};
 use crate::member::{ClusterEvent, Member, MemberStatus};
 use crate::meta::{self, EntryInfo, Identity, NodeInfo};
 use chitchat::{Chitchat, ChitchatId};
@@ -107,6 +107,8 @@ pub(crate) struct Membership {
     /// long a paused node waits before it decides anything.
     joining_for: Duration,
     strategy: DowningStrategy,
+    /// What the strategy decided so far, and pauses seen.
+    pub(crate) downing_counters: DowningCounters,
     /// Why this node is down, once it is (by the downing strategy, or a peer's verdict).
     downed: watch::Sender<Option<String>>,
     view: RwLock<View>,
@@ -146,6 +148,7 @@ impl Membership {
             down_after,
             joining_for,
             strategy,
+            downing_counters: DowningCounters::default(),
             downed: watch::channel(None).0,
             view: RwLock::new(view),
             events: Mutex::new(Some(broadcast::channel(EVENT_BUFFER).0)),
@@ -252,6 +255,7 @@ impl Membership {
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
         view.quiet_until = Some(now + self.joining_for);
         view.stable_since = Some(now);
+        self.downing_counters.paused();
         tracing::warn!(
             paused_for = ?gap,
             quiet_for = ?self.joining_for,
@@ -573,6 +577,7 @@ impl Membership {
             ?decision,
             "downing decision"
         );
+        let downed_before = writes.downed.len();
         if matches!(decision, Decision::KeepThisSide | Decision::DownEveryone) {
             for identity in &unreachable {
                 if let Some(record) = view.members.get_mut(identity) {
@@ -591,6 +596,8 @@ impl Membership {
             );
             self.mark_self_down(view, why, events);
         }
+        self.downing_counters
+            .decided(decision, writes.downed.len() - downed_before);
         view.unreachable.clear();
         view.stable_since = None;
     }

@@ -11,7 +11,9 @@
 
 use crate::histogram::HistogramSnapshot;
 use crate::http::HttpSnapshot;
-use crate::sources::{GossipCounters, Member, MemberStatus, PersistenceStats, TransportStats};
+use crate::sources::{
+    DowningCounters, GossipCounters, Member, MemberStatus, PersistenceStats, TransportStats,
+};
 use crate::{Inner, RegisteredRouter};
 use postbox::{ActorId, BreakerStats, DeadLetterReason, SystemCounters};
 use prometheus_client::collector::Collector;
@@ -66,6 +68,7 @@ pub(crate) struct Snapshot {
     pub(crate) transport: Option<TransportStats>,
     pub(crate) members: Option<Vec<Member>>,
     pub(crate) gossip: Option<GossipCounters>,
+    pub(crate) downing: Option<DowningCounters>,
     /// The HTTP server's counters, once [`Metrics::serve`](crate::Metrics::serve) runs.
     pub(crate) http: Option<HttpSnapshot>,
     pub(crate) persistence: Option<PersistenceStats>,
@@ -161,6 +164,7 @@ impl Inner {
             transport: self.transport.as_ref().map(|t| t.transport_stats()),
             members: self.cluster.as_ref().map(|c| c.members()),
             gossip: self.cluster.as_ref().and_then(|c| c.gossip()),
+            downing: self.cluster.as_ref().and_then(|c| c.downing()),
             http: Some(self.http.snapshot()).filter(|http| http.max_connections > 0),
             persistence: self.persistence.as_ref().map(|p| p.persistence_stats()),
             walk_seconds,
@@ -723,6 +727,47 @@ pub(crate) fn encode_snapshot(
         )?;
     }
 
+    if let Some(d) = &snapshot.downing {
+        family(
+            encoder,
+            "postbox_cluster_downing_decisions",
+            "Split-brain decisions this node took, by outcome.",
+            Counter,
+            [
+                (
+                    [("decision", "keep_this_side")],
+                    Value::Counter(d.kept_this_side),
+                ),
+                (
+                    [("decision", "down_this_side")],
+                    Value::Counter(d.downed_this_side),
+                ),
+                (
+                    [("decision", "down_everyone")],
+                    Value::Counter(d.downed_everyone),
+                ),
+            ],
+        )?;
+        counter(
+            encoder,
+            "postbox_cluster_members_downed",
+            "Members this node declared down by its downing decisions.",
+            d.members_downed,
+        )?;
+        counter(
+            encoder,
+            "postbox_cluster_pauses",
+            "Pauses of this node detected (its gossip driver ran far later than planned).",
+            d.pauses,
+        )?;
+        gauge(
+            encoder,
+            "postbox_cluster_this_node_down",
+            "1 once this node is down (it no longer acts as a member), else 0.",
+            i64::from(d.this_node_down),
+        )?;
+    }
+
     if let Some(p) = &snapshot.persistence {
         encode_persistence(p, encoder)?;
     }
@@ -914,6 +959,7 @@ mod tests {
             }),
             members: Some(vec![Member::new("a", "x", MemberStatus::Leaving)]),
             gossip: Some(GossipCounters::new(10, 11, 1, 0, 2, 0, 4, 0)),
+            downing: Some(DowningCounters::new(2, 0, 0, 3, 1, false)),
             http: Some(HttpSnapshot {
                 max_connections: 64,
                 open: 2,
@@ -960,6 +1006,11 @@ mod tests {
             "postbox_cluster_gossip_rejected_total{reason=\"authentication_failed\"} 2",
             "postbox_cluster_gossip_refusals_total{kind=\"ignored\"} 4",
             "postbox_cluster_gossip_datagrams_total{direction=\"out\"} 11",
+            "postbox_cluster_downing_decisions_total{decision=\"keep_this_side\"} 2",
+            "postbox_cluster_downing_decisions_total{decision=\"down_everyone\"} 0",
+            "postbox_cluster_members_downed_total 3",
+            "postbox_cluster_pauses_total 1",
+            "postbox_cluster_this_node_down 0",
             "postbox_http_connections 2",
             "postbox_http_connections_max 64",
             "postbox_http_connections_refused_total 7",
@@ -980,6 +1031,7 @@ mod tests {
             members: None,
             transport: None,
             gossip: None,
+            downing: None,
             http: None,
             ..snapshot()
         });

@@ -105,8 +105,8 @@ pub use http::{
 };
 pub use server::MetricsServer;
 pub use sources::{
-    ClusterSource, Distribution, GossipCounters, Member, MemberStatus, PersistenceSource,
-    PersistenceStats, SingleNode, TransportSource, TransportStats,
+    ClusterSource, Distribution, DowningCounters, GossipCounters, Member, MemberStatus,
+    PersistenceSource, PersistenceStats, SingleNode, TransportSource, TransportStats,
 };
 pub use views::{ActorNode, ActorsView, GroupView, MembersView, TreeView};
 

@@ -197,6 +197,51 @@ pub trait ClusterSource: Send + Sync + 'static {
     fn gossip(&self) -> Option<GossipCounters> {
         None
     }
+
+    /// What split-brain resolution has done on this node, if there is a cluster. Called once
+    /// per scrape.
+    fn downing(&self) -> Option<DowningCounters> {
+        None
+    }
+}
+
+/// What a node's downing strategy has done (counters monotonic since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DowningCounters {
+    /// Decisions that kept this side and downed the unreachable members.
+    pub kept_this_side: u64,
+    /// Decisions that took this side down.
+    pub downed_this_side: u64,
+    /// Down-all decisions.
+    pub downed_everyone: u64,
+    /// Members this node declared down.
+    pub members_downed: u64,
+    /// Pauses of this node detected.
+    pub pauses: u64,
+    /// Whether this node is down now.
+    pub this_node_down: bool,
+}
+
+impl DowningCounters {
+    /// Counters with every field given (the struct is non-exhaustive).
+    pub fn new(
+        kept_this_side: u64,
+        downed_this_side: u64,
+        downed_everyone: u64,
+        members_downed: u64,
+        pauses: u64,
+        this_node_down: bool,
+    ) -> Self {
+        Self {
+            kept_this_side,
+            downed_this_side,
+            downed_everyone,
+            members_downed,
+            pauses,
+            this_node_down,
+        }
+    }
 }
 
 /// Counters of a cluster's gossip transport (monotonic since it started).

@@ -131,9 +131,14 @@ pub struct ClusterSection {
     pub gossip_interval: Duration,
     /// Suspicion level at which a silent member is unreachable.
     pub phi_threshold: f64,
-    /// How long a member stays unreachable before it is declared down.
+    /// How long the set of unreachable members must stay the same before the downing
+    /// strategy decides (Akka's stable-after).
     #[serde(with = "duration_text")]
     pub down_after: Duration,
+    /// Which side of a partition goes down: `keep-majority` (the default),
+    /// `static-quorum:SIZE`, `keep-oldest`, `keep-oldest:down-if-alone` or `down-all`.
+    #[serde(with = "downing_text")]
+    pub downing: postbox_cluster::DowningStrategy,
     /// How long joining waits for a seed to answer before going on alone.
     #[serde(with = "duration_text")]
     pub join_timeout: Duration,
@@ -152,6 +157,7 @@ impl Default for ClusterSection {
             gossip_interval: detection.gossip_interval,
             phi_threshold: detection.phi_threshold,
             down_after: detection.down_after,
+            downing: postbox_cluster::DowningStrategy::default(),
             join_timeout: Duration::from_secs(3),
             leave_timeout: Duration::from_secs(5),
         }
@@ -428,7 +434,13 @@ pub const SETTINGS: &[Setting] = &[
         "cluster.down_after",
         "down-after",
         Kind::Duration,
-        "how long a member stays unreachable before it is down (up to 5m)",
+        "how long the unreachable members must stay the same before the downing strategy decides (up to 5m)",
+    ),
+    setting(
+        "cluster.downing",
+        "downing",
+        Kind::Text,
+        "which side of a partition goes down: keep-majority, static-quorum:SIZE, keep-oldest, keep-oldest:down-if-alone or down-all",
     ),
     setting(
         "cluster.join_timeout",
@@ -697,6 +709,7 @@ impl NodeConfig {
                     .map_err(|_| fail(format!("`{text}` is not a number")))?;
             }
             "cluster.down_after" => self.cluster.down_after = duration()?,
+            "cluster.downing" => self.cluster.downing = one()?.parse().map_err(fail)?,
             "cluster.join_timeout" => self.cluster.join_timeout = duration()?,
             "cluster.leave_timeout" => self.cluster.leave_timeout = duration()?,
             "metrics.enabled" => {
@@ -898,7 +911,8 @@ impl NodeConfig {
         .seeds(cluster.seeds.clone())
         .failure_detection(detection)
         .join_timeout(cluster.join_timeout)
-        .leave_timeout(cluster.leave_timeout);
+        .leave_timeout(cluster.leave_timeout)
+        .downing(cluster.downing.clone());
         for role in &self.node.roles {
             config = config.role(role.clone());
         }
@@ -954,6 +968,7 @@ fn cluster_field_key(field: &str) -> &'static str {
         }
         "join_timeout" => "cluster.join_timeout",
         "leave_timeout" => "cluster.leave_timeout",
+        "downing" => "cluster.downing",
         _ => "cluster",
     }
 }
@@ -986,6 +1001,22 @@ pub fn format_duration(duration: Duration) -> String {
         format!("{}s", millis / 1000)
     } else {
         format!("{}m", millis / 60_000)
+    }
+}
+
+mod downing_text {
+    use super::*;
+    use postbox_cluster::DowningStrategy;
+
+    pub(super) fn serialize<S: Serializer>(d: &DowningStrategy, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<DowningStrategy, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -1167,6 +1198,29 @@ mod tests {
         let error = NodeConfig::from_toml("[cluster]\ndown_after = \"later\"\n").unwrap_err();
         assert_eq!(error.key, "cluster.down_after");
         assert!(error.reason.contains("not a duration"), "{error}");
+
+        let error = NodeConfig::from_toml("[cluster]\ndowning = \"keep-minority\"\n").unwrap_err();
+        assert_eq!(error.key, "cluster.downing");
+        assert!(error.reason.contains("not a downing strategy"), "{error}");
+        let error = NodeConfig::load(
+            None,
+            env(&[("POSTBOX_CLUSTER_DOWNING", "static-quorum:0")]),
+            vec![],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "cluster.downing");
+        assert!(error.reason.contains("static quorum of 0"), "{error}");
+        let config =
+            NodeConfig::from_toml("[cluster]\ndowning = \"keep-oldest:down-if-alone\"\n").unwrap();
+        assert_eq!(
+            config.cluster.downing,
+            postbox_cluster::DowningStrategy::KeepOldest {
+                down_if_alone: true
+            }
+        );
+        assert!(config
+            .to_toml()
+            .contains("downing = \"keep-oldest:down-if-alone\""));
 
         let error = NodeConfig::from_toml("[cluster]\nseedz = []\n").unwrap_err();
         assert_eq!(error.key, "cluster.seedz");
@@ -1416,7 +1470,14 @@ mod tests {
         for setting in SETTINGS {
             let mut config = NodeConfig::default();
             config
-                .set(&flag(setting.key, samples(setting.kind)))
+                .set(&flag(
+                    setting.key,
+                    match setting.key {
+                        // Text, but one of a few words.
+                        "cluster.downing" => "down-all",
+                        _ => samples(setting.kind),
+                    },
+                ))
                 .unwrap_or_else(|e| panic!("{}: {e}", setting.key));
             assert_ne!(
                 config,

@@ -2,7 +2,9 @@
 //! persistence's counters (`postbox_persist_*`).
 
 use postbox_cluster::{Cluster, MemberStatus};
-use postbox_metrics::{ClusterSource, GossipCounters, Member, MemberStatus as Shown};
+use postbox_metrics::{
+    ClusterSource, DowningCounters, GossipCounters, Member, MemberStatus as Shown,
+};
 use postbox_metrics::{Distribution, PersistenceSource, PersistenceStats};
 use postbox_persistence::Persistence;
 
@@ -61,6 +63,18 @@ impl ClusterSource for ClusterMembers {
             g.refusals_received,
             g.refusals_ignored,
             g.oversized,
+        ))
+    }
+
+    fn downing(&self) -> Option<DowningCounters> {
+        let d = self.cluster.downing_stats();
+        Some(DowningCounters::new(
+            d.kept_this_side,
+            d.downed_this_side,
+            d.downed_everyone,
+            d.members_downed,
+            d.pauses,
+            d.this_node_down,
         ))
     }
 }

@@ -17,7 +17,8 @@ const EXIT_DOWNED: i32 = 3;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_learns_it_is_down_and_exits() {
     let loopback = "127.0.0.1:0";
-    let one = NodeProcess::start(None, loopback, loopback, &[]).await;
+    // The default strategy, named as an operator would.
+    let one = NodeProcess::start(None, loopback, loopback, &["--downing", "keep-majority"]).await;
     let seed = ["--services", "", "--seed", one.gossip.as_str()];
     let two = NodeProcess::start(None, loopback, loopback, &seed).await;
     let mut three = NodeProcess::start(None, loopback, loopback, &seed).await;
@@ -44,6 +45,24 @@ async fn a_paused_node_learns_it_is_down_and_exits() {
         let members = node.members().await;
         assert_eq!(three.status_in(&members).as_deref(), Some("down"));
     }
+    // And their metrics show the decision: one of them at least kept its side (the other
+    // may have learned the verdict from gossip), neither is down.
+    let mut kept = 0;
+    for node in [&one, &two] {
+        let text = node.scrape().await;
+        let value = |series: &str| -> u64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        };
+        kept += value("postbox_cluster_downing_decisions_total{decision=\"keep_this_side\"}");
+        assert_eq!(value("postbox_cluster_this_node_down"), 0);
+        assert_eq!(
+            value("postbox_cluster_downing_decisions_total{decision=\"down_this_side\"}"),
+            0
+        );
+    }
+    assert!(kept >= 1, "no node recorded its downing decision");
 }
 
 /// Network namespaces on two bridges: every node starts on the first; `cut` moves some to

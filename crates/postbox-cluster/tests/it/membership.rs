@@ -77,6 +77,26 @@ async fn a_crashed_node_is_unreachable_then_down_everywhere_within_the_bound() {
     for node in &nodes[..2] {
         assert!(node.cluster.members().iter().all(|m| m.node != victim));
     }
+    // The survivors' downing counters tell it: at least one of them decided (the other may
+    // have learned the verdict from its gossip first), and neither went down itself.
+    let stats: Vec<_> = nodes[..2]
+        .iter()
+        .map(|n| n.cluster.downing_stats())
+        .collect();
+    assert!(
+        stats.iter().map(|s| s.kept_this_side).sum::<u64>() >= 1,
+        "{stats:?}"
+    );
+    assert!(
+        stats.iter().map(|s| s.members_downed).sum::<u64>() >= 1,
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .iter()
+            .all(|s| s.downed_this_side == 0 && s.downed_everyone == 0 && !s.this_node_down),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

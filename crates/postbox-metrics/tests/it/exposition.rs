@@ -4,7 +4,8 @@ use crate::common::{get, scratch_dir, series_value, stuck_with_depth, tool, with
 use postbox::prelude::*;
 use postbox::{CircuitBreaker, Router};
 use postbox_metrics::{
-    ClusterSource, Member, MemberStatus, Metrics, TransportSource, TransportStats,
+    ClusterSource, DowningCounters, GossipCounters, Member, MemberStatus, Metrics, TransportSource,
+    TransportStats,
 };
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -34,6 +35,14 @@ impl ClusterSource for ThreeMembers {
             Member::new("b", "127.0.0.1:7002", MemberStatus::Up).with_load(4.0),
             Member::new("c", "127.0.0.1:7003", MemberStatus::Suspect),
         ]
+    }
+
+    fn gossip(&self) -> Option<GossipCounters> {
+        Some(GossipCounters::new(5, 6, 1, 0, 0, 1, 2, 0))
+    }
+
+    fn downing(&self) -> Option<DowningCounters> {
+        Some(DowningCounters::new(1, 0, 0, 1, 0, false))
     }
 }
 

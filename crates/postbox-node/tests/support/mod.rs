@@ -118,6 +118,29 @@ impl NodeProcess {
         }
     }
 
+    /// The node's `/metrics` exposition (loopback nodes only), read under [`BOUND`].
+    pub(crate) async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(&self.metrics).await?;
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: node\r\n\r\n")
+                .await?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await?;
+            std::io::Result::Ok(response)
+        };
+        let response = tokio::time::timeout(BOUND, exchange)
+            .await
+            .expect("metrics answered in time")
+            .expect("metrics readable");
+        assert!(
+            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+            "{response}"
+        );
+        response
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, `TERM`) to the process.
     pub(crate) async fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("running").to_string();
