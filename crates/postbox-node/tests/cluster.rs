@@ -442,7 +442,10 @@ async fn a_wrong_cluster_secret_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_mutual_tls_serves_only_tls_clients() {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls");
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../postbox-remote/tests/fixtures/tls"
+    );
     let ca = format!("{fixtures}/ca.pem");
     let cert = format!("{fixtures}/node.pem");
     let key = format!("{fixtures}/node-key.pem");
