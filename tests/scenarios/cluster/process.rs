@@ -6,7 +6,7 @@ use postbox_cluster::{
     Cluster, ClusterConfig, ClusterEvent, ClusterEvents, MemberStatus, ServiceKey,
 };
 use postbox_remote::{NodeAddr, Remote, RemoteConfig};
-use postbox_testkit::{until, within};
+use postbox_testkit::{until, until_async, within};
 use postbox_tests::{stalled_ask, Echo, Journal, CLUSTER, SECRET};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -126,20 +126,9 @@ async fn a_killed_peer_process_is_down_within_5_s_restarts_as_a_new_member_and_l
             .unwrap(),
         "hi"
     );
-    let on_b = within(PATIENCE, async {
-        loop {
-            if let Some(i) = b
-                .cluster
-                .receptionist()
-                .lookup(&key)
-                .await
-                .instances()
-                .first()
-            {
-                return i.actor.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let on_b = until_async(PATIENCE, "b to list the peer's journal", async || {
+        let listing = b.cluster.receptionist().lookup(&key).await;
+        listing.instances().first().map(|i| i.actor.clone())
     })
     .await;
     assert_eq!(
