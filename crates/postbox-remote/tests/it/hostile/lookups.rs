@@ -3,60 +3,29 @@
 //! at the lookup's deadline instead of hanging.
 
 use super::*;
-use bytes::BytesMut;
 use postbox_remote::RemoteError;
+use postbox_testkit::wire::FakeNode;
 use postbox_testkit::{within, PATIENCE};
-use postbox_wire::auth::{self, Role};
-use postbox_wire::{Challenge, Frame, FrameCodec, NodeAddr, PROTOCOL_VERSION};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::codec::Decoder;
 
 /// A server that completes the handshake (it knows the secret) and then answers nothing.
 async fn mute_server(cluster: &str, secret: &[u8]) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let (cluster, secret, me) = (
-        cluster.to_owned(),
-        secret.to_vec(),
-        NodeAddr {
-            addr: addr.clone(),
-            node_id: fastrand::u64(..),
-            incarnation: fastrand::u64(..),
-        },
-    );
+    let me = FakeNode::new(cluster, secret).addr(addr.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
+            let Ok(mut conn) = WireClient::accept(&listener).await else {
+                continue;
             };
-            let (cluster, secret, me) = (cluster.clone(), secret.clone(), me.clone());
+            let me = me.clone();
             tokio::spawn(async move {
-                let mut buf = BytesMut::new();
-                let mut codec = FrameCodec::new(4096);
-                let hello = loop {
-                    if let Ok(Some(Frame::Hello(hello))) = codec.decode(&mut buf) {
-                        break hello;
-                    }
-                    if stream.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                };
-                let nonce = [9u8; 32];
-                let proof = auth::prove(&secret, Role::Server, &me, &cluster, &hello.nonce, &nonce);
-                let mut out = BytesMut::new();
-                let challenge = Frame::Challenge(Challenge {
-                    version: PROTOCOL_VERSION,
-                    cluster: cluster.clone(),
-                    node: me.clone(),
-                    nonce,
-                    proof,
-                });
-                postbox_wire::encode_frame(&challenge, &mut out).unwrap();
-                postbox_wire::encode_frame(&Frame::Welcome, &mut out).unwrap();
-                let _ = stream.write_all(&out).await;
-                // Then silence (reading keeps the socket open).
-                let mut sink = vec![0; 4096];
-                while stream.read(&mut sink).await.unwrap_or(0) > 0 {}
+                if conn.serve_handshake(&me).await.is_err() {
+                    return;
+                }
+                // Then silence: read (keeping the socket open), answer nothing, not even a
+                // heartbeat.
+                conn.pass_heartbeats(true);
+                while matches!(conn.wait_closed().await, Err(error) if error.is_timeout()) {}
             });
         }
     });
