@@ -13,7 +13,7 @@
 //!   framing. Then `k` sequential request/reply frames.
 //!
 //! - **postbox + TLS**: the postbox run again with mutual TLS on both nodes (certificates from
-//!   `tests/fixtures/tls`).
+//!   `crates/postbox-remote/tests/fixtures/tls`).
 //!
 //! Usage: `cargo bench --bench remote -- [--tells N] [--asks K]` (defaults 1 000 000 and
 //! 20 000, × `POSTBOX_BENCH_SCALE`).
@@ -85,7 +85,8 @@ fn config(tls: bool) -> RemoteConfig {
     if !tls {
         return config;
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/postbox-remote/tests/fixtures/tls");
     config.tls(
         TlsConfig::from_files(
             dir.join("ca.pem"),

@@ -11,65 +11,50 @@ mod support;
 use fixture::{Count, History, Retire, Tally};
 use postbox::prelude::*;
 use postbox_actix::ActixHost;
+use postbox_testkit::{within, TestProbe};
 use postbox_tests::client;
-use support::{start_process, within};
+use support::{start_process, PATIENCE};
 use tokio::process::Command;
-use tokio::sync::mpsc;
-
-/// Watches what it is told to and reports each `Terminated`.
-struct Watcher(mpsc::UnboundedSender<Terminated>);
-impl Actor for Watcher {}
-impl Handler<Terminated> for Watcher {
-    async fn handle(&mut self, t: Terminated, _: &mut Context<Self>) {
-        let _ = self.0.send(t);
-    }
-}
-
-/// Starts watching; the ask returns once the watch is placed.
-struct Watch(ActorRef<ActixHost<Tally>>);
-impl Message for Watch {
-    type Reply = ();
-}
-impl Handler<Watch> for Watcher {
-    async fn handle(&mut self, Watch(target): Watch, ctx: &mut Context<Self>) {
-        ctx.watch(&target);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_asks_and_watches_an_actix_actor_hosted_by_a_peer() {
     let command = Command::new(env!("CARGO_BIN_EXE_actix-peer"));
     let (mut peer, addr) = start_process(command, "LISTENING ").await;
     let (system, remote) = client().await;
-    let tally: ActorRef<ActixHost<Tally>> = within(remote.lookup(&addr, "tally")).await.unwrap();
+    let tally: ActorRef<ActixHost<Tally>> = within(PATIENCE, remote.lookup(&addr, "tally"))
+        .await
+        .unwrap();
 
     // Tells keep their order into the actix mailbox; asks carry the actix result back.
     for n in 1..=500 {
         tally.tell(Count(n)).await.unwrap();
     }
-    assert_eq!(within(tally.ask(Count(0))).await.unwrap(), 125_250);
+    assert_eq!(
+        within(PATIENCE, tally.ask(Count(0))).await.unwrap(),
+        125_250
+    );
     let mut expected: Vec<u64> = (1..=500).collect();
     expected.push(0);
-    assert_eq!(within(tally.ask(History)).await.unwrap(), expected);
+    assert_eq!(
+        within(PATIENCE, tally.ask(History)).await.unwrap(),
+        expected
+    );
 
     // The actix actor stops (asked to, from here): its host on the peer stops, and this
     // node's watcher of the remote ref hears of it.
-    let (tx, mut terminated) = mpsc::unbounded_channel();
-    let watcher = system
-        .spawn(Props::new(move || Watcher(tx.clone())))
-        .unwrap();
-    within(watcher.ask(Watch(tally.clone()))).await.unwrap();
+    let mut watcher = TestProbe::watcher(&system).with_deadline(PATIENCE);
+    watcher.watch(&tally).await;
     tally.tell(Retire).await.unwrap();
-    let t = within(terminated.recv()).await.unwrap();
+    let t = watcher.expect_terminated(&tally).await;
     assert_eq!(t.id, tally.id());
     assert_ne!(t.reason, ExitReason::NodeDown);
     assert!(matches!(
-        within(remote.lookup::<ActixHost<Tally>>(&addr, "tally")).await,
+        within(PATIENCE, remote.lookup::<ActixHost<Tally>>(&addr, "tally")).await,
         Err(postbox_remote::RemoteError::NotFound(_))
     ));
 
     drop(peer.stdin.take());
-    within(peer.wait())
+    within(PATIENCE, peer.wait())
         .await
         .expect("the peer exits when its stdin closes");
     remote.shutdown().await;

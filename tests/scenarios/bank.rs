@@ -3,6 +3,7 @@
 //! can be lost or doubled — the total is conserved exactly, and every transfer is accounted for.
 
 use postbox::prelude::*;
+use postbox_testkit::within;
 use std::time::Duration;
 
 struct Account {
@@ -89,10 +90,7 @@ async fn concurrent_transfers_conserve_money_and_account_for_every_message() {
         .collect();
     let (mut moved, mut refused) = (0, 0);
     for client in clients {
-        let (m, r) = tokio::time::timeout(Duration::from_secs(60), client)
-            .await
-            .expect("clients finish")
-            .unwrap();
+        let (m, r) = within(Duration::from_secs(60), client).await.unwrap();
         moved += m;
         refused += r;
     }

@@ -4,6 +4,7 @@
 //! completed or was the one that crashed an incarnation — none vanish.
 
 use postbox::prelude::*;
+use postbox_testkit::within;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,10 +101,7 @@ async fn restarts_mid_stream_lose_no_jobs() {
         })
         .collect();
     for producer in producers {
-        tokio::time::timeout(Duration::from_secs(60), producer)
-            .await
-            .expect("producers finish")
-            .unwrap();
+        within(Duration::from_secs(60), producer).await.unwrap();
     }
 
     let completed = tally.completed.load(Relaxed);

@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
+use postbox_testkit::until_async;
 use serde_json::Value;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -135,18 +136,6 @@ fn status_of(members: &[Value], remote: &str, incarnation: u64) -> Option<String
         .map(|m| m["status"].as_str().unwrap_or_default().to_owned())
 }
 
-/// Polls `check` until it returns `Some`, for at most `bound`.
-async fn until<T>(bound: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(started.elapsed() < bound, "not within {bound:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn send(via: &NodeProcess, service: &str, body: &str) -> Output {
     run(&["send", "--json", "--node", &via.remote, service, body]).await
 }
@@ -160,7 +149,7 @@ async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
     let everyone = [&one, &two, &three];
 
     for node in everyone {
-        until(BOUND, "every node sees three up members", async || {
+        until_async(BOUND, "every node sees three up members", async || {
             let members = members(node).await;
             let up = everyone
                 .iter()
@@ -215,7 +204,7 @@ async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
             .unwrap()
         })
         .collect();
-    until(BOUND, "node 1's echo has a message waiting", async || {
+    until_async(BOUND, "node 1's echo has a message waiting", async || {
         let actors = json(&["actors", "--json", "--node", &one.remote]).await;
         actors["actors"]
             .as_array()
@@ -231,7 +220,7 @@ async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
     let killed = Instant::now();
     one.child.wait().await.unwrap();
     for node in [&two, &three] {
-        until(DOWN_BOUND, "the killed node is seen down", async || {
+        until_async(DOWN_BOUND, "the killed node is seen down", async || {
             let members = members(node).await;
             (status_of(&members, &one.remote, one.incarnation).as_deref() == Some("down"))
                 .then_some(())
@@ -268,7 +257,7 @@ async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
     let again = start_at(&one.remote, &one.gossip, &["--seed", &two.gossip]).await;
     assert_ne!(again.incarnation, one.incarnation);
     for node in [&two, &three] {
-        until(
+        until_async(
             BOUND,
             "the restarted node is up as a new incarnation",
             async || {
@@ -293,7 +282,7 @@ async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
 async fn sigterm_leaves_the_cluster_gracefully_and_exits_zero() {
     let one = start(&[]).await;
     let mut two = start(&["--seed", &one.gossip, "--shutdown-timeout", "10s"]).await;
-    until(BOUND, "node 1 sees node 2 up", async || {
+    until_async(BOUND, "node 1 sees node 2 up", async || {
         let members = members(&one).await;
         (status_of(&members, &two.remote, two.incarnation).as_deref() == Some("up")).then_some(())
     })
@@ -442,7 +431,10 @@ async fn a_wrong_cluster_secret_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_mutual_tls_serves_only_tls_clients() {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls");
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../postbox-remote/tests/fixtures/tls"
+    );
     let ca = format!("{fixtures}/ca.pem");
     let cert = format!("{fixtures}/node.pem");
     let key = format!("{fixtures}/node-key.pem");

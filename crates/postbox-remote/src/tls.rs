@@ -138,7 +138,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/tls")
+            .join("tests/fixtures/tls")
             .join(name)
     }
 

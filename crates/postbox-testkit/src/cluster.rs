@@ -163,7 +163,7 @@ impl TestClusterBuilder {
             nodes: Vec::with_capacity(self.nodes),
         };
         for _ in 0..self.nodes {
-            cluster.add_node_unsettled().await;
+            cluster.push_node().await;
         }
         cluster
     }
@@ -253,12 +253,20 @@ impl TestCluster {
     /// Starts one more node, seeded with every running node, and waits until every running
     /// node sees every running node up. Returns the new node.
     pub async fn add_node(&mut self) -> &ClusterNode {
-        let index = self.add_node_unsettled().await;
+        let index = self.push_node().await;
         self.wait_all_up().await;
         &self.nodes[index]
     }
 
-    async fn add_node_unsettled(&mut self) -> usize {
+    /// Starts one more node, seeded with every running node, without waiting for anyone to
+    /// see it up (it has joined, but may not have heard of every member yet: e.g. to make it
+    /// leave at once). Returns the new node.
+    pub async fn add_node_unsettled(&mut self) -> &ClusterNode {
+        let index = self.push_node().await;
+        &self.nodes[index]
+    }
+
+    async fn push_node(&mut self) -> usize {
         let index = self.nodes.len();
         let seeds = self.seeds();
         let node = start_node(

@@ -19,7 +19,10 @@
 //!   writes backs up (open with a small receive buffer,
 //!   [`ClientOptions::recv_buffer`], to make that happen after a few kilobytes);
 //! - tell why the node closed the connection ([`wait_closed`](WireClient::wait_closed):
-//!   its `Refused` reason and message, its `Goodbye`, or a close without a word).
+//!   its `Refused` reason and message, its `Goodbye`, or a close without a word);
+//! - or play the other side: [`accept`](WireClient::accept) a connection the node under test
+//!   dials and [`serve_handshake`](WireClient::serve_handshake) as a `FakeNode` (an older
+//!   version, a node that then says nothing), with everything above available afterwards.
 //!
 //! Frames are encoded and decoded by `postbox-wire` itself ([`FrameCodec`]), so the client
 //! speaks exactly the node's format; proofs come from `postbox_wire::auth`.
@@ -81,7 +84,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -105,7 +108,8 @@ pub struct FakeNode {
     pub node: NodeAddr,
     /// The protocol version sent in `Hello`.
     pub version: u16,
-    /// Whether the handshake checks the server's proof (it does unless told not to).
+    /// Whether the handshake checks the other side's proof (it does unless told not to): the
+    /// server's in [`WireClient::handshake`], the node's in [`WireClient::serve_handshake`].
     pub verify_server: bool,
 }
 
@@ -185,6 +189,39 @@ impl FakeNode {
                 nonce,
             ),
         })
+    }
+
+    /// The `Challenge` this node answers `hello` with when it plays the server: the highest
+    /// version both speak, its own `nonce`, and its proof.
+    pub fn challenge(&self, hello: &Hello, nonce: [u8; 32]) -> Frame {
+        Frame::Challenge(Challenge {
+            version: hello.version.min(self.version),
+            cluster: self.cluster.clone(),
+            node: self.node.clone(),
+            nonce,
+            proof: auth::prove(
+                &self.secret,
+                Role::Server,
+                &self.node,
+                &self.cluster,
+                &hello.nonce,
+                &nonce,
+            ),
+        })
+    }
+
+    /// Whether `proof` is a valid client proof of the node that sent `hello`, for the `nonce`
+    /// of our `Challenge`.
+    pub fn verifies_client(&self, hello: &Hello, nonce: &[u8; 32], proof: &Proof) -> bool {
+        auth::verify(
+            &self.secret,
+            Role::Client,
+            &hello.node,
+            &hello.cluster,
+            nonce,
+            &hello.nonce,
+            &proof.proof,
+        )
     }
 
     /// Whether `challenge` carries a valid server proof for our `nonce`.
@@ -379,6 +416,13 @@ impl ClientOptions {
             socket.set_send_buffer_size(bytes)?;
         }
         let stream = socket.connect(target).await?;
+        WireClient::from_stream(stream)
+    }
+}
+
+impl WireClient {
+    /// A client over `stream`, with the default settings.
+    fn from_stream(stream: TcpStream) -> io::Result<WireClient> {
         stream.set_nodelay(true)?;
         let local_addr = stream.local_addr()?;
         let (read, write) = stream.into_split();
@@ -429,6 +473,21 @@ impl WireClient {
     /// connection until told otherwise.
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<WireClient, ClientError> {
         ClientOptions::default().connect(addr).await
+    }
+
+    /// Accepts one connection on `listener` and does nothing else: the test plays a node that
+    /// the node under test dials (an older version, a node that never answers, one that
+    /// refuses). [`serve_handshake`](Self::serve_handshake) then plays the server's side.
+    /// Waits at most [`PATIENCE`].
+    pub async fn accept(listener: &TcpListener) -> Result<WireClient, ClientError> {
+        match tokio::time::timeout(PATIENCE, listener.accept()).await {
+            Ok(Ok((stream, _))) => Self::from_stream(stream).map_err(ClientError::Connect),
+            Ok(Err(error)) => Err(ClientError::Connect(error)),
+            Err(_) => Err(ClientError::Timeout {
+                waiting_for: "a connection to accept",
+                after: PATIENCE,
+            }),
+        }
     }
 
     /// Options for opening the socket (buffer sizes, deadline).
@@ -484,6 +543,42 @@ impl WireClient {
         }
     }
 
+    /// Performs the server side of the handshake as `me`, on an
+    /// [`accept`](Self::accept)ed connection: the node's `Hello`, our `Challenge` (at the
+    /// highest version both speak, see [`FakeNode::challenge`]), the node's `Proof` (checked
+    /// unless `me` says otherwise) and our `Welcome`. Returns the node's `Hello`, for the test
+    /// to check what it claimed.
+    pub async fn serve_handshake(&mut self, me: &FakeNode) -> Result<Hello, ClientError> {
+        let hello = match self.handshake_frame("hello").await? {
+            Frame::Hello(hello) => hello,
+            other => {
+                return Err(ClientError::Handshake(format!(
+                    "expected a hello, got {other:?}"
+                )))
+            }
+        };
+        let nonce: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+        self.send(&me.challenge(&hello, nonce)).await?;
+        let proof = match self.handshake_frame("proof").await? {
+            Frame::Proof(proof) => proof,
+            other => {
+                return Err(ClientError::Handshake(format!(
+                    "expected a proof, got {other:?}"
+                )))
+            }
+        };
+        if me.verify_server && !me.verifies_client(&hello, &nonce, &proof) {
+            return Err(ClientError::Handshake(format!(
+                "the node's proof does not verify (it claims to be {})",
+                hello.node
+            )));
+        }
+        self.send(&Frame::Welcome).await?;
+        self.peer = Some(hello.node.clone());
+        self.peer_version = Some(hello.version.min(me.version));
+        Ok(hello)
+    }
+
     /// The next frame of the handshake; a refusal ends it.
     async fn handshake_frame(&mut self, waiting_for: &'static str) -> Result<Frame, ClientError> {
         let deadline = Instant::now() + self.deadline;
@@ -496,13 +591,14 @@ impl WireClient {
         }
     }
 
-    /// The protocol version the node chose in its `Challenge` (the highest both speak), once
-    /// a handshake has completed.
+    /// The protocol version of the connection (the highest both speak: the node's choice in
+    /// its `Challenge`, or ours when serving), once a handshake has completed.
     pub fn peer_version(&self) -> Option<u16> {
         self.peer_version
     }
 
-    /// The node this client completed a handshake with, as its `Challenge` named it.
+    /// The node this client completed a handshake with, as its `Challenge` (or, when serving,
+    /// its `Hello`) named it.
     pub fn peer(&self) -> Option<&NodeAddr> {
         self.peer.as_ref()
     }

@@ -1,12 +1,13 @@
 //! Three nodes, one of them another process: crash, restart, graceful leave.
 
-use crate::support::{stalled_ask, start_process, until, within};
+use crate::support::{start_process, PATIENCE};
 use postbox::prelude::*;
 use postbox_cluster::{
     Cluster, ClusterConfig, ClusterEvent, ClusterEvents, MemberStatus, ServiceKey,
 };
 use postbox_remote::{NodeAddr, Remote, RemoteConfig};
-use postbox_tests::{Echo, Journal, CLUSTER, SECRET};
+use postbox_testkit::{until, until_async, within};
+use postbox_tests::{stalled_ask, Echo, Journal, CLUSTER, SECRET};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
@@ -65,7 +66,7 @@ async fn wait_status(
     incarnation: Option<u64>,
     status: MemberStatus,
 ) -> (NodeAddr, Vec<ClusterEvent>) {
-    within(async {
+    within(PATIENCE, async {
         let mut seen = Vec::new();
         loop {
             let event = events.recv().await.unwrap();
@@ -110,7 +111,7 @@ async fn a_killed_peer_process_is_down_within_5_s_restarts_as_a_new_member_and_l
     // The peer's service is reachable from both local nodes.
     let key = ServiceKey::<Journal>::new("journal");
     let mut listing_a = a.cluster.receptionist().subscribe(&key);
-    let journal = within(async {
+    let journal = within(PATIENCE, async {
         loop {
             let listing = listing_a.next().await.unwrap();
             if let Some(instance) = listing.instances().first() {
@@ -119,25 +120,21 @@ async fn a_killed_peer_process_is_down_within_5_s_restarts_as_a_new_member_and_l
         }
     })
     .await;
-    assert_eq!(within(journal.ask(Echo("hi".into()))).await.unwrap(), "hi");
-    let on_b = within(async {
-        loop {
-            if let Some(i) = b
-                .cluster
-                .receptionist()
-                .lookup(&key)
-                .await
-                .instances()
-                .first()
-            {
-                return i.actor.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    assert_eq!(
+        within(PATIENCE, journal.ask(Echo("hi".into())))
+            .await
+            .unwrap(),
+        "hi"
+    );
+    let on_b = until_async(PATIENCE, "b to list the peer's journal", async || {
+        let listing = b.cluster.receptionist().lookup(&key).await;
+        listing.instances().first().map(|i| i.actor.clone())
     })
     .await;
     assert_eq!(
-        within(on_b.ask(Echo("there".into()))).await.unwrap(),
+        within(PATIENCE, on_b.ask(Echo("there".into())))
+            .await
+            .unwrap(),
         "there"
     );
 
@@ -145,13 +142,16 @@ async fn a_killed_peer_process_is_down_within_5_s_restarts_as_a_new_member_and_l
     // the peer down within the bound; its entry vanishes.
     let stalled = stalled_ask(&journal);
     let peer_addr = peer.remote.to_string();
-    until("the ask to be in flight", || {
+    until(PATIENCE, "the ask to be in flight", || {
         a.remote.pending_asks(&peer_addr) > 0
     })
     .await;
     let killed_at = Instant::now();
     peer.child.kill().await.expect("SIGKILL the peer");
-    assert_eq!(within(stalled).await.unwrap(), Err(AskError::NodeDown));
+    assert_eq!(
+        within(PATIENCE, stalled).await.unwrap(),
+        Err(AskError::NodeDown)
+    );
     for events in [&mut events_a, &mut events_b] {
         wait_status(
             events,
@@ -166,7 +166,7 @@ async fn a_killed_peer_process_is_down_within_5_s_restarts_as_a_new_member_and_l
         detected < DETECTION_BOUND,
         "down seen by both after {detected:?}"
     );
-    let empty = within(async {
+    let empty = within(PATIENCE, async {
         loop {
             let listing = listing_a.next().await.unwrap();
             if listing.is_empty() {
@@ -213,6 +213,6 @@ async fn a_killed_peer_process_is_down_within_5_s_restarts_as_a_new_member_and_l
             .any(|e| e.member().node.incarnation == restarted.incarnation
                 && e.member().status == MemberStatus::Down));
     }
-    let status = within(restarted.child.wait()).await.unwrap();
+    let status = within(PATIENCE, restarted.child.wait()).await.unwrap();
     assert!(status.success(), "{status:?}");
 }

@@ -4,7 +4,7 @@
 //! (`prlimit`), since the limit is per process.
 
 use postbox::prelude::*;
-use postbox_testkit::{within, PATIENCE};
+use postbox_testkit::{until_async, within, PATIENCE};
 use postbox_tests::{Echo, Journal};
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -69,14 +69,9 @@ async fn out_of_descriptors_the_listener_backs_off_and_recovers() {
                 .expect("connect"),
         );
     }
-    let after_flood = within(PATIENCE, async {
-        loop {
-            let s = stats(&mut stdin, &mut stdout).await;
-            if s["accept_errors"] >= 1 && s["connections_accepted"] >= FLOOD {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    let after_flood = until_async(PATIENCE, "the flood to be accepted", async || {
+        let s = stats(&mut stdin, &mut stdout).await;
+        (s["accept_errors"] >= 1 && s["connections_accepted"] >= FLOOD).then_some(s)
     })
     .await;
     // A spinning loop fails accept thousands of times a second; this one at most about

@@ -1,11 +1,4 @@
-//! Two nodes over real loopback TCP: in one process (two `ActorSystem`s), and in two OS
-//! processes (`remote-peer`, started by the test).
+//! Two nodes in two OS processes: this test and a `remote-peer` it starts. (Two nodes in one
+//! process are postbox-remote's own tests.)
 
-mod common;
-mod connections;
-mod loopback;
 mod process;
-mod refs;
-mod refusals;
-mod tls;
-mod tracing;

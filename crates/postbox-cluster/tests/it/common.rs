@@ -1,71 +1,46 @@
-//! Nodes, a worker actor, and waiting on events with a deadline.
+//! The worker the tests register and route to, and nodes for the tests that configure
+//! membership themselves. Clusters of N nodes, bounded waits and fast failure detection are
+//! postbox-testkit's (`TestCluster`, `within`, `fast_failure_detection`).
 
 use postbox::prelude::*;
-use postbox_cluster::{
-    Cluster, ClusterConfig, ClusterEvent, ClusterEvents, FailureDetection, Member, MemberStatus,
-    ServiceKey,
-};
-use postbox_remote::{remote_actor, remote_message, NodeAddr, Remote, RemoteConfig};
+use postbox_cluster::{Cluster, ClusterConfig, ServiceKey};
+use postbox_remote::{remote_actor, remote_message, NodeAddr, Remote};
+use postbox_testkit::cluster::fast_failure_detection;
+use postbox_testkit::node::loopback;
+use postbox_testkit::{ClusterNode, RemoteNode, TEST_CLUSTER, TEST_SECRET};
 use serde::{Deserialize, Serialize};
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub(crate) const CLUSTER: &str = "it";
-pub(crate) const SECRET: &[u8] = b"cluster test secret";
+pub(crate) use postbox_testkit::{within, TestCluster, PATIENCE};
 
-/// Hang guard for anything a test waits on.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
-
-pub(crate) async fn within<F: IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .expect("timed out")
-}
-
-/// Fast failure detection for tests: 50 ms gossip, unreachable after ~0.4 s of silence,
-/// down 200 ms later.
-pub(crate) fn fast() -> FailureDetection {
-    FailureDetection::default()
-        .gossip_interval(Duration::from_millis(50))
-        .down_after(Duration::from_millis(200))
-}
-
+/// Membership settings for a test node seeded with `seeds`: the testkit cluster's name and
+/// secret, its fast failure detection, a 2 s join timeout.
 pub(crate) fn config(seeds: &[SocketAddr]) -> ClusterConfig {
-    ClusterConfig::new(CLUSTER, SECRET, "127.0.0.1:0".parse().unwrap())
+    ClusterConfig::new(TEST_CLUSTER, TEST_SECRET, loopback())
         .seeds(seeds.iter().map(ToString::to_string))
-        .failure_detection(fast())
+        .failure_detection(fast_failure_detection())
         .load_refresh(Duration::from_millis(100))
         .join_timeout(Duration::from_secs(2))
 }
 
-/// One node: its system, transport and membership.
+/// One node joined with membership settings of the test's own (where a `TestCluster`'s
+/// uniform settings do not fit): a testkit transport, then `Cluster::join`.
 pub(crate) struct Node {
     pub(crate) name: String,
-    pub(crate) system: ActorSystem,
+    /// Kept so that the node's actors live as long as the node.
+    _system: ActorSystem,
     pub(crate) remote: Remote,
     pub(crate) cluster: Cluster,
 }
 
 impl Node {
     pub(crate) async fn start(name: &str, config: ClusterConfig) -> Node {
-        Self::start_at(name, "127.0.0.1:0".parse().unwrap(), config).await
-    }
-
-    /// A node whose remote transport listens on `remote_addr`.
-    pub(crate) async fn start_at(
-        name: &str,
-        remote_addr: SocketAddr,
-        config: ClusterConfig,
-    ) -> Node {
-        let system = ActorSystem::new();
-        let remote = Remote::start(&system, RemoteConfig::new(remote_addr, CLUSTER, SECRET))
-            .await
-            .expect("remote transport");
+        let RemoteNode { system, remote, .. } = RemoteNode::start().await;
         let cluster = Cluster::join(&system, &remote, config).await.expect("join");
         Node {
             name: name.into(),
-            system,
+            _system: system,
             remote,
             cluster,
         }
@@ -78,85 +53,21 @@ impl Node {
     pub(crate) fn addr(&self) -> NodeAddr {
         self.cluster.node().clone()
     }
-
-    /// Spawns a worker named after this node and registers it under `key`.
-    pub(crate) async fn serve(&self, key: &ServiceKey<Worker>) -> ActorRef<Worker> {
-        let name = self.name.clone();
-        let worker = self
-            .system
-            .spawn(Props::new(move || Worker { node: name.clone() }))
-            .unwrap();
-        self.cluster
-            .receptionist()
-            .register(key, &worker)
-            .await
-            .unwrap();
-        worker
-    }
-
-    /// Vanishes as a crash would: gossip stops without a word, connections drop.
-    pub(crate) async fn crash(&self) {
-        self.cluster.kill();
-        self.remote.shutdown().await;
-    }
 }
 
-/// Waits until `events` shows `member` (by identity) reaching `status`; returns the events
-/// seen on the way, that one included.
-pub(crate) async fn wait_for(
-    events: &mut ClusterEvents,
-    node: &NodeAddr,
-    status: MemberStatus,
-) -> Vec<ClusterEvent> {
-    within(async {
-        let mut seen = Vec::new();
-        loop {
-            let event = events.recv().await.expect("event stream");
-            let done = event.member().node == *node && event.member().status == status;
-            seen.push(event);
-            if done {
-                return seen;
-            }
-        }
-    })
-    .await
-}
-
-/// Waits until `events` has shown every node in `nodes` up.
-pub(crate) async fn wait_all_up(events: &mut ClusterEvents, nodes: &[NodeAddr]) {
-    within(async {
-        let mut up = std::collections::HashSet::new();
-        while !nodes.iter().all(|n| up.contains(n)) {
-            let event = events.recv().await.expect("event stream");
-            if let ClusterEvent::MemberUp(member) = &event {
-                up.insert(member.node.clone());
-            }
-        }
-    })
-    .await
-}
-
-/// Starts `n` nodes, the first one the seed of the others, and waits until each sees all up.
-pub(crate) async fn cluster_of(n: usize) -> Vec<Node> {
-    let first = Node::start("n0", config(&[])).await;
-    let seed = first.gossip();
-    let mut nodes = vec![first];
-    for i in 1..n {
-        nodes.push(Node::start(&format!("n{i}"), config(&[seed])).await);
-    }
-    let all: Vec<NodeAddr> = nodes.iter().map(Node::addr).collect();
-    for node in &nodes {
-        wait_all_up(&mut node.cluster.events(), &all).await;
-    }
-    nodes
-}
-
-pub(crate) fn up_members(node: &Node) -> Vec<Member> {
+/// Spawns a worker named after `node` and registers it under `key`.
+pub(crate) async fn serve(node: &ClusterNode, key: &ServiceKey<Worker>) -> ActorRef<Worker> {
+    let name = node.name().to_owned();
+    let worker = node
+        .system
+        .spawn(Props::new(move || Worker { node: name.clone() }))
+        .unwrap();
     node.cluster
-        .members()
-        .into_iter()
-        .filter(|m| m.status == MemberStatus::Up)
-        .collect()
+        .receptionist()
+        .register(key, &worker)
+        .await
+        .unwrap();
+    worker
 }
 
 /// Replies with the name of its node; `Stall` keeps it busy.

@@ -1,20 +1,63 @@
 //! Forming a cluster, failures, restarts, leaving, refusals.
 
 use crate::common::*;
-use postbox::prelude::*;
 use postbox_cluster::{Cluster, ClusterConfig, ClusterError, ClusterEvent, MemberStatus, Refusal};
-use postbox_remote::{Remote, RemoteConfig};
+use postbox_testkit::cluster::fast_failure_detection;
+use postbox_testkit::{RemoteNode, TEST_CLUSTER, TEST_SECRET};
 use std::time::{Duration, Instant};
+
+/// The addresses of `nodes`.
+fn addrs(nodes: &[&Node]) -> Vec<postbox_remote::NodeAddr> {
+    nodes.iter().map(|node| node.addr()).collect()
+}
+
+/// Waits until `node` sees every one of `nodes` up.
+async fn wait_all_up(node: &Node, nodes: &[postbox_remote::NodeAddr]) {
+    let mut events = node.cluster.events();
+    within(PATIENCE, async {
+        let mut up = std::collections::HashSet::new();
+        while !nodes.iter().all(|n| up.contains(n)) {
+            let event = events.recv().await.expect("event stream");
+            if let ClusterEvent::MemberUp(member) = &event {
+                up.insert(member.node.clone());
+            }
+        }
+    })
+    .await
+}
+
+/// `node`'s history of `subject` up to the first time it reached `status` (which it has).
+fn history_until(
+    node: &postbox_testkit::ClusterNode,
+    subject: &postbox_remote::NodeAddr,
+    status: MemberStatus,
+) -> Vec<MemberStatus> {
+    let mut statuses = Vec::new();
+    for event in node.events_seen() {
+        if event.member().node == *subject {
+            statuses.push(event.member().status);
+            if event.member().status == status {
+                break;
+            }
+        }
+    }
+    statuses
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_a_cluster_with_their_metadata() {
     let a = Node::start("a", config(&[]).role("frontend")).await;
     let b = Node::start("b", config(&[a.gossip()]).role("backend").role("db")).await;
     let c = Node::start("c", config(&[b.gossip()])).await; // seeded by a non-first node
-    let all = [a.addr(), b.addr(), c.addr()];
+    let all = addrs(&[&a, &b, &c]);
     for node in [&a, &b, &c] {
-        wait_all_up(&mut node.cluster.events(), &all).await;
-        let members = up_members(node);
+        wait_all_up(node, &all).await;
+        let members = node.cluster.members();
+        assert!(
+            members.iter().all(|m| m.status == MemberStatus::Up),
+            "{}: {members:?}",
+            node.name
+        );
         assert_eq!(members.len(), 3, "{}: {members:?}", node.name);
     }
     let seen_by_c = c.cluster.members();
@@ -30,11 +73,11 @@ async fn three_nodes_form_a_cluster_with_their_metadata() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_subscriber_first_gets_the_current_members() {
-    let nodes = cluster_of(3).await;
-    let mut events = nodes[1].cluster.events();
+    let nodes = TestCluster::start(3).await;
+    let mut events = nodes.node(1).cluster.events();
     let mut initial = Vec::new();
     for _ in 0..3 {
-        initial.push(within(events.recv()).await.unwrap());
+        initial.push(within(PATIENCE, events.recv()).await.unwrap());
     }
     assert!(
         initial
@@ -43,7 +86,7 @@ async fn a_new_subscriber_first_gets_the_current_members() {
         "{initial:?}"
     );
     let mut seen: Vec<_> = initial.iter().map(|e| e.member().node.clone()).collect();
-    let mut expected: Vec<_> = nodes.iter().map(Node::addr).collect();
+    let mut expected: Vec<_> = nodes.nodes().iter().map(|n| n.node().clone()).collect();
     seen.sort_by(|a, b| a.addr.cmp(&b.addr));
     expected.sort_by(|a, b| a.addr.cmp(&b.addr));
     assert_eq!(seen, expected);
@@ -51,18 +94,13 @@ async fn a_new_subscriber_first_gets_the_current_members() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_node_is_unreachable_then_down_everywhere_within_the_bound() {
-    let nodes = cluster_of(3).await;
-    let victim = nodes[2].addr();
-    let mut watchers: Vec<_> = nodes[..2].iter().map(|n| n.cluster.events()).collect();
+    let mut nodes = TestCluster::start(3).await;
+    let victim = nodes.node(2).node().clone();
     let crashed_at = Instant::now();
-    nodes[2].crash().await;
-    for events in &mut watchers {
-        let seen = wait_for(events, &victim, MemberStatus::Down).await;
-        let statuses: Vec<_> = seen
-            .iter()
-            .filter(|e| e.member().node == victim)
-            .map(|e| e.member().status)
-            .collect();
+    nodes.kill(2).await;
+    for node in nodes.running() {
+        node.wait_for(&victim, MemberStatus::Down).await;
+        let statuses = history_until(node, &victim, MemberStatus::Down);
         assert_eq!(
             &statuses[statuses.len() - 2..],
             [MemberStatus::Unreachable, MemberStatus::Down]
@@ -74,7 +112,7 @@ async fn a_crashed_node_is_unreachable_then_down_everywhere_within_the_bound() {
         "{:?}",
         crashed_at.elapsed()
     );
-    for node in &nodes[..2] {
+    for node in nodes.running() {
         assert!(node.cluster.members().iter().all(|m| m.node != victim));
     }
     // The survivors' downing counters tell it: at least one of them decided (the other may
@@ -102,55 +140,20 @@ async fn a_crashed_node_is_unreachable_then_down_everywhere_within_the_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_rejoins_as_a_new_incarnation_and_the_old_one_is_down() {
     // Slow to declare down, so that only the restart can explain a quick `Down`.
-    let patient = || fast().down_after(Duration::from_secs(60));
-    let a = Node::start("a", config(&[]).failure_detection(patient())).await;
-    let b = Node::start("b", config(&[a.gossip()]).failure_detection(patient())).await;
-    wait_all_up(&mut a.cluster.events(), &[a.addr(), b.addr()]).await;
-    let old = b.addr();
-    let (gossip_at, remote_at) = (b.gossip(), b.remote.addr().parse().unwrap());
-    let mut events = a.cluster.events();
-    b.crash().await;
-    drop(b);
-
-    // Same addresses, new incarnation. The old sockets close as their tasks wind down.
-    let restarted = within(async {
-        loop {
-            let system = ActorSystem::new();
-            let Ok(remote) =
-                Remote::start(&system, RemoteConfig::new(remote_at, CLUSTER, SECRET)).await
-            else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            let config = ClusterConfig::new(CLUSTER, SECRET, gossip_at)
-                .seed(a.gossip().to_string())
-                .failure_detection(patient());
-            match Cluster::join(&system, &remote, config).await {
-                Ok(cluster) => return (system, remote, cluster),
-                Err(ClusterError::Bind(_)) => {
-                    remote.shutdown().await;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(other) => panic!("{other}"),
-            }
-        }
-    })
-    .await;
-    let new = restarted.2.node().clone();
+    let mut nodes = TestCluster::builder()
+        .nodes(2)
+        .failure_detection(fast_failure_detection().down_after(Duration::from_secs(60)))
+        .start()
+        .await;
+    let old = nodes.node(1).node().clone();
+    // A crash, then the same addresses as a new incarnation.
+    let new = nodes.restart(1).await.node().clone();
     assert_eq!(new.addr, old.addr);
     assert_ne!(new.incarnation, old.incarnation);
 
-    let seen = wait_for(&mut events, &new, MemberStatus::Up).await;
-    let old_down = within(async {
-        if seen
-            .iter()
-            .any(|e| e.member().node == old && e.member().status == MemberStatus::Down)
-        {
-            return;
-        }
-        wait_for(&mut events, &old, MemberStatus::Down).await;
-    });
-    old_down.await;
+    let a = nodes.node(0);
+    a.wait_for(&new, MemberStatus::Up).await;
+    a.wait_for(&old, MemberStatus::Down).await;
     let members = a.cluster.members();
     assert!(members
         .iter()
@@ -160,27 +163,35 @@ async fn a_restarted_node_rejoins_as_a_new_incarnation_and_the_old_one_is_down()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_leave_is_seen_as_left_never_down() {
-    let nodes = cluster_of(3).await;
-    let leaver = nodes[2].addr();
-    let mut watchers: Vec<_> = nodes[..2].iter().map(|n| n.cluster.events()).collect();
-    let mut own = nodes[2].cluster.events();
+    let nodes = TestCluster::start(3).await;
+    let (stayers, leaving) = (&nodes.nodes()[..2], nodes.node(2));
+    let leaver = leaving.node().clone();
+    let mut watchers: Vec<_> = stayers.iter().map(|n| n.cluster.events()).collect();
+    let mut own = leaving.cluster.events();
     let started = Instant::now();
-    within(nodes[2].cluster.leave()).await.unwrap();
+    within(PATIENCE, leaving.cluster.leave()).await.unwrap();
     // Every member acknowledged well before the leave timeout.
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
     );
-    for events in &mut watchers {
-        let seen = wait_for(events, &leaver, MemberStatus::Left).await;
-        assert!(!seen
-            .iter()
-            .any(|e| e.member().node == leaver && e.member().status == MemberStatus::Down));
+    for node in stayers {
+        node.wait_for(&leaver, MemberStatus::Left).await;
+        let seen = history_until(node, &leaver, MemberStatus::Left);
+        assert!(!seen.contains(&MemberStatus::Down), "{seen:?}");
     }
     // The leaver told its own subscribers, then closed their streams.
-    let seen = wait_for(&mut own, &leaver, MemberStatus::Left).await;
-    assert!(matches!(seen.last(), Some(ClusterEvent::MemberLeft(_))));
+    let last = within(PATIENCE, async {
+        loop {
+            let event = own.recv().await.expect("event stream");
+            if event.member().node == leaver && event.member().status == MemberStatus::Left {
+                return event;
+            }
+        }
+    })
+    .await;
+    assert!(matches!(last, ClusterEvent::MemberLeft(_)));
     assert!(own.recv().await.is_err());
     // Its gossip has stopped; watch for a Down long enough for the detector to have fired.
     for events in &mut watchers {
@@ -197,7 +208,7 @@ async fn a_graceful_leave_is_seen_as_left_never_down() {
         assert!(quiet.is_err(), "only the observation window ends it");
     }
     assert!(matches!(
-        nodes[2].cluster.leave().await,
+        leaving.cluster.leave().await,
         Err(ClusterError::Stopped)
     ));
 }
@@ -205,16 +216,11 @@ async fn a_graceful_leave_is_seen_as_left_never_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_or_cluster_name_is_refused_with_a_clear_error() {
     let a = Node::start("a", config(&[])).await;
-    let system = ActorSystem::new();
-    let remote = Remote::start(
-        &system,
-        RemoteConfig::new("127.0.0.1:0".parse().unwrap(), CLUSTER, SECRET),
-    )
-    .await
-    .unwrap();
+    let RemoteNode { system, remote, .. } = RemoteNode::start().await;
     let any = "127.0.0.1:0".parse().unwrap();
 
-    let wrong_secret = ClusterConfig::new(CLUSTER, b"guessed", any).seed(a.gossip().to_string());
+    let wrong_secret =
+        ClusterConfig::new(TEST_CLUSTER, b"guessed", any).seed(a.gossip().to_string());
     match Cluster::join(&system, &remote, wrong_secret).await {
         Err(
             error @ ClusterError::Refused {
@@ -227,7 +233,7 @@ async fn a_wrong_secret_or_cluster_name_is_refused_with_a_clear_error() {
         }
         other => panic!("expected an authentication refusal, got {other:?}"),
     }
-    let wrong_name = ClusterConfig::new("elsewhere", SECRET, any).seed(a.gossip().to_string());
+    let wrong_name = ClusterConfig::new("elsewhere", TEST_SECRET, any).seed(a.gossip().to_string());
     match Cluster::join(&system, &remote, wrong_name).await {
         Err(
             error @ ClusterError::Refused {
@@ -271,22 +277,23 @@ async fn a_node_whose_seeds_are_silent_starts_alone_and_is_found_later() {
     // The seed comes up at that address; the lonely node's seed refresh finds it.
     let seed = Node::start(
         "seed",
-        ClusterConfig::new(CLUSTER, SECRET, later).failure_detection(fast()),
+        ClusterConfig::new(TEST_CLUSTER, TEST_SECRET, later)
+            .failure_detection(fast_failure_detection()),
     )
     .await;
-    wait_all_up(&mut seed.cluster.events(), &[seed.addr(), lonely.addr()]).await;
-    wait_all_up(&mut lonely.cluster.events(), &[seed.addr(), lonely.addr()]).await;
+    let both = addrs(&[&seed, &lonely]);
+    wait_all_up(&seed, &both).await;
+    wait_all_up(&lonely, &both).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_right_after_joining_is_still_seen_left() {
-    let a = Node::start("a", config(&[])).await;
-    let mut events = a.cluster.events();
-    let b = Node::start("b", config(&[a.gossip()])).await;
+    let mut nodes = TestCluster::builder().nodes(1).start().await;
     // b may not have confirmed a as live yet: its departure must reach a all the same.
-    within(b.cluster.leave()).await.unwrap();
-    let seen = wait_for(&mut events, &b.addr(), MemberStatus::Left).await;
-    assert!(!seen
-        .iter()
-        .any(|e| e.member().node == b.addr() && e.member().status == MemberStatus::Down));
+    let b = nodes.add_node_unsettled().await.node().clone();
+    nodes.leave(1).await;
+    let a = nodes.node(0);
+    a.wait_for(&b, MemberStatus::Left).await;
+    let seen = history_until(a, &b, MemberStatus::Left);
+    assert!(!seen.contains(&MemberStatus::Down), "{seen:?}");
 }

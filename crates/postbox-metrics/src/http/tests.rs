@@ -5,6 +5,8 @@
 
 use super::*;
 use axum::routing::get;
+use postbox_testkit::time::advance_until;
+use postbox_testkit::within;
 use std::sync::atomic::AtomicBool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
@@ -87,31 +89,38 @@ impl Server {
         client
     }
 
-    /// Lets the server run until `done` holds (virtual time passes only while all wait).
+    /// Lets the server run until `done` holds (virtual time passes only while all wait), in
+    /// steps of 1 ms, for at most 10 s of virtual time.
     async fn until(&self, what: &str, done: impl Fn(&HttpSnapshot) -> bool) {
-        for _ in 0..10_000 {
-            if done(&self.stats.snapshot()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        panic!("never: {what}; {:?}", self.stats.snapshot());
+        advance_until(
+            Duration::from_millis(1),
+            Duration::from_secs(10),
+            what,
+            || {
+                let snapshot = self.stats.snapshot();
+                if done(&snapshot) {
+                    Ok(())
+                } else {
+                    Err(snapshot)
+                }
+            },
+        )
+        .await;
     }
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n";
 
-/// A hang guard in virtual time: fails at once, in real time, if nothing else can happen.
-async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(600), future)
-        .await
-        .expect("hang guard: nothing happened in 10 virtual minutes")
-}
+/// The hang guard, in virtual time: a hang fails at once, in real time, since nothing else
+/// can happen.
+const HANG_GUARD: Duration = Duration::from_secs(600);
 
 /// Reads until the server closes the connection.
 async fn read_to_close(client: &mut DuplexStream) -> String {
     let mut text = Vec::new();
-    within(client.read_to_end(&mut text)).await.unwrap();
+    within(HANG_GUARD, client.read_to_end(&mut text))
+        .await
+        .unwrap();
     String::from_utf8_lossy(&text).into_owned()
 }
 
@@ -120,7 +129,7 @@ async fn read_ok(client: &mut DuplexStream) -> String {
     let mut text = Vec::new();
     let mut buf = [0; 1024];
     while !text.ends_with(b"ok") {
-        let n = within(client.read(&mut buf)).await.unwrap();
+        let n = within(HANG_GUARD, client.read(&mut buf)).await.unwrap();
         assert_ne!(n, 0, "closed after {:?}", String::from_utf8_lossy(&text));
         text.extend_from_slice(&buf[..n]);
     }

@@ -1,6 +1,6 @@
 //! A million idle anonymous actors add nothing to the number of series.
 
-use crate::common::{sample_lines, series_value, within};
+use crate::common::{sample_lines, series_value, until, PATIENCE};
 use postbox::prelude::*;
 use postbox_metrics::Metrics;
 
@@ -19,10 +19,8 @@ async fn a_million_anonymous_actors_do_not_multiply_the_series() {
     for _ in 0..ACTORS {
         system.spawn(Props::new(|| Idle)).unwrap();
     }
-    within(async {
-        while system.actor_count() < ACTORS + 1 {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "every actor to be spawned", || {
+        system.actor_count() > ACTORS
     })
     .await;
     let spawned = started.elapsed();

@@ -2,7 +2,6 @@
 
 use postbox::prelude::*;
 use std::collections::HashMap;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,13 +9,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-/// Fails the test if `future` does not finish within 30 s (a hang guard, not a delay).
-pub(crate) async fn within<F: IntoFuture>(future: F) -> F::Output {
-    match tokio::time::timeout(Duration::from_secs(30), future.into_future()).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out waiting (30 s)"),
-    }
-}
+pub(crate) use postbox_testkit::{until, within};
+
+/// The hang guard of these tests: 30 s, three times the testkit's `PATIENCE`, because they
+/// run real tools (promtool, Chromium) and a million actors beside each other.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// An actor whose handler waits for a gate, so that what is sent after the first message
 /// stays in its mailbox: a mailbox under load, with a depth that does not move.
@@ -53,10 +50,8 @@ pub(crate) async fn stuck_with_depth(
     for _ in 0..=depth {
         actor.tell(Hold).await.unwrap();
     }
-    within(async {
-        while actor.depth() != depth || actor.stats().status != postbox::ActorStatus::Running {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, format!("{depth} messages waiting"), || {
+        actor.depth() == depth && actor.stats().status == postbox::ActorStatus::Running
     })
     .await;
     actor
@@ -78,11 +73,15 @@ impl Response {
 
 /// `GET path` over a fresh loopback connection (HTTP/1.1, `Connection: close`).
 pub(crate) async fn get(addr: SocketAddr, path: &str) -> Response {
-    let mut stream = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let mut stream = within(PATIENCE, tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    within(stream.read_to_end(&mut raw)).await.unwrap();
+    within(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .unwrap();
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head.lines();

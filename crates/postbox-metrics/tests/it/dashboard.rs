@@ -1,6 +1,6 @@
 //! The dashboard in a real headless Chromium, against a system under load.
 
-use crate::common::{scratch_dir, stuck_with_depth, tool, within};
+use crate::common::{scratch_dir, stuck_with_depth, tool, until, within, PATIENCE};
 use postbox::prelude::*;
 use postbox::MailboxCapacity;
 use postbox_metrics::Metrics;
@@ -107,12 +107,7 @@ async fn the_dashboard_shows_the_tree_and_a_live_chart_of_non_zero_depths() {
             }
         }
     });
-    within(async {
-        while slow.depth() < 32 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until(PATIENCE, "32 messages waiting", || slow.depth() >= 32).await;
 
     let server = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{}/", server.local_addr());
@@ -189,5 +184,5 @@ async fn the_dashboard_shows_the_tree_and_a_live_chart_of_non_zero_depths() {
     gate.notify_waiters();
     server.shutdown().await;
     slow.stop();
-    within(producer).await.unwrap();
+    within(PATIENCE, producer).await.unwrap();
 }

@@ -1,12 +1,15 @@
 //! `/metrics`: specific series values, and the whole exposition checked by the real promtool.
 
-use crate::common::{get, scratch_dir, series_value, stuck_with_depth, tool, within, Hold, Stuck};
+use crate::common::{
+    get, scratch_dir, series_value, stuck_with_depth, tool, until, within, Hold, Stuck, PATIENCE,
+};
 use postbox::prelude::*;
 use postbox::{CircuitBreaker, Router};
 use postbox_metrics::{
     ClusterSource, DowningCounters, GossipCounters, Member, MemberStatus, Metrics, TransportSource,
     TransportStats,
 };
+use postbox_testkit::WireClient;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,17 +148,15 @@ async fn the_exposition_shows_the_system_and_passes_promtool() {
     for _ in 0..39 {
         echo.tell(Ping).await.unwrap();
     }
-    within(echo.ask(Ping)).await.unwrap();
-    within(async {
-        while echo.stats().processed != 40 {
-            tokio::task::yield_now().await;
-        }
+    within(PATIENCE, echo.ask(Ping)).await.unwrap();
+    until(PATIENCE, "40 messages processed", || {
+        echo.stats().processed == 40
     })
     .await;
 
     // A dead letter, an ask timeout, a breaker and a router.
     echo.stop();
-    within(echo.wait_for_stop()).await;
+    within(PATIENCE, echo.wait_for_stop()).await;
     assert!(echo.tell(Ping).await.is_err());
     let held = stuck_with_depth(&system, &gate, None, 0).await;
     let timed_out = held.ask(Hold).timeout(Duration::from_millis(10)).await;
@@ -301,10 +302,8 @@ async fn the_exposition_shows_the_system_and_passes_promtool() {
 
     // A stopped router is forgotten.
     router.stop();
-    within(async {
-        while system.actor(router.id()).is_some() {
-            tokio::task::yield_now().await;
-        }
+    until(PATIENCE, "the router to be gone", || {
+        system.actor(router.id()).is_none()
     })
     .await;
     let after = metrics.encode().unwrap();
@@ -326,14 +325,8 @@ fn promtool_rejects_what_is_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_s_counters_reach_the_exposition() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let system = ActorSystem::new();
-    let config = postbox_remote::RemoteConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        "metrics-test",
-        b"a cluster secret of enough length",
-    );
-    let remote = postbox_remote::Remote::start(&system, config)
+    let remote = postbox_remote::Remote::start(&system, postbox_testkit::remote_config())
         .await
         .unwrap();
     let metrics = Metrics::builder(&system)
@@ -351,22 +344,19 @@ async fn a_remote_s_counters_reach_the_exposition() {
     );
 
     // A peer that speaks garbage: accepted, then refused at the handshake.
-    let mut peer = tokio::net::TcpStream::connect(remote.addr()).await.unwrap();
-    peer.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+    let mut peer = WireClient::connect(remote.addr()).await.unwrap();
+    peer.write_raw(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
         .await
         .unwrap();
-    let mut sink = Vec::new();
-    let _ = within(peer.read_to_end(&mut sink)).await;
-    let after = within(async {
-        loop {
-            let text = metrics.encode().unwrap();
-            let refused = series_value(&text, "postbox_remote_refused_total{reason=\"malformed\"}")
-                .unwrap_or(0.0);
-            if refused >= 1.0 {
-                return text;
-            }
-            tokio::task::yield_now().await;
-        }
+    assert!(
+        peer.wait_closed().await.is_ok(),
+        "the node closes the connection"
+    );
+    let after = until(PATIENCE, "the refusal to be counted", || {
+        let text = metrics.encode().unwrap();
+        let refused = series_value(&text, "postbox_remote_refused_total{reason=\"malformed\"}")
+            .unwrap_or(0.0);
+        (refused >= 1.0).then_some(text)
     })
     .await;
     assert_eq!(

@@ -2,7 +2,7 @@
 //! read timeout, a connection beyond `max_connections` is answered 503 at once, and
 //! `/metrics` counts both.
 
-use crate::common::{get, series_value, within};
+use crate::common::{get, series_value, within, PATIENCE};
 use postbox::prelude::*;
 use postbox_metrics::{HttpLimits, Metrics};
 use std::time::Duration;
@@ -46,13 +46,15 @@ async fn slowloris_clients_are_cut_and_connections_beyond_the_bound_refused() {
 
     let mut held = Vec::new();
     for _ in 0..MAX {
-        let stream = within(TcpStream::connect(addr)).await.unwrap();
+        let stream = within(PATIENCE, TcpStream::connect(addr)).await.unwrap();
         held.push(tokio::spawn(slowloris(stream)));
     }
     // Every place is taken: the next client is told so at once, without being read.
-    let mut extra = within(TcpStream::connect(addr)).await.unwrap();
+    let mut extra = within(PATIENCE, TcpStream::connect(addr)).await.unwrap();
     let mut refusal = String::new();
-    within(extra.read_to_string(&mut refusal)).await.unwrap();
+    within(PATIENCE, extra.read_to_string(&mut refusal))
+        .await
+        .unwrap();
     assert!(
         refusal.starts_with("HTTP/1.1 503 Service Unavailable"),
         "{refusal}"
@@ -60,7 +62,7 @@ async fn slowloris_clients_are_cut_and_connections_beyond_the_bound_refused() {
 
     // The slow clients are cut by the header read timeout, however long they would go on.
     for client in held {
-        within(client).await.unwrap();
+        within(PATIENCE, client).await.unwrap();
     }
     let scrape = get(addr, "/metrics").await;
     assert_eq!(scrape.status, 200);

@@ -4,10 +4,11 @@
 
 #![allow(dead_code)] // each test binary uses its part
 
+use postbox_testkit::until_async;
 use serde_json::Value;
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -211,25 +212,9 @@ pub(crate) fn status_of(members: &[Value], remote: &str, incarnation: u64) -> Op
         .map(|m| m["status"].as_str().unwrap_or_default().to_owned())
 }
 
-/// Polls `check` until it returns `Some`, for at most `bound`.
-pub(crate) async fn until<T>(
-    bound: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(started.elapsed() < bound, "not within {bound:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until `observer` reports each of `nodes` with `status`.
 pub(crate) async fn until_seen(observer: &NodeProcess, nodes: &[&NodeProcess], status: &str) {
-    until(BOUND, &format!("every node seen {status}"), async || {
+    until_async(BOUND, format!("every node seen {status}"), async || {
         let members = observer.members().await;
         nodes
             .iter()

@@ -12,18 +12,10 @@ use postbox_persistence::{
     DecodeError, DurableStateStore, Journal, MemoryStore, Record, SnapshotStore, StoreError,
     Stored, StoredEvent, StoredSnapshot, StoredState,
 };
+use postbox_testkit::{within, PATIENCE};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
-
-const GUARD: Duration = Duration::from_secs(10);
-
-async fn guarded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f.into_future())
-        .await
-        .expect("hang guard")
-}
 
 #[tokio::test]
 async fn the_memory_store_passes_the_conformance_suite() {
@@ -155,7 +147,7 @@ async fn a_handler_panic_restarts_the_actor_and_the_new_instance_recovers() {
     counter.ask(Add(1)).await.unwrap().unwrap();
     counter.ask(Add(2)).await.unwrap().unwrap();
     assert_eq!(counter.ask(Panic).await, Err(AskError::Panicked));
-    let (tally, _) = guarded(counter.ask(Get)).await.unwrap();
+    let (tally, _) = within(PATIENCE, counter.ask(Get)).await.unwrap();
     assert_eq!(
         tally.amounts,
         vec![1, 2],
@@ -266,7 +258,7 @@ async fn messages_sent_during_recovery_wait_in_the_mailbox_in_order() {
     gated.inner.append(&id, 0, earlier).await.unwrap();
 
     let counter = system.spawn(counter_props(&persistence, "c|gate")).unwrap();
-    guarded(gated.waiting.notified()).await; // recovery is now stuck at the gate
+    within(PATIENCE, gated.waiting.notified()).await; // recovery is now stuck at the gate
     for n in 1..=5 {
         counter.tell(Add(n)).await.unwrap();
     }
@@ -305,7 +297,7 @@ async fn a_failed_persist_fails_the_actor_applies_nothing_and_works_again_when_t
     }
     // The actor failed; while the store is down its restarts fail recovery, with backoff.
     store.set_available(true);
-    let (tally, seq) = guarded(counter.ask(Get)).await.unwrap();
+    let (tally, seq) = within(PATIENCE, counter.ask(Get)).await.unwrap();
     assert_eq!(
         (tally.amounts, seq),
         (vec![1], 1),
@@ -349,7 +341,7 @@ async fn of_two_live_instances_of_one_id_the_second_to_write_gets_a_conflict_and
         other => panic!("the second writer must get a conflict, got {other:?}"),
     }
     assert_eq!(
-        guarded(second_stopped).await,
+        within(PATIENCE, second_stopped).await,
         ExitReason::Normal,
         "the loser stops"
     );
@@ -488,7 +480,7 @@ async fn an_unreadable_event_refuses_to_start_naming_the_id_the_seq_and_the_tag(
     let stopped = watch_stop(&counter).await;
     // Sent before the failure is known: it must never be handled with a partial history.
     let ask = counter.ask(Add(1));
-    let reason = guarded(stopped).await;
+    let reason = within(PATIENCE, stopped).await;
     let ExitReason::Failed(Failure::Error(message)) = reason else {
         panic!("recovery must fail the actor, got {reason:?}");
     };
@@ -513,7 +505,7 @@ async fn a_hole_in_the_history_refuses_to_start() {
     let counter = system
         .spawn(counter_props(&persistence, "c|hole").restart(Restart::Temporary))
         .unwrap();
-    let reason = guarded(watch_stop(&counter).await).await;
+    let reason = within(PATIENCE, watch_stop(&counter).await).await;
     let ExitReason::Failed(Failure::Error(message)) = reason else {
         panic!("recovery must fail, got {reason:?}");
     };
@@ -560,7 +552,7 @@ async fn a_write_before_recovery_fails_the_actor() {
         Err(PersistError::NotRecovered { .. }) => {}
         other => panic!("expected NotRecovered, got {other:?}"),
     }
-    assert!(guarded(stopped).await.is_failure());
+    assert!(within(PATIENCE, stopped).await.is_failure());
     assert!(stored_amounts(&persistence, "c|early").await.is_empty());
     system.shutdown().await;
 }

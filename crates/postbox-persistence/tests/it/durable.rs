@@ -4,6 +4,7 @@ use postbox::prelude::*;
 use postbox::{Backoff, BackoffSupervisor, Failure};
 use postbox_persistence::prelude::*;
 use postbox_persistence::{MemoryStore, Record, StoreError};
+use postbox_testkit::{within, PATIENCE};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,10 +166,7 @@ async fn a_failed_save_keeps_the_old_state_and_fails_the_actor() {
     }
     store.set_available(true);
     // Restarted by its backoff supervisor (recovery fails until the store is back).
-    let (state, revision) = tokio::time::timeout(Duration::from_secs(10), shopper.ask(Show))
-        .await
-        .expect("hang guard")
-        .unwrap();
+    let (state, revision) = within(PATIENCE, shopper.ask(Show)).await.unwrap();
     assert_eq!((state, revision), (cart(&["tea"]), 1));
     system.shutdown().await;
 }

@@ -7,6 +7,7 @@ use postbox::prelude::*;
 use postbox_persistence::prelude::*;
 use postbox_persistence::tck::postgres::PgServer;
 use postbox_persistence::{tck, PostgresOptions, PostgresStore, StoreError};
+use postbox_testkit::within;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,9 +88,8 @@ async fn postgres_down_fails_persists_and_up_again_serves_them() {
     .await
     .unwrap();
     // The actor failed, and its restarts fail recovery until the server is back.
-    let (tally, seq) = tokio::time::timeout(Duration::from_secs(20), counter.ask(Get))
+    let (tally, seq) = within(Duration::from_secs(20), counter.ask(Get))
         .await
-        .expect("hang guard")
         .unwrap();
     assert_eq!(
         (tally.amounts, seq),

@@ -5,9 +5,9 @@ use crate::support::*;
 use postbox::prelude::*;
 use postbox_persistence::prelude::*;
 use postbox_persistence::{tck, SqliteOptions, SqliteStore, StoreError};
+use postbox_testkit::{within, PATIENCE};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 async fn open(path: &Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(path).await.unwrap())
@@ -176,10 +176,7 @@ async fn a_full_store_refuses_writes_and_accepts_them_again_when_space_returns()
         other => panic!("expected the store to be full, got {other:?}"),
     }
     store.set_max_size(None);
-    let (tally, seq) = tokio::time::timeout(Duration::from_secs(10), counter.ask(Get))
-        .await
-        .expect("hang guard")
-        .unwrap();
+    let (tally, seq) = within(PATIENCE, counter.ask(Get)).await.unwrap();
     assert_eq!(
         seq as usize,
         acknowledged.len() * 512,

@@ -1,10 +1,13 @@
 //! `WireClient` against a real transport on loopback: the handshake as a fake member,
-//! typed asks and lookups, refusals with their reasons, raw bytes, heartbeats.
+//! typed asks and lookups, refusals with their reasons, raw bytes, heartbeats, and the
+//! server's side of the handshake with a node that dials.
 
 use postbox::prelude::*;
 use postbox_remote::{remote_actor, remote_message, RemoteConfig};
 use postbox_testkit::wire::{envelope, ClientError, CloseReason, FakeNode, WireClient};
-use postbox_testkit::{remote_config, until, until_async, RemoteNode, PATIENCE, TEST_CLUSTER};
+use postbox_testkit::{
+    remote_config, until, until_async, within, RemoteNode, PATIENCE, TEST_CLUSTER,
+};
 use postbox_wire::{ErrorKind, Frame, NodeAddr, RefuseReason, Target};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -296,5 +299,59 @@ async fn a_client_that_reads_late_gets_every_reply_in_order() {
         assert!(answer.starts_with(&n.to_string()));
         assert_eq!(answer.len(), n.to_string().len() + text.len());
     }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_server_shakes_hands_with_a_node_that_dials_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let node = RemoteNode::start().await;
+    // An older node at that address: version 1, answering one lookup.
+    let me = node.fake_node().addr(addr.clone()).version(1);
+    let server = tokio::spawn(async move {
+        let mut conn = WireClient::accept(&listener).await.unwrap();
+        let hello = conn.serve_handshake(&me).await.unwrap();
+        let Frame::Lookup { correlation, name } = conn.recv().await.unwrap() else {
+            panic!("expected a lookup");
+        };
+        conn.send(&Frame::Found {
+            correlation,
+            id: Some(7),
+        })
+        .await
+        .unwrap();
+        (hello, name, conn.peer_version())
+    });
+    let found: ActorRef<Journal> = within(PATIENCE, node.remote.lookup(&addr, "journal"))
+        .await
+        .unwrap();
+    assert!(
+        found.path().starts_with(&format!("postbox://{addr}")),
+        "{}",
+        found.path()
+    );
+    let (hello, name, version) = within(PATIENCE, server).await.unwrap();
+    assert_eq!(&hello.node, node.node());
+    assert_eq!(hello.version, postbox_wire::PROTOCOL_VERSION);
+    assert_eq!((name.as_str(), version), ("journal", Some(1)));
+
+    // A fake server with another secret: the node does not believe its proof, and the
+    // handshake ends in an error on both sides.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let strict =
+        FakeNode::new(TEST_CLUSTER, b"another secret, for this server only").addr(addr.clone());
+    let server = tokio::spawn(async move {
+        let mut conn = WireClient::accept(&listener).await.unwrap();
+        conn.serve_handshake(&strict).await
+    });
+    assert!(
+        within(PATIENCE, node.remote.lookup::<Journal>(&addr, "journal"))
+            .await
+            .is_err()
+    );
+    let refused = within(PATIENCE, server).await.unwrap();
+    assert!(refused.is_err(), "{refused:?}");
     node.shutdown().await;
 }

@@ -4,22 +4,23 @@
 use super::common::*;
 use postbox::prelude::*;
 use postbox::DeadLetterReason;
-use std::time::{Duration, Instant};
+use postbox_testkit::until_async;
 
-/// Asks `journal` for its log until it is `expected`, failing the test after 10 s.
+/// Asks `journal` for its log until it is `expected`.
 async fn until_logged(journal: &ActorRef<Journal>, expected: &[u64]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = within(journal.ask(ReadLog)).await.unwrap();
-        if log == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log is {log:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_async(
+        PATIENCE,
+        format!("the log to be {expected:?}"),
+        async || {
+            let log = journal.ask(ReadLog).await.unwrap();
+            if log == expected {
+                Ok(())
+            } else {
+                Err(format!("log is {log:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 fn local_journal(system: &ActorSystem) -> ActorRef<Journal> {
@@ -30,8 +31,9 @@ fn local_journal(system: &ActorSystem) -> ActorRef<Journal> {
 async fn a_ref_sent_to_another_node_reaches_back_to_its_actor() {
     let (_host_system, host, _journal) = host().await;
     let (system, client) = client().await;
-    let remote_journal: ActorRef<Journal> =
-        within(client.lookup(host.addr(), "journal")).await.unwrap();
+    let remote_journal: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
     // Other nodes may send this node's journals their messages.
     client.expose::<Journal>();
     let mine = local_journal(&system);
@@ -45,7 +47,7 @@ async fn a_ref_sent_to_another_node_reaches_back_to_its_actor() {
         .unwrap();
     until_logged(&mine, &[7]).await;
     // In a reply, the same ref comes back as the local actor itself, not a proxy of a proxy.
-    let back = within(remote_journal.ask(Reflect(mine.clone())))
+    let back = within(PATIENCE, remote_journal.ask(Reflect(mine.clone())))
         .await
         .unwrap();
     assert_eq!(back.id(), mine.id());
@@ -67,10 +69,10 @@ async fn a_ref_to_a_third_node_is_reached_from_the_node_it_was_sent_to() {
     let (_third_system, third, third_journal) = host().await;
     let (_host_system, first, _journal) = host().await;
     let (_system, client) = client().await;
-    let at_host: ActorRef<Journal> = within(client.lookup(first.addr(), "journal"))
+    let at_host: ActorRef<Journal> = within(PATIENCE, client.lookup(first.addr(), "journal"))
         .await
         .unwrap();
-    let at_third: ActorRef<Journal> = within(client.lookup(third.addr(), "journal"))
+    let at_third: ActorRef<Journal> = within(PATIENCE, client.lookup(third.addr(), "journal"))
         .await
         .unwrap();
     // The host has never talked to the third node: it connects when the ref arrives.
@@ -83,8 +85,9 @@ async fn a_ref_to_a_third_node_is_reached_from_the_node_it_was_sent_to() {
 async fn a_ref_to_a_stopped_actor_resolves_and_its_messages_are_counted() {
     let (_host_system, host, _journal) = host().await;
     let (system, client) = client().await;
-    let remote_journal: ActorRef<Journal> =
-        within(client.lookup(host.addr(), "journal")).await.unwrap();
+    let remote_journal: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
     client.expose::<Journal>();
     let gone = local_journal(&system);
     gone.stop();
@@ -96,7 +99,10 @@ async fn a_ref_to_a_stopped_actor_resolves_and_its_messages_are_counted() {
         .unwrap();
     // Counted on the client: the actor is gone from its table, so the message is refused as
     // for an unknown target.
-    until("a dead letter", || system.dead_letters().total() > 0).await;
+    until(PATIENCE, "a dead letter", || {
+        system.dead_letters().total() > 0
+    })
+    .await;
     assert_eq!(
         system
             .dead_letters()

@@ -2,37 +2,44 @@
 
 use super::common::*;
 use postbox::prelude::*;
-use postbox_remote::{ConnectError, Refusal, Remote, RemoteError};
-use postbox_wire::RefuseReason;
+use postbox_remote::{ConnectError, Refusal, RemoteConfig, RemoteError};
+use postbox_testkit::node::loopback;
+use postbox_testkit::wire::{CloseReason, FakeNode, WireClient};
+use postbox_testkit::{TEST_CLUSTER, TEST_SECRET};
+use postbox_wire::{Frame, Proof, RefuseReason};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The host still answers a well-behaved client.
 async fn still_serving(addr: &str) {
     let (_system, client) = client().await;
-    let journal: ActorRef<Journal> = within(client.lookup(addr, "journal")).await.unwrap();
+    let journal: ActorRef<Journal> = within(PATIENCE, client.lookup(addr, "journal"))
+        .await
+        .unwrap();
     assert_eq!(
-        within(journal.ask(Echo("alive".into()))).await.unwrap(),
+        within(PATIENCE, journal.ask(Echo("alive".into())))
+            .await
+            .unwrap(),
         "alive"
     );
 }
 
-/// Reads until the peer closes the connection; returns what it sent.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    within(stream.read_to_end(&mut got)).await.ok();
-    got
+/// Reads until the host closes the connection; returns why it did.
+async fn closed_by_host(client: &mut WireClient) -> CloseReason {
+    match client.wait_closed().await {
+        Ok(reason) => reason,
+        Err(error) => panic!("the host did not close the connection: {error}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_cluster_secret_is_refused_on_both_sides() {
     let (_host_system, host, _journal) = host().await;
-    let intruder_system = ActorSystem::new();
-    let intruder = Remote::start(&intruder_system, config(b"wrong secret"))
-        .await
-        .unwrap();
-    match within(intruder.lookup::<Journal>(host.addr(), "journal")).await {
+    // The testkit's settings, but another secret.
+    let wrong_secret = RemoteConfig::new(loopback(), TEST_CLUSTER, b"wrong secret")
+        .reconnect(3, Duration::from_millis(20))
+        .handshake_timeout(Duration::from_secs(2));
+    let (_intruder_system, intruder) = client_with(wrong_secret).await;
+    match within(PATIENCE, intruder.lookup::<Journal>(host.addr(), "journal")).await {
         // The host's proof fails against the intruder's secret first.
         Err(RemoteError::Connect(ConnectError::AuthenticationFailed)) => {}
         other => panic!("expected an authentication failure, got {other:?}"),
@@ -44,44 +51,24 @@ async fn a_wrong_cluster_secret_is_refused_on_both_sides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_fails_the_proof_is_refused_by_the_host() {
     let (_host_system, host, _journal) = host().await;
-    // Speak the protocol by hand: a hello, then a bogus proof.
-    let mut stream = TcpStream::connect(host.addr()).await.unwrap();
-    let hello = postbox_wire::Frame::Hello(postbox_wire::Hello {
-        version: postbox_wire::PROTOCOL_VERSION,
-        cluster: CLUSTER.into(),
-        node: postbox_wire::NodeAddr {
-            addr: "127.0.0.1:1".into(),
-            node_id: 1,
-            incarnation: 1,
-        },
-        nonce: [7; 32],
-    });
-    let mut buf = bytes::BytesMut::new();
-    postbox_wire::encode_frame(&hello, &mut buf).unwrap();
-    postbox_wire::encode_frame(
-        &postbox_wire::Frame::Proof(postbox_wire::Proof { proof: [0; 32] }),
-        &mut buf,
-    )
-    .unwrap();
-    stream.write_all(&buf).await.unwrap();
-    let answer = read_until_closed(&mut stream).await;
-    let mut answer = bytes::BytesMut::from(&answer[..]);
-    let mut codec = postbox_wire::FrameCodec::default();
-    use tokio_util::codec::Decoder;
-    let mut frames = Vec::new();
-    while let Ok(Some(frame)) = codec.decode(&mut answer) {
-        frames.push(frame);
+    // Speak the protocol by hand: a hello, then a bogus proof, without waiting for the
+    // challenge.
+    let member = FakeNode::new(TEST_CLUSTER, TEST_SECRET);
+    let mut client = WireClient::connect(host.addr()).await.unwrap();
+    client
+        .send_all(&[
+            member.hello([7; 32]),
+            Frame::Proof(Proof { proof: [0; 32] }),
+        ])
+        .await
+        .unwrap();
+    match closed_by_host(&mut client).await {
+        CloseReason::Refused {
+            reason: RefuseReason::AuthenticationFailed,
+            ..
+        } => {}
+        other => panic!("expected an authentication refusal, got {other}"),
     }
-    assert!(
-        matches!(
-            frames.last(),
-            Some(postbox_wire::Frame::Refused {
-                reason: RefuseReason::AuthenticationFailed,
-                ..
-            })
-        ),
-        "{frames:?}"
-    );
     assert_eq!(host.stats().auth_failures, 1);
     still_serving(host.addr()).await;
 }
@@ -89,10 +76,10 @@ async fn a_client_that_fails_the_proof_is_refused_by_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_is_refused_before_it_is_read() {
     let (_host_system, host, _journal) = host().await;
-    let mut stream = TcpStream::connect(host.addr()).await.unwrap();
+    let mut client = WireClient::connect(host.addr()).await.unwrap();
     // Announce a 1 GiB frame: refused on the length alone.
-    stream.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
-    read_until_closed(&mut stream).await;
+    client.announce_frame(1 << 30).await.unwrap();
+    closed_by_host(&mut client).await;
     assert_eq!(host.stats().refused, 1);
     still_serving(host.addr()).await;
 }
@@ -110,9 +97,10 @@ async fn garbage_bytes_are_refused_and_the_node_keeps_serving() {
                 rng as u8
             })
             .collect();
-        let mut stream = TcpStream::connect(host.addr()).await.unwrap();
-        let _ = stream.write_all(&garbage).await;
-        read_until_closed(&mut stream).await;
+        let mut client = WireClient::connect(host.addr()).await.unwrap();
+        // The host may close before it has taken all of it.
+        let _ = client.write_raw(&garbage).await;
+        closed_by_host(&mut client).await;
     }
     assert_eq!(host.stats().refused, 5);
     still_serving(host.addr()).await;
@@ -121,32 +109,39 @@ async fn garbage_bytes_are_refused_and_the_node_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_time_out_and_do_not_take_authenticated_slots() {
     let (_host_system, host, _journal) = host_with(
-        config(SECRET)
+        remote_config()
             .handshake_timeout(Duration::from_millis(300))
             .max_connections(1),
     )
     .await;
     // A silent connection is pending, not authenticated...
-    let mut silent = TcpStream::connect(host.addr()).await.unwrap();
+    let mut silent = WireClient::connect(host.addr()).await.unwrap();
     // (once the host has accepted it: the kernel completes a connect before `accept` runs)
-    until("the silent connection's accept", || {
+    until(PATIENCE, "the silent connection's accept", || {
         host.stats().unauthenticated == 1
     })
     .await;
     // ...so it does not take the only authenticated slot: a client gets in.
     let (_client_system, first) = client().await;
-    let journal: ActorRef<Journal> = within(first.lookup(host.addr(), "journal")).await.unwrap();
-    assert_eq!(within(journal.ask(Echo("in".into()))).await.unwrap(), "in");
+    let journal: ActorRef<Journal> = within(PATIENCE, first.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
+    assert_eq!(
+        within(PATIENCE, journal.ask(Echo("in".into())))
+            .await
+            .unwrap(),
+        "in"
+    );
     // The silent one is dropped when its handshake time is up, and counted as such.
-    read_until_closed(&mut silent).await;
-    until("the timeout to be counted", || {
+    closed_by_host(&mut silent).await;
+    until(PATIENCE, "the timeout to be counted", || {
         host.stats().refused_by(Refusal::HandshakeTimeout) == 1
     })
     .await;
     assert_eq!(host.stats().unauthenticated, 0);
     // The slot is taken: a second authenticated peer is refused, saying why.
     let (_other_system, other) = client().await;
-    match within(other.lookup::<Journal>(host.addr(), "journal")).await {
+    match within(PATIENCE, other.lookup::<Journal>(host.addr(), "journal")).await {
         Err(RemoteError::Connect(ConnectError::Refused {
             reason: RefuseReason::TooManyConnections,
             ..

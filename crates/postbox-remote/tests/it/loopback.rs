@@ -11,11 +11,15 @@ use std::time::Duration;
 async fn tells_and_asks_reach_a_remote_actor_in_send_order() {
     let (_host_system, host, _journal) = host().await;
     let (_system, client) = client().await;
-    let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
+    let journal: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
     assert!(journal.path().starts_with("postbox://127.0.0.1:"));
 
     // Two refs (two senders) interleave; each one's messages stay in order.
-    let other: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
+    let other: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
     let a = tokio::spawn({
         let journal = journal.clone();
         async move {
@@ -33,15 +37,17 @@ async fn tells_and_asks_reach_a_remote_actor_in_send_order() {
     a.await.unwrap();
     let other = b.await.unwrap();
     // An ask after the tells, through each ref, sees all of that ref's tells.
-    within(other.ask(ReadLog)).await.unwrap();
-    let log = within(journal.ask(ReadLog)).await.unwrap();
+    within(PATIENCE, other.ask(ReadLog)).await.unwrap();
+    let log = within(PATIENCE, journal.ask(ReadLog)).await.unwrap();
     let firsts: Vec<u64> = log.iter().copied().filter(|n| *n < 1_000_000).collect();
     let seconds: Vec<u64> = log.iter().copied().filter(|n| *n >= 1_000_000).collect();
     assert_eq!(firsts, (0..2_000).collect::<Vec<_>>());
     assert_eq!(seconds, (1_000_000..1_002_000).collect::<Vec<_>>());
 
     assert_eq!(
-        within(journal.ask(Echo("héllo".into()))).await.unwrap(),
+        within(PATIENCE, journal.ask(Echo("héllo".into())))
+            .await
+            .unwrap(),
         "héllo"
     );
     assert_eq!(
@@ -55,14 +61,19 @@ async fn tells_and_asks_reach_a_remote_actor_in_send_order() {
 async fn an_ask_times_out_and_its_pending_entry_is_swept() {
     let (_host_system, host, _journal) = host().await;
     let (client_system, client) = client().await;
-    let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
+    let journal: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
     let timeout = Duration::from_millis(100);
     assert_eq!(
-        within(journal.ask(Stall(3_000)).timeout(timeout)).await,
+        within(PATIENCE, journal.ask(Stall(3_000)).timeout(timeout)).await,
         Err(AskError::Timeout(timeout))
     );
     // The entry goes with the next sweep (every second), not with the late reply.
-    until("the sweep", || client.pending_asks(host.addr()) == 0).await;
+    until(PATIENCE, "the sweep", || {
+        client.pending_asks(host.addr()) == 0
+    })
+    .await;
     let _ = client_system;
 }
 
@@ -70,10 +81,12 @@ async fn an_ask_times_out_and_its_pending_entry_is_swept() {
 async fn in_flight_asks_fail_with_node_down_when_the_peer_goes() {
     let (host_system, host, _journal) = host().await;
     let (_system, client) = client().await;
-    let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
+    let journal: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
     let stalled = stalled_ask(&journal);
     // Wait until the ask is in flight, then take the host down.
-    until("the ask to be in flight", || {
+    until(PATIENCE, "the ask to be in flight", || {
         client.pending_asks(host.addr()) > 0
     })
     .await;
@@ -82,7 +95,10 @@ async fn in_flight_asks_fail_with_node_down_when_the_peer_goes() {
         .shutdown_within(Duration::from_millis(100))
         .await;
     // Promptly: long before the ask's own timeout.
-    assert_eq!(within(stalled).await.unwrap(), Err(AskError::NodeDown));
+    assert_eq!(
+        within(PATIENCE, stalled).await.unwrap(),
+        Err(AskError::NodeDown)
+    );
     // The ref has ended: later sends are refused and counted.
     let ended = journal.wait_for_stop().await;
     assert!(
@@ -97,14 +113,16 @@ async fn in_flight_asks_fail_with_node_down_when_the_peer_goes() {
 async fn unknown_names_tags_and_local_only_messages_are_refused_with_reasons() {
     let (host_system, host, _journal) = host().await;
     let (system, client) = client().await;
-    match within(client.lookup::<Journal>(host.addr(), "nobody")).await {
+    match within(PATIENCE, client.lookup::<Journal>(host.addr(), "nobody")).await {
         Err(RemoteError::NotFound(name)) => assert_eq!(name, "nobody"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
+    let journal: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
     // `Secret` has a codec but Journal does not expose it to other nodes.
     assert_eq!(
-        within(journal.ask(Secret)).await,
+        within(PATIENCE, journal.ask(Secret)).await,
         Err(AskError::Remote(RemoteFailure::UnknownTag))
     );
     assert_eq!(
@@ -115,7 +133,7 @@ async fn unknown_names_tags_and_local_only_messages_are_refused_with_reasons() {
     );
     // `LocalOnly` cannot leave this node at all.
     assert_eq!(
-        within(journal.ask(LocalOnly)).await,
+        within(PATIENCE, journal.ask(LocalOnly)).await,
         Err(AskError::Remote(RemoteFailure::NotRemotable))
     );
     assert_eq!(
@@ -123,19 +141,29 @@ async fn unknown_names_tags_and_local_only_messages_are_refused_with_reasons() {
         1
     );
     // The connection and the ref are still fine.
-    assert_eq!(within(journal.ask(Echo("ok".into()))).await.unwrap(), "ok");
+    assert_eq!(
+        within(PATIENCE, journal.ask(Echo("ok".into())))
+            .await
+            .unwrap(),
+        "ok"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watching_a_remote_actor_delivers_terminated_when_it_stops() {
     let (_host_system, host, _journal) = host().await;
     let (system, client) = client().await;
-    let journal: ActorRef<Journal> = within(client.lookup(host.addr(), "journal")).await.unwrap();
-    let mut rx = watch(&system, &journal).await;
+    let journal: ActorRef<Journal> = within(PATIENCE, client.lookup(host.addr(), "journal"))
+        .await
+        .unwrap();
+    let mut watcher = TestProbe::watcher(&system);
+    watcher.watch(&journal).await;
     // Make sure the watch has reached the host before the actor stops.
-    within(journal.ask(Echo("sync".into()))).await.unwrap();
+    within(PATIENCE, journal.ask(Echo("sync".into())))
+        .await
+        .unwrap();
     journal.tell(Quit).await.unwrap();
-    let terminated = within(rx.recv()).await.unwrap();
+    let terminated = watcher.expect_terminated(&journal).await;
     assert_eq!(terminated.id, journal.id());
     assert!(
         matches!(&terminated.reason, ExitReason::Remote(why) if why.contains("stopped itself")),
@@ -149,21 +177,26 @@ async fn watchers_learn_of_node_loss_and_a_restarted_node_is_reached_afresh() {
     let (host_system, host, _journal) = host().await;
     let addr = host.addr().to_owned();
     let (system, client) = client().await;
-    let journal: ActorRef<Journal> = within(client.lookup(&addr, "journal")).await.unwrap();
-    let mut rx = watch(&system, &journal).await;
-    within(journal.ask(Echo("sync".into()))).await.unwrap();
+    let journal: ActorRef<Journal> = within(PATIENCE, client.lookup(&addr, "journal"))
+        .await
+        .unwrap();
+    let mut watcher = TestProbe::watcher(&system);
+    watcher.watch(&journal).await;
+    within(PATIENCE, journal.ask(Echo("sync".into())))
+        .await
+        .unwrap();
 
     host.shutdown().await;
     host_system.shutdown().await;
     assert_eq!(
-        within(rx.recv()).await.unwrap().reason,
+        watcher.expect_terminated(&journal).await.reason,
         ExitReason::NodeDown
     );
 
     // The node comes back on the same address, as a new incarnation.
     let restarted = ActorSystem::new();
-    let config = config(SECRET).listen(addr.parse().unwrap());
-    let remote = within(postbox_remote::Remote::start(&restarted, config))
+    let config = remote_config().listen(addr.parse().unwrap());
+    let remote = within(PATIENCE, postbox_remote::Remote::start(&restarted, config))
         .await
         .unwrap();
     remote.expose::<Journal>();
@@ -172,8 +205,10 @@ async fn watchers_learn_of_node_loss_and_a_restarted_node_is_reached_afresh() {
 
     // The old ref stays dead; a new lookup reconnects and reaches the new actor.
     assert!(journal.tell(Record(1)).await.is_err());
-    let again: ActorRef<Journal> = within(client.lookup(&addr, "journal")).await.unwrap();
+    let again: ActorRef<Journal> = within(PATIENCE, client.lookup(&addr, "journal"))
+        .await
+        .unwrap();
     again.tell(Record(7)).await.unwrap();
-    assert_eq!(within(again.ask(ReadLog)).await.unwrap(), vec![7]);
+    assert_eq!(within(PATIENCE, again.ask(ReadLog)).await.unwrap(), vec![7]);
     assert_ne!(remote.node().incarnation, 0);
 }

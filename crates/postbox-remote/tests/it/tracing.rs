@@ -11,6 +11,9 @@ use super::common::*;
 use postbox::prelude::*;
 use postbox::trace::TraceContext;
 use postbox_remote::{remote_actor, remote_message, Remote};
+use postbox_testkit::wire::{self, FakeNode, WireClient};
+use postbox_testkit::{TEST_CLUSTER, TEST_SECRET};
+use postbox_wire::{Frame, Target};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -189,15 +192,15 @@ fn one_trace_follows_asks_and_tells_across_two_nodes_and_back() {
             runtime.block_on(async {
                 // Node B hosts `Far`; node A hosts `Near`, which calls it.
                 let b = ActorSystem::new();
-                let remote_b = Remote::start(&b, config(SECRET)).await.unwrap();
+                let remote_b = Remote::start(&b, remote_config()).await.unwrap();
                 remote_b.expose::<Far>();
                 let far = b.spawn(Props::new(|| Far)).unwrap();
                 b.registry().register("far", &far).unwrap();
 
                 let a = ActorSystem::new();
-                let remote_a = Remote::start(&a, config(SECRET)).await.unwrap();
+                let remote_a = Remote::start(&a, remote_config()).await.unwrap();
                 remote_a.expose::<Near>();
-                let far: ActorRef<Far> = within(remote_a.lookup(remote_b.addr(), "far"))
+                let far: ActorRef<Far> = within(PATIENCE, remote_a.lookup(remote_b.addr(), "far"))
                     .await
                     .unwrap();
                 let (back, mut backs) = mpsc::unbounded_channel();
@@ -213,14 +216,18 @@ fn one_trace_follows_asks_and_tells_across_two_nodes_and_back() {
 
                 // From an actor on A, inside the root's trace: ask, tell, and a tell that comes
                 // back to A.
-                let from_actor = within(root.scope(near.ask(Go))).await.unwrap();
-                within(backs.recv()).await.unwrap();
+                let from_actor = within(PATIENCE, root.scope(near.ask(Go))).await.unwrap();
+                within(PATIENCE, backs.recv()).await.unwrap();
                 // From application code on A, straight to B.
-                let from_root = within(direct.scope(far.ask(Probe))).await.unwrap();
-                within(direct.scope(far.tell(Note(2)))).await.unwrap();
+                let from_root = within(PATIENCE, direct.scope(far.ask(Probe)))
+                    .await
+                    .unwrap();
+                within(PATIENCE, direct.scope(far.tell(Note(2))))
+                    .await
+                    .unwrap();
                 // Behind that note in `far`'s mailbox (same sender): its span exists once this is
                 // answered.
-                within(far.ask(Probe)).await.unwrap();
+                within(PATIENCE, far.ask(Probe)).await.unwrap();
 
                 let stats = (remote_a.stats(), remote_b.stats());
                 assert_eq!(
@@ -298,97 +305,29 @@ fn one_trace_follows_asks_and_tells_across_two_nodes_and_back() {
     assert_eq!(notes.len(), 2);
 }
 
-/// A connection spoken by hand (hello, proof, then frames), as a misbehaving peer would.
-struct RawPeer {
-    stream: tokio::net::TcpStream,
-    buf: bytes::BytesMut,
-    codec: postbox_wire::FrameCodec,
-}
-
-impl RawPeer {
-    async fn connect(addr: &str) -> Self {
-        use postbox_wire::auth::{self, Role};
-        use postbox_wire::{Frame, Hello, NodeAddr, Proof, PROTOCOL_VERSION};
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut peer = RawPeer {
-            stream,
-            buf: bytes::BytesMut::new(),
-            codec: postbox_wire::FrameCodec::default(),
-        };
-        let me = NodeAddr {
-            addr: "127.0.0.1:9".into(),
-            node_id: 99,
-            incarnation: 1,
-        };
-        let nonce = [5; 32];
-        peer.send(Frame::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            cluster: CLUSTER.into(),
-            node: me.clone(),
-            nonce,
-        }))
-        .await;
-        let Frame::Challenge(challenge) = peer.next().await else {
-            panic!("expected a challenge");
-        };
-        let proof = auth::prove(SECRET, Role::Client, &me, CLUSTER, &challenge.nonce, &nonce);
-        peer.send(Frame::Proof(Proof { proof })).await;
-        assert!(matches!(peer.next().await, Frame::Welcome));
-        peer
-    }
-
-    async fn send(&mut self, frame: postbox_wire::Frame) {
-        use tokio::io::AsyncWriteExt;
-        let mut out = bytes::BytesMut::new();
-        postbox_wire::encode_frame(&frame, &mut out).unwrap();
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    /// The next frame other than a heartbeat.
-    async fn next(&mut self) -> postbox_wire::Frame {
-        use tokio::io::AsyncReadExt;
-        use tokio_util::codec::Decoder;
-        within(async {
-            loop {
-                match self.codec.decode(&mut self.buf).unwrap() {
-                    Some(postbox_wire::Frame::Heartbeat { .. }) => continue,
-                    Some(frame) => return frame,
-                    None => {
-                        let n = self.stream.read_buf(&mut self.buf).await.unwrap();
-                        assert!(n > 0, "the node closed the connection");
-                    }
-                }
-            }
-        })
-        .await
-    }
-
-    /// Sends `message` to the actor registered as `name`, with `trace` as its traceparent.
-    async fn send_message<M: Serialize>(
-        &mut self,
-        name: &str,
-        tag: &'static str,
-        message: &M,
-        correlation: Option<u64>,
-        trace: &str,
-    ) {
-        let mut payload = Vec::new();
-        postbox_wire::to_payload(message, &mut payload).unwrap();
-        let mut envelope = postbox_wire::Envelope::new(
-            postbox_wire::Target::Name(name.into()),
-            tag,
-            bytes::Bytes::from(payload),
-        );
-        envelope.correlation = correlation;
-        envelope.trace = Some(trace.into());
-        self.send(postbox_wire::Frame::Message(envelope)).await;
-    }
+/// Sends `message` to the actor registered as `name` on the client's node, with `trace` as
+/// its traceparent; as an ask (returning its correlation) when `ask` is set.
+async fn send_traced<M: Message>(
+    client: &mut WireClient,
+    name: &str,
+    message: &M,
+    ask: bool,
+    trace: &str,
+) -> Option<u64> {
+    let mut envelope = wire::envelope(Target::Name(name.into()), message).unwrap();
+    envelope.trace = Some(trace.into());
+    let correlation = ask.then(|| client.next_correlation());
+    envelope.correlation = correlation;
+    client.send(&Frame::Message(envelope)).await.unwrap();
+    correlation
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_traceparent_is_counted_and_ignored_and_the_message_delivered() {
     let (_host_system, host, journal) = host().await;
-    let mut peer = RawPeer::connect(host.addr()).await;
+    // A peer spoken by hand, as a misbehaving one would.
+    let member = FakeNode::new(TEST_CLUSTER, TEST_SECRET);
+    let mut peer = WireClient::connect_as(host.addr(), &member).await.unwrap();
     let malformed = [
         "garbage",
         "",
@@ -398,31 +337,15 @@ async fn a_malformed_traceparent_is_counted_and_ignored_and_the_message_delivere
         "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     ];
     for (n, trace) in malformed.iter().enumerate() {
-        peer.send_message("journal", "test.Record", &Record(n as u64), None, trace)
-            .await;
+        send_traced(&mut peer, "journal", &Record(n as u64), false, trace).await;
     }
     // An ask with a malformed traceparent is answered.
-    peer.send_message(
-        "journal",
-        "test.Echo",
-        &Echo("still here".into()),
-        Some(1),
-        "{",
-    )
-    .await;
-    match peer.next().await {
-        postbox_wire::Frame::Reply {
-            correlation: 1,
-            payload,
-        } => {
-            let answer: String = postbox_wire::from_payload(&payload).unwrap();
-            assert_eq!(answer, "still here");
-        }
-        other => panic!("expected the reply, got {other:?}"),
-    }
+    let asked = send_traced(&mut peer, "journal", &Echo("still here".into()), true, "{").await;
+    let payload = peer.recv_reply(asked.unwrap()).await.unwrap().unwrap();
+    assert_eq!(wire::decode_reply::<Echo>(&payload).unwrap(), "still here");
     // Every tell arrived, in order.
     assert_eq!(
-        within(journal.ask(ReadLog)).await.unwrap(),
+        within(PATIENCE, journal.ask(ReadLog)).await.unwrap(),
         (0..malformed.len() as u64).collect::<Vec<_>>()
     );
     assert_eq!(

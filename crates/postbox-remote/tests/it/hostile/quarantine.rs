@@ -77,19 +77,15 @@ async fn a_refusal_before_the_server_proved_itself_is_no_verdict() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut buf = bytes::BytesMut::new();
-        postbox_wire::encode_frame(
-            &postbox_wire::Frame::Refused {
+        let mut conn = WireClient::accept(&listener).await.unwrap();
+        let _ = conn
+            .send(&postbox_wire::Frame::Refused {
                 reason: RefuseReason::Quarantined,
                 message: "forged".into(),
-            },
-            &mut buf,
-        )
-        .unwrap();
-        let _ = stream.write_all(&buf).await;
+            })
+            .await;
         std::future::pending::<()>().await;
+        drop(conn);
     });
     let node = RemoteNode::start_with(remote_config()).await;
     let refused = within(PATIENCE, node.remote.lookup::<Prey>(&addr, "prey")).await;
