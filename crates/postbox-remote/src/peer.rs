@@ -6,7 +6,7 @@ use crate::remote::TransportState;
 use bytes::Bytes;
 use dashmap::DashMap;
 use postbox::remote::{
-    ActorAddress, LinkError, LinkSend, Outbound, ProxyHandle, RefCodec, RemoteLink,
+    ActorAddress, LinkError, LinkSend, Outbound, OutboundBatch, ProxyHandle, RefCodec, RemoteLink,
 };
 use postbox::ExitReason;
 use postbox_wire::{Envelope, Frame, NodeAddr, Target};
@@ -188,12 +188,9 @@ impl ActorLink {
     }
 
     /// The frame for `message`, its ask filed in `conn`'s pending map.
-    fn frame(&self, conn: &Connection, message: Outbound) -> Frame {
+    fn frame(&self, conn: &Connection, message: Outbound, payload: &[u8]) -> Frame {
         let Outbound {
-            tag,
-            payload,
-            reply,
-            trace,
+            tag, reply, trace, ..
         } = message;
         let correlation = reply.map(|reply| {
             let correlation = self.next_correlation.fetch_add(1, Relaxed);
@@ -206,72 +203,91 @@ impl ActorLink {
             correlation,
             sender: None,
             trace: trace.map(|context| context.to_string()),
-            payload: Bytes::from(payload),
+            payload: Bytes::copy_from_slice(payload),
         })
     }
 
-    /// Whether `message` can never fit in a frame.
-    fn too_large(&self, message: &Outbound) -> bool {
-        message.payload.len() > self.max_frame
+    /// Queues messages from the front of `batch` on `conn` while there is room right now.
+    fn push(&self, conn: &Connection, batch: &mut OutboundBatch) -> Result<(), LinkError> {
+        while let Some((message, payload)) = batch.front() {
+            if payload.len() > self.max_frame {
+                return Err(LinkError::TooLarge);
+            }
+            let room = match conn.try_reserve(size(message)) {
+                Ok(room) => room,
+                Err(true) => return Err(LinkError::Full),
+                Err(false) => return Err(LinkError::Unreachable),
+            };
+            if let Some((message, payload)) = batch.pop_front() {
+                room.send(self.frame(conn, message, payload));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection to send on, waiting while one is being established (its attempts are
+    /// bounded).
+    async fn wait_connection(&self) -> Option<Arc<Connection>> {
+        loop {
+            let woken = self.peer.connected.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Some(conn) = self.connection() {
+                return Some(conn);
+            }
+            if !self.peer.is_connecting() {
+                return None;
+            }
+            let _ = tokio::time::timeout(self.connect_wait, woken).await;
+        }
     }
 }
 
 /// About how many bytes `message` takes as a frame.
 fn size(message: &Outbound) -> usize {
-    message.payload.len() + message.tag.len()
+    message.len + message.tag.len()
 }
 
 impl RemoteLink for ActorLink {
-    fn try_send(&self, message: Outbound) -> Result<(), (Outbound, LinkError)> {
-        if self.too_large(&message) {
-            return Err((message, LinkError::TooLarge));
+    fn try_send(&self, batch: &mut OutboundBatch) -> Result<(), LinkError> {
+        if batch
+            .front()
+            .is_some_and(|(_, payload)| payload.len() > self.max_frame)
+        {
+            return Err(LinkError::TooLarge);
         }
         let Some(conn) = self.connection() else {
             // Still connecting: `send` waits for it.
-            let error = if self.peer.is_connecting() {
+            return Err(if self.peer.is_connecting() {
                 LinkError::Full
             } else {
                 LinkError::Unreachable
-            };
-            return Err((message, error));
+            });
         };
-        let sent = match conn.try_reserve(size(&message)) {
-            Ok(room) => {
-                room.send(self.frame(&conn, message));
-                Ok(())
-            }
-            Err(true) => Err((message, LinkError::Full)),
-            Err(false) => Err((message, LinkError::Unreachable)),
-        };
-        sent
+        self.push(&conn, batch)
     }
 
-    fn send(&self, message: Outbound) -> LinkSend<'_> {
+    fn send<'a>(&'a self, batch: &'a mut OutboundBatch) -> LinkSend<'a> {
         Box::pin(async move {
-            if self.too_large(&message) {
-                return Err((message, LinkError::TooLarge));
+            loop {
+                let Some((message, payload)) = batch.front() else {
+                    return Ok(());
+                };
+                if payload.len() > self.max_frame {
+                    return Err(LinkError::TooLarge);
+                }
+                let bytes = size(message);
+                let conn = self.wait_connection().await.ok_or(LinkError::Unreachable)?;
+                match self.push(&conn, batch) {
+                    Err(LinkError::Full) => {}
+                    other => return other,
+                }
+                // Wait for room for the first message left, then go on without waiting.
+                let room = conn.reserve(bytes).await.ok_or(LinkError::Unreachable)?;
+                if let Some((message, payload)) = batch.pop_front() {
+                    room.send(self.frame(&conn, message, payload));
+                }
             }
-            // Wait while a connection is being established (its attempts are bounded).
-            let conn = loop {
-                let woken = self.peer.connected.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                if let Some(conn) = self.connection() {
-                    break conn;
-                }
-                if !self.peer.is_connecting() {
-                    return Err((message, LinkError::Unreachable));
-                }
-                let _ = tokio::time::timeout(self.connect_wait, woken).await;
-            };
-            let sent = match conn.reserve(size(&message)).await {
-                Some(room) => {
-                    room.send(self.frame(&conn, message));
-                    Ok(())
-                }
-                None => Err((message, LinkError::Unreachable)),
-            };
-            sent
         })
     }
 
