@@ -4,7 +4,8 @@
 //! Every resource the peer can grow is bounded here, and what happens at the bound is
 //! backpressure on the peer, never memory:
 //!
-//! - **Outbound bytes.** Frames wait in a queue of at most
+//! - **Outbound bytes.** Frames are encoded by their senders into the connection's
+//!   [`Outbox`], a byte buffer the writer takes whole; queued and being written, at most
 //!   [`outbound_capacity`](crate::RemoteConfig::outbound_capacity) frames and
 //!   [`outbound_bytes`](crate::RemoteConfig::outbound_bytes) bytes (a frame larger than that
 //!   takes the whole budget); a sender waits for room. A peer that stops reading altogether
@@ -24,12 +25,13 @@
 //!   answered at once with `Terminated` naming the limit (so the watcher's remote ref ends
 //!   loudly) and counted.
 //!
-//! Frames over the frame limit are never written: the writer fails the ask they belong to
+//! Frames over the frame limit are never queued: the sender fails the ask they belong to
 //! (`AskError::Remote(TooLarge)`) or counts the tell as a `TooLarge` dead letter, and
 //! answers a reply that is too large with a `TooLarge` error, so that the asker on the other
 //! node learns why.
 
 use crate::handlers::ReplyFailure;
+use crate::outbox::{NoRoom, Outbox, FRAME_OVERHEAD};
 use crate::peer::Peer;
 use crate::remote::TransportState;
 use bytes::{Bytes, BytesMut};
@@ -58,42 +60,18 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing half of a connection's stream (plain TCP or TLS).
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Most frames the writer takes from its queue at a time.
-const WRITE_BATCH: usize = 512;
-/// Most bytes the writer encodes before it writes them out.
+/// What each of the outbox's two buffers starts with (and goes back to after a very large
+/// frame).
 const WRITE_CHUNK: usize = 256 * 1024;
 /// Bytes of the peer's requests read ahead while they wait (for an ask permit or mailbox
 /// room); the reader stops reading beyond this (one whole frame is always let in).
 pub const REQUEST_BACKLOG: usize = 256 * 1024;
-/// What a frame costs in the outbound budget beyond its variable parts.
-const FRAME_OVERHEAD: usize = 48;
 /// How long a connection closed with a reason (`Refused` after the handshake) waits for that
 /// frame to be written before closing regardless.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 type ReplyFuture = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
-
-/// A frame in the outbound queue, with the bytes it holds of the budget.
-pub(crate) struct Queued {
-    frame: Frame,
-    cost: u32,
-}
-
-/// Room for one frame in the outbound queue.
-pub(crate) struct Reservation<'a> {
-    permit: mpsc::Permit<'a, Queued>,
-    cost: u32,
-}
-
-impl Reservation<'_> {
-    pub(crate) fn send(self, frame: Frame) {
-        self.permit.send(Queued {
-            frame,
-            cost: self.cost,
-        });
-    }
-}
 
 /// What the service task does for the connection.
 enum Work {
@@ -114,10 +92,12 @@ pub(crate) struct Connection {
     pub(crate) version: u16,
     /// The peer as the `sender` of the spans of the messages it sends: `postbox://host:port`.
     origin: Arc<str>,
-    out: mpsc::Sender<Queued>,
-    /// Bytes that may still be queued for the writer.
-    budget: Arc<Semaphore>,
-    budget_max: u32,
+    /// The outbound queue, shared with the writer.
+    pub(crate) outbox: Outbox,
+    /// The largest frame this node sends.
+    max_frame: usize,
+    /// For counting what cannot be sent (frames over the limit).
+    shared: std::sync::Weak<TransportState>,
     pub(crate) pending: DashMap<u64, PendingReply>,
     lookups: DashMap<u64, oneshot::Sender<Option<u64>>>,
     /// Permits for the peer's asks in flight.
@@ -165,53 +145,99 @@ impl Connection {
         now.saturating_sub(self.last_heard.load(Relaxed)) <= window.as_millis() as u64
     }
 
-    fn cost(&self, bytes: usize) -> u32 {
-        u32::try_from(bytes.saturating_add(FRAME_OVERHEAD))
-            .unwrap_or(u32::MAX)
-            .min(self.budget_max)
-    }
-
-    /// Waits for room for a frame of about `bytes` bytes; `None` once the connection is
-    /// closed.
-    pub(crate) async fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
-        let cost = self.cost(bytes);
-        let budget = self.budget.acquire_many(cost).await.ok()?;
-        let permit = self.out.reserve().await.ok()?;
-        budget.forget();
-        Some(Reservation { permit, cost })
-    }
-
-    /// Room for a frame of about `bytes` bytes if there is some right now; `Err(true)` when
-    /// the queue is full, `Err(false)` when the connection is closed.
-    pub(crate) fn try_reserve(&self, bytes: usize) -> Result<Reservation<'_>, bool> {
-        let cost = self.cost(bytes);
-        let budget = self
-            .budget
-            .try_acquire_many(cost)
-            .map_err(|e| matches!(e, tokio::sync::TryAcquireError::NoPermits))?;
-        let permit = self
-            .out
-            .try_reserve()
-            .map_err(|e| matches!(e, mpsc::error::TrySendError::Full(())))?;
-        budget.forget();
-        Ok(Reservation { permit, cost })
-    }
-
-    /// Sends `frame`, waiting for room in the outbound queue.
-    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Frame> {
-        match self.reserve(frame_bytes(&frame)).await {
-            Some(room) => {
-                room.send(frame);
+    /// Queues `frame` (as the peer's version reads it) if there is room now; hands it back
+    /// if not.
+    fn try_push(&self, frame: Frame) -> Result<(), (Frame, NoRoom)> {
+        let last = matches!(frame, Frame::Goodbye | Frame::Refused { .. });
+        let Some(frame) = for_version(frame, self.version) else {
+            // Nothing to tell this peer, but the connection still ends there.
+            if last {
+                let cost = self.outbox.cost(0);
+                let _ = self.outbox.lock().push(cost, true, |_| Ok::<(), ()>(()));
+            }
+            return Ok(());
+        };
+        let cost = self.outbox.cost(frame_bytes(&frame));
+        let encoded = self.outbox.lock().push(cost, last, |buf| {
+            FrameCodec::new(self.max_frame).encode(&frame, buf)
+        });
+        match encoded {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(WireError::FrameTooLarge { len, max })) => {
+                self.too_large(frame, len, max);
                 Ok(())
             }
-            None => Err(frame),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, kind = %frame.kind(), "frame not sent");
+                Ok(())
+            }
+            Err(no_room) => Err((frame, no_room)),
+        }
+    }
+
+    /// Sends `frame`, waiting for room in the outbound queue; hands it back once the
+    /// connection is closed.
+    pub(crate) async fn send(&self, mut frame: Frame) -> Result<(), Frame> {
+        let cost = self.outbox.cost(frame_bytes(&frame));
+        loop {
+            if !self.outbox.room(cost).await {
+                return Err(frame);
+            }
+            match self.try_push(frame) {
+                Ok(()) => return Ok(()),
+                Err((back, NoRoom::Full)) => frame = back,
+                Err((back, NoRoom::Closed)) => return Err(back),
+            }
         }
     }
 
     /// Sends `frame` if there is room now; drops it otherwise (heartbeat answers).
     fn try_send(&self, frame: Frame) {
-        if let Ok(room) = self.try_reserve(frame_bytes(&frame)) {
-            room.send(frame);
+        let _ = self.try_push(frame);
+    }
+
+    /// A frame over the limit: whoever waits for it learns why, and nothing is lost
+    /// uncounted.
+    pub(crate) fn too_large(&self, frame: Frame, len: usize, max: usize) {
+        let why = format!(
+            "{} frame of {len} bytes is over the frame limit of {max}",
+            frame.kind()
+        );
+        tracing::warn!(peer = %self.peer_node, "{why}; not sent");
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        shared.stats.too_large.fetch_add(1, Relaxed);
+        match frame {
+            Frame::Message(envelope) => {
+                let message_type = match envelope.tag {
+                    std::borrow::Cow::Borrowed(tag) => tag,
+                    std::borrow::Cow::Owned(_) => "remote message",
+                };
+                // Counted before the asker learns of it.
+                shared.system.dead_letters().record(DeadLetter::new(
+                    ActorId::from_raw(0),
+                    "",
+                    message_type,
+                    DeadLetterReason::TooLarge,
+                ));
+                if let Some((_, reply)) = envelope
+                    .correlation
+                    .and_then(|correlation| self.pending.remove(&correlation))
+                {
+                    reply.fail(AskError::Remote(RemoteFailure::TooLarge));
+                }
+            }
+            Frame::Reply { correlation, .. } => {
+                let _ = self.try_push(Frame::Error {
+                    correlation,
+                    error: RemoteError {
+                        kind: ErrorKind::TooLarge,
+                        message: why,
+                    },
+                });
+            }
+            _ => {}
         }
     }
 
@@ -233,14 +259,7 @@ impl Connection {
     /// the frame cannot be queued, else once it is written or after a short grace period.
     pub(crate) fn close_with(self: &Arc<Self>, reason: RefuseReason, message: String) {
         let frame = Frame::Refused { reason, message };
-        let queued = match self.try_reserve(frame_bytes(&frame)) {
-            Ok(room) => {
-                room.send(frame);
-                true
-            }
-            Err(_) => false,
-        };
-        if !queued {
+        if self.try_push(frame).is_err() {
             self.abort();
             return;
         }
@@ -293,6 +312,7 @@ impl Connection {
     /// the peer's watches.
     fn close(&self) {
         self.closed.store(true, Relaxed);
+        self.outbox.close();
         let keys: Vec<u64> = self.pending.iter().map(|e| *e.key()).collect();
         for key in keys {
             if let Some((_, reply)) = self.pending.remove(&key) {
@@ -350,17 +370,15 @@ pub(crate) fn run_connection(
     guard: Option<Box<dyn std::any::Any + Send>>,
 ) -> Arc<Connection> {
     let config = &shared.config;
-    let (out, rx) = mpsc::channel(config.outbound_capacity.max(1));
-    let budget_max = u32::try_from(config.outbound_bytes.max(1)).unwrap_or(u32::MAX);
     let (service, work) = mpsc::unbounded_channel();
     let max_asks = config.max_inbound_asks.max(1);
     let conn = Arc::new(Connection {
         origin: Arc::from(format!("postbox://{}", peer_node.addr)),
         peer_node,
         version,
-        out,
-        budget: Arc::new(Semaphore::new(budget_max as usize)),
-        budget_max,
+        outbox: Outbox::new(config.outbound_capacity, config.outbound_bytes, WRITE_CHUNK),
+        max_frame: config.max_frame,
+        shared: Arc::downgrade(shared),
         pending: DashMap::new(),
         lookups: DashMap::new(),
         asks: Arc::new(Semaphore::new(max_asks)),
@@ -380,7 +398,8 @@ pub(crate) fn run_connection(
         let conn = conn.clone();
         async move {
             let _done = conn.writer_done.clone().drop_guard();
-            write_loop(&shared, &conn, write, rx).await;
+            let _closed = CloseOutbox(&conn);
+            write_loop(&shared, &conn, write).await;
         }
     });
     let service = tokio::spawn(serve(conn.clone(), work));
@@ -448,87 +467,67 @@ async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
     }
 }
 
-/// Takes frames in batches, encodes them into one buffer and writes it; heartbeats while
+/// Closes the outbox when the writer stops, however it stops (aborted included): waiting
+/// senders learn that nothing more will be written.
+struct CloseOutbox<'a>(&'a Connection);
+
+impl Drop for CloseOutbox<'_> {
+    fn drop(&mut self) {
+        self.0.outbox.close();
+    }
+}
+
+/// Takes what the senders encoded into the outbox, whole, and writes it; heartbeats while
 /// idle. Ends after writing a `Goodbye` or a `Refused`, when the peer stops reading for the
 /// heartbeat timeout, or on a write error.
-async fn write_loop(
-    shared: &Arc<TransportState>,
-    conn: &Arc<Connection>,
-    mut write: WriteHalf,
-    mut rx: mpsc::Receiver<Queued>,
-) {
+async fn write_loop(shared: &Arc<TransportState>, conn: &Arc<Connection>, mut write: WriteHalf) {
     let config = &shared.config;
-    let mut codec = FrameCodec::new(config.max_frame);
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
     let mut seq = 0;
     loop {
-        let taken = match tokio::time::timeout(
-            config.heartbeat_interval,
-            rx.recv_many(&mut batch, WRITE_BATCH),
-        )
-        .await
-        {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(_) => {
+        let taken = match conn.outbox.take(&mut buf) {
+            Some(taken) => Some(taken),
+            None => {
+                if tokio::time::timeout(config.heartbeat_interval, conn.outbox.ready())
+                    .await
+                    .is_ok()
+                {
+                    continue;
+                }
                 seq += 1;
-                batch.push(Queued {
-                    frame: Frame::Heartbeat { seq },
-                    cost: 0,
-                });
-                1
+                let _ = postbox_wire::encode_frame(&Frame::Heartbeat { seq }, &mut buf);
+                None
             }
         };
-        shared.stats.frames_out.fetch_add(taken as u64, Relaxed);
-        let mut last = false;
-        let mut released: u64 = 0;
-        let mut frames = batch.drain(..).peekable();
-        while let Some(Queued { frame, cost }) = frames.next() {
-            released += u64::from(cost);
-            last |= matches!(frame, Frame::Goodbye | Frame::Refused { .. });
-            let Some(frame) = for_version(frame, conn.version) else {
-                continue;
-            };
-            match codec.encode(&frame, &mut buf) {
-                Ok(()) => {}
-                Err(WireError::FrameTooLarge { len, max }) => {
-                    too_large(shared, conn, frame, len, max, &mut codec, &mut buf);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, kind = %frame.kind(), "frame not sent");
-                }
-            }
-            // One write per batch, or per `WRITE_CHUNK` bytes of it: the buffer never holds
-            // more than that (plus one frame), however large the replies.
-            if buf.len() < WRITE_CHUNK && frames.peek().is_some() {
-                continue;
-            }
-            shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
-            if write_all(&mut write, &buf, config.heartbeat_timeout)
-                .await
-                .is_err()
-            {
-                shared.stats.write_stalls.fetch_add(1, Relaxed);
-                tracing::warn!(
-                    peer = %conn.peer_node,
-                    limit = ?config.heartbeat_timeout,
-                    "the peer has not read for the heartbeat timeout; closing the connection"
-                );
-                conn.abort();
-                return;
-            }
-            buf.clear();
-            conn.budget
-                .add_permits(usize::try_from(std::mem::take(&mut released)).unwrap_or(usize::MAX));
+        shared
+            .stats
+            .frames_out
+            .fetch_add(taken.as_ref().map_or(1, |t| t.frames as u64), Relaxed);
+        shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
+        if write_all(&mut write, &buf, config.heartbeat_timeout)
+            .await
+            .is_err()
+        {
+            shared.stats.write_stalls.fetch_add(1, Relaxed);
+            tracing::warn!(
+                peer = %conn.peer_node,
+                limit = ?config.heartbeat_timeout,
+                "the peer has not read for the heartbeat timeout; closing the connection"
+            );
+            conn.abort();
+            return;
         }
+        buf.clear();
         if buf.capacity() > 4 * WRITE_CHUNK {
             // A very large frame went through: give its room back.
             buf = BytesMut::with_capacity(WRITE_CHUNK);
         }
-        if last {
-            let _ = write.shutdown().await;
-            return;
+        if let Some(taken) = taken {
+            conn.outbox.written(&taken);
+            if taken.last {
+                let _ = write.shutdown().await;
+                return;
+            }
         }
     }
 }
@@ -567,58 +566,6 @@ async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Re
     match tokio::time::timeout(stall, write.flush()).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Stalled),
-    }
-}
-
-/// A frame over the limit: whoever waits for it learns why, and nothing is lost uncounted.
-fn too_large(
-    shared: &TransportState,
-    conn: &Connection,
-    frame: Frame,
-    len: usize,
-    max: usize,
-    codec: &mut FrameCodec,
-    buf: &mut BytesMut,
-) {
-    shared.stats.too_large.fetch_add(1, Relaxed);
-    let why = format!(
-        "{} frame of {len} bytes is over the frame limit of {max}",
-        frame.kind()
-    );
-    tracing::warn!(peer = %conn.peer_node, "{why}; not sent");
-    match frame {
-        Frame::Message(envelope) => {
-            let message_type = match envelope.tag {
-                std::borrow::Cow::Borrowed(tag) => tag,
-                std::borrow::Cow::Owned(_) => "remote message",
-            };
-            // Counted before the asker learns of it.
-            shared.system.dead_letters().record(DeadLetter::new(
-                ActorId::from_raw(0),
-                "",
-                message_type,
-                DeadLetterReason::TooLarge,
-            ));
-            if let Some((_, reply)) = envelope
-                .correlation
-                .and_then(|correlation| conn.pending.remove(&correlation))
-            {
-                reply.fail(AskError::Remote(RemoteFailure::TooLarge));
-            }
-        }
-        Frame::Reply { correlation, .. } => {
-            let error = Frame::Error {
-                correlation,
-                error: RemoteError {
-                    kind: ErrorKind::TooLarge,
-                    message: why,
-                },
-            };
-            if let Some(error) = for_version(error, conn.version) {
-                let _ = codec.encode(&error, buf);
-            }
-        }
-        _ => {}
     }
 }
 

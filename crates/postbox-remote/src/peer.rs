@@ -2,14 +2,14 @@
 //! `ActorLink`, the `RemoteLink` of one remote ref.
 
 use crate::connection::Connection;
+use crate::outbox::NoRoom;
 use crate::remote::TransportState;
-use bytes::Bytes;
 use dashmap::DashMap;
 use postbox::remote::{
     ActorAddress, LinkError, LinkSend, Outbound, OutboundBatch, ProxyHandle, RefCodec, RemoteLink,
 };
 use postbox::ExitReason;
-use postbox_wire::{Envelope, Frame, NodeAddr, Target};
+use postbox_wire::{Frame, MessageHead, NodeAddr, TargetRef};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -187,39 +187,46 @@ impl ActorLink {
             .filter(|conn| conn.peer_node.incarnation == self.incarnation)
     }
 
-    /// The frame for `message`, its ask filed in `conn`'s pending map.
-    fn frame(&self, conn: &Connection, message: Outbound, payload: &[u8]) -> Frame {
-        let Outbound {
-            tag, reply, trace, ..
-        } = message;
-        let correlation = reply.map(|reply| {
-            let correlation = self.next_correlation.fetch_add(1, Relaxed);
-            conn.pending.insert(correlation, reply);
-            correlation
-        });
-        Frame::Message(Envelope {
-            target: Target::Id(self.target),
-            tag: std::borrow::Cow::Borrowed(tag),
-            correlation,
-            sender: None,
-            trace: trace.map(|context| context.to_string()),
-            payload: Bytes::copy_from_slice(payload),
-        })
-    }
-
-    /// Queues messages from the front of `batch` on `conn` while there is room right now.
+    /// Encodes messages from the front of `batch` into `conn`'s outbox, under one lock, while
+    /// there is room; an ask is filed in the pending map before the writer can see it.
     fn push(&self, conn: &Connection, batch: &mut OutboundBatch) -> Result<(), LinkError> {
+        let mut outbox = conn.outbox.lock();
         while let Some((message, payload)) = batch.front() {
             if payload.len() > self.max_frame {
                 return Err(LinkError::TooLarge);
             }
-            let room = match conn.try_reserve(size(message)) {
-                Ok(room) => room,
-                Err(true) => return Err(LinkError::Full),
-                Err(false) => return Err(LinkError::Unreachable),
+            let cost = conn.outbox.cost(size(message));
+            let correlation = message
+                .reply
+                .as_ref()
+                .map(|_| self.next_correlation.fetch_add(1, Relaxed));
+            let trace = message.trace.map(|context| context.to_string());
+            let head = MessageHead {
+                target: TargetRef::Id(self.target),
+                tag: message.tag,
+                correlation,
+                sender: None,
+                trace: trace.as_deref(),
             };
-            if let Some((message, payload)) = batch.pop_front() {
-                room.send(self.frame(conn, message, payload));
+            let encoded = outbox.push(cost, false, |buf| {
+                postbox_wire::encode_message(&head, payload, buf, self.max_frame)
+            });
+            match encoded {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    if let Some(shared) = self.shared.upgrade() {
+                        shared.stats.too_large.fetch_add(1, Relaxed);
+                    }
+                    return Err(LinkError::TooLarge);
+                }
+                Err(NoRoom::Full) => return Err(LinkError::Full),
+                Err(NoRoom::Closed) => return Err(LinkError::Unreachable),
+            }
+            if let Some((message, _)) = batch.pop_front() {
+                if let (Some(correlation), Some(reply)) = (correlation, message.reply) {
+                    // The writer cannot take the frame before the outbox is unlocked.
+                    conn.pending.insert(correlation, reply);
+                }
             }
         }
         Ok(())
@@ -276,16 +283,15 @@ impl RemoteLink for ActorLink {
                 if payload.len() > self.max_frame {
                     return Err(LinkError::TooLarge);
                 }
-                let bytes = size(message);
+                let cost = size(message);
                 let conn = self.wait_connection().await.ok_or(LinkError::Unreachable)?;
                 match self.push(&conn, batch) {
                     Err(LinkError::Full) => {}
                     other => return other,
                 }
-                // Wait for room for the first message left, then go on without waiting.
-                let room = conn.reserve(bytes).await.ok_or(LinkError::Unreachable)?;
-                if let Some((message, payload)) = batch.pop_front() {
-                    room.send(self.frame(&conn, message, payload));
+                // Wait for room for the first message left, then go on.
+                if !conn.outbox.room(conn.outbox.cost(cost)).await {
+                    return Err(LinkError::Unreachable);
                 }
             }
         })

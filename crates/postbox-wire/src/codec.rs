@@ -10,8 +10,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{
-    ActorAddr, Challenge, Envelope, ErrorKind, Frame, FrameKind, Hello, NodeAddr, Proof,
-    RefuseReason, RemoteError, Target, WireError, DEFAULT_MAX_FRAME,
+    ActorAddr, Challenge, Envelope, ErrorKind, Frame, FrameKind, Hello, MessageHead, NodeAddr,
+    Proof, RefuseReason, RemoteError, Target, TargetRef, WireError, DEFAULT_MAX_FRAME,
 };
 
 /// The length prefix: a u32, big-endian.
@@ -132,20 +132,32 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), WireError> 
     encode_with_limit(frame, out, DEFAULT_MAX_FRAME)
 }
 
-fn encode_with_limit(frame: &Frame, out: &mut BytesMut, max: usize) -> Result<(), WireError> {
-    // The payload alone is too large: refuse before copying it.
-    if let Frame::Message(Envelope { payload, .. }) | Frame::Reply { payload, .. } = frame {
-        if payload.len() > max {
-            return Err(WireError::FrameTooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+/// Appends one `Message` frame, length prefix included, to `out`, from its borrowed fields
+/// and payload: the same bytes as `encode_frame` of the equivalent [`Envelope`], without
+/// building one. Refuses a frame whose body would exceed `max` bytes (`FrameTooLarge`),
+/// leaving `out` as it was.
+pub fn encode_message(
+    head: &MessageHead<'_>,
+    payload: &[u8],
+    out: &mut BytesMut,
+    max: usize,
+) -> Result<(), WireError> {
+    if payload.len() > max {
+        return Err(WireError::FrameTooLarge {
+            len: payload.len(),
+            max,
+        });
     }
     let start = out.len();
-    out.reserve(HEADER + size_hint(frame));
+    out.reserve(HEADER + message_size_hint(head, payload.len()));
     out.put_u32(0);
-    encode_body(frame, out);
+    encode_message_body(head, payload, out);
+    finish_frame(out, start, max)
+}
+
+/// Writes the length prefix of the frame that starts at `start`, or takes the frame back out
+/// if it is over `max`.
+fn finish_frame(out: &mut BytesMut, start: usize, max: usize) -> Result<(), WireError> {
     let len = out.len().saturating_sub(start + HEADER);
     let prefix = match u32::try_from(len) {
         Ok(prefix) if len <= max => prefix,
@@ -160,19 +172,28 @@ fn encode_with_limit(frame: &Frame, out: &mut BytesMut, max: usize) -> Result<()
     Ok(())
 }
 
+fn encode_with_limit(frame: &Frame, out: &mut BytesMut, max: usize) -> Result<(), WireError> {
+    // The payload alone is too large: refuse before copying it.
+    if let Frame::Message(Envelope { payload, .. }) | Frame::Reply { payload, .. } = frame {
+        if payload.len() > max {
+            return Err(WireError::FrameTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+    }
+    let start = out.len();
+    out.reserve(HEADER + size_hint(frame));
+    out.put_u32(0);
+    encode_body(frame, out);
+    finish_frame(out, start, max)
+}
+
 /// A close upper estimate of a frame's body length, so that encoding reserves once.
 fn size_hint(frame: &Frame) -> usize {
     const FIXED: usize = 48;
     match frame {
-        Frame::Message(env) => {
-            let target = match &env.target {
-                Target::Id(_) => 0,
-                Target::Name(name) => name.len(),
-            };
-            let sender = env.sender.as_ref().map_or(0, |s| s.node.addr.len() + 32);
-            let trace = env.trace.as_ref().map_or(0, String::len);
-            FIXED + target + env.tag.len() + sender + trace + env.payload.len()
-        }
+        Frame::Message(env) => message_size_hint(&head(env), env.payload.len()),
         Frame::Reply { payload, .. } => FIXED + payload.len(),
         Frame::Hello(hello) => FIXED + 32 + hello.cluster.len() + hello.node.addr.len(),
         Frame::Challenge(ch) => FIXED + 64 + ch.cluster.len() + ch.node.addr.len(),
@@ -188,6 +209,29 @@ fn size_hint(frame: &Frame) -> usize {
         | Frame::Watch { .. }
         | Frame::Unwatch { .. }
         | Frame::Found { .. } => FIXED,
+    }
+}
+
+/// [`size_hint`] of a `Message` frame.
+fn message_size_hint(head: &MessageHead<'_>, payload: usize) -> usize {
+    const FIXED: usize = 48;
+    let target = match head.target {
+        TargetRef::Id(_) => 0,
+        TargetRef::Name(name) => name.len(),
+    };
+    let sender = head.sender.map_or(0, |s| s.node.addr.len() + 32);
+    let trace = head.trace.map_or(0, str::len);
+    FIXED + target + head.tag.len() + sender + trace + payload
+}
+
+/// The borrowed fields of an envelope.
+fn head(env: &Envelope) -> MessageHead<'_> {
+    MessageHead {
+        target: TargetRef::from(&env.target),
+        tag: &env.tag,
+        correlation: env.correlation,
+        sender: env.sender.as_ref(),
+        trace: env.trace.as_deref(),
     }
 }
 
@@ -219,7 +263,7 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
             put_str(out, message);
         }
         Frame::Goodbye => out.put_u8(FrameKind::Goodbye.code()),
-        Frame::Message(env) => encode_message(env, out),
+        Frame::Message(env) => encode_message_body(&head(env), &env.payload, out),
         Frame::Reply {
             correlation,
             payload,
@@ -278,38 +322,38 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
     }
 }
 
-fn encode_message(env: &Envelope, out: &mut BytesMut) {
+fn encode_message_body(head: &MessageHead<'_>, payload: &[u8], out: &mut BytesMut) {
     let mut flags = 0;
-    if matches!(env.target, Target::Name(_)) {
+    if matches!(head.target, TargetRef::Name(_)) {
         flags |= message_flags::TARGET_NAME;
     }
-    if env.correlation.is_some() {
+    if head.correlation.is_some() {
         flags |= message_flags::CORRELATION;
     }
-    if env.sender.is_some() {
+    if head.sender.is_some() {
         flags |= message_flags::SENDER;
     }
-    if env.trace.is_some() {
+    if head.trace.is_some() {
         flags |= message_flags::TRACE;
     }
     out.put_u8(FrameKind::Message.code());
     out.put_u8(flags);
-    match &env.target {
-        Target::Id(id) => put_varint(out, *id),
-        Target::Name(name) => put_str(out, name),
+    match head.target {
+        TargetRef::Id(id) => put_varint(out, id),
+        TargetRef::Name(name) => put_str(out, name),
     }
-    put_str(out, &env.tag);
-    if let Some(correlation) = env.correlation {
+    put_str(out, head.tag);
+    if let Some(correlation) = head.correlation {
         put_varint(out, correlation);
     }
-    if let Some(sender) = &env.sender {
+    if let Some(sender) = head.sender {
         put_node(out, &sender.node);
         put_varint(out, sender.id);
     }
-    if let Some(trace) = &env.trace {
+    if let Some(trace) = head.trace {
         put_str(out, trace);
     }
-    out.put_slice(&env.payload);
+    out.put_slice(payload);
 }
 
 /// Unsigned LEB128: 7 bits a byte, least significant group first, high bit = more follow.
@@ -692,6 +736,42 @@ mod tests {
         buf.push(0x01);
         let err = reader(&buf).str("s").unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn encode_message_writes_the_bytes_of_the_equivalent_envelope() {
+        let sender = ActorAddr {
+            node: NodeAddr {
+                addr: "10.0.0.7:4000".into(),
+                node_id: 3,
+                incarnation: 9,
+            },
+            id: 12,
+        };
+        let envelopes = [
+            Envelope::new(7, "a.Tag", Bytes::from_static(&[1; 100])),
+            Envelope {
+                target: Target::Name("counter".into()),
+                tag: "b".into(),
+                correlation: Some(300),
+                sender: Some(sender),
+                trace: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+                payload: Bytes::new(),
+            },
+        ];
+        for envelope in envelopes {
+            let mut whole = BytesMut::from(&b"before"[..]);
+            let mut borrowed = whole.clone();
+            encode_frame(&Frame::Message(envelope.clone()), &mut whole).unwrap();
+            encode_message(&head(&envelope), &envelope.payload, &mut borrowed, 1 << 20).unwrap();
+            assert_eq!(whole, borrowed);
+        }
+        // Over the limit: refused, the buffer untouched.
+        let envelope = Envelope::new(7, "a.Tag", Bytes::from_static(&[1; 100]));
+        let mut out = BytesMut::from(&b"x"[..]);
+        let err = encode_message(&head(&envelope), &envelope.payload, &mut out, 104).unwrap_err();
+        assert!(matches!(err, WireError::FrameTooLarge { .. }), "{err}");
+        assert_eq!(&out[..], b"x");
     }
 
     #[test]
