@@ -30,7 +30,7 @@
 //! answers a reply that is too large with a `TooLarge` error, so that the asker on the other
 //! node learns why.
 
-use crate::handlers::ReplyFailure;
+use crate::handlers::{Deliver, ReplyFailure};
 use crate::outbox::{NoRoom, Outbox, FRAME_OVERHEAD};
 use crate::peer::Peer;
 use crate::remote::TransportState;
@@ -41,8 +41,8 @@ use postbox::remote::{with_ref_codec, InboundTrace, LocalActor, PendingReply, Re
 use postbox::trace::TraceContext;
 use postbox::{ActorId, AskError, DeadLetter, DeadLetterReason, ExitReason};
 use postbox_wire::{
-    Envelope, ErrorKind, Frame, FrameClass, FrameCodec, NodeAddr, RefuseReason, RemoteError,
-    Target, WireError,
+    ErrorKind, Frame, FrameClass, FrameCodec, Incoming, MessageFrame, NodeAddr, RefuseReason,
+    RemoteError, TargetRef, WireError,
 };
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Encoder;
 use tokio_util::sync::CancellationToken;
 
 /// The reading half of a connection's stream (plain TCP or TLS).
@@ -569,9 +569,37 @@ async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Re
     }
 }
 
+/// One of the peer's requests: a message (still in its frame's bytes), or a watch, unwatch,
+/// lookup or goodbye.
+enum Request {
+    Message(MessageFrame),
+    Other(Frame),
+}
+
+impl Request {
+    /// About how many bytes it holds (its variable parts).
+    fn bytes(&self) -> usize {
+        match self {
+            Request::Message(message) => message.len(),
+            Request::Other(frame) => frame_bytes(frame),
+        }
+    }
+}
+
+/// The last target and tag resolved on a connection: a run of messages to one actor (the
+/// common case: a remote ref forwards its mailbox in order) finds its actor and handler
+/// without a lookup. It keeps that one actor's cell alive while the connection lives, and is
+/// used only while the actor takes messages (else the lookup says what became of it).
+struct LastTarget {
+    id: u64,
+    tag: String,
+    actor: LocalActor,
+    deliver: Deliver,
+}
+
 /// What the reader holds while the peer's requests wait.
 struct Requests {
-    queue: VecDeque<Frame>,
+    queue: VecDeque<Request>,
     bytes: usize,
     /// The request being delivered, if it had to wait.
     running: Option<BoxFuture>,
@@ -599,6 +627,7 @@ async fn read_loop(
         bytes: 0,
         running: None,
     };
+    let mut last: Option<LastTarget> = None;
     // Why reading stopped (the peer closed, or the socket failed): what was read before is
     // still handled, in order, before the connection ends.
     let mut ended: Option<String> = None;
@@ -609,17 +638,23 @@ async fn read_loop(
         let mut needs_bytes = false;
         if !requests.is_full() {
             loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(frame)) => {
+                match codec.decode_incoming(&mut buf) {
+                    Ok(Some(incoming)) => {
                         shared.stats.frames_in.fetch_add(1, Relaxed);
-                        if is_request(&frame) {
-                            requests.bytes += frame_bytes(&frame) + FRAME_OVERHEAD;
-                            requests.queue.push_back(frame);
-                            if requests.is_full() {
-                                break;
+                        let request = match incoming {
+                            Incoming::Message(message) => Request::Message(message),
+                            Incoming::Other(frame) if is_request(&frame) => Request::Other(frame),
+                            Incoming::Other(frame) => {
+                                if let Some(end) = on_response(shared, peer, conn, frame) {
+                                    return end;
+                                }
+                                continue;
                             }
-                        } else if let Some(end) = on_response(shared, peer, conn, frame) {
-                            return end;
+                        };
+                        requests.bytes += request.bytes() + FRAME_OVERHEAD;
+                        requests.queue.push_back(request);
+                        if requests.is_full() {
+                            break;
                         }
                     }
                     Ok(None) => {
@@ -634,19 +669,29 @@ async fn read_loop(
                 }
             }
         }
-        // Requests, in order, as far as they go without waiting.
-        while requests.running.is_none() {
-            let Some(frame) = requests.queue.pop_front() else {
-                break;
-            };
-            requests.bytes = requests
-                .bytes
-                .saturating_sub(frame_bytes(&frame) + FRAME_OVERHEAD);
-            // The peer's goodbye comes after everything it sent: only now is it leaving.
-            if matches!(frame, Frame::Goodbye) {
+        // Requests, in order, as far as they go without waiting; payloads are decoded with
+        // the transport serving the `ActorRef`s inside them.
+        if requests.running.is_none() && !requests.queue.is_empty() {
+            let left = with_ref_codec(&shared.refs, || {
+                while requests.running.is_none() {
+                    let Some(request) = requests.queue.pop_front() else {
+                        break;
+                    };
+                    requests.bytes = requests
+                        .bytes
+                        .saturating_sub(request.bytes() + FRAME_OVERHEAD);
+                    // The peer's goodbye comes after everything it sent: only now is it
+                    // leaving.
+                    if matches!(request, Request::Other(Frame::Goodbye)) {
+                        return true;
+                    }
+                    requests.running = on_request(shared, conn, request, &mut last);
+                }
+                false
+            });
+            if left {
                 return "the peer left".into();
             }
-            requests.running = on_request(shared, conn, frame);
         }
         if let Some(why) = &ended {
             if requests.running.is_none() && requests.queue.is_empty() {
@@ -750,10 +795,16 @@ fn on_response(
 fn on_request(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    frame: Frame,
+    request: Request,
+    last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
+    let frame = match request {
+        Request::Message(message) => return deliver(shared, conn, message, last),
+        Request::Other(frame) => frame,
+    };
     match frame {
-        Frame::Message(envelope) => deliver(shared, conn, envelope),
+        // Messages come as `Request::Message` (`decode_incoming`).
+        Frame::Message(_) => None,
         Frame::Watch { watcher, target } => watch(shared, conn, watcher, target),
         Frame::Unwatch { watcher, target } => {
             let removed = conn
@@ -840,14 +891,16 @@ fn watch(
 
 /// Puts a message from the peer into the target's mailbox (waiting for room, which keeps the
 /// peer's order and pushes back on it); for an ask, hands its reply to the service task.
+/// Runs with the transport's `RefCodec` installed (the payload is decoded here).
 fn deliver(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    envelope: Envelope,
+    message: MessageFrame,
+    last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
     // An ask holds a permit until its reply is queued; without one, wait for it here (the
     // reader then takes no more requests).
-    let permit = match envelope.correlation {
+    let permit = match message.correlation() {
         None => None,
         Some(_) => match conn.asks.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
@@ -859,35 +912,30 @@ fn deliver(
                     let Ok(permit) = conn.asks.clone().acquire_owned().await else {
                         return;
                     };
-                    if let Some(next) = deliver_with(&shared, &conn, envelope, Some(permit)) {
+                    let next = with_ref_codec(&shared.refs, || {
+                        deliver_with(&shared, &conn, message, Some(permit), &mut None)
+                    });
+                    if let Some(next) = next {
                         next.await;
                     }
                 }));
             }
         },
     };
-    deliver_with(shared, conn, envelope, permit)
+    deliver_with(shared, conn, message, permit, last)
 }
 
 fn deliver_with(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    envelope: Envelope,
+    message: MessageFrame,
     permit: Option<OwnedSemaphorePermit>,
+    last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
-    let Envelope {
-        target,
-        tag,
-        correlation,
-        payload,
-        trace,
-        ..
-    } = envelope;
-    let trace = trace.and_then(|traceparent| inbound_trace(shared, conn, &traceparent));
-    let local = match &target {
-        Target::Id(id) => LocalActor::by_id(&shared.system, ActorId::from_raw(*id)),
-        Target::Name(name) => LocalActor::by_name(&shared.system, name),
-    };
+    let correlation = message.correlation();
+    let trace = message
+        .trace()
+        .and_then(|traceparent| inbound_trace(shared, conn, traceparent));
     // A refused ask is answered with why (waiting for room: an asker must never be left to
     // its timeout); a refused tell is only counted.
     let refuse = |failure: RemoteFailure| -> Option<BoxFuture> {
@@ -897,41 +945,70 @@ fn deliver_with(
             correlation,
             error: RemoteError {
                 kind: failure_kind(failure),
-                message: format!("{failure} (tag {tag:?})"),
+                message: format!("{failure} (tag {:?})", message.tag()),
             },
         };
         Some(Box::pin(async move {
             let _ = conn.send(frame).await;
         }))
     };
-    let Some(local) = local else {
-        postbox::remote::reject_unknown_target(&shared.system, "remote message");
-        // Ids are never reused: an id that finds no actor is one that has stopped, and its
-        // asker is told so, as a local asker would be. A name that finds none is unknown.
-        return match target {
-            Target::Id(_) => correlation.map(|correlation| {
-                let conn = conn.clone();
-                let frame = Frame::Error {
-                    correlation,
-                    error: RemoteError {
-                        kind: ErrorKind::Stopped,
-                        message: AskError::Stopped.to_string(),
-                    },
-                };
-                Box::pin(async move {
-                    let _ = conn.send(frame).await;
-                }) as BoxFuture
-            }),
-            Target::Name(_) => refuse(RemoteFailure::UnknownTarget),
+    let hit = match (message.target(), last.as_ref()) {
+        (TargetRef::Id(id), Some(last)) => {
+            last.id == id && last.tag.as_bytes() == message.tag_bytes() && last.actor.is_alive()
+        }
+        _ => false,
+    };
+    let mut by_name = None;
+    if !hit {
+        let tag = message.tag();
+        let local = match message.target() {
+            TargetRef::Id(id) => LocalActor::by_id(&shared.system, ActorId::from_raw(id)),
+            TargetRef::Name(name) => LocalActor::by_name(&shared.system, name),
         };
+        let Some(local) = local else {
+            postbox::remote::reject_unknown_target(&shared.system, "remote message");
+            // Ids are never reused: an id that finds no actor is one that has stopped, and its
+            // asker is told so, as a local asker would be. A name that finds none is unknown.
+            return match message.target() {
+                TargetRef::Id(_) => correlation.map(|correlation| {
+                    let conn = conn.clone();
+                    let frame = Frame::Error {
+                        correlation,
+                        error: RemoteError {
+                            kind: ErrorKind::Stopped,
+                            message: AskError::Stopped.to_string(),
+                        },
+                    };
+                    Box::pin(async move {
+                        let _ = conn.send(frame).await;
+                    }) as BoxFuture
+                }),
+                TargetRef::Name(_) => refuse(RemoteFailure::UnknownTarget),
+            };
+        };
+        let deliver = match shared.types.handler(&local, tag) {
+            Ok(deliver) => deliver,
+            Err(failure) => {
+                local.rejected("remote message");
+                return refuse(failure);
+            }
+        };
+        let resolved = LastTarget {
+            id: local.id().get(),
+            tag: tag.to_owned(),
+            actor: local,
+            deliver,
+        };
+        match message.target() {
+            TargetRef::Id(_) => *last = Some(resolved),
+            TargetRef::Name(_) => by_name = Some(resolved),
+        }
+    }
+    let Some(target) = by_name.as_ref().or(last.as_ref()) else {
+        return None;
     };
-    let deliver = || {
-        with_ref_codec(&shared.refs, || {
-            shared
-                .types
-                .deliver(&local, &tag, payload, correlation.is_some(), &shared.refs)
-        })
-    };
+    let ask = correlation.is_some();
+    let deliver = || (target.deliver)(&target.actor, message.payload(), ask, &shared.refs);
     // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
     // context, so that its envelope carries it to the handler.
     let delivery = match &trace {
@@ -942,7 +1019,7 @@ fn deliver_with(
         Ok(Some(enqueue)) => enqueue,
         Ok(None) => return None,
         Err(failure) => {
-            local.rejected("remote message");
+            target.actor.rejected("remote message");
             return refuse(failure);
         }
     };

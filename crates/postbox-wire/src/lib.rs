@@ -175,7 +175,7 @@ mod handshake;
 mod payload;
 
 pub use crate::addr::{ActorAddr, NodeAddr, Target};
-pub use crate::codec::{encode_frame, encode_message, FrameCodec};
+pub use crate::codec::{encode_frame, encode_message, FrameCodec, Incoming, MessageFrame};
 pub use crate::envelope::{Envelope, MessageHead, TargetRef};
 pub use crate::error::WireError;
 pub use crate::frame::{ErrorKind, Frame, FrameClass, FrameKind, RefuseReason, RemoteError};

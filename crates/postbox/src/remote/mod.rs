@@ -661,6 +661,12 @@ impl LocalActor {
         self.cell.actor_type()
     }
 
+    /// Whether it still takes messages (it is not stopping or stopped): a transport that
+    /// keeps a `LocalActor` between messages checks this before each.
+    pub fn is_alive(&self) -> bool {
+        self.cell.is_alive()
+    }
+
     /// A typed reference, if it is an `A`.
     pub fn downcast<A: Actor>(&self) -> Option<ActorRef<A>> {
         self.cell
