@@ -31,12 +31,13 @@
 //! node learns why.
 
 use crate::handlers::{Deliver, ReplyFailure};
-use crate::outbox::{NoRoom, Outbox, FRAME_OVERHEAD};
+use crate::outbox::{Appender, NoRoom, Outbox, FRAME_OVERHEAD};
 use crate::peer::Peer;
 use crate::remote::TransportState;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use postbox::remote::{with_ref_codec, InboundTrace, LocalActor, PendingReply, RemoteFailure};
 use postbox::trace::TraceContext;
 use postbox::{ActorId, AskError, DeadLetter, DeadLetterReason, ExitReason};
@@ -145,26 +146,27 @@ impl Connection {
         now.saturating_sub(self.last_heard.load(Relaxed)) <= window.as_millis() as u64
     }
 
-    /// Queues `frame` (as the peer's version reads it) if there is room now; hands it back
-    /// if not.
-    fn try_push(&self, frame: Frame) -> Result<(), (Frame, NoRoom)> {
+    /// Appends `frame` (as the peer's version reads it) to the locked outbox if there is
+    /// room; hands it back if not.
+    fn push_frame(&self, outbox: &mut Appender<'_>, frame: Frame) -> Result<(), (Frame, NoRoom)> {
         let last = matches!(frame, Frame::Goodbye | Frame::Refused { .. });
         let Some(frame) = for_version(frame, self.version) else {
             // Nothing to tell this peer, but the connection still ends there.
             if last {
-                let cost = self.outbox.cost(0);
-                let _ = self.outbox.lock().push(cost, true, |_| Ok::<(), ()>(()));
+                let _ = outbox.push(self.outbox.cost(0), true, |_| Ok::<(), ()>(()));
             }
             return Ok(());
         };
         let cost = self.outbox.cost(frame_bytes(&frame));
-        let encoded = self.outbox.lock().push(cost, last, |buf| {
+        let encoded = outbox.push(cost, last, |buf| {
             FrameCodec::new(self.max_frame).encode(&frame, buf)
         });
         match encoded {
             Ok(Ok(())) => Ok(()),
             Ok(Err(WireError::FrameTooLarge { len, max })) => {
-                self.too_large(frame, len, max);
+                if let Some(instead) = self.too_large(frame, len, max) {
+                    let _ = self.push_frame(outbox, instead);
+                }
                 Ok(())
             }
             Ok(Err(error)) => {
@@ -173,6 +175,37 @@ impl Connection {
             }
             Err(no_room) => Err((frame, no_room)),
         }
+    }
+
+    /// Queues `frame` if there is room now; hands it back if not.
+    fn try_push(&self, frame: Frame) -> Result<(), (Frame, NoRoom)> {
+        self.push_frame(&mut self.outbox.lock(), frame)
+    }
+
+    /// Sends `frames` in order, as many as fit under each lock of the outbox, waiting for
+    /// room between; `Err` once the connection is closed.
+    async fn send_all(&self, frames: &mut VecDeque<Frame>) -> Result<(), ()> {
+        while !frames.is_empty() {
+            {
+                let mut outbox = self.outbox.lock();
+                while let Some(frame) = frames.pop_front() {
+                    match self.push_frame(&mut outbox, frame) {
+                        Ok(()) => {}
+                        Err((frame, NoRoom::Full)) => {
+                            frames.push_front(frame);
+                            break;
+                        }
+                        Err((_, NoRoom::Closed)) => return Err(()),
+                    }
+                }
+            }
+            if let Some(front) = frames.front() {
+                if !self.outbox.room(self.outbox.cost(frame_bytes(front))).await {
+                    return Err(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends `frame`, waiting for room in the outbound queue; hands it back once the
@@ -197,15 +230,15 @@ impl Connection {
     }
 
     /// A frame over the limit: whoever waits for it learns why, and nothing is lost
-    /// uncounted.
-    pub(crate) fn too_large(&self, frame: Frame, len: usize, max: usize) {
+    /// uncounted. Returns the frame to send instead, if any (a reply's `TooLarge` error).
+    fn too_large(&self, frame: Frame, len: usize, max: usize) -> Option<Frame> {
         let why = format!(
             "{} frame of {len} bytes is over the frame limit of {max}",
             frame.kind()
         );
         tracing::warn!(peer = %self.peer_node, "{why}; not sent");
         let Some(shared) = self.shared.upgrade() else {
-            return;
+            return None;
         };
         shared.stats.too_large.fetch_add(1, Relaxed);
         match frame {
@@ -229,7 +262,7 @@ impl Connection {
                 }
             }
             Frame::Reply { correlation, .. } => {
-                let _ = self.try_push(Frame::Error {
+                return Some(Frame::Error {
                     correlation,
                     error: RemoteError {
                         kind: ErrorKind::TooLarge,
@@ -239,6 +272,7 @@ impl Connection {
             }
             _ => {}
         }
+        None
     }
 
     /// Queues a `Goodbye` behind everything already queued and waits until the writer has
@@ -434,6 +468,7 @@ pub(crate) fn run_connection(
 /// holds on to the asks' permits, which is what stops the reader when the peer does not read.
 async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
     let mut replies: FuturesUnordered<ReplyFuture> = FuturesUnordered::new();
+    let mut ready = VecDeque::new();
     loop {
         tokio::select! {
             next = work.recv() => match next {
@@ -457,10 +492,15 @@ async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
                 None => return,
             },
             Some(frame) = replies.next(), if !replies.is_empty() => {
-                if let Some(frame) = frame {
-                    if conn.send(frame).await.is_err() {
-                        return;
-                    }
+                // Every reply that is ready goes out with it, under one lock of the outbox.
+                // (Polling without a waker here is fine: the `select!` polls `replies`
+                // again, with this task's waker, before waiting.)
+                ready.extend(frame);
+                while let Some(Some(frame)) = replies.next().now_or_never() {
+                    ready.extend(frame);
+                }
+                if conn.send_all(&mut ready).await.is_err() {
+                    return;
                 }
             }
         }
