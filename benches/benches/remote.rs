@@ -134,7 +134,7 @@ async fn child_postbox(tls: bool) {
             .expect("spawn");
         system
             .registry()
-            .register(&format!("sink-{i}"), &sink)
+            .register(format!("sink-{i}"), &sink)
             .expect("register");
         sinks.push(sink);
     }

@@ -146,9 +146,21 @@ impl Connection {
         now.saturating_sub(self.last_heard.load(Relaxed)) <= window.as_millis() as u64
     }
 
-    /// Appends `frame` (as the peer's version reads it) to the locked outbox if there is
-    /// room; hands it back if not.
-    fn push_frame(&self, outbox: &mut Appender<'_>, frame: Frame) -> Result<(), (Frame, NoRoom)> {
+    /// Appends the frame in `slot` (as the peer's version reads it) to the locked outbox if
+    /// there is room, taking it out of `slot`; leaves it there if not.
+    fn push_frame(
+        &self,
+        outbox: &mut Appender<'_>,
+        slot: &mut Option<Frame>,
+    ) -> Result<(), NoRoom> {
+        let Some(frame) = slot.as_ref() else {
+            return Ok(());
+        };
+        let cost = self.outbox.cost(frame_bytes(frame));
+        outbox.check(cost)?;
+        let Some(frame) = slot.take() else {
+            return Ok(());
+        };
         let last = matches!(frame, Frame::Goodbye | Frame::Refused { .. });
         let Some(frame) = for_version(frame, self.version) else {
             // Nothing to tell this peer, but the connection still ends there.
@@ -157,29 +169,30 @@ impl Connection {
             }
             return Ok(());
         };
-        let cost = self.outbox.cost(frame_bytes(&frame));
         let encoded = outbox.push(cost, last, |buf| {
             FrameCodec::new(self.max_frame).encode(&frame, buf)
         });
         match encoded {
             Ok(Ok(())) => Ok(()),
             Ok(Err(WireError::FrameTooLarge { len, max })) => {
-                if let Some(instead) = self.too_large(frame, len, max) {
-                    let _ = self.push_frame(outbox, instead);
-                }
+                let mut instead = self.too_large(frame, len, max);
+                let _ = self.push_frame(outbox, &mut instead);
                 Ok(())
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, kind = %frame.kind(), "frame not sent");
                 Ok(())
             }
-            Err(no_room) => Err((frame, no_room)),
+            Err(no_room) => {
+                *slot = Some(frame);
+                Err(no_room)
+            }
         }
     }
 
-    /// Queues `frame` if there is room now; hands it back if not.
-    fn try_push(&self, frame: Frame) -> Result<(), (Frame, NoRoom)> {
-        self.push_frame(&mut self.outbox.lock(), frame)
+    /// Queues `frame` if there is room now.
+    fn try_push(&self, frame: Frame) -> Result<(), NoRoom> {
+        self.push_frame(&mut self.outbox.lock(), &mut Some(frame))
     }
 
     /// Sends `frames` in order, as many as fit under each lock of the outbox, waiting for
@@ -189,13 +202,16 @@ impl Connection {
             {
                 let mut outbox = self.outbox.lock();
                 while let Some(frame) = frames.pop_front() {
-                    match self.push_frame(&mut outbox, frame) {
+                    let mut slot = Some(frame);
+                    match self.push_frame(&mut outbox, &mut slot) {
                         Ok(()) => {}
-                        Err((frame, NoRoom::Full)) => {
-                            frames.push_front(frame);
+                        Err(NoRoom::Full) => {
+                            if let Some(frame) = slot {
+                                frames.push_front(frame);
+                            }
                             break;
                         }
-                        Err((_, NoRoom::Closed)) => return Err(()),
+                        Err(NoRoom::Closed) => return Err(()),
                     }
                 }
             }
@@ -210,16 +226,16 @@ impl Connection {
 
     /// Sends `frame`, waiting for room in the outbound queue; hands it back once the
     /// connection is closed.
-    pub(crate) async fn send(&self, mut frame: Frame) -> Result<(), Frame> {
+    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Frame> {
         let cost = self.outbox.cost(frame_bytes(&frame));
+        let mut slot = Some(frame);
         loop {
-            if !self.outbox.room(cost).await {
-                return Err(frame);
-            }
-            match self.try_push(frame) {
-                Ok(()) => return Ok(()),
-                Err((back, NoRoom::Full)) => frame = back,
-                Err((back, NoRoom::Closed)) => return Err(back),
+            let closed = !self.outbox.room(cost).await
+                || self.push_frame(&mut self.outbox.lock(), &mut slot) == Err(NoRoom::Closed);
+            match slot.take() {
+                None => return Ok(()),
+                Some(frame) if closed => return Err(frame),
+                Some(frame) => slot = Some(frame),
             }
         }
     }
@@ -237,9 +253,7 @@ impl Connection {
             frame.kind()
         );
         tracing::warn!(peer = %self.peer_node, "{why}; not sent");
-        let Some(shared) = self.shared.upgrade() else {
-            return None;
-        };
+        let shared = self.shared.upgrade()?;
         shared.stats.too_large.fetch_add(1, Relaxed);
         match frame {
             Frame::Message(envelope) => {
@@ -1044,9 +1058,7 @@ fn deliver_with(
             TargetRef::Name(_) => by_name = Some(resolved),
         }
     }
-    let Some(target) = by_name.as_ref().or(last.as_ref()) else {
-        return None;
-    };
+    let target = by_name.as_ref().or(last.as_ref())?;
     let ask = correlation.is_some();
     let deliver = || (target.deliver)(&target.actor, message.payload(), ask, &shared.refs);
     // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
