@@ -624,10 +624,10 @@ async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Re
 }
 
 /// One of the peer's requests: a message (still in its frame's bytes), or a watch, unwatch,
-/// lookup or goodbye.
+/// lookup or goodbye (boxed: rare, and a `Frame` is large to move through the queue).
 enum Request {
     Message(MessageFrame),
-    Other(Frame),
+    Other(Box<Frame>),
 }
 
 impl Request {
@@ -697,7 +697,9 @@ async fn read_loop(
                         shared.stats.frames_in.fetch_add(1, Relaxed);
                         let request = match incoming {
                             Incoming::Message(message) => Request::Message(message),
-                            Incoming::Other(frame) if is_request(&frame) => Request::Other(frame),
+                            Incoming::Other(frame) if is_request(&frame) => {
+                                Request::Other(Box::new(frame))
+                            }
                             Incoming::Other(frame) => {
                                 if let Some(end) = on_response(shared, peer, conn, frame) {
                                     return end;
@@ -736,7 +738,8 @@ async fn read_loop(
                         .saturating_sub(request.bytes() + FRAME_OVERHEAD);
                     // The peer's goodbye comes after everything it sent: only now is it
                     // leaving.
-                    if matches!(request, Request::Other(Frame::Goodbye)) {
+                    if matches!(&request, Request::Other(frame) if matches!(**frame, Frame::Goodbye))
+                    {
                         return true;
                     }
                     requests.running = on_request(shared, conn, request, &mut last);
@@ -853,8 +856,8 @@ fn on_request(
     last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
     let frame = match request {
-        Request::Message(message) => return deliver(shared, conn, message, last),
-        Request::Other(frame) => frame,
+        Request::Message(message) => return deliver(shared, conn, &message, last),
+        Request::Other(frame) => *frame,
     };
     match frame {
         // Messages come as `Request::Message` (`decode_incoming`).
@@ -949,7 +952,7 @@ fn watch(
 fn deliver(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    message: MessageFrame,
+    message: &MessageFrame,
     last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
     // An ask holds a permit until its reply is queued; without one, wait for it here (the
@@ -962,12 +965,13 @@ fn deliver(
                 shared.stats.reads_paused.fetch_add(1, Relaxed);
                 let shared = shared.clone();
                 let conn = conn.clone();
+                let message = message.clone();
                 return Some(Box::pin(async move {
                     let Ok(permit) = conn.asks.clone().acquire_owned().await else {
                         return;
                     };
                     let next = with_ref_codec(&shared.refs, || {
-                        deliver_with(&shared, &conn, message, Some(permit), &mut None)
+                        deliver_with(&shared, &conn, &message, Some(permit), &mut None)
                     });
                     if let Some(next) = next {
                         next.await;
@@ -982,7 +986,7 @@ fn deliver(
 fn deliver_with(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    message: MessageFrame,
+    message: &MessageFrame,
     permit: Option<OwnedSemaphorePermit>,
     last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {

@@ -155,7 +155,8 @@ pub struct MessageFrame {
     target: At,
     tag: std::ops::Range<usize>,
     correlation: Option<u64>,
-    sender: Option<ActorAddr>,
+    /// Boxed: rare, and the frame is moved through the reader's queue.
+    sender: Option<Box<ActorAddr>>,
     trace: Option<std::ops::Range<usize>>,
     payload: usize,
 }
@@ -182,7 +183,7 @@ impl MessageFrame {
         let sender = if flags & message_flags::SENDER != 0 {
             let node = r.node("sender")?;
             let id = r.varint("sender id")?;
-            Some(ActorAddr { node, id })
+            Some(Box::new(ActorAddr { node, id }))
         } else {
             None
         };
@@ -248,7 +249,7 @@ impl MessageFrame {
 
     /// The sending actor, if any.
     pub fn sender(&self) -> Option<&ActorAddr> {
-        self.sender.as_ref()
+        self.sender.as_deref()
     }
 
     /// The sender's `traceparent`, if any.
@@ -275,7 +276,7 @@ impl MessageFrame {
             },
             tag: self.tag().to_owned().into(),
             correlation: self.correlation,
-            sender: self.sender.clone(),
+            sender: self.sender.as_deref().cloned(),
             trace: self.trace().map(str::to_owned),
             payload: self.payload(),
         }
