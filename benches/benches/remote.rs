@@ -15,8 +15,21 @@
 //! - **postbox + TLS**: the postbox run again with mutual TLS on both nodes (certificates from
 //!   `crates/postbox-remote/tests/fixtures/tls`).
 //!
-//! Usage: `cargo bench --bench remote -- [--tells N] [--asks K]` (defaults 1 000 000 and
-//! 20 000, × `POSTBOX_BENCH_SCALE`).
+//! - **fan-in**: eight client nodes (eight connections) tell one actor on one node at once,
+//!   then ask it at once; **fan-out**: one client node tells eight actors spread over three
+//!   nodes at once, then asks them. Each beside a raw baseline doing the same over as many
+//!   connections.
+//! - **open loop**: the most asks per second 64 concurrent askers get, then an open-loop client
+//!   offering half that rate (asks started on schedule whether or not earlier ones were
+//!   answered) for the latency under load.
+//!
+//! Usage: `cargo bench --bench remote -- [--tells N] [--asks K] [--only LIST]` (defaults
+//! 1 000 000 and 20 000, × `POSTBOX_BENCH_SCALE`; `LIST` picks scenarios: `raw`, `postbox`,
+//! `tls`, `fan-in`, `fan-out`, `open-loop`).
+//!
+//! Instructions per message on each side: run `--only postbox` under callgrind with
+//! `--trace-children=yes` at two sizes; the slope of each process's total is its cost per
+//! message (BENCHMARKS.md).
 
 use bytes::{Bytes, BytesMut};
 use postbox::prelude::*;
@@ -114,47 +127,66 @@ async fn child_postbox(tls: bool) {
         .spawn(Props::new(Sink::default).mailbox(MailboxCapacity::bounded(4096)))
         .expect("spawn");
     system.registry().register("sink", &sink).expect("register");
+    // The fan-out scenario's eight actors (some on each of three nodes).
+    let mut sinks = Vec::new();
+    for i in 0..FAN {
+        let sink = system
+            .spawn(Props::new(Sink::default).mailbox(MailboxCapacity::bounded(4096)))
+            .expect("spawn");
+        system
+            .registry()
+            .register(format!("sink-{i}"), &sink)
+            .expect("register");
+        sinks.push(sink);
+    }
     println!("LISTENING {}", remote.addr());
     wait_for_stdin_eof().await;
 }
 
 /// Decodes frames and counts messages; answers a message that carries a correlation id.
+/// Serves every connection it accepts, each on a task of its own.
 async fn child_raw() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
     println!("LISTENING {}", listener.local_addr().expect("addr"));
-    let serve = async {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        let _ = stream.set_nodelay(true);
-        let mut codec = FrameCodec::default();
-        let mut buf = BytesMut::with_capacity(128 * 1024);
-        let mut out = BytesMut::new();
-        let mut count = 0u64;
+    let accept = async {
         loop {
-            while let Some(frame) = codec.decode(&mut buf).expect("valid frames") {
-                if let Frame::Message(envelope) = frame {
-                    count += 1;
-                    if let Some(correlation) = envelope.correlation {
-                        let reply = Frame::Reply {
-                            correlation,
-                            payload: Bytes::from(count.to_le_bytes().to_vec()),
-                        };
-                        postbox_wire::encode_frame(&reply, &mut out).expect("encode");
-                    }
-                }
-            }
-            if !out.is_empty() {
-                stream.write_all(&out).await.expect("write");
-                out.clear();
-            }
-            buf.reserve(64 * 1024);
-            if stream.read_buf(&mut buf).await.expect("read") == 0 {
-                return;
-            }
+            let (stream, _) = listener.accept().await.expect("accept");
+            tokio::spawn(serve_raw(stream));
         }
     };
     tokio::select! {
-        () = serve => {}
+        () = accept => {}
         () = wait_for_stdin_eof() => {}
+    }
+}
+
+async fn serve_raw(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut codec = FrameCodec::default();
+    let mut buf = BytesMut::with_capacity(128 * 1024);
+    let mut out = BytesMut::new();
+    let mut count = 0u64;
+    loop {
+        while let Some(frame) = codec.decode(&mut buf).expect("valid frames") {
+            if let Frame::Message(envelope) = frame {
+                count += 1;
+                if let Some(correlation) = envelope.correlation {
+                    let reply = Frame::Reply {
+                        correlation,
+                        payload: Bytes::from(count.to_le_bytes().to_vec()),
+                    };
+                    postbox_wire::encode_frame(&reply, &mut out).expect("encode");
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await.expect("write");
+            out.clear();
+        }
+        buf.reserve(64 * 1024);
+        if stream.read_buf(&mut buf).await.expect("read") == 0 {
+            return;
+        }
     }
 }
 
@@ -188,39 +220,59 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     (at(0.5), at(0.99))
 }
 
-async fn bench_postbox(tells: u64, asks: usize, tls: bool) -> Report {
-    let (mut child, addr) = start_child(if tls { "postbox-tls" } else { "postbox" }).await;
+/// A client node: its system and transport (kept alive as long as its refs are used).
+struct Node {
+    _system: ActorSystem,
+    remote: Remote,
+}
+
+async fn node(tls: bool) -> Node {
     let system = ActorSystem::new();
     let remote = Remote::start(&system, config(tls)).await.expect("listen");
-    let sink: ActorRef<Sink> = remote.lookup(&addr, "sink").await.expect("lookup");
-    let body = payload();
-    // Warm up the connection and both ends.
-    for _ in 0..10_000 {
-        sink.tell(Blob(body.clone())).await.expect("tell");
+    Node {
+        _system: system,
+        remote,
     }
-    let before = sink
-        .ask(Count)
-        .timeout(Duration::from_secs(60))
-        .await
-        .expect("count");
-    let started = Instant::now();
-    for _ in 0..tells {
-        sink.tell(Blob(body.clone())).await.expect("tell");
-    }
-    let counted = sink
-        .ask(Count)
+}
+
+async fn count(sink: &ActorRef<Sink>) -> u64 {
+    sink.ask(Count)
         .timeout(Duration::from_secs(300))
         .await
-        .expect("count");
-    let elapsed = started.elapsed();
-    assert_eq!(counted - before, tells, "every tell arrived");
+        .expect("count")
+}
+
+/// `n` tells, then one ask behind them (FIFO): the tells have all arrived when it answers.
+async fn tell_and_confirm(sink: &ActorRef<Sink>, n: u64) {
+    let body = payload();
+    for _ in 0..n {
+        sink.tell(Blob(body.clone())).await.expect("tell");
+    }
+    count(sink).await;
+}
+
+async fn sequential_asks(sink: &ActorRef<Sink>, asks: usize) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(asks);
     for i in 0..asks as u64 {
         let t = Instant::now();
         assert_eq!(sink.ask(Ping(i)).await.expect("ping"), i + 1);
         latencies.push(t.elapsed());
     }
-    let (p50, p99) = percentiles(latencies);
+    latencies
+}
+
+async fn bench_postbox(tells: u64, asks: usize, tls: bool) -> Report {
+    let (mut child, addr) = start_child(if tls { "postbox-tls" } else { "postbox" }).await;
+    let client = node(tls).await;
+    let sink: ActorRef<Sink> = client.remote.lookup(&addr, "sink").await.expect("lookup");
+    // Warm up the connection and both ends.
+    tell_and_confirm(&sink, 10_000).await;
+    let before = count(&sink).await;
+    let started = Instant::now();
+    tell_and_confirm(&sink, tells).await;
+    let elapsed = started.elapsed();
+    assert_eq!(count(&sink).await - before, tells, "every tell arrived");
+    let (p50, p99) = percentiles(sequential_asks(&sink, asks).await);
     drop(child.stdin.take());
     let _ = child.wait().await;
     Report {
@@ -230,9 +282,176 @@ async fn bench_postbox(tells: u64, asks: usize, tls: bool) -> Report {
     }
 }
 
-fn message_frame(correlation: Option<u64>, payload: &Bytes) -> Frame {
+struct OpenLoop {
+    max_asks_per_sec: f64,
+    offered_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Asks in flight at once while measuring the maximum ask throughput.
+const ASK_WINDOW: usize = 64;
+
+/// The maximum ask throughput (closed loop, [`ASK_WINDOW`] askers), then an open-loop client
+/// offering half of it: every millisecond it starts the asks due by then, each on a task of
+/// its own, whether or not earlier ones have been answered; latency runs from each ask's
+/// start to its answer.
+async fn bench_open_loop(asks: usize) -> OpenLoop {
+    let (mut child, addr) = start_child("postbox").await;
+    let client = node(false).await;
+    let sink: ActorRef<Sink> = client.remote.lookup(&addr, "sink").await.expect("lookup");
+    sequential_asks(&sink, 1_000).await;
+    let total = (asks * 5) as u64;
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut askers = tokio::task::JoinSet::new();
+    for _ in 0..ASK_WINDOW {
+        let sink = sink.clone();
+        let issued = issued.clone();
+        askers.spawn(async move {
+            while issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                sink.ask(Ping(1)).await.expect("ping");
+            }
+        });
+    }
+    while askers.join_next().await.is_some() {}
+    let max = total as f64 / started.elapsed().as_secs_f64();
+    let rate = max / 2.0;
+    let n = total / 2;
+    let started = Instant::now();
+    let mut running = Vec::with_capacity(n as usize);
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    while sent < n {
+        tick.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * rate) as u64).min(n);
+        while sent < due {
+            let sink = sink.clone();
+            running.push(tokio::spawn(async move {
+                let t = Instant::now();
+                sink.ask(Ping(sent)).await.expect("ping");
+                t.elapsed()
+            }));
+            sent += 1;
+        }
+    }
+    let mut latencies = Vec::with_capacity(running.len());
+    for ask in running {
+        latencies.push(ask.await.expect("ask task"));
+    }
+    let offered = n as f64 / started.elapsed().as_secs_f64();
+    let (p50, p99) = percentiles(latencies);
+    drop(child.stdin.take());
+    let _ = child.wait().await;
+    OpenLoop {
+        max_asks_per_sec: max,
+        offered_per_sec: offered,
+        p50,
+        p99,
+    }
+}
+
+/// Client nodes (fan-in) or target actors (fan-out).
+const FAN: usize = 8;
+/// Server nodes of the fan-out scenario.
+const FAN_OUT_NODES: usize = 3;
+
+/// Fan-in: [`FAN`] client nodes, each with its own connection, tell the one sink on one node
+/// `tells / FAN` messages each at the same time; then each asks `asks / FAN` sequential asks,
+/// all clients at once.
+async fn bench_fan_in(tells: u64, asks: usize) -> Report {
+    let (mut child, addr) = start_child("postbox").await;
+    let mut clients = Vec::new();
+    let mut sinks = Vec::new();
+    for _ in 0..FAN {
+        let client = node(false).await;
+        let sink: ActorRef<Sink> = client.remote.lookup(&addr, "sink").await.expect("lookup");
+        tell_and_confirm(&sink, 1_000).await;
+        clients.push(client);
+        sinks.push(sink);
+    }
+    let report = fan(&sinks, tells, asks).await;
+    drop(child.stdin.take());
+    let _ = child.wait().await;
+    report
+}
+
+/// Fan-out: one client node tells [`FAN`] actors spread over [`FAN_OUT_NODES`] nodes,
+/// `tells / FAN` messages each, all at once; then asks each `asks / FAN` sequential asks,
+/// all at once.
+async fn bench_fan_out(tells: u64, asks: usize) -> Report {
+    let mut children = Vec::new();
+    for _ in 0..FAN_OUT_NODES {
+        children.push(start_child("postbox").await);
+    }
+    let client = node(false).await;
+    let mut sinks = Vec::new();
+    for i in 0..FAN {
+        let (_, addr) = &children[i % FAN_OUT_NODES];
+        let sink: ActorRef<Sink> = client
+            .remote
+            .lookup(addr, &format!("sink-{i}"))
+            .await
+            .expect("lookup");
+        tell_and_confirm(&sink, 1_000).await;
+        sinks.push(sink);
+    }
+    let report = fan(&sinks, tells, asks).await;
+    for (mut child, _) in children {
+        drop(child.stdin.take());
+        let _ = child.wait().await;
+    }
+    report
+}
+
+/// Every sink told its share at once; then asked its share of sequential asks, all at once.
+async fn fan(sinks: &[ActorRef<Sink>], tells: u64, asks: usize) -> Report {
+    let share = tells / sinks.len() as u64;
+    let mut before = 0;
+    for sink in sinks {
+        before += count(sink).await;
+    }
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for sink in sinks {
+        let sink = sink.clone();
+        senders.spawn(async move { tell_and_confirm(&sink, share).await });
+    }
+    while let Some(done) = senders.join_next().await {
+        done.expect("sender");
+    }
+    let elapsed = started.elapsed();
+    let mut after = 0;
+    for sink in sinks {
+        after += count(sink).await;
+    }
+    // Each ref reports its actor's count, and an actor shared by several refs counts the
+    // tells of all of them.
+    let distinct: std::collections::HashSet<_> = sinks.iter().map(|s| s.path()).collect();
+    let expected = share * (sinks.len() * sinks.len() / distinct.len()) as u64;
+    assert_eq!(after - before, expected, "every tell arrived");
+    let mut askers = tokio::task::JoinSet::new();
+    for sink in sinks {
+        let sink = sink.clone();
+        let n = (asks / sinks.len()).max(10);
+        askers.spawn(async move { sequential_asks(&sink, n).await });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = askers.join_next().await {
+        latencies.extend(done.expect("asker"));
+    }
+    let (p50, p99) = percentiles(latencies);
+    Report {
+        tells_per_sec: (share * sinks.len() as u64) as f64 / elapsed.as_secs_f64(),
+        p50,
+        p99,
+    }
+}
+
+fn message_frame(target: u64, correlation: Option<u64>, payload: &Bytes) -> Frame {
     Frame::Message(Envelope {
-        target: Target::Id(1),
+        target: Target::Id(target),
         tag: "bench.Blob".into(),
         correlation,
         sender: None,
@@ -241,57 +460,156 @@ fn message_frame(correlation: Option<u64>, payload: &Bytes) -> Frame {
     })
 }
 
-async fn bench_raw(tells: u64, asks: usize) -> Report {
-    let (mut child, addr) = start_child("raw").await;
-    let stream = TcpStream::connect(&addr).await.expect("connect");
-    let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
+fn raw_body() -> Bytes {
     let mut encoded = Vec::new();
     postbox_wire::to_payload(&Blob(payload()), &mut encoded).expect("encode");
-    let body = Bytes::from(encoded);
-    let mut codec = FrameCodec::default();
-    let mut inbuf = BytesMut::new();
-    let ask = |correlation: u64| message_frame(Some(correlation), &body);
-    async fn reply(
-        read: &mut tokio::net::tcp::OwnedReadHalf,
-        codec: &mut FrameCodec,
-        buf: &mut BytesMut,
-    ) -> u64 {
+    Bytes::from(encoded)
+}
+
+/// One raw connection: frames written in 64 KiB batches, replies decoded.
+struct RawConn {
+    read: tokio::net::tcp::OwnedReadHalf,
+    write: tokio::net::tcp::OwnedWriteHalf,
+    codec: FrameCodec,
+    inbuf: BytesMut,
+    out: BytesMut,
+    body: Bytes,
+    next: u64,
+}
+
+impl RawConn {
+    async fn connect(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        RawConn {
+            read,
+            write,
+            codec: FrameCodec::default(),
+            inbuf: BytesMut::new(),
+            out: BytesMut::with_capacity(64 * 1024),
+            body: raw_body(),
+            next: 0,
+        }
+    }
+
+    async fn reply(&mut self) -> u64 {
         loop {
-            if let Some(Frame::Reply { correlation, .. }) = codec.decode(buf).expect("frame") {
+            if let Some(Frame::Reply { correlation, .. }) =
+                self.codec.decode(&mut self.inbuf).expect("frame")
+            {
                 return correlation;
             }
-            assert!(read.read_buf(buf).await.expect("read") > 0, "child closed");
+            assert!(
+                self.read.read_buf(&mut self.inbuf).await.expect("read") > 0,
+                "child closed"
+            );
         }
     }
+
+    /// `n` message frames to `targets` in turn, then an ask behind them, answered.
+    async fn tells(&mut self, n: u64, targets: &[u64]) {
+        for i in 0..n {
+            let target = targets[i as usize % targets.len()];
+            postbox_wire::encode_frame(&message_frame(target, None, &self.body), &mut self.out)
+                .expect("encode");
+            if self.out.len() >= 64 * 1024 {
+                self.write.write_all(&self.out).await.expect("write");
+                self.out.clear();
+            }
+        }
+        self.ask(targets[0]).await;
+    }
+
+    async fn ask(&mut self, target: u64) {
+        self.next += 1;
+        let correlation = self.next;
+        postbox_wire::encode_frame(
+            &message_frame(target, Some(correlation), &self.body),
+            &mut self.out,
+        )
+        .expect("encode");
+        self.write.write_all(&self.out).await.expect("write");
+        self.out.clear();
+        assert_eq!(self.reply().await, correlation);
+    }
+
+    async fn asks(&mut self, n: usize, targets: &[u64]) -> Vec<Duration> {
+        let mut latencies = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = Instant::now();
+            self.ask(targets[i % targets.len()]).await;
+            latencies.push(t.elapsed());
+        }
+        latencies
+    }
+}
+
+async fn bench_raw(tells: u64, asks: usize) -> Report {
+    let (mut child, addr) = start_child("raw").await;
+    let mut conn = RawConn::connect(&addr).await;
     let started = Instant::now();
-    let mut out = BytesMut::with_capacity(64 * 1024);
-    for _ in 0..tells {
-        postbox_wire::encode_frame(&message_frame(None, &body), &mut out).expect("encode");
-        if out.len() >= 64 * 1024 {
-            write.write_all(&out).await.expect("write");
-            out.clear();
-        }
-    }
-    postbox_wire::encode_frame(&ask(0), &mut out).expect("encode");
-    write.write_all(&out).await.expect("write");
-    out.clear();
-    reply(&mut read, &mut codec, &mut inbuf).await;
+    conn.tells(tells, &[1]).await;
     let elapsed = started.elapsed();
-    let mut latencies = Vec::with_capacity(asks);
-    for i in 1..=asks as u64 {
-        let t = Instant::now();
-        postbox_wire::encode_frame(&ask(i), &mut out).expect("encode");
-        write.write_all(&out).await.expect("write");
-        out.clear();
-        assert_eq!(reply(&mut read, &mut codec, &mut inbuf).await, i);
-        latencies.push(t.elapsed());
-    }
-    let (p50, p99) = percentiles(latencies);
+    let (p50, p99) = percentiles(conn.asks(asks, &[1]).await);
     drop(child.stdin.take());
     let _ = child.wait().await;
     Report {
         tells_per_sec: (tells + 1) as f64 / elapsed.as_secs_f64(),
+        p50,
+        p99,
+    }
+}
+
+/// The raw baseline of a fan: `conns` connections (to `addrs` in turn), each carrying the
+/// frames of its share of [`FAN`] targets, all at once; then each connection's sequential
+/// asks, all at once.
+async fn bench_raw_fan(tells: u64, asks: usize, nodes: usize) -> Report {
+    let mut children = Vec::new();
+    for _ in 0..nodes {
+        children.push(start_child("raw").await);
+    }
+    // Fan-in: eight connections to one node, one target each. Fan-out: one connection per
+    // node, carrying the targets placed there.
+    let conns = if nodes == 1 { FAN } else { nodes };
+    let share = tells / FAN as u64;
+    let mut plans = Vec::new();
+    for c in 0..conns {
+        let targets: Vec<u64> = (0..FAN as u64)
+            .filter(|t| (nodes == 1 && *t as usize == c) || (nodes > 1 && *t as usize % nodes == c))
+            .collect();
+        let conn = RawConn::connect(&children[c % nodes].1).await;
+        plans.push((conn, targets));
+    }
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for (mut conn, targets) in plans {
+        senders.spawn(async move {
+            conn.tells(share * targets.len() as u64, &targets).await;
+            (conn, targets)
+        });
+    }
+    let mut plans = Vec::new();
+    while let Some(done) = senders.join_next().await {
+        plans.push(done.expect("sender"));
+    }
+    let elapsed = started.elapsed();
+    let mut askers = tokio::task::JoinSet::new();
+    for (mut conn, targets) in plans {
+        let n = (asks / FAN * targets.len()).max(10);
+        askers.spawn(async move { conn.asks(n, &targets).await });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = askers.join_next().await {
+        latencies.extend(done.expect("asker"));
+    }
+    let (p50, p99) = percentiles(latencies);
+    for (mut child, _) in children {
+        drop(child.stdin.take());
+        let _ = child.wait().await;
+    }
+    Report {
+        tells_per_sec: (share * FAN as u64) as f64 / elapsed.as_secs_f64(),
         p50,
         p99,
     }
@@ -335,30 +653,80 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or((20_000.0 * scale) as usize)
         .max(10);
+    // `--only postbox` (for instruction counts under callgrind) or a comma-separated list of
+    // raw, postbox, tls, open-loop, fan-in, fan-out.
+    let only = value("--only");
+    let runs = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == name))
+    };
     let rt = runtime();
-    let raw = rt.block_on(bench_raw(tells, asks));
-    let postbox = rt.block_on(bench_postbox(tells, asks, false));
-    let tls = rt.block_on(bench_postbox(tells, asks, true));
     println!("remote, two processes on loopback, {PAYLOAD}-byte payloads, {tells} tells, {asks} sequential asks");
     println!(
-        "{:<12} {:>14} {:>12} {:>12}",
+        "{:<22} {:>14} {:>12} {:>12}",
         "", "tells/s", "ask p50", "ask p99"
     );
-    for (name, r) in [("raw", &raw), ("postbox", &postbox), ("postbox+tls", &tls)] {
+    let show = |name: &str, r: &Report| {
         println!(
-            "{:<12} {:>14.0} {:>12.1?} {:>12.1?}",
+            "{:<22} {:>14.0} {:>12.1?} {:>12.1?}",
             name, r.tells_per_sec, r.p50, r.p99
         );
+    };
+    let raw = runs("raw").then(|| rt.block_on(bench_raw(tells, asks)));
+    if let Some(r) = &raw {
+        show("raw", r);
     }
-    println!(
-        "postbox / raw: throughput {:.2}×, ask p50 {:.2}×",
-        postbox.tells_per_sec / raw.tells_per_sec,
-        postbox.p50.as_secs_f64() / raw.p50.as_secs_f64()
-    );
-    println!(
-        "postbox+tls / raw: throughput {:.2}×, ask p50 {:.2}×; TLS / plain: throughput {:.2}×",
-        tls.tells_per_sec / raw.tells_per_sec,
-        tls.p50.as_secs_f64() / raw.p50.as_secs_f64(),
-        tls.tells_per_sec / postbox.tells_per_sec
-    );
+    let postbox = runs("postbox").then(|| rt.block_on(bench_postbox(tells, asks, false)));
+    if let Some(r) = &postbox {
+        show("postbox", r);
+    }
+    let tls = runs("tls").then(|| rt.block_on(bench_postbox(tells, asks, true)));
+    if let Some(r) = &tls {
+        show("postbox+tls", r);
+    }
+    if runs("fan-in") {
+        let raw_in = rt.block_on(bench_raw_fan(tells, asks, 1));
+        show("raw fan-in 8→1", &raw_in);
+        let fan_in = rt.block_on(bench_fan_in(tells, asks));
+        show("postbox fan-in 8→1", &fan_in);
+        println!(
+            "fan-in postbox / raw: throughput {:.2}×, ask p99 {:.2}×",
+            fan_in.tells_per_sec / raw_in.tells_per_sec,
+            fan_in.p99.as_secs_f64() / raw_in.p99.as_secs_f64()
+        );
+    }
+    if runs("fan-out") {
+        let raw_out = rt.block_on(bench_raw_fan(tells, asks, FAN_OUT_NODES));
+        show("raw fan-out 1→8/3", &raw_out);
+        let fan_out = rt.block_on(bench_fan_out(tells, asks));
+        show("postbox fan-out 1→8/3", &fan_out);
+        println!(
+            "fan-out postbox / raw: throughput {:.2}×, ask p99 {:.2}×",
+            fan_out.tells_per_sec / raw_out.tells_per_sec,
+            fan_out.p99.as_secs_f64() / raw_out.p99.as_secs_f64()
+        );
+    }
+    if runs("open-loop") {
+        let open = rt.block_on(bench_open_loop(asks));
+        println!(
+            "postbox asks: max {:.0}/s ({ASK_WINDOW} in flight); open loop at {:.0}/s: p50 {:.1?}, p99 {:.1?}",
+            open.max_asks_per_sec, open.offered_per_sec, open.p50, open.p99
+        );
+    }
+    if let (Some(raw), Some(postbox)) = (&raw, &postbox) {
+        println!(
+            "postbox / raw: throughput {:.2}×, ask p50 {:.2}×, ask p99 {:.2}×",
+            postbox.tells_per_sec / raw.tells_per_sec,
+            postbox.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+            postbox.p99.as_secs_f64() / raw.p99.as_secs_f64()
+        );
+    }
+    if let (Some(raw), Some(postbox), Some(tls)) = (&raw, &postbox, &tls) {
+        println!(
+            "postbox+tls / raw: throughput {:.2}×, ask p50 {:.2}×; TLS / plain: throughput {:.2}×",
+            tls.tells_per_sec / raw.tells_per_sec,
+            tls.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+            tls.tells_per_sec / postbox.tells_per_sec
+        );
+    }
 }

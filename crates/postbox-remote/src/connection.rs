@@ -4,7 +4,8 @@
 //! Every resource the peer can grow is bounded here, and what happens at the bound is
 //! backpressure on the peer, never memory:
 //!
-//! - **Outbound bytes.** Frames wait in a queue of at most
+//! - **Outbound bytes.** Frames are encoded by their senders into the connection's
+//!   [`Outbox`], a byte buffer the writer takes whole; queued and being written, at most
 //!   [`outbound_capacity`](crate::RemoteConfig::outbound_capacity) frames and
 //!   [`outbound_bytes`](crate::RemoteConfig::outbound_bytes) bytes (a frame larger than that
 //!   takes the whole budget); a sender waits for room. A peer that stops reading altogether
@@ -24,23 +25,25 @@
 //!   answered at once with `Terminated` naming the limit (so the watcher's remote ref ends
 //!   loudly) and counted.
 //!
-//! Frames over the frame limit are never written: the writer fails the ask they belong to
+//! Frames over the frame limit are never queued: the sender fails the ask they belong to
 //! (`AskError::Remote(TooLarge)`) or counts the tell as a `TooLarge` dead letter, and
 //! answers a reply that is too large with a `TooLarge` error, so that the asker on the other
 //! node learns why.
 
-use crate::handlers::ReplyFailure;
+use crate::handlers::{Deliver, ReplyFailure};
+use crate::outbox::{Appender, NoRoom, Outbox, FRAME_OVERHEAD};
 use crate::peer::Peer;
 use crate::remote::TransportState;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use postbox::remote::{with_ref_codec, InboundTrace, LocalActor, PendingReply, RemoteFailure};
 use postbox::trace::TraceContext;
 use postbox::{ActorId, AskError, DeadLetter, DeadLetterReason, ExitReason};
 use postbox_wire::{
-    Envelope, ErrorKind, Frame, FrameClass, FrameCodec, NodeAddr, RefuseReason, RemoteError,
-    Target, WireError,
+    ErrorKind, Frame, FrameClass, FrameCodec, Incoming, MessageFrame, NodeAddr, RefuseReason,
+    RemoteError, TargetRef, WireError,
 };
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -50,7 +53,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Encoder;
 use tokio_util::sync::CancellationToken;
 
 /// The reading half of a connection's stream (plain TCP or TLS).
@@ -58,42 +61,18 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing half of a connection's stream (plain TCP or TLS).
 pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Most frames the writer takes from its queue at a time.
-const WRITE_BATCH: usize = 512;
-/// Most bytes the writer encodes before it writes them out.
+/// What each of the outbox's two buffers starts with (and goes back to after a very large
+/// frame).
 const WRITE_CHUNK: usize = 256 * 1024;
 /// Bytes of the peer's requests read ahead while they wait (for an ask permit or mailbox
 /// room); the reader stops reading beyond this (one whole frame is always let in).
 pub const REQUEST_BACKLOG: usize = 256 * 1024;
-/// What a frame costs in the outbound budget beyond its variable parts.
-const FRAME_OVERHEAD: usize = 48;
 /// How long a connection closed with a reason (`Refused` after the handshake) waits for that
 /// frame to be written before closing regardless.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 type ReplyFuture = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
-
-/// A frame in the outbound queue, with the bytes it holds of the budget.
-pub(crate) struct Queued {
-    frame: Frame,
-    cost: u32,
-}
-
-/// Room for one frame in the outbound queue.
-pub(crate) struct Reservation<'a> {
-    permit: mpsc::Permit<'a, Queued>,
-    cost: u32,
-}
-
-impl Reservation<'_> {
-    pub(crate) fn send(self, frame: Frame) {
-        self.permit.send(Queued {
-            frame,
-            cost: self.cost,
-        });
-    }
-}
 
 /// What the service task does for the connection.
 enum Work {
@@ -114,10 +93,12 @@ pub(crate) struct Connection {
     pub(crate) version: u16,
     /// The peer as the `sender` of the spans of the messages it sends: `postbox://host:port`.
     origin: Arc<str>,
-    out: mpsc::Sender<Queued>,
-    /// Bytes that may still be queued for the writer.
-    budget: Arc<Semaphore>,
-    budget_max: u32,
+    /// The outbound queue, shared with the writer.
+    pub(crate) outbox: Outbox,
+    /// The largest frame this node sends.
+    max_frame: usize,
+    /// For counting what cannot be sent (frames over the limit).
+    shared: std::sync::Weak<TransportState>,
     pub(crate) pending: DashMap<u64, PendingReply>,
     lookups: DashMap<u64, oneshot::Sender<Option<u64>>>,
     /// Permits for the peer's asks in flight.
@@ -165,54 +146,147 @@ impl Connection {
         now.saturating_sub(self.last_heard.load(Relaxed)) <= window.as_millis() as u64
     }
 
-    fn cost(&self, bytes: usize) -> u32 {
-        u32::try_from(bytes.saturating_add(FRAME_OVERHEAD))
-            .unwrap_or(u32::MAX)
-            .min(self.budget_max)
-    }
-
-    /// Waits for room for a frame of about `bytes` bytes; `None` once the connection is
-    /// closed.
-    pub(crate) async fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
-        let cost = self.cost(bytes);
-        let budget = self.budget.acquire_many(cost).await.ok()?;
-        let permit = self.out.reserve().await.ok()?;
-        budget.forget();
-        Some(Reservation { permit, cost })
-    }
-
-    /// Room for a frame of about `bytes` bytes if there is some right now; `Err(true)` when
-    /// the queue is full, `Err(false)` when the connection is closed.
-    pub(crate) fn try_reserve(&self, bytes: usize) -> Result<Reservation<'_>, bool> {
-        let cost = self.cost(bytes);
-        let budget = self
-            .budget
-            .try_acquire_many(cost)
-            .map_err(|e| matches!(e, tokio::sync::TryAcquireError::NoPermits))?;
-        let permit = self
-            .out
-            .try_reserve()
-            .map_err(|e| matches!(e, mpsc::error::TrySendError::Full(())))?;
-        budget.forget();
-        Ok(Reservation { permit, cost })
-    }
-
-    /// Sends `frame`, waiting for room in the outbound queue.
-    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Frame> {
-        match self.reserve(frame_bytes(&frame)).await {
-            Some(room) => {
-                room.send(frame);
+    /// Appends the frame in `slot` (as the peer's version reads it) to the locked outbox if
+    /// there is room, taking it out of `slot`; leaves it there if not.
+    fn push_frame(
+        &self,
+        outbox: &mut Appender<'_>,
+        slot: &mut Option<Frame>,
+    ) -> Result<(), NoRoom> {
+        let Some(frame) = slot.as_ref() else {
+            return Ok(());
+        };
+        let cost = self.outbox.cost(frame_bytes(frame));
+        outbox.check(cost)?;
+        let Some(frame) = slot.take() else {
+            return Ok(());
+        };
+        let last = matches!(frame, Frame::Goodbye | Frame::Refused { .. });
+        let Some(frame) = for_version(frame, self.version) else {
+            // Nothing to tell this peer, but the connection still ends there.
+            if last {
+                let _ = outbox.push(self.outbox.cost(0), true, |_| Ok::<(), ()>(()));
+            }
+            return Ok(());
+        };
+        let encoded = outbox.push(cost, last, |buf| {
+            FrameCodec::new(self.max_frame).encode(&frame, buf)
+        });
+        match encoded {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(WireError::FrameTooLarge { len, max })) => {
+                let mut instead = self.too_large(frame, len, max);
+                let _ = self.push_frame(outbox, &mut instead);
                 Ok(())
             }
-            None => Err(frame),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, kind = %frame.kind(), "frame not sent");
+                Ok(())
+            }
+            Err(no_room) => {
+                *slot = Some(frame);
+                Err(no_room)
+            }
+        }
+    }
+
+    /// Queues `frame` if there is room now.
+    fn try_push(&self, frame: Frame) -> Result<(), NoRoom> {
+        self.push_frame(&mut self.outbox.lock(), &mut Some(frame))
+    }
+
+    /// Sends `frames` in order, as many as fit under each lock of the outbox, waiting for
+    /// room between; `Err` once the connection is closed.
+    async fn send_all(&self, frames: &mut VecDeque<Frame>) -> Result<(), ()> {
+        while !frames.is_empty() {
+            {
+                let mut outbox = self.outbox.lock();
+                while let Some(frame) = frames.pop_front() {
+                    let mut slot = Some(frame);
+                    match self.push_frame(&mut outbox, &mut slot) {
+                        Ok(()) => {}
+                        Err(NoRoom::Full) => {
+                            if let Some(frame) = slot {
+                                frames.push_front(frame);
+                            }
+                            break;
+                        }
+                        Err(NoRoom::Closed) => return Err(()),
+                    }
+                }
+            }
+            if let Some(front) = frames.front() {
+                if !self.outbox.room(self.outbox.cost(frame_bytes(front))).await {
+                    return Err(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `frame`, waiting for room in the outbound queue; hands it back once the
+    /// connection is closed.
+    pub(crate) async fn send(&self, frame: Frame) -> Result<(), Frame> {
+        let cost = self.outbox.cost(frame_bytes(&frame));
+        let mut slot = Some(frame);
+        loop {
+            let closed = !self.outbox.room(cost).await
+                || self.push_frame(&mut self.outbox.lock(), &mut slot) == Err(NoRoom::Closed);
+            match slot.take() {
+                None => return Ok(()),
+                Some(frame) if closed => return Err(frame),
+                Some(frame) => slot = Some(frame),
+            }
         }
     }
 
     /// Sends `frame` if there is room now; drops it otherwise (heartbeat answers).
     fn try_send(&self, frame: Frame) {
-        if let Ok(room) = self.try_reserve(frame_bytes(&frame)) {
-            room.send(frame);
+        let _ = self.try_push(frame);
+    }
+
+    /// A frame over the limit: whoever waits for it learns why, and nothing is lost
+    /// uncounted. Returns the frame to send instead, if any (a reply's `TooLarge` error).
+    fn too_large(&self, frame: Frame, len: usize, max: usize) -> Option<Frame> {
+        let why = format!(
+            "{} frame of {len} bytes is over the frame limit of {max}",
+            frame.kind()
+        );
+        tracing::warn!(peer = %self.peer_node, "{why}; not sent");
+        let shared = self.shared.upgrade()?;
+        shared.stats.too_large.fetch_add(1, Relaxed);
+        match frame {
+            Frame::Message(envelope) => {
+                let message_type = match envelope.tag {
+                    std::borrow::Cow::Borrowed(tag) => tag,
+                    std::borrow::Cow::Owned(_) => "remote message",
+                };
+                // Counted before the asker learns of it.
+                shared.system.dead_letters().record(DeadLetter::new(
+                    ActorId::from_raw(0),
+                    "",
+                    message_type,
+                    DeadLetterReason::TooLarge,
+                ));
+                if let Some((_, reply)) = envelope
+                    .correlation
+                    .and_then(|correlation| self.pending.remove(&correlation))
+                {
+                    reply.fail(AskError::Remote(RemoteFailure::TooLarge));
+                }
+            }
+            Frame::Reply { correlation, .. } => {
+                return Some(Frame::Error {
+                    correlation,
+                    error: RemoteError {
+                        kind: ErrorKind::TooLarge,
+                        message: why,
+                    },
+                });
+            }
+            _ => {}
         }
+        None
     }
 
     /// Queues a `Goodbye` behind everything already queued and waits until the writer has
@@ -233,14 +307,7 @@ impl Connection {
     /// the frame cannot be queued, else once it is written or after a short grace period.
     pub(crate) fn close_with(self: &Arc<Self>, reason: RefuseReason, message: String) {
         let frame = Frame::Refused { reason, message };
-        let queued = match self.try_reserve(frame_bytes(&frame)) {
-            Ok(room) => {
-                room.send(frame);
-                true
-            }
-            Err(_) => false,
-        };
-        if !queued {
+        if self.try_push(frame).is_err() {
             self.abort();
             return;
         }
@@ -293,6 +360,7 @@ impl Connection {
     /// the peer's watches.
     fn close(&self) {
         self.closed.store(true, Relaxed);
+        self.outbox.close();
         let keys: Vec<u64> = self.pending.iter().map(|e| *e.key()).collect();
         for key in keys {
             if let Some((_, reply)) = self.pending.remove(&key) {
@@ -350,17 +418,15 @@ pub(crate) fn run_connection(
     guard: Option<Box<dyn std::any::Any + Send>>,
 ) -> Arc<Connection> {
     let config = &shared.config;
-    let (out, rx) = mpsc::channel(config.outbound_capacity.max(1));
-    let budget_max = u32::try_from(config.outbound_bytes.max(1)).unwrap_or(u32::MAX);
     let (service, work) = mpsc::unbounded_channel();
     let max_asks = config.max_inbound_asks.max(1);
     let conn = Arc::new(Connection {
         origin: Arc::from(format!("postbox://{}", peer_node.addr)),
         peer_node,
         version,
-        out,
-        budget: Arc::new(Semaphore::new(budget_max as usize)),
-        budget_max,
+        outbox: Outbox::new(config.outbound_capacity, config.outbound_bytes, WRITE_CHUNK),
+        max_frame: config.max_frame,
+        shared: Arc::downgrade(shared),
         pending: DashMap::new(),
         lookups: DashMap::new(),
         asks: Arc::new(Semaphore::new(max_asks)),
@@ -380,7 +446,8 @@ pub(crate) fn run_connection(
         let conn = conn.clone();
         async move {
             let _done = conn.writer_done.clone().drop_guard();
-            write_loop(&shared, &conn, write, rx).await;
+            let _closed = CloseOutbox(&conn);
+            write_loop(&shared, &conn, write).await;
         }
     });
     let service = tokio::spawn(serve(conn.clone(), work));
@@ -415,6 +482,7 @@ pub(crate) fn run_connection(
 /// holds on to the asks' permits, which is what stops the reader when the peer does not read.
 async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
     let mut replies: FuturesUnordered<ReplyFuture> = FuturesUnordered::new();
+    let mut ready = VecDeque::new();
     loop {
         tokio::select! {
             next = work.recv() => match next {
@@ -438,97 +506,82 @@ async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
                 None => return,
             },
             Some(frame) = replies.next(), if !replies.is_empty() => {
-                if let Some(frame) = frame {
-                    if conn.send(frame).await.is_err() {
-                        return;
-                    }
+                // Every reply that is ready goes out with it, under one lock of the outbox.
+                // (Polling without a waker here is fine: the `select!` polls `replies`
+                // again, with this task's waker, before waiting.)
+                ready.extend(frame);
+                while let Some(Some(frame)) = replies.next().now_or_never() {
+                    ready.extend(frame);
+                }
+                if conn.send_all(&mut ready).await.is_err() {
+                    return;
                 }
             }
         }
     }
 }
 
-/// Takes frames in batches, encodes them into one buffer and writes it; heartbeats while
+/// Closes the outbox when the writer stops, however it stops (aborted included): waiting
+/// senders learn that nothing more will be written.
+struct CloseOutbox<'a>(&'a Connection);
+
+impl Drop for CloseOutbox<'_> {
+    fn drop(&mut self) {
+        self.0.outbox.close();
+    }
+}
+
+/// Takes what the senders encoded into the outbox, whole, and writes it; heartbeats while
 /// idle. Ends after writing a `Goodbye` or a `Refused`, when the peer stops reading for the
 /// heartbeat timeout, or on a write error.
-async fn write_loop(
-    shared: &Arc<TransportState>,
-    conn: &Arc<Connection>,
-    mut write: WriteHalf,
-    mut rx: mpsc::Receiver<Queued>,
-) {
+async fn write_loop(shared: &Arc<TransportState>, conn: &Arc<Connection>, mut write: WriteHalf) {
     let config = &shared.config;
-    let mut codec = FrameCodec::new(config.max_frame);
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
     let mut seq = 0;
     loop {
-        let taken = match tokio::time::timeout(
-            config.heartbeat_interval,
-            rx.recv_many(&mut batch, WRITE_BATCH),
-        )
-        .await
-        {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(_) => {
+        let taken = match conn.outbox.take(&mut buf) {
+            Some(taken) => Some(taken),
+            None => {
+                if tokio::time::timeout(config.heartbeat_interval, conn.outbox.ready())
+                    .await
+                    .is_ok()
+                {
+                    continue;
+                }
                 seq += 1;
-                batch.push(Queued {
-                    frame: Frame::Heartbeat { seq },
-                    cost: 0,
-                });
-                1
+                let _ = postbox_wire::encode_frame(&Frame::Heartbeat { seq }, &mut buf);
+                None
             }
         };
-        shared.stats.frames_out.fetch_add(taken as u64, Relaxed);
-        let mut last = false;
-        let mut released: u64 = 0;
-        let mut frames = batch.drain(..).peekable();
-        while let Some(Queued { frame, cost }) = frames.next() {
-            released += u64::from(cost);
-            last |= matches!(frame, Frame::Goodbye | Frame::Refused { .. });
-            let Some(frame) = for_version(frame, conn.version) else {
-                continue;
-            };
-            match codec.encode(&frame, &mut buf) {
-                Ok(()) => {}
-                Err(WireError::FrameTooLarge { len, max }) => {
-                    too_large(shared, conn, frame, len, max, &mut codec, &mut buf);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, kind = %frame.kind(), "frame not sent");
-                }
-            }
-            // One write per batch, or per `WRITE_CHUNK` bytes of it: the buffer never holds
-            // more than that (plus one frame), however large the replies.
-            if buf.len() < WRITE_CHUNK && frames.peek().is_some() {
-                continue;
-            }
-            shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
-            if write_all(&mut write, &buf, config.heartbeat_timeout)
-                .await
-                .is_err()
-            {
-                shared.stats.write_stalls.fetch_add(1, Relaxed);
-                tracing::warn!(
-                    peer = %conn.peer_node,
-                    limit = ?config.heartbeat_timeout,
-                    "the peer has not read for the heartbeat timeout; closing the connection"
-                );
-                conn.abort();
-                return;
-            }
-            buf.clear();
-            conn.budget
-                .add_permits(usize::try_from(std::mem::take(&mut released)).unwrap_or(usize::MAX));
+        shared
+            .stats
+            .frames_out
+            .fetch_add(taken.as_ref().map_or(1, |t| t.frames as u64), Relaxed);
+        shared.stats.bytes_out.fetch_add(buf.len() as u64, Relaxed);
+        if write_all(&mut write, &buf, config.heartbeat_timeout)
+            .await
+            .is_err()
+        {
+            shared.stats.write_stalls.fetch_add(1, Relaxed);
+            tracing::warn!(
+                peer = %conn.peer_node,
+                limit = ?config.heartbeat_timeout,
+                "the peer has not read for the heartbeat timeout; closing the connection"
+            );
+            conn.abort();
+            return;
         }
+        buf.clear();
         if buf.capacity() > 4 * WRITE_CHUNK {
             // A very large frame went through: give its room back.
             buf = BytesMut::with_capacity(WRITE_CHUNK);
         }
-        if last {
-            let _ = write.shutdown().await;
-            return;
+        if let Some(taken) = taken {
+            conn.outbox.written(&taken);
+            if taken.last {
+                let _ = write.shutdown().await;
+                return;
+            }
         }
     }
 }
@@ -570,61 +623,37 @@ async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Re
     }
 }
 
-/// A frame over the limit: whoever waits for it learns why, and nothing is lost uncounted.
-fn too_large(
-    shared: &TransportState,
-    conn: &Connection,
-    frame: Frame,
-    len: usize,
-    max: usize,
-    codec: &mut FrameCodec,
-    buf: &mut BytesMut,
-) {
-    shared.stats.too_large.fetch_add(1, Relaxed);
-    let why = format!(
-        "{} frame of {len} bytes is over the frame limit of {max}",
-        frame.kind()
-    );
-    tracing::warn!(peer = %conn.peer_node, "{why}; not sent");
-    match frame {
-        Frame::Message(envelope) => {
-            let message_type = match envelope.tag {
-                std::borrow::Cow::Borrowed(tag) => tag,
-                std::borrow::Cow::Owned(_) => "remote message",
-            };
-            // Counted before the asker learns of it.
-            shared.system.dead_letters().record(DeadLetter::new(
-                ActorId::from_raw(0),
-                "",
-                message_type,
-                DeadLetterReason::TooLarge,
-            ));
-            if let Some((_, reply)) = envelope
-                .correlation
-                .and_then(|correlation| conn.pending.remove(&correlation))
-            {
-                reply.fail(AskError::Remote(RemoteFailure::TooLarge));
-            }
+/// One of the peer's requests: a message (still in its frame's bytes), or a watch, unwatch,
+/// lookup or goodbye (boxed: rare, and a `Frame` is large to move through the queue).
+enum Request {
+    Message(MessageFrame),
+    Other(Box<Frame>),
+}
+
+impl Request {
+    /// About how many bytes it holds (its variable parts).
+    fn bytes(&self) -> usize {
+        match self {
+            Request::Message(message) => message.len(),
+            Request::Other(frame) => frame_bytes(frame),
         }
-        Frame::Reply { correlation, .. } => {
-            let error = Frame::Error {
-                correlation,
-                error: RemoteError {
-                    kind: ErrorKind::TooLarge,
-                    message: why,
-                },
-            };
-            if let Some(error) = for_version(error, conn.version) {
-                let _ = codec.encode(&error, buf);
-            }
-        }
-        _ => {}
     }
+}
+
+/// The last target and tag resolved on a connection: a run of messages to one actor (the
+/// common case: a remote ref forwards its mailbox in order) finds its actor and handler
+/// without a lookup. It keeps that one actor's cell alive while the connection lives, and is
+/// used only while the actor takes messages (else the lookup says what became of it).
+struct LastTarget {
+    id: u64,
+    tag: String,
+    actor: LocalActor,
+    deliver: Deliver,
 }
 
 /// What the reader holds while the peer's requests wait.
 struct Requests {
-    queue: VecDeque<Frame>,
+    queue: VecDeque<Request>,
     bytes: usize,
     /// The request being delivered, if it had to wait.
     running: Option<BoxFuture>,
@@ -652,6 +681,7 @@ async fn read_loop(
         bytes: 0,
         running: None,
     };
+    let mut last: Option<LastTarget> = None;
     // Why reading stopped (the peer closed, or the socket failed): what was read before is
     // still handled, in order, before the connection ends.
     let mut ended: Option<String> = None;
@@ -662,17 +692,25 @@ async fn read_loop(
         let mut needs_bytes = false;
         if !requests.is_full() {
             loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(frame)) => {
+                match codec.decode_incoming(&mut buf) {
+                    Ok(Some(incoming)) => {
                         shared.stats.frames_in.fetch_add(1, Relaxed);
-                        if is_request(&frame) {
-                            requests.bytes += frame_bytes(&frame) + FRAME_OVERHEAD;
-                            requests.queue.push_back(frame);
-                            if requests.is_full() {
-                                break;
+                        let request = match incoming {
+                            Incoming::Message(message) => Request::Message(message),
+                            Incoming::Other(frame) if is_request(&frame) => {
+                                Request::Other(Box::new(frame))
                             }
-                        } else if let Some(end) = on_response(shared, peer, conn, frame) {
-                            return end;
+                            Incoming::Other(frame) => {
+                                if let Some(end) = on_response(shared, peer, conn, frame) {
+                                    return end;
+                                }
+                                continue;
+                            }
+                        };
+                        requests.bytes += request.bytes() + FRAME_OVERHEAD;
+                        requests.queue.push_back(request);
+                        if requests.is_full() {
+                            break;
                         }
                     }
                     Ok(None) => {
@@ -687,19 +725,30 @@ async fn read_loop(
                 }
             }
         }
-        // Requests, in order, as far as they go without waiting.
-        while requests.running.is_none() {
-            let Some(frame) = requests.queue.pop_front() else {
-                break;
-            };
-            requests.bytes = requests
-                .bytes
-                .saturating_sub(frame_bytes(&frame) + FRAME_OVERHEAD);
-            // The peer's goodbye comes after everything it sent: only now is it leaving.
-            if matches!(frame, Frame::Goodbye) {
+        // Requests, in order, as far as they go without waiting; payloads are decoded with
+        // the transport serving the `ActorRef`s inside them.
+        if requests.running.is_none() && !requests.queue.is_empty() {
+            let left = with_ref_codec(&shared.refs, || {
+                while requests.running.is_none() {
+                    let Some(request) = requests.queue.pop_front() else {
+                        break;
+                    };
+                    requests.bytes = requests
+                        .bytes
+                        .saturating_sub(request.bytes() + FRAME_OVERHEAD);
+                    // The peer's goodbye comes after everything it sent: only now is it
+                    // leaving.
+                    if matches!(&request, Request::Other(frame) if matches!(**frame, Frame::Goodbye))
+                    {
+                        return true;
+                    }
+                    requests.running = on_request(shared, conn, request, &mut last);
+                }
+                false
+            });
+            if left {
                 return "the peer left".into();
             }
-            requests.running = on_request(shared, conn, frame);
         }
         if let Some(why) = &ended {
             if requests.running.is_none() && requests.queue.is_empty() {
@@ -803,10 +852,16 @@ fn on_response(
 fn on_request(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    frame: Frame,
+    request: Request,
+    last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
+    let frame = match request {
+        Request::Message(message) => return deliver(shared, conn, &message, last),
+        Request::Other(frame) => *frame,
+    };
     match frame {
-        Frame::Message(envelope) => deliver(shared, conn, envelope),
+        // Messages come as `Request::Message` (`decode_incoming`).
+        Frame::Message(_) => None,
         Frame::Watch { watcher, target } => watch(shared, conn, watcher, target),
         Frame::Unwatch { watcher, target } => {
             let removed = conn
@@ -893,14 +948,16 @@ fn watch(
 
 /// Puts a message from the peer into the target's mailbox (waiting for room, which keeps the
 /// peer's order and pushes back on it); for an ask, hands its reply to the service task.
+/// Runs with the transport's `RefCodec` installed (the payload is decoded here).
 fn deliver(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    envelope: Envelope,
+    message: &MessageFrame,
+    last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
     // An ask holds a permit until its reply is queued; without one, wait for it here (the
     // reader then takes no more requests).
-    let permit = match envelope.correlation {
+    let permit = match message.correlation() {
         None => None,
         Some(_) => match conn.asks.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
@@ -908,39 +965,35 @@ fn deliver(
                 shared.stats.reads_paused.fetch_add(1, Relaxed);
                 let shared = shared.clone();
                 let conn = conn.clone();
+                let message = message.clone();
                 return Some(Box::pin(async move {
                     let Ok(permit) = conn.asks.clone().acquire_owned().await else {
                         return;
                     };
-                    if let Some(next) = deliver_with(&shared, &conn, envelope, Some(permit)) {
+                    let next = with_ref_codec(&shared.refs, || {
+                        deliver_with(&shared, &conn, &message, Some(permit), &mut None)
+                    });
+                    if let Some(next) = next {
                         next.await;
                     }
                 }));
             }
         },
     };
-    deliver_with(shared, conn, envelope, permit)
+    deliver_with(shared, conn, message, permit, last)
 }
 
 fn deliver_with(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    envelope: Envelope,
+    message: &MessageFrame,
     permit: Option<OwnedSemaphorePermit>,
+    last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
-    let Envelope {
-        target,
-        tag,
-        correlation,
-        payload,
-        trace,
-        ..
-    } = envelope;
-    let trace = trace.and_then(|traceparent| inbound_trace(shared, conn, &traceparent));
-    let local = match &target {
-        Target::Id(id) => LocalActor::by_id(&shared.system, ActorId::from_raw(*id)),
-        Target::Name(name) => LocalActor::by_name(&shared.system, name),
-    };
+    let correlation = message.correlation();
+    let trace = message
+        .trace()
+        .and_then(|traceparent| inbound_trace(shared, conn, traceparent));
     // A refused ask is answered with why (waiting for room: an asker must never be left to
     // its timeout); a refused tell is only counted.
     let refuse = |failure: RemoteFailure| -> Option<BoxFuture> {
@@ -950,41 +1003,68 @@ fn deliver_with(
             correlation,
             error: RemoteError {
                 kind: failure_kind(failure),
-                message: format!("{failure} (tag {tag:?})"),
+                message: format!("{failure} (tag {:?})", message.tag()),
             },
         };
         Some(Box::pin(async move {
             let _ = conn.send(frame).await;
         }))
     };
-    let Some(local) = local else {
-        postbox::remote::reject_unknown_target(&shared.system, "remote message");
-        // Ids are never reused: an id that finds no actor is one that has stopped, and its
-        // asker is told so, as a local asker would be. A name that finds none is unknown.
-        return match target {
-            Target::Id(_) => correlation.map(|correlation| {
-                let conn = conn.clone();
-                let frame = Frame::Error {
-                    correlation,
-                    error: RemoteError {
-                        kind: ErrorKind::Stopped,
-                        message: AskError::Stopped.to_string(),
-                    },
-                };
-                Box::pin(async move {
-                    let _ = conn.send(frame).await;
-                }) as BoxFuture
-            }),
-            Target::Name(_) => refuse(RemoteFailure::UnknownTarget),
+    let hit = match (message.target(), last.as_ref()) {
+        (TargetRef::Id(id), Some(last)) => {
+            last.id == id && last.tag.as_bytes() == message.tag_bytes() && last.actor.is_alive()
+        }
+        _ => false,
+    };
+    let mut by_name = None;
+    if !hit {
+        let tag = message.tag();
+        let local = match message.target() {
+            TargetRef::Id(id) => LocalActor::by_id(&shared.system, ActorId::from_raw(id)),
+            TargetRef::Name(name) => LocalActor::by_name(&shared.system, name),
         };
-    };
-    let deliver = || {
-        with_ref_codec(&shared.refs, || {
-            shared
-                .types
-                .deliver(&local, &tag, payload, correlation.is_some(), &shared.refs)
-        })
-    };
+        let Some(local) = local else {
+            postbox::remote::reject_unknown_target(&shared.system, "remote message");
+            // Ids are never reused: an id that finds no actor is one that has stopped, and its
+            // asker is told so, as a local asker would be. A name that finds none is unknown.
+            return match message.target() {
+                TargetRef::Id(_) => correlation.map(|correlation| {
+                    let conn = conn.clone();
+                    let frame = Frame::Error {
+                        correlation,
+                        error: RemoteError {
+                            kind: ErrorKind::Stopped,
+                            message: AskError::Stopped.to_string(),
+                        },
+                    };
+                    Box::pin(async move {
+                        let _ = conn.send(frame).await;
+                    }) as BoxFuture
+                }),
+                TargetRef::Name(_) => refuse(RemoteFailure::UnknownTarget),
+            };
+        };
+        let deliver = match shared.types.handler(&local, tag) {
+            Ok(deliver) => deliver,
+            Err(failure) => {
+                local.rejected("remote message");
+                return refuse(failure);
+            }
+        };
+        let resolved = LastTarget {
+            id: local.id().get(),
+            tag: tag.to_owned(),
+            actor: local,
+            deliver,
+        };
+        match message.target() {
+            TargetRef::Id(_) => *last = Some(resolved),
+            TargetRef::Name(_) => by_name = Some(resolved),
+        }
+    }
+    let target = by_name.as_ref().or(last.as_ref())?;
+    let ask = correlation.is_some();
+    let deliver = || (target.deliver)(&target.actor, message.payload(), ask, &shared.refs);
     // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
     // context, so that its envelope carries it to the handler.
     let delivery = match &trace {
@@ -995,7 +1075,7 @@ fn deliver_with(
         Ok(Some(enqueue)) => enqueue,
         Ok(None) => return None,
         Err(failure) => {
-            local.rejected("remote message");
+            target.actor.rejected("remote message");
             return refuse(failure);
         }
     };

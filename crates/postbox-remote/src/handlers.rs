@@ -31,7 +31,7 @@ pub(crate) enum ReplyFailure {
 
 /// Decodes a payload and puts it in the actor's mailbox: at once when there is room (`None`),
 /// else through a future that resolves once it is queued — to the reply's future for an ask.
-type Deliver = Box<
+pub(crate) type Deliver = Arc<
     dyn Fn(
             &LocalActor,
             Bytes,
@@ -41,7 +41,7 @@ type Deliver = Box<
         + Send
         + Sync,
 >;
-type BoxedEnqueue = Pin<Box<dyn Future<Output = Option<Delivered>> + Send>>;
+pub(crate) type BoxedEnqueue = Pin<Box<dyn Future<Output = Option<Delivered>> + Send>>;
 
 /// The handlers of one actor type, by message tag. Filled by [`RemoteActor::register`].
 pub struct Handlers<A: Actor> {
@@ -63,7 +63,7 @@ impl<A: Actor> Handlers<A> {
             );
             return;
         };
-        let deliver: Deliver = Box::new(move |target, payload, ask, refs| {
+        let deliver: Deliver = Arc::new(move |target, payload, ask, refs| {
             let actor = target.downcast::<A>().ok_or(RemoteFailure::UnknownTag)?;
             let msg = (codec.decode)(&payload).map_err(|_| RemoteFailure::Undecodable)?;
             let msg = if ask {
@@ -130,21 +130,13 @@ impl TypeRegistry {
             .insert(TypeId::of::<A>(), Arc::new(handlers.by_tag));
     }
 
-    /// Starts delivering `payload` with `tag` to `target`.
-    pub(crate) fn deliver(
-        &self,
-        target: &LocalActor,
-        tag: &str,
-        payload: Bytes,
-        ask: bool,
-        refs: &Arc<dyn RefCodec>,
-    ) -> Result<Option<BoxedEnqueue>, RemoteFailure> {
+    /// How to deliver a message with `tag` to `target`.
+    pub(crate) fn handler(&self, target: &LocalActor, tag: &str) -> Result<Deliver, RemoteFailure> {
         let table = self
             .types
             .get(&target.actor_type_id())
             .map(|t| t.value().clone())
             .ok_or(RemoteFailure::UnknownTag)?;
-        let deliver = table.get(tag).ok_or(RemoteFailure::UnknownTag)?;
-        deliver(target, payload, ask, refs)
+        table.get(tag).cloned().ok_or(RemoteFailure::UnknownTag)
     }
 }

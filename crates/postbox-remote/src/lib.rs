@@ -107,6 +107,7 @@ mod connection;
 mod error;
 mod handlers;
 mod handshake;
+mod outbox;
 mod peer;
 mod refs;
 mod remote;

@@ -2,14 +2,14 @@
 //! `ActorLink`, the `RemoteLink` of one remote ref.
 
 use crate::connection::Connection;
+use crate::outbox::NoRoom;
 use crate::remote::TransportState;
-use bytes::Bytes;
 use dashmap::DashMap;
 use postbox::remote::{
-    ActorAddress, LinkError, LinkSend, Outbound, ProxyHandle, RefCodec, RemoteLink,
+    ActorAddress, LinkError, LinkSend, Outbound, OutboundBatch, ProxyHandle, RefCodec, RemoteLink,
 };
 use postbox::ExitReason;
-use postbox_wire::{Envelope, Frame, NodeAddr, Target};
+use postbox_wire::{Frame, MessageHead, NodeAddr, TargetRef};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -187,91 +187,113 @@ impl ActorLink {
             .filter(|conn| conn.peer_node.incarnation == self.incarnation)
     }
 
-    /// The frame for `message`, its ask filed in `conn`'s pending map.
-    fn frame(&self, conn: &Connection, message: Outbound) -> Frame {
-        let Outbound {
-            tag,
-            payload,
-            reply,
-            trace,
-        } = message;
-        let correlation = reply.map(|reply| {
-            let correlation = self.next_correlation.fetch_add(1, Relaxed);
-            conn.pending.insert(correlation, reply);
-            correlation
-        });
-        Frame::Message(Envelope {
-            target: Target::Id(self.target),
-            tag: std::borrow::Cow::Borrowed(tag),
-            correlation,
-            sender: None,
-            trace: trace.map(|context| context.to_string()),
-            payload: Bytes::from(payload),
-        })
+    /// Encodes messages from the front of `batch` into `conn`'s outbox, under one lock, while
+    /// there is room; an ask is filed in the pending map before the writer can see it.
+    fn push(&self, conn: &Connection, batch: &mut OutboundBatch) -> Result<(), LinkError> {
+        let mut outbox = conn.outbox.lock();
+        while let Some((message, payload)) = batch.front() {
+            if payload.len() > self.max_frame {
+                return Err(LinkError::TooLarge);
+            }
+            let cost = conn.outbox.cost(size(message));
+            let correlation = message
+                .reply
+                .as_ref()
+                .map(|_| self.next_correlation.fetch_add(1, Relaxed));
+            let trace = message.trace.map(|context| context.to_string());
+            let head = MessageHead {
+                target: TargetRef::Id(self.target),
+                tag: message.tag,
+                correlation,
+                sender: None,
+                trace: trace.as_deref(),
+            };
+            let encoded = outbox.push(cost, false, |buf| {
+                postbox_wire::encode_message(&head, payload, buf, self.max_frame)
+            });
+            match encoded {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    if let Some(shared) = self.shared.upgrade() {
+                        shared.stats.too_large.fetch_add(1, Relaxed);
+                    }
+                    return Err(LinkError::TooLarge);
+                }
+                Err(NoRoom::Full) => return Err(LinkError::Full),
+                Err(NoRoom::Closed) => return Err(LinkError::Unreachable),
+            }
+            if let Some((message, _)) = batch.pop_front() {
+                if let (Some(correlation), Some(reply)) = (correlation, message.reply) {
+                    // The writer cannot take the frame before the outbox is unlocked.
+                    conn.pending.insert(correlation, reply);
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Whether `message` can never fit in a frame.
-    fn too_large(&self, message: &Outbound) -> bool {
-        message.payload.len() > self.max_frame
+    /// The connection to send on, waiting while one is being established (its attempts are
+    /// bounded).
+    async fn wait_connection(&self) -> Option<Arc<Connection>> {
+        loop {
+            let woken = self.peer.connected.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Some(conn) = self.connection() {
+                return Some(conn);
+            }
+            if !self.peer.is_connecting() {
+                return None;
+            }
+            let _ = tokio::time::timeout(self.connect_wait, woken).await;
+        }
     }
 }
 
 /// About how many bytes `message` takes as a frame.
 fn size(message: &Outbound) -> usize {
-    message.payload.len() + message.tag.len()
+    message.len + message.tag.len()
 }
 
 impl RemoteLink for ActorLink {
-    fn try_send(&self, message: Outbound) -> Result<(), (Outbound, LinkError)> {
-        if self.too_large(&message) {
-            return Err((message, LinkError::TooLarge));
+    fn try_send(&self, batch: &mut OutboundBatch) -> Result<(), LinkError> {
+        if batch
+            .front()
+            .is_some_and(|(_, payload)| payload.len() > self.max_frame)
+        {
+            return Err(LinkError::TooLarge);
         }
         let Some(conn) = self.connection() else {
             // Still connecting: `send` waits for it.
-            let error = if self.peer.is_connecting() {
+            return Err(if self.peer.is_connecting() {
                 LinkError::Full
             } else {
                 LinkError::Unreachable
-            };
-            return Err((message, error));
+            });
         };
-        let sent = match conn.try_reserve(size(&message)) {
-            Ok(room) => {
-                room.send(self.frame(&conn, message));
-                Ok(())
-            }
-            Err(true) => Err((message, LinkError::Full)),
-            Err(false) => Err((message, LinkError::Unreachable)),
-        };
-        sent
+        self.push(&conn, batch)
     }
 
-    fn send(&self, message: Outbound) -> LinkSend<'_> {
+    fn send<'a>(&'a self, batch: &'a mut OutboundBatch) -> LinkSend<'a> {
         Box::pin(async move {
-            if self.too_large(&message) {
-                return Err((message, LinkError::TooLarge));
+            loop {
+                let Some((message, payload)) = batch.front() else {
+                    return Ok(());
+                };
+                if payload.len() > self.max_frame {
+                    return Err(LinkError::TooLarge);
+                }
+                let cost = size(message);
+                let conn = self.wait_connection().await.ok_or(LinkError::Unreachable)?;
+                match self.push(&conn, batch) {
+                    Err(LinkError::Full) => {}
+                    other => return other,
+                }
+                // Wait for room for the first message left, then go on.
+                if !conn.outbox.room(conn.outbox.cost(cost)).await {
+                    return Err(LinkError::Unreachable);
+                }
             }
-            // Wait while a connection is being established (its attempts are bounded).
-            let conn = loop {
-                let woken = self.peer.connected.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                if let Some(conn) = self.connection() {
-                    break conn;
-                }
-                if !self.peer.is_connecting() {
-                    return Err((message, LinkError::Unreachable));
-                }
-                let _ = tokio::time::timeout(self.connect_wait, woken).await;
-            };
-            let sent = match conn.reserve(size(&message)).await {
-                Some(room) => {
-                    room.send(self.frame(&conn, message));
-                    Ok(())
-                }
-                None => Err((message, LinkError::Unreachable)),
-            };
-            sent
         })
     }
 

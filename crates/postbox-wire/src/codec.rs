@@ -10,8 +10,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{
-    ActorAddr, Challenge, Envelope, ErrorKind, Frame, FrameKind, Hello, NodeAddr, Proof,
-    RefuseReason, RemoteError, Target, WireError, DEFAULT_MAX_FRAME,
+    ActorAddr, Challenge, Envelope, ErrorKind, Frame, FrameKind, Hello, MessageHead, NodeAddr,
+    Proof, RefuseReason, RemoteError, Target, TargetRef, WireError, DEFAULT_MAX_FRAME,
 };
 
 /// The length prefix: a u32, big-endian.
@@ -74,11 +74,23 @@ impl Default for FrameCodec {
     }
 }
 
-impl Decoder for FrameCodec {
-    type Item = Frame;
-    type Error = WireError;
+impl FrameCodec {
+    /// Like [`decode`](Decoder::decode), but a `Message` frame is checked and left in its
+    /// bytes ([`MessageFrame`]): its tag and trace are read in place, nothing is allocated for
+    /// it. Every other frame is decoded as `decode` does. Fails exactly where `decode` would.
+    pub fn decode_incoming(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, WireError> {
+        let Some(body) = self.split_frame(src)? else {
+            return Ok(None);
+        };
+        if body.first() == Some(&FrameKind::Message.code()) {
+            MessageFrame::parse(body).map(|m| Some(Incoming::Message(m)))
+        } else {
+            decode_body(body).map(|f| Some(Incoming::Other(f)))
+        }
+    }
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+    /// The next whole frame's body (kind byte first), split off `src`.
+    fn split_frame(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, WireError> {
         let len = match src.get(..HEADER) {
             Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
             _ => return Ok(None),
@@ -102,8 +114,172 @@ impl Decoder for FrameCodec {
             return Ok(None);
         }
         src.advance(HEADER);
-        let body = src.split_to(len).freeze();
-        decode_body(body).map(Some)
+        Ok(Some(src.split_to(len).freeze()))
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        match self.split_frame(src)? {
+            Some(body) => decode_body(body).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A frame from [`FrameCodec::decode_incoming`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A `Message` frame, checked, still in its bytes.
+    Message(MessageFrame),
+    /// Any other frame, decoded.
+    Other(Frame),
+}
+
+/// Where a name sits in a frame's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum At {
+    Id(u64),
+    Name(std::ops::Range<usize>),
+}
+
+/// A `Message` frame whose fields were checked (as [`FrameCodec::decode`] checks them) and are
+/// read in place: the tag, a target name and the trace are slices of the frame, the payload a
+/// sub-slice of its `Bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFrame {
+    body: Bytes,
+    target: At,
+    tag: std::ops::Range<usize>,
+    correlation: Option<u64>,
+    /// Boxed: rare, and the frame is moved through the reader's queue.
+    sender: Option<Box<ActorAddr>>,
+    trace: Option<std::ops::Range<usize>>,
+    payload: usize,
+}
+
+impl MessageFrame {
+    fn parse(body: Bytes) -> Result<Self, WireError> {
+        let mut r = Reader {
+            buf: &body,
+            pos: 1,
+            frame: FrameKind::Message.label(),
+        };
+        let flags = r.flags("flags", message_flags::KNOWN)?;
+        let target = if flags & message_flags::TARGET_NAME != 0 {
+            At::Name(r.str_at("target name")?)
+        } else {
+            At::Id(r.varint("target id")?)
+        };
+        let tag = r.str_at("tag")?;
+        let correlation = if flags & message_flags::CORRELATION != 0 {
+            Some(r.varint("correlation")?)
+        } else {
+            None
+        };
+        let sender = if flags & message_flags::SENDER != 0 {
+            let node = r.node("sender")?;
+            let id = r.varint("sender id")?;
+            Some(Box::new(ActorAddr { node, id }))
+        } else {
+            None
+        };
+        let trace = if flags & message_flags::TRACE != 0 {
+            Some(r.str_at("trace")?)
+        } else {
+            None
+        };
+        let payload = r.pos;
+        Ok(MessageFrame {
+            body,
+            target,
+            tag,
+            correlation,
+            sender,
+            trace,
+            payload,
+        })
+    }
+
+    /// A string field, checked as UTF-8 when parsed.
+    fn text(&self, at: &std::ops::Range<usize>) -> &str {
+        self.body
+            .get(at.clone())
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Who the message is for.
+    pub fn target(&self) -> TargetRef<'_> {
+        match &self.target {
+            At::Id(id) => TargetRef::Id(*id),
+            At::Name(at) => TargetRef::Name(self.text(at)),
+        }
+    }
+
+    /// The message type's tag.
+    pub fn tag(&self) -> &str {
+        self.text(&self.tag)
+    }
+
+    /// The tag's bytes (UTF-8, checked when parsed): for comparing against a known tag
+    /// without checking them again.
+    pub fn tag_bytes(&self) -> &[u8] {
+        self.body.get(self.tag.clone()).unwrap_or_default()
+    }
+
+    /// About how many bytes the message holds: its payload, tag and trace.
+    pub fn len(&self) -> usize {
+        let trace = self.trace.as_ref().map_or(0, |at| at.len());
+        self.payload_len() + self.tag.len() + trace
+    }
+
+    /// Whether it holds no bytes at all (never: a tag or payload is there in practice).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `Some(id)` for an ask.
+    pub fn correlation(&self) -> Option<u64> {
+        self.correlation
+    }
+
+    /// The sending actor, if any.
+    pub fn sender(&self) -> Option<&ActorAddr> {
+        self.sender.as_deref()
+    }
+
+    /// The sender's `traceparent`, if any.
+    pub fn trace(&self) -> Option<&str> {
+        self.trace.as_ref().map(|at| self.text(at))
+    }
+
+    /// The payload, as a slice of the frame's bytes (no copy).
+    pub fn payload(&self) -> Bytes {
+        self.body.slice(self.payload.min(self.body.len())..)
+    }
+
+    /// The payload's length.
+    pub fn payload_len(&self) -> usize {
+        self.body.len().saturating_sub(self.payload)
+    }
+
+    /// The owned envelope (what [`FrameCodec::decode`] gives).
+    pub fn into_envelope(self) -> Envelope {
+        Envelope {
+            target: match self.target() {
+                TargetRef::Id(id) => Target::Id(id),
+                TargetRef::Name(name) => Target::Name(name.to_owned()),
+            },
+            tag: self.tag().to_owned().into(),
+            correlation: self.correlation,
+            sender: self.sender.as_deref().cloned(),
+            trace: self.trace().map(str::to_owned),
+            payload: self.payload(),
+        }
     }
 }
 
@@ -132,20 +308,32 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), WireError> 
     encode_with_limit(frame, out, DEFAULT_MAX_FRAME)
 }
 
-fn encode_with_limit(frame: &Frame, out: &mut BytesMut, max: usize) -> Result<(), WireError> {
-    // The payload alone is too large: refuse before copying it.
-    if let Frame::Message(Envelope { payload, .. }) | Frame::Reply { payload, .. } = frame {
-        if payload.len() > max {
-            return Err(WireError::FrameTooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+/// Appends one `Message` frame, length prefix included, to `out`, from its borrowed fields
+/// and payload: the same bytes as `encode_frame` of the equivalent [`Envelope`], without
+/// building one. Refuses a frame whose body would exceed `max` bytes (`FrameTooLarge`),
+/// leaving `out` as it was.
+pub fn encode_message(
+    head: &MessageHead<'_>,
+    payload: &[u8],
+    out: &mut BytesMut,
+    max: usize,
+) -> Result<(), WireError> {
+    if payload.len() > max {
+        return Err(WireError::FrameTooLarge {
+            len: payload.len(),
+            max,
+        });
     }
     let start = out.len();
-    out.reserve(HEADER + size_hint(frame));
+    out.reserve(HEADER + message_size_hint(head, payload.len()));
     out.put_u32(0);
-    encode_body(frame, out);
+    encode_message_body(head, payload, out);
+    finish_frame(out, start, max)
+}
+
+/// Writes the length prefix of the frame that starts at `start`, or takes the frame back out
+/// if it is over `max`.
+fn finish_frame(out: &mut BytesMut, start: usize, max: usize) -> Result<(), WireError> {
     let len = out.len().saturating_sub(start + HEADER);
     let prefix = match u32::try_from(len) {
         Ok(prefix) if len <= max => prefix,
@@ -160,19 +348,28 @@ fn encode_with_limit(frame: &Frame, out: &mut BytesMut, max: usize) -> Result<()
     Ok(())
 }
 
+fn encode_with_limit(frame: &Frame, out: &mut BytesMut, max: usize) -> Result<(), WireError> {
+    // The payload alone is too large: refuse before copying it.
+    if let Frame::Message(Envelope { payload, .. }) | Frame::Reply { payload, .. } = frame {
+        if payload.len() > max {
+            return Err(WireError::FrameTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+    }
+    let start = out.len();
+    out.reserve(HEADER + size_hint(frame));
+    out.put_u32(0);
+    encode_body(frame, out);
+    finish_frame(out, start, max)
+}
+
 /// A close upper estimate of a frame's body length, so that encoding reserves once.
 fn size_hint(frame: &Frame) -> usize {
     const FIXED: usize = 48;
     match frame {
-        Frame::Message(env) => {
-            let target = match &env.target {
-                Target::Id(_) => 0,
-                Target::Name(name) => name.len(),
-            };
-            let sender = env.sender.as_ref().map_or(0, |s| s.node.addr.len() + 32);
-            let trace = env.trace.as_ref().map_or(0, String::len);
-            FIXED + target + env.tag.len() + sender + trace + env.payload.len()
-        }
+        Frame::Message(env) => message_size_hint(&head(env), env.payload.len()),
         Frame::Reply { payload, .. } => FIXED + payload.len(),
         Frame::Hello(hello) => FIXED + 32 + hello.cluster.len() + hello.node.addr.len(),
         Frame::Challenge(ch) => FIXED + 64 + ch.cluster.len() + ch.node.addr.len(),
@@ -188,6 +385,29 @@ fn size_hint(frame: &Frame) -> usize {
         | Frame::Watch { .. }
         | Frame::Unwatch { .. }
         | Frame::Found { .. } => FIXED,
+    }
+}
+
+/// [`size_hint`] of a `Message` frame.
+fn message_size_hint(head: &MessageHead<'_>, payload: usize) -> usize {
+    const FIXED: usize = 48;
+    let target = match head.target {
+        TargetRef::Id(_) => 0,
+        TargetRef::Name(name) => name.len(),
+    };
+    let sender = head.sender.map_or(0, |s| s.node.addr.len() + 32);
+    let trace = head.trace.map_or(0, str::len);
+    FIXED + target + head.tag.len() + sender + trace + payload
+}
+
+/// The borrowed fields of an envelope.
+fn head(env: &Envelope) -> MessageHead<'_> {
+    MessageHead {
+        target: TargetRef::from(&env.target),
+        tag: &env.tag,
+        correlation: env.correlation,
+        sender: env.sender.as_ref(),
+        trace: env.trace.as_deref(),
     }
 }
 
@@ -219,7 +439,7 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
             put_str(out, message);
         }
         Frame::Goodbye => out.put_u8(FrameKind::Goodbye.code()),
-        Frame::Message(env) => encode_message(env, out),
+        Frame::Message(env) => encode_message_body(&head(env), &env.payload, out),
         Frame::Reply {
             correlation,
             payload,
@@ -278,38 +498,38 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
     }
 }
 
-fn encode_message(env: &Envelope, out: &mut BytesMut) {
+fn encode_message_body(head: &MessageHead<'_>, payload: &[u8], out: &mut BytesMut) {
     let mut flags = 0;
-    if matches!(env.target, Target::Name(_)) {
+    if matches!(head.target, TargetRef::Name(_)) {
         flags |= message_flags::TARGET_NAME;
     }
-    if env.correlation.is_some() {
+    if head.correlation.is_some() {
         flags |= message_flags::CORRELATION;
     }
-    if env.sender.is_some() {
+    if head.sender.is_some() {
         flags |= message_flags::SENDER;
     }
-    if env.trace.is_some() {
+    if head.trace.is_some() {
         flags |= message_flags::TRACE;
     }
     out.put_u8(FrameKind::Message.code());
     out.put_u8(flags);
-    match &env.target {
-        Target::Id(id) => put_varint(out, *id),
-        Target::Name(name) => put_str(out, name),
+    match head.target {
+        TargetRef::Id(id) => put_varint(out, id),
+        TargetRef::Name(name) => put_str(out, name),
     }
-    put_str(out, &env.tag);
-    if let Some(correlation) = env.correlation {
+    put_str(out, head.tag);
+    if let Some(correlation) = head.correlation {
         put_varint(out, correlation);
     }
-    if let Some(sender) = &env.sender {
+    if let Some(sender) = head.sender {
         put_node(out, &sender.node);
         put_varint(out, sender.id);
     }
-    if let Some(trace) = &env.trace {
+    if let Some(trace) = head.trace {
         put_str(out, trace);
     }
-    out.put_slice(&env.payload);
+    out.put_slice(payload);
 }
 
 /// Unsigned LEB128: 7 bits a byte, least significant group first, high bit = more follow.
@@ -589,11 +809,23 @@ impl<'a> Reader<'a> {
     }
 
     fn str(&mut self, field: &str) -> Result<String, WireError> {
+        let at = self.str_at(field)?;
+        Ok(self
+            .buf
+            .get(at)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Where the next length-prefixed UTF-8 string is, checked.
+    fn str_at(&mut self, field: &str) -> Result<std::ops::Range<usize>, WireError> {
         let len = self.varint(field)?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let start = self.pos;
         let bytes = self.take(len, field)?;
         match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(_) => Ok(start..self.pos),
             Err(err) => Err(self.error(field, format_args!("not UTF-8 ({err})"))),
         }
     }
@@ -692,6 +924,122 @@ mod tests {
         buf.push(0x01);
         let err = reader(&buf).str("s").unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn encode_message_writes_the_bytes_of_the_equivalent_envelope() {
+        let sender = ActorAddr {
+            node: NodeAddr {
+                addr: "10.0.0.7:4000".into(),
+                node_id: 3,
+                incarnation: 9,
+            },
+            id: 12,
+        };
+        let envelopes = [
+            Envelope::new(7, "a.Tag", Bytes::from_static(&[1; 100])),
+            Envelope {
+                target: Target::Name("counter".into()),
+                tag: "b".into(),
+                correlation: Some(300),
+                sender: Some(sender),
+                trace: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+                payload: Bytes::new(),
+            },
+        ];
+        for envelope in envelopes {
+            let mut whole = BytesMut::from(&b"before"[..]);
+            let mut borrowed = whole.clone();
+            encode_frame(&Frame::Message(envelope.clone()), &mut whole).unwrap();
+            encode_message(&head(&envelope), &envelope.payload, &mut borrowed, 1 << 20).unwrap();
+            assert_eq!(whole, borrowed);
+        }
+        // Over the limit: refused, the buffer untouched.
+        let envelope = Envelope::new(7, "a.Tag", Bytes::from_static(&[1; 100]));
+        let mut out = BytesMut::from(&b"x"[..]);
+        let err = encode_message(&head(&envelope), &envelope.payload, &mut out, 104).unwrap_err();
+        assert!(matches!(err, WireError::FrameTooLarge { .. }), "{err}");
+        assert_eq!(&out[..], b"x");
+    }
+
+    #[test]
+    fn a_message_decoded_in_place_reads_as_the_decoded_envelope() {
+        let sender = ActorAddr {
+            node: NodeAddr {
+                addr: "10.0.0.7:4000".into(),
+                node_id: 3,
+                incarnation: 9,
+            },
+            id: 12,
+        };
+        let frames = [
+            Frame::Message(Envelope::new(7, "a.Tag", Bytes::from_static(&[1; 100]))),
+            Frame::Message(Envelope {
+                target: Target::Name("counter".into()),
+                tag: "b".into(),
+                correlation: Some(300),
+                sender: Some(sender),
+                trace: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+                payload: Bytes::new(),
+            }),
+            Frame::Heartbeat { seq: 4 },
+        ];
+        let mut buf = BytesMut::new();
+        for frame in &frames {
+            encode_frame(frame, &mut buf).unwrap();
+        }
+        let mut codec = FrameCodec::default();
+        for frame in frames {
+            let incoming = codec.decode_incoming(&mut buf).unwrap().unwrap();
+            match (incoming, frame) {
+                (Incoming::Message(message), Frame::Message(envelope)) => {
+                    assert_eq!(message.tag(), envelope.tag);
+                    assert_eq!(message.tag_bytes(), envelope.tag.as_bytes());
+                    let trace = envelope.trace.as_ref().map_or(0, String::len);
+                    assert_eq!(
+                        message.len(),
+                        envelope.payload.len() + envelope.tag.len() + trace
+                    );
+                    assert_eq!(message.target(), TargetRef::from(&envelope.target));
+                    assert_eq!(message.payload_len(), envelope.payload.len());
+                    assert_eq!(message.into_envelope(), envelope);
+                }
+                (Incoming::Other(decoded), frame) => assert_eq!(decoded, frame),
+                (incoming, frame) => panic!("{incoming:?} for {frame:?}"),
+            }
+        }
+        assert_eq!(codec.decode_incoming(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn a_message_decoded_in_place_fails_where_decode_fails() {
+        let frame = Frame::Message(Envelope::new("name", "tag", Bytes::from_static(b"p")));
+        let mut whole = BytesMut::new();
+        encode_frame(&frame, &mut whole).unwrap();
+        // Every truncation of the body (a shorter length prefix) and a bad UTF-8 byte in
+        // the tag: the same outcome both ways.
+        let mut cases = Vec::new();
+        for cut in 1..whole.len() - HEADER {
+            let mut bytes = BytesMut::new();
+            bytes.put_u32(cut as u32);
+            bytes.put_slice(&whole[HEADER..HEADER + cut]);
+            cases.push(bytes);
+        }
+        let mut bad = whole.clone();
+        let tag_at = bad.iter().rposition(|&b| b == b't').unwrap();
+        bad[tag_at] = 0xff;
+        cases.push(bad);
+        for case in cases {
+            let decoded = FrameCodec::default().decode(&mut case.clone());
+            let incoming = FrameCodec::default().decode_incoming(&mut case.clone());
+            match (decoded, incoming) {
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (Ok(Some(Frame::Message(a))), Ok(Some(Incoming::Message(b)))) => {
+                    assert_eq!(a, b.into_envelope())
+                }
+                (a, b) => panic!("{a:?} but {b:?}"),
+            }
+        }
     }
 
     #[test]

@@ -48,3 +48,38 @@ impl Envelope {
         }
     }
 }
+
+/// Who a message is for, borrowed (see [`Target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetRef<'a> {
+    /// The actor with this id on the receiving node.
+    Id(u64),
+    /// The actor registered under this name on the receiving node.
+    Name(&'a str),
+}
+
+impl<'a> From<&'a Target> for TargetRef<'a> {
+    fn from(target: &'a Target) -> Self {
+        match target {
+            Target::Id(id) => TargetRef::Id(*id),
+            Target::Name(name) => TargetRef::Name(name),
+        }
+    }
+}
+
+/// The fields of a `Message` frame ahead of its payload, borrowed: what a sender that encodes
+/// messages straight into its write buffer hands to [`encode_message`](crate::encode_message)
+/// (no [`Envelope`], no payload `Bytes`). Same layout on the wire as an [`Envelope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageHead<'a> {
+    /// Who the message is for.
+    pub target: TargetRef<'a>,
+    /// The message type's tag.
+    pub tag: &'a str,
+    /// `Some(id)` for an ask.
+    pub correlation: Option<u64>,
+    /// The sending actor, if any.
+    pub sender: Option<&'a ActorAddr>,
+    /// The sender's `traceparent`, if any.
+    pub trace: Option<&'a str>,
+}

@@ -175,8 +175,8 @@ mod handshake;
 mod payload;
 
 pub use crate::addr::{ActorAddr, NodeAddr, Target};
-pub use crate::codec::{encode_frame, FrameCodec};
-pub use crate::envelope::Envelope;
+pub use crate::codec::{encode_frame, encode_message, FrameCodec, Incoming, MessageFrame};
+pub use crate::envelope::{Envelope, MessageHead, TargetRef};
 pub use crate::error::WireError;
 pub use crate::frame::{ErrorKind, Frame, FrameClass, FrameKind, RefuseReason, RemoteError};
 pub use crate::handshake::{Challenge, Hello, Proof};

@@ -367,6 +367,8 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
     fn send_system(&self, signal: SystemSignal) -> Result<(), SystemSignal>;
     fn interrupt(&self, bits: usize);
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// Whether its mailbox still takes messages.
+    fn is_alive(&self) -> bool;
 }
 
 impl<A: Actor> AnyCell for ActorCell<A> {
@@ -405,6 +407,10 @@ impl<A: Actor> AnyCell for ActorCell<A> {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.mailbox.is_closed()
     }
 }
 

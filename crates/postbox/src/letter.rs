@@ -90,6 +90,7 @@ impl<R> Tail<R> {
 type EncodeRemote = unsafe fn(
     &mut Payload,
     &dyn Fn(crate::remote::RemoteFailure),
+    &mut Vec<u8>,
 ) -> Result<crate::remote::Outbound, ()>;
 
 struct VTable<A: Actor> {
@@ -193,16 +194,17 @@ impl<A: Actor> Letter<A> {
         unsafe { (this.vtable.dispatch)(&mut this.payload, actor, ctx, slot) }
     }
 
-    /// Encodes the message for a remote actor (see `remote.rs`). When it cannot be encoded,
-    /// `refused` runs before an asker learns of it, so the dead letter is counted by the time
-    /// the ask resolves.
+    /// Encodes the message for a remote actor (see `remote.rs`), appending its payload to
+    /// `out` (left as it was on failure). When it cannot be encoded, `refused` runs before an
+    /// asker learns of it, so the dead letter is counted by the time the ask resolves.
     pub(crate) fn into_remote(
         self,
         refused: &dyn Fn(crate::remote::RemoteFailure),
+        out: &mut Vec<u8>,
     ) -> Result<crate::remote::Outbound, ()> {
         let mut this = ManuallyDrop::new(self);
         // SAFETY: as in `dispatch`: written by `new` for this vtable, taken once, here.
-        unsafe { (this.vtable.remote)(&mut this.payload, refused) }
+        unsafe { (this.vtable.remote)(&mut this.payload, refused, out) }
     }
 
     /// Takes the message and reply handle back out, for a send that failed.
@@ -242,6 +244,7 @@ impl<A: Actor> std::fmt::Debug for Letter<A> {
 unsafe fn encode_packet<A: Handler<M>, M: Message>(
     payload: &mut Payload,
     refused: &dyn Fn(crate::remote::RemoteFailure),
+    out: &mut Vec<u8>,
 ) -> Result<crate::remote::Outbound, ()> {
     use crate::remote::{Outbound, PendingReply, RemoteFailure};
     // SAFETY: forwarded contract.
@@ -257,15 +260,16 @@ unsafe fn encode_packet<A: Handler<M>, M: Message>(
         failed(reply, RemoteFailure::NotRemotable);
         return Err(());
     };
-    // Room for a typical small message: growing from empty would reallocate several times.
-    let mut bytes = Vec::with_capacity(256);
-    if (codec.encode)(&message, &mut bytes).is_err() {
+    let start = out.len();
+    if (codec.encode)(&message, out).is_err() {
+        out.truncate(start);
         failed(reply, RemoteFailure::Unencodable);
         return Err(());
     }
     Ok(Outbound {
         tag: codec.tag,
-        payload: bytes,
+        message_type: std::any::type_name::<M>(),
+        len: out.len() - start,
         reply: reply.map(|reply| PendingReply::new(reply, codec.decode_reply)),
         trace: carried.map(|carried| carried.context),
     })

@@ -123,12 +123,15 @@ impl fmt::Display for RemoteFailure {
     }
 }
 
-/// One message on its way to a remote actor, encoded.
+/// One message on its way to a remote actor, encoded; its payload is in the
+/// [`OutboundBatch`] it belongs to.
 pub struct Outbound {
     /// The message type's wire tag.
     pub tag: &'static str,
-    /// The encoded message.
-    pub payload: Vec<u8>,
+    /// The message type's Rust name (for dead letters).
+    pub message_type: &'static str,
+    /// The length of its encoded payload.
+    pub len: usize,
     /// For an ask: where the reply goes.
     pub reply: Option<PendingReply>,
     /// The trace context the message was sent in, if any: the receiving handler's span is to
@@ -140,9 +143,81 @@ impl fmt::Debug for Outbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outbound")
             .field("tag", &self.tag)
-            .field("bytes", &self.payload.len())
+            .field("bytes", &self.len)
             .field("ask", &self.reply.is_some())
             .field("trace", &self.trace)
+            .finish()
+    }
+}
+
+/// The messages a proxy forwards at a time, in mailbox order: their payloads encoded back to
+/// back into one buffer that the proxy reuses, so that a message costs no allocation of its
+/// own and the link takes its connection once per batch.
+#[derive(Default)]
+pub struct OutboundBatch {
+    payloads: Vec<u8>,
+    /// Where the first message's payload starts in `payloads`.
+    start: usize,
+    messages: std::collections::VecDeque<Outbound>,
+}
+
+impl OutboundBatch {
+    /// Messages left in the batch.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether every message has been taken.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The next message and its payload.
+    pub fn front(&self) -> Option<(&Outbound, &[u8])> {
+        let message = self.messages.front()?;
+        let payload = self
+            .payloads
+            .get(self.start..self.start + message.len)
+            .unwrap_or_default();
+        Some((message, payload))
+    }
+
+    /// Takes the next message, with its payload.
+    pub fn pop_front(&mut self) -> Option<(Outbound, &[u8])> {
+        let message = self.messages.pop_front()?;
+        let start = self.start;
+        self.start += message.len;
+        let payload = self
+            .payloads
+            .get(start..start + message.len)
+            .unwrap_or_default();
+        Some((message, payload))
+    }
+
+    /// Empties the buffer for the next batch (the messages must all have been taken).
+    fn reset(&mut self) {
+        debug_assert!(self.messages.is_empty());
+        self.payloads.clear();
+        self.start = 0;
+    }
+
+    /// Encodes `letter` at the end of the batch; `refused` counts it if it cannot be.
+    fn push<A: Actor>(
+        &mut self,
+        letter: Letter<A>,
+        refused: &dyn Fn(RemoteFailure),
+    ) -> Result<(), ()> {
+        let message = letter.into_remote(refused, &mut self.payloads)?;
+        self.messages.push_back(message);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for OutboundBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundBatch")
+            .field("messages", &self.messages.len())
+            .field("bytes", &(self.payloads.len() - self.start))
             .finish()
     }
 }
@@ -285,18 +360,27 @@ pub enum LinkError {
 }
 
 /// The boxed future [`RemoteLink::send`] returns.
-pub type LinkSend<'a> =
-    Pin<Box<dyn Future<Output = Result<(), (Outbound, LinkError)>> + Send + 'a>>;
+pub type LinkSend<'a> = Pin<Box<dyn Future<Output = Result<(), LinkError>> + Send + 'a>>;
 
 /// Where a proxy's messages go: one remote actor, through its node's connection.
+///
+/// Both ways of sending take messages from the front of an [`OutboundBatch`], in order; the
+/// messages taken are on their way. On an error the message that caused it is still the
+/// batch's first (the proxy counts it, or the rest, as dead letters).
 pub trait RemoteLink: Send + Sync + 'static {
-    /// Queues `message` for the remote actor, waiting while the connection's outbound queue is
-    /// full (backpressure). Hands the message back if the peer is unreachable.
-    fn send(&self, message: Outbound) -> LinkSend<'_>;
-    /// Queues `message` if there is room right now, without waiting or allocating a future;
-    /// hands it back with `Full` (then the proxy uses [`send`](Self::send)) or `Unreachable`.
-    fn try_send(&self, message: Outbound) -> Result<(), (Outbound, LinkError)> {
-        Err((message, LinkError::Full))
+    /// Sends the whole batch, waiting while the connection's outbound queue is full
+    /// (backpressure). Stops at a message that is too large or when the peer is
+    /// unreachable.
+    fn send<'a>(&'a self, batch: &'a mut OutboundBatch) -> LinkSend<'a>;
+    /// Sends as much of the batch as there is room for right now, without waiting or
+    /// allocating a future: `Err(Full)` if some is left (then the proxy uses
+    /// [`send`](Self::send)).
+    fn try_send(&self, batch: &mut OutboundBatch) -> Result<(), LinkError> {
+        if batch.is_empty() {
+            Ok(())
+        } else {
+            Err(LinkError::Full)
+        }
     }
     /// The first local watcher of this proxy appeared: ask the remote node to report the
     /// actor's termination.
@@ -384,15 +468,23 @@ pub fn spawn_proxy<A: Actor>(
     (ActorRef::from_cell(cell), handle)
 }
 
+/// Most messages a proxy takes from its mailbox and encodes before handing them to its link:
+/// enough to take the connection once for many small messages, few enough that a signal
+/// (stop, watch) waits behind at most this many.
+const FORWARD_BATCH: usize = 64;
+
 /// The proxy's task: forwards messages in mailbox order until terminated.
 async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn RemoteLink>) {
     let mut watchers: Vec<Watcher> = Vec::new();
     let mut draining = None;
     let refs = link.ref_codec();
+    let mut batch = OutboundBatch::default();
     let reason = loop {
         match poll_fn(|cx| consumer.poll_recv(cx)).await {
-            Received::Message(envelope) => {
-                if let Some(reason) = send_one(&consumer, &*link, refs.as_ref(), envelope).await {
+            Received::Message(letter) => {
+                let reason =
+                    forward_batch(&mut consumer, &*link, refs.as_ref(), &mut batch, letter).await;
+                if let Some(reason) = reason {
                     break reason;
                 }
             }
@@ -455,46 +547,64 @@ async fn forward<A: Actor>(mut consumer: Consumer<ActorCell<A>>, link: Arc<dyn R
     }
 }
 
-/// Encodes and sends one message; returns the proxy's end if the link is gone.
-async fn send_one<A: Actor>(
-    consumer: &Consumer<ActorCell<A>>,
+/// Encodes `first` and what else is queued behind it (up to [`FORWARD_BATCH`] messages) and
+/// sends them; returns the proxy's end if the link is gone.
+async fn forward_batch<A: Actor>(
+    consumer: &mut Consumer<ActorCell<A>>,
     link: &dyn RemoteLink,
     refs: Option<&Arc<dyn RefCodec>>,
-    envelope: Letter<A>,
+    batch: &mut OutboundBatch,
+    first: Letter<A>,
 ) -> Option<ExitReason> {
-    let cell = consumer.owner();
-    let message_type = envelope.message_type();
-    let refused = |_: RemoteFailure| record(cell, message_type, DeadLetterReason::NotRemotable);
-    let encoded = match refs {
-        Some(refs) => with_ref_codec(refs, || envelope.into_remote(&refused)),
-        None => envelope.into_remote(&refused),
+    let cell = consumer.owner().clone();
+    batch.reset();
+    let encode = |batch: &mut OutboundBatch, consumer: &mut Consumer<ActorCell<A>>| {
+        let mut next = Some(first);
+        while let Some(letter) = next.take() {
+            let message_type = letter.message_type();
+            let refused =
+                |_: RemoteFailure| record(&cell, message_type, DeadLetterReason::NotRemotable);
+            let _ = batch.push(letter, &refused);
+            if batch.len() < FORWARD_BATCH {
+                next = consumer.try_recv();
+            }
+        }
     };
-    match encoded {
-        Ok(outbound) => match match link.try_send(outbound) {
-            Err((outbound, LinkError::Full)) => link.send(outbound).await,
-            other => other,
-        } {
-            Ok(()) => {
-                cell.meta.stats.record_message(None);
-                None
-            }
-            Err((outbound, LinkError::TooLarge)) => {
-                record(cell, message_type, DeadLetterReason::TooLarge);
-                if let Some(reply) = outbound.reply {
-                    reply.fail(AskError::Remote(RemoteFailure::TooLarge));
-                }
-                None
-            }
-            Err((outbound, _)) => {
-                record(cell, message_type, DeadLetterReason::Unreachable);
-                if let Some(reply) = outbound.reply {
-                    reply.fail(AskError::NodeDown);
-                }
-                Some(ExitReason::NodeDown)
-            }
-        },
-        Err(()) => None,
+    match refs {
+        Some(refs) => with_ref_codec(refs, || encode(batch, consumer)),
+        None => encode(batch, consumer),
     }
+    while !batch.is_empty() {
+        let before = batch.len();
+        let sent = match link.try_send(batch) {
+            Err(LinkError::Full) => link.send(batch).await,
+            other => other,
+        };
+        for _ in batch.len()..before {
+            cell.meta.stats.record_message(None);
+        }
+        match sent {
+            Ok(()) => {}
+            Err(LinkError::TooLarge) => {
+                if let Some((outbound, _)) = batch.pop_front() {
+                    record(&cell, outbound.message_type, DeadLetterReason::TooLarge);
+                    if let Some(reply) = outbound.reply {
+                        reply.fail(AskError::Remote(RemoteFailure::TooLarge));
+                    }
+                }
+            }
+            Err(_) => {
+                while let Some((outbound, _)) = batch.pop_front() {
+                    record(&cell, outbound.message_type, DeadLetterReason::Unreachable);
+                    if let Some(reply) = outbound.reply {
+                        reply.fail(AskError::NodeDown);
+                    }
+                }
+                return Some(ExitReason::NodeDown);
+            }
+        }
+    }
+    None
 }
 
 fn unreachable_letter<A: Actor>(cell: &ActorCell<A>, envelope: Letter<A>) {
@@ -549,6 +659,12 @@ impl LocalActor {
     /// Its actor type's name.
     pub fn actor_type(&self) -> &'static str {
         self.cell.actor_type()
+    }
+
+    /// Whether it still takes messages (it is not stopping or stopped): a transport that
+    /// keeps a `LocalActor` between messages checks this before each.
+    pub fn is_alive(&self) -> bool {
+        self.cell.is_alive()
     }
 
     /// A typed reference, if it is an `A`.

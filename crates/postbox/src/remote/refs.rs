@@ -160,14 +160,11 @@ pub(crate) fn resolve<A: Actor>(address: &ActorAddress) -> Result<ActorRef<A>, S
 struct DeadLink;
 
 impl RemoteLink for DeadLink {
-    fn send(&self, message: super::Outbound) -> super::LinkSend<'_> {
-        Box::pin(async move { Err((message, super::LinkError::Unreachable)) })
+    fn send<'a>(&'a self, _: &'a mut super::OutboundBatch) -> super::LinkSend<'a> {
+        Box::pin(async { Err(super::LinkError::Unreachable) })
     }
-    fn try_send(
-        &self,
-        message: super::Outbound,
-    ) -> Result<(), (super::Outbound, super::LinkError)> {
-        Err((message, super::LinkError::Unreachable))
+    fn try_send(&self, _: &mut super::OutboundBatch) -> Result<(), super::LinkError> {
+        Err(super::LinkError::Unreachable)
     }
     fn watch(&self) {}
     fn closed(&self) {}
