@@ -34,6 +34,9 @@ pub(crate) fn command(netns: Option<&str>, args: &[&str]) -> Command {
         .env_remove("POSTBOX_CONFIG")
         .env("POSTBOX_NODE_CLUSTER", CLUSTER)
         .env("POSTBOX_NODE_SECRET", SECRET)
+        // Each node keeps its own store unless a test shares one (`--store sqlite
+        // --store-path`): no file is left behind in the working directory.
+        .env("POSTBOX_PERSISTENCE_STORE", "memory")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -1,0 +1,114 @@
+//! The built-in `counter` as a sharded, persistent entity, with real `postbox-node`
+//! processes sharing the default embedded store (one SQLite file, as nodes started from
+//! one folder do): one key is one sequence of values through any node, and after SIGKILL
+//! of the node hosting it, in the middle of a stream of asks, every ask resolves and every
+//! acknowledged increment is in the final value.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+/// `send counter` through `via`: the counter's value and hosting node, or the error.
+async fn add(via: &NodeProcess, key: &str, n: i64) -> Result<(i64, String), String> {
+    let body = format!(r#"{{"key": "{key}", "add": {n}}}"#);
+    let output = run(
+        None,
+        &[
+            "send",
+            "--json",
+            "--timeout",
+            "20s",
+            "--node",
+            &via.remote,
+            "counter",
+            &body,
+        ],
+    )
+    .await;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+    Ok((
+        reply["reply"]["value"].as_i64().unwrap(),
+        reply["reply"]["node"].as_str().unwrap().to_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = folder.path().join("postbox.db");
+    let store = store.to_str().unwrap();
+    let shared = ["--store", "sqlite", "--store-path", store];
+    let loopback = "127.0.0.1:0";
+    let first = NodeProcess::start(None, loopback, loopback, &shared).await;
+    let seed = first.gossip.clone();
+    let mut extra = shared.to_vec();
+    extra.extend(["--seed", seed.as_str()]);
+    let mut nodes = vec![first];
+    for _ in 0..2 {
+        nodes.push(NodeProcess::start(None, loopback, loopback, &extra).await);
+    }
+    let everyone: Vec<&NodeProcess> = nodes.iter().collect();
+    for node in &everyone {
+        until_seen(node, &everyone, "up").await;
+    }
+
+    // One key, one sequence of values, whichever node is asked; one hosting node.
+    let mut host = None;
+    for (i, via) in nodes.iter().cycle().take(6).enumerate() {
+        let (value, node) = until(BOUND, "the counter answers", async || {
+            add(via, "visits", 1).await.ok()
+        })
+        .await;
+        assert_eq!(value, i as i64 + 1, "through {}", via.remote);
+        assert_eq!(host.get_or_insert(node.clone()), &node, "one home");
+    }
+    let host = host.unwrap();
+    let victim = nodes.iter().position(|n| n.remote == host).unwrap();
+    let client = (victim + 1) % nodes.len();
+
+    // A stream of asks through another node; its host is killed in the middle.
+    let mut acknowledged = 0i64;
+    let mut attempted = 0i64;
+    let mut failed = 0;
+    let mut killed = false;
+    let mut rehomed = None;
+    while rehomed.is_none() {
+        attempted += 1;
+        match add(&nodes[client], "visits", 1).await {
+            Ok((value, node)) => {
+                acknowledged += 1;
+                assert!(
+                    value >= 6 + acknowledged,
+                    "acknowledged increments kept: {value}"
+                );
+                assert!(value <= 6 + attempted, "nothing counted twice: {value}");
+                if killed && node != host {
+                    rehomed = Some(node);
+                }
+            }
+            Err(_) => failed += 1,
+        }
+        if attempted == 5 {
+            nodes[victim].signal("KILL").await;
+            killed = true;
+        }
+        assert!(
+            attempted < 400,
+            "the key never answered again after its host was killed"
+        );
+    }
+    let rehomed = rehomed.unwrap();
+    assert_ne!(rehomed, host);
+    let (value, node) = add(&nodes[client], "visits", 0).await.unwrap();
+    assert_eq!(node, rehomed);
+    assert!(
+        (6 + acknowledged..=6 + attempted).contains(&value),
+        "final {value}: {acknowledged} acknowledged, {attempted} attempted, {failed} failed"
+    );
+}
