@@ -385,7 +385,15 @@ impl Node {
             .spawn(
                 Props::new({
                     let (cluster, json, gone) = (self.cluster.clone(), json.clone(), gone.clone());
-                    move || NodeAdmin::new(cluster.clone(), json.clone(), gone.clone())
+                    let sharding = self.sharding.clone();
+                    move || {
+                        NodeAdmin::new(
+                            cluster.clone(),
+                            sharding.clone(),
+                            json.clone(),
+                            gone.clone(),
+                        )
+                    }
                 })
                 .name(admin::ADMIN),
             )

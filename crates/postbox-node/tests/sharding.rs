@@ -69,6 +69,29 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
         assert_eq!(host.get_or_insert(node.clone()), &node, "one home");
     }
     let host = host.unwrap();
+
+    // `shards` lists every up member's counter shards: each shard once, the key's entity on
+    // its host.
+    let shards = json(None, &["shards", "--json", "--node", &nodes[0].remote]).await;
+    let shards = shards.as_array().unwrap();
+    assert_eq!(shards.len(), 3, "{shards:?}");
+    let mut all: Vec<u64> = shards
+        .iter()
+        .flat_map(|s| {
+            s["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+        })
+        .collect();
+    let hosted = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), hosted, "no shard on two nodes: {shards:?}");
+    let on_host = shards.iter().find(|s| s["node"] == host.as_str()).unwrap();
+    assert_eq!(on_host["entity_type"], "counter");
+    assert_eq!(on_host["entities"], 1, "{on_host}");
     let victim = nodes.iter().position(|n| n.remote == host).unwrap();
     let client = (victim + 1) % nodes.len();
 
