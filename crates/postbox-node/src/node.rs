@@ -238,6 +238,7 @@ impl NodeBuilder {
             persistence,
             metrics: None,
             follower: Some(follower),
+            sharding_gauges: None,
             started,
         };
         for service in services {
@@ -294,6 +295,7 @@ pub struct Node {
     persistence: Option<Persistence>,
     metrics: Option<(Metrics, MetricsServer)>,
     follower: Option<JoinHandle<()>>,
+    sharding_gauges: Option<JoinHandle<()>>,
     started: Instant,
 }
 
@@ -409,14 +411,18 @@ impl Node {
         if !self.config.metrics.enabled {
             return Ok(self);
         }
+        let (gauges, follower) =
+            crate::metrics::ShardingGauges::follow(&self.sharding, &self.cluster, &self.remote);
+        self.sharding_gauges = Some(follower);
         let mut builder = Metrics::builder(&self.system)
             .with_remote(self.remote.clone())
-            .with_cluster(crate::metrics::ClusterMembers::new(&self.cluster))
+            .with_cluster(crate::metrics::ClusterMembers::new(&self.cluster).with_shards(&gauges))
             .http_limits(self.config.metrics.http_limits());
         if let Some(persistence) = &self.persistence {
             builder =
                 builder.with_persistence(crate::metrics::PersistenceCounters::new(persistence));
         }
+        builder = builder.with_sharding(gauges);
         let built = builder.build();
         let metrics = match built {
             Ok(metrics) => metrics,
@@ -443,6 +449,9 @@ impl Node {
 
     /// Stops what a failed start had started, without the graceful steps.
     async fn abandon(&self) {
+        if let Some(gauges) = &self.sharding_gauges {
+            gauges.abort();
+        }
         self.cluster.kill();
         self.remote.shutdown().await;
         self.system.shutdown_within(Duration::from_secs(1)).await;
@@ -521,6 +530,9 @@ impl Node {
         };
         if let Some((_, server)) = self.metrics.take() {
             server.shutdown().await;
+        }
+        if let Some(gauges) = self.sharding_gauges.take() {
+            gauges.abort();
         }
         if let Some(follower) = self.follower.take() {
             follower.abort();

@@ -10,6 +10,17 @@ mod support;
 
 use serde_json::Value;
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `path` on the node's metrics endpoint, the whole response.
+async fn get(node: &NodeProcess, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(&node.metrics).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
 
 /// `send counter` through `via`: the counter's value and hosting node, or the error.
 async fn add(via: &NodeProcess, key: &str, n: i64) -> Result<(i64, String), String> {
@@ -92,6 +103,35 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
     let on_host = shards.iter().find(|s| s["node"] == host.as_str()).unwrap();
     assert_eq!(on_host["entity_type"], "counter");
     assert_eq!(on_host["entities"], 1, "{on_host}");
+
+    // /metrics on the host: its shards and its one entity (gauges refreshed every second).
+    let host_node = nodes.iter().find(|n| n.remote == host).unwrap();
+    let shards_on_host = on_host["shards"].as_array().unwrap().len();
+    until(BOUND, "the host's sharding gauges", async || {
+        let text = get(host_node, "/metrics").await;
+        let shards = format!("postbox_sharding_shards{{entity_type=\"counter\"}} {shards_on_host}");
+        (text.contains(&shards)
+            && text.contains("postbox_sharding_entities{entity_type=\"counter\"} 1")
+            && text.contains("postbox_sharding_activations_total{entity_type=\"counter\"} 1"))
+        .then_some(())
+    })
+    .await;
+    // The dashboard's members table: each member's shards, as the node it asks gathered them.
+    let other = nodes.iter().find(|n| n.remote != host).unwrap();
+    until(
+        BOUND,
+        "/members shows the shards of every member",
+        async || {
+            let response = get(other, "/members").await;
+            let body = response.split("\r\n\r\n").nth(1)?;
+            let view: Value = serde_json::from_str(body).ok()?;
+            let members = view["members"].as_array()?;
+            let host_entry = members.iter().find(|m| m["address"] == host.as_str())?;
+            let all_counted = members.iter().all(|m| m["shards"].is_u64());
+            (all_counted && host_entry["shards"].as_u64()? == shards_on_host as u64).then_some(())
+        },
+    )
+    .await;
     let victim = nodes.iter().position(|n| n.remote == host).unwrap();
     let client = (victim + 1) % nodes.len();
 
