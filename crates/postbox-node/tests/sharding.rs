@@ -2,7 +2,9 @@
 //! processes sharing the default embedded store (one SQLite file, as nodes started from
 //! one folder do): one key is one sequence of values through any node, and after SIGKILL
 //! of the node hosting it, in the middle of a stream of asks, every ask resolves and every
-//! acknowledged increment is in the final value.
+//! acknowledged increment is in the final value. And five nodes in network namespaces cut
+//! 3|2: the two down themselves, their entities re-home to the three and continue, and the
+//! restarted two rejoin after the heal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
@@ -26,7 +28,7 @@ async fn get(node: &NodeProcess, path: &str) -> String {
 async fn add(via: &NodeProcess, key: &str, n: i64) -> Result<(i64, String), String> {
     let body = format!(r#"{{"key": "{key}", "add": {n}}}"#);
     let output = run(
-        None,
+        via.netns.as_deref(),
         &[
             "send",
             "--json",
@@ -174,4 +176,83 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
         (6 + acknowledged..=6 + attempted).contains(&value),
         "final {value}: {acknowledged} acknowledged, {attempted} attempted, {failed} failed"
     );
+}
+
+/// The exit code of a node the cluster declared down.
+const EXIT_DOWNED: i32 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_of_the_losing_side_of_a_partition_rehome_to_the_winning_side() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = folder.path().join("postbox.db");
+    let store = store.to_str().unwrap().to_owned();
+    let lan = support::lan::Lan::new(5);
+    let at = |i: usize, port: u16| format!("{}:{port}", lan.addr(i));
+    let seed = at(0, 4200);
+    let start = async |i: usize| {
+        let mut extra = vec!["--store", "sqlite", "--store-path", store.as_str()];
+        if i > 0 {
+            extra.extend(["--seed", seed.as_str()]);
+        }
+        let ns = lan.ns(i);
+        NodeProcess::start(Some(&ns), &at(i, 4100), &at(i, 4200), &extra).await
+    };
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        nodes.push(start(i).await);
+    }
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    until_seen(&nodes[0], &all, "up").await;
+    until_seen(&nodes[4], &all, "up").await;
+
+    // Keys everywhere, some hosted by the two that will lose.
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let mut hosts = std::collections::HashMap::new();
+    for key in &keys {
+        let (value, host) = until(BOUND, "the counter answers", async || {
+            add(&nodes[0], key, 1).await.ok()
+        })
+        .await;
+        assert_eq!(value, 1);
+        hosts.insert(key.clone(), host);
+    }
+    let losers = [nodes[3].remote.clone(), nodes[4].remote.clone()];
+    let moving: Vec<&String> = keys
+        .iter()
+        .filter(|k| losers.contains(&hosts[*k]))
+        .collect();
+    assert!(!moving.is_empty(), "the two host some keys: {hosts:?}");
+
+    // 3 | 2: the two are a minority of five, down themselves and stop hosting.
+    lan.cut(&[3, 4]);
+    for node in &mut nodes[3..] {
+        let status = node.exited(BOUND).await;
+        assert_eq!(status.code(), Some(EXIT_DOWNED), "{status:?}");
+    }
+    // Every key answers on the three, continuing from its last acknowledged value.
+    for key in &keys {
+        let (value, host) = until(BOUND, "the key answers on the majority", async || {
+            add(&nodes[1], key, 1).await.ok()
+        })
+        .await;
+        assert_eq!(value, 2, "{key}");
+        assert!(!losers.contains(&host), "{key} on {host}, a downed node");
+    }
+
+    // Heal; the two restart as new incarnations, rejoin, and the keys go on from anywhere.
+    lan.heal();
+    let mut restarted = Vec::new();
+    for i in 3..5 {
+        restarted.push(start(i).await);
+    }
+    let everyone: Vec<&NodeProcess> = nodes[..3].iter().chain(restarted.iter()).collect();
+    until_seen(&nodes[0], &everyone, "up").await;
+    until_seen(&restarted[1], &everyone, "up").await;
+    for key in &keys {
+        let (value, _) = until(BOUND, "the key answers after the heal", async || {
+            add(&restarted[0], key, 1).await.ok()
+        })
+        .await;
+        assert_eq!(value, 3, "{key}");
+    }
 }

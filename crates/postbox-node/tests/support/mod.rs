@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its part
 
+pub(crate) mod lan;
+
 use serde_json::Value;
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
