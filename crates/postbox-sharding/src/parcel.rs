@@ -22,6 +22,28 @@ use tokio::sync::oneshot;
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Tells `to` the envelope: at once when its queue has room (no future to box), else once
+/// there is room.
+fn send_deliver<A: Entity>(to: &ActorRef<Region<A>>, envelope: Envelope) -> BoxFuture {
+    // `try_enqueue`, not `try_tell`: a full queue is no dead letter here, the tell waits.
+    match postbox::remote::try_enqueue(to, Deliver(envelope)) {
+        Ok(()) => Box::pin(std::future::ready(())),
+        Err(postbox::TrySendError::Full(deliver)) => {
+            let to = to.clone();
+            Box::pin(async move {
+                let _ = to.tell(deliver).await;
+            })
+        }
+        // Its node is gone: `tell` counts the dead letter.
+        Err(postbox::TrySendError::Closed(deliver)) => {
+            let to = to.clone();
+            Box::pin(async move {
+                let _ = to.tell(deliver).await;
+            })
+        }
+    }
+}
+
 /// What an ask's caller receives from the region once its message is in a mailbox: the
 /// reply, to await under the caller's own timeout.
 pub(crate) type ReplyFuture<R> = Pin<Box<dyn Future<Output = Result<R, AskError>> + Send>>;
@@ -130,10 +152,7 @@ where
             hops,
             handed_off,
         };
-        let to = to.clone();
-        Ok(Box::pin(async move {
-            let _ = to.tell(Deliver(envelope)).await;
-        }))
+        Ok(send_deliver(to, envelope))
     }
 
     fn fail(self: Box<Self>, system: &ActorSystem, region: ActorId, why: Failed) {
@@ -254,9 +273,7 @@ impl<A: Entity> Parcel<A> for Wire<A> {
         let to = to.clone();
         Ok(Box::pin(async move {
             match reply {
-                None => {
-                    let _ = to.tell(Deliver(envelope)).await;
-                }
+                None => send_deliver(&to, envelope).await,
                 Some(reply) => {
                     let answer = enqueue_ask(&to, DeliverAsk(envelope)).await;
                     tokio::spawn(async move {
