@@ -223,7 +223,7 @@ impl<A: Entity> Region<A> {
     /// Routes one message: deliver here, buffer, or forward.
     async fn dispatch(&mut self, ctx: &mut Context<Self>, pending: Pending<A>, hops: u8) {
         if self.downed {
-            return self.fail(ctx, pending.parcel, Failed::Unavailable);
+            return self.fail(ctx, pending.parcel, Failed::NodeDown);
         }
         let shard = shard_of(&pending.entity, self.settings().shards);
         let home = self.home(shard);
@@ -1307,6 +1307,24 @@ impl<A: Entity> Handler<Leave> for Region<A> {
 impl<A: Entity> Handler<Leaving> for Region<A> {
     async fn handle(&mut self, Leaving { node }: Leaving, ctx: &mut Context<Self>) {
         if node != identity(&self.me) && self.excluded.insert(node) {
+            let members = self.members.clone();
+            self.apply_view(ctx, members).await;
+        }
+    }
+}
+
+/// This node left the cluster (without [`Leave`] first, or after it): host nothing, forward
+/// by the last view.
+pub(crate) struct LeftCluster;
+
+impl Message for LeftCluster {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<LeftCluster> for Region<A> {
+    async fn handle(&mut self, _: LeftCluster, ctx: &mut Context<Self>) {
+        if !self.leaving && !self.downed {
+            self.leaving = true;
             let members = self.members.clone();
             self.apply_view(ctx, members).await;
         }

@@ -4,7 +4,8 @@
 use crate::entity::{EntityMessages, EntityType};
 use crate::error::ShardingError;
 use crate::region::{
-    Downed, Leave, PassivationTick, Region, Route, RouteAsk, Snapshot, TypeShared, ViewChanged,
+    Downed, Leave, LeftCluster, PassivationTick, Region, Route, RouteAsk, Snapshot, TypeShared,
+    ViewChanged,
 };
 use crate::stats::{RegionCounters, RegionSnapshot};
 use crate::Entity;
@@ -269,8 +270,14 @@ fn spawn_feeds<A: Entity>(
             match events.recv().await {
                 Ok(_) | Err(EventsError::Lagged(_)) => {}
                 Err(_) => {
-                    // This node left (or stopped) the cluster: it must host nothing now.
-                    let _ = feed_region.tell(Downed).await;
+                    // This node is out of the cluster: down, it hosts nothing at once (the
+                    // downing watch below says so too); left, it hands off what it still
+                    // hosts and keeps forwarding by its last view while its transport runs.
+                    if feed_cluster.is_down() {
+                        let _ = feed_region.tell(Downed).await;
+                    } else {
+                        let _ = feed_region.tell(LeftCluster).await;
+                    }
                     return;
                 }
             }
