@@ -8,5 +8,6 @@ mod cluster;
 mod crash_under_load;
 mod hostile;
 mod remote;
+mod sharded_bank;
 mod support;
 mod versions;

@@ -282,6 +282,13 @@ impl Cluster {
         self.inner.membership.members()
     }
 
+    /// The members that are not gone, oldest first (by when each joined, as it published;
+    /// equal times by address): what a cluster singleton's placement ("the oldest up member
+    /// with the role") and keep-oldest downing go by.
+    pub fn members_by_age(&self) -> Vec<Member> {
+        self.inner.membership.members_by_age()
+    }
+
     /// Membership events: first the current members (one event each, for their current
     /// status), then every change, in order. Ends after this node leaves or stops.
     pub fn events(&self) -> ClusterEvents {

@@ -176,6 +176,20 @@ impl Membership {
         members
     }
 
+    /// Members that are not gone (this node included), oldest first: by the time each
+    /// published that it joined, equal times by address.
+    pub(crate) fn members_by_age(&self) -> Vec<Member> {
+        let view = self.read();
+        let mut members: Vec<(u64, Member)> = view
+            .members
+            .values()
+            .filter(|r| !r.member.status.is_final())
+            .map(|r| (r.up_since, r.member.clone()))
+            .collect();
+        members.sort_by(|(a_age, a), (b_age, b)| (a_age, &a.node.addr).cmp(&(b_age, &b.node.addr)));
+        members.into_iter().map(|(_, member)| member).collect()
+    }
+
     pub(crate) fn myself(&self) -> Option<Member> {
         self.read().members.get(&self.me).map(|r| r.member.clone())
     }

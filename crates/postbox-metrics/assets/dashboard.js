@@ -143,7 +143,8 @@ function drawMembers(view) {
     el("td", {}, m.id + (m.is_self ? " (this node)" : "")),
     el("td", {}, m.address),
     el("td", {}, m.status),
-    el("td", { class: "num" }, m.load === null ? "–" : String(m.load))));
+    el("td", { class: "num" }, m.load === null ? "–" : String(m.load)),
+    el("td", { class: "num" }, m.shards === null ? "–" : String(m.shards))));
   document.querySelector("#members tbody").replaceChildren(...rows);
 }
 

@@ -72,6 +72,7 @@ pub(crate) struct Snapshot {
     /// The HTTP server's counters, once [`Metrics::serve`](crate::Metrics::serve) runs.
     pub(crate) http: Option<HttpSnapshot>,
     pub(crate) persistence: Option<PersistenceStats>,
+    pub(crate) sharding: Option<Vec<crate::sources::ShardingStats>>,
     pub(crate) walk_seconds: f64,
 }
 
@@ -167,6 +168,7 @@ impl Inner {
             downing: self.cluster.as_ref().and_then(|c| c.downing()),
             http: Some(self.http.snapshot()).filter(|http| http.max_connections > 0),
             persistence: self.persistence.as_ref().map(|p| p.persistence_stats()),
+            sharding: self.sharding.as_ref().map(|s| s.sharding_stats()),
             walk_seconds,
         }
     }
@@ -771,6 +773,9 @@ pub(crate) fn encode_snapshot(
     if let Some(p) = &snapshot.persistence {
         encode_persistence(p, encoder)?;
     }
+    if let Some(s) = &snapshot.sharding {
+        encode_sharding(s, encoder)?;
+    }
 
     // Cluster.
     if let Some(members) = &snapshot.members {
@@ -816,6 +821,49 @@ fn histogram(
     };
     metric
         .encode_histogram::<prometheus_client::encoding::NoLabelSet>(d.sum, d.count, buckets, None)
+}
+
+fn encode_sharding(
+    types: &[crate::sources::ShardingStats],
+    encoder: &mut DescriptorEncoder<'_>,
+) -> Result<(), Error> {
+    use MetricType::{Counter, Gauge};
+    type Read = fn(&crate::sources::ShardingStats) -> u64;
+    let series: [(&str, &str, MetricType, Read); 7] = [
+        ("postbox_sharding_shards", "Shards hosted on this node, by entity type.", Gauge, |s| s.shards),
+        ("postbox_sharding_entities", "Active entities on this node, by entity type.", Gauge, |s| s.entities),
+        (
+            "postbox_sharding_buffered_messages",
+            "Messages waiting in sharding buffers (shards moving, entities passivating, homes unknown).",
+            Gauge,
+            |s| s.buffered,
+        ),
+        ("postbox_sharding_handoffs", "Shards handed off to other nodes.", Counter, |s| s.handoffs),
+        ("postbox_sharding_passivations", "Entities passivated (idle, or least recently used at the cap).", Counter, |s| s.passivations),
+        ("postbox_sharding_activations", "Entities started.", Counter, |s| s.activations),
+        (
+            "postbox_sharding_dropped",
+            "Messages for entities given up at a bound (ShardUnavailable dead letters).",
+            Counter,
+            |s| s.dropped,
+        ),
+    ];
+    for (name, help, metric_type, read) in series {
+        family(
+            encoder,
+            name,
+            help,
+            metric_type,
+            types.iter().map(|s| {
+                let value = match metric_type {
+                    Counter => Value::Counter(read(s)),
+                    _ => Value::Gauge(as_gauge(read(s))),
+                };
+                ([("entity_type", s.entity_type.as_str())], value)
+            }),
+        )?;
+    }
+    Ok(())
 }
 
 fn encode_persistence(
@@ -968,6 +1016,7 @@ mod tests {
                 ..HttpSnapshot::default()
             }),
             persistence: None,
+            sharding: None,
             walk_seconds: 0.0,
         }
     }
@@ -1040,5 +1089,37 @@ mod tests {
         assert!(!text.contains("postbox_remote_"), "no transport");
         assert!(!text.contains("postbox_cluster_"), "no cluster source");
         assert!(!text.contains("postbox_http_"), "not served");
+        assert!(!text.contains("postbox_sharding_"), "no sharding source");
+    }
+
+    #[test]
+    fn sharded_entity_types_become_labelled_series() {
+        let mut counter = crate::sources::ShardingStats::new("counter");
+        counter.shards = 34;
+        counter.entities = 120;
+        counter.buffered = 3;
+        counter.handoffs = 7;
+        counter.passivations = 9;
+        counter.activations = 130;
+        counter.dropped = 1;
+        let text = exposition(Snapshot {
+            sharding: Some(vec![counter, crate::sources::ShardingStats::new("account")]),
+            ..snapshot()
+        });
+        let lines = lines(&text);
+        for expected in [
+            "postbox_sharding_shards{entity_type=\"counter\"} 34",
+            "postbox_sharding_shards{entity_type=\"account\"} 0",
+            "postbox_sharding_entities{entity_type=\"counter\"} 120",
+            "postbox_sharding_buffered_messages{entity_type=\"counter\"} 3",
+            "postbox_sharding_handoffs_total{entity_type=\"counter\"} 7",
+            "postbox_sharding_passivations_total{entity_type=\"counter\"} 9",
+            "postbox_sharding_activations_total{entity_type=\"counter\"} 130",
+            "postbox_sharding_dropped_total{entity_type=\"counter\"} 1",
+            "# TYPE postbox_sharding_shards gauge",
+            "# TYPE postbox_sharding_handoffs counter",
+        ] {
+            assert!(lines.contains(&expected), "missing {expected:?} in\n{text}");
+        }
     }
 }

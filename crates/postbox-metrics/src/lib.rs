@@ -106,7 +106,8 @@ pub use http::{
 pub use server::MetricsServer;
 pub use sources::{
     ClusterSource, Distribution, DowningCounters, GossipCounters, Member, MemberStatus,
-    PersistenceSource, PersistenceStats, SingleNode, TransportSource, TransportStats,
+    PersistenceSource, PersistenceStats, ShardingSource, ShardingStats, SingleNode,
+    TransportSource, TransportStats,
 };
 pub use views::{ActorNode, ActorsView, GroupView, MembersView, TreeView};
 
@@ -173,6 +174,7 @@ pub struct MetricsBuilder {
     transport: Option<Arc<dyn TransportSource>>,
     cluster: Option<Arc<dyn ClusterSource>>,
     persistence: Option<Arc<dyn PersistenceSource>>,
+    sharding: Option<Arc<dyn ShardingSource>>,
     ready_check: Option<Arc<ReadyCheck>>,
 }
 
@@ -240,6 +242,13 @@ impl MetricsBuilder {
         self
     }
 
+    /// Reads sharded entity types' gauges and counters from `source` (`postbox_sharding_*`
+    /// series, labelled by entity type).
+    pub fn with_sharding(mut self, source: impl ShardingSource) -> Self {
+        self.sharding = Some(Arc::new(source));
+        self
+    }
+
     /// `/health/ready` also requires `check()` to return true (evaluated per request; keep it
     /// quick), besides the flag set with [`Readiness::set_ready`].
     pub fn ready_when(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
@@ -272,6 +281,7 @@ impl MetricsBuilder {
                 transport: self.transport,
                 cluster: Some(cluster),
                 persistence: self.persistence,
+                sharding: self.sharding,
                 breakers: Mutex::new(Vec::new()),
                 routers: Mutex::new(BTreeMap::new()),
                 processed_exported: Mutex::new(Default::default()),
@@ -319,6 +329,7 @@ pub(crate) struct Inner {
     pub(crate) transport: Option<Arc<dyn TransportSource>>,
     pub(crate) cluster: Option<Arc<dyn ClusterSource>>,
     pub(crate) persistence: Option<Arc<dyn PersistenceSource>>,
+    pub(crate) sharding: Option<Arc<dyn ShardingSource>>,
     pub(crate) breakers: Mutex<Vec<(String, CircuitBreaker)>>,
     pub(crate) routers: Mutex<BTreeMap<String, RegisteredRouter>>,
     /// The last `postbox_messages_processed_total` per type (see `collect::clamp_processed`).
@@ -358,6 +369,7 @@ impl Metrics {
             transport: None,
             cluster: None,
             persistence: None,
+            sharding: None,
             ready_check: None,
         }
     }

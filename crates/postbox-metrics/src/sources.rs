@@ -158,6 +158,8 @@ pub struct Member {
     pub status: MemberStatus,
     /// The load it reports (for postbox nodes: messages waiting in all its mailboxes), if known.
     pub load: Option<f64>,
+    /// Shards of sharded entity types it hosts, if known.
+    pub shards: Option<u64>,
     /// Whether this is the node serving the endpoint.
     pub is_self: bool,
 }
@@ -170,6 +172,7 @@ impl Member {
             address: address.into(),
             status,
             load: None,
+            shards: None,
             is_self: false,
         }
     }
@@ -177,6 +180,12 @@ impl Member {
     /// Sets the reported load.
     pub fn with_load(mut self, load: f64) -> Self {
         self.load = Some(load);
+        self
+    }
+
+    /// Sets how many shards it hosts.
+    pub fn with_shards(mut self, shards: u64) -> Self {
+        self.shards = Some(shards);
         self
     }
 
@@ -377,6 +386,44 @@ pub struct PersistenceStats {
     pub batch_size: Distribution,
     /// Seconds per completed recovery.
     pub recovery_time: Distribution,
+}
+
+/// One sharded entity type on this node (`postbox-sharding`'s region), read at every scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardingStats {
+    /// The entity type.
+    pub entity_type: String,
+    /// Shards hosted here.
+    pub shards: u64,
+    /// Active entities here.
+    pub entities: u64,
+    /// Messages waiting in its buffers (shards moving, entities passivating, homes unknown).
+    pub buffered: u64,
+    /// Shards handed off to other nodes (monotonic).
+    pub handoffs: u64,
+    /// Entities passivated (monotonic).
+    pub passivations: u64,
+    /// Entities started (monotonic).
+    pub activations: u64,
+    /// Messages given up at a bound (monotonic).
+    pub dropped: u64,
+}
+
+impl ShardingStats {
+    /// The stats of `entity_type`, all zero.
+    pub fn new(entity_type: impl Into<String>) -> Self {
+        Self {
+            entity_type: entity_type.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Something that can report [`ShardingStats`]: the node wires in its regions.
+pub trait ShardingSource: Send + Sync + 'static {
+    /// One entry per entity type. Called once per scrape; must be quick.
+    fn sharding_stats(&self) -> Vec<ShardingStats>;
 }
 
 /// Something that can report [`PersistenceStats`]: the node wires in its store's counters.

@@ -1,10 +1,10 @@
 //! What a running node answers about itself, over the authenticated transport: the actors
-//! behind `postbox-node members`, `actors`, `services` and `send`.
+//! behind `postbox-node members`, `actors`, `services`, `shards` and `send`.
 //!
 //! Two kinds of actor, so that a slow service never delays a status query or another send:
 //!
-//! * `postbox.admin` ([`NodeAdmin`]) answers [`ListMembers`], [`ListActors`] and
-//!   [`ListServices`] from local state, and opens invocations ([`OpenInvocation`]).
+//! * `postbox.admin` ([`NodeAdmin`]) answers [`ListMembers`], [`ListActors`],
+//!   [`ListServices`] and [`ListShards`] from local state, and opens invocations ([`OpenInvocation`]).
 //! * an [`Invoker`] per invocation, a temporary child of the admin registered as
 //!   `postbox.invoke.N`, runs one [`Invoke`]: decode the JSON, find an instance of the
 //!   service through the receptionist (this node's own first, else the least loaded), ask
@@ -151,6 +151,33 @@ impl Message for ListServices {
     remote_message!("postbox.node.ListServices");
 }
 
+/// What this node hosts of each sharded entity type.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ListShards;
+impl Message for ListShards {
+    type Reply = Vec<ShardsEntry>;
+    remote_message!("postbox.node.ListShards");
+}
+
+/// One entity type on one node, as `postbox-node shards` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardsEntry {
+    /// The node's transport address.
+    pub node: String,
+    /// The entity type.
+    pub entity_type: String,
+    /// The shards it hosts.
+    pub shards: Vec<u32>,
+    /// Its active entities.
+    pub entities: usize,
+    /// Messages waiting in its buffers (shards moving, homes not reachable yet).
+    pub buffered: usize,
+    /// Shards it handed off since it started.
+    pub handoffs: u64,
+    /// Entities it passivated since it started.
+    pub passivations: u64,
+}
+
 /// Starts an [`Invoker`] for one [`Invoke`]; replies with the name it is registered under.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct OpenInvocation;
@@ -228,6 +255,7 @@ impl GoneMembers {
 #[derive(Debug)]
 pub struct NodeAdmin {
     cluster: Cluster,
+    sharding: postbox_sharding::Sharding,
     services: Arc<Vec<Arc<dyn JsonService>>>,
     gone: GoneMembers,
     invocations: u64,
@@ -238,11 +266,13 @@ pub struct NodeAdmin {
 impl NodeAdmin {
     pub(crate) fn new(
         cluster: Cluster,
+        sharding: postbox_sharding::Sharding,
         services: Arc<Vec<Arc<dyn JsonService>>>,
         gone: GoneMembers,
     ) -> Self {
         Self {
             cluster,
+            sharding,
             services,
             gone,
             invocations: 0,
@@ -324,6 +354,26 @@ impl Handler<ListServices> for NodeAdmin {
     }
 }
 
+impl Handler<ListShards> for NodeAdmin {
+    async fn handle(&mut self, _: ListShards, _: &mut Context<Self>) -> Vec<ShardsEntry> {
+        // Only this node's own regions: quick, and never waits for another node.
+        self.sharding
+            .snapshot()
+            .await
+            .into_iter()
+            .map(|region| ShardsEntry {
+                node: region.node.addr,
+                entity_type: region.entity_type,
+                shards: region.shards,
+                entities: region.entities,
+                buffered: region.buffered,
+                handoffs: region.counters.handoffs,
+                passivations: region.counters.passivations,
+            })
+            .collect()
+    }
+}
+
 impl Handler<OpenInvocation> for NodeAdmin {
     async fn handle(
         &mut self,
@@ -369,7 +419,7 @@ impl Handler<OpenInvocation> for NodeAdmin {
     }
 }
 
-remote_actor!(NodeAdmin: ListMembers, ListActors, ListServices, OpenInvocation);
+remote_actor!(NodeAdmin: ListMembers, ListActors, ListServices, ListShards, OpenInvocation);
 
 /// Runs one [`Invoke`], then stops; stops after its idle time if none comes.
 #[derive(Debug)]
@@ -453,9 +503,15 @@ mod tests {
         )
         .await
         .unwrap();
+        let sharding = postbox_sharding::Sharding::new(&system, &remote, &cluster);
         let admin = system
             .spawn(Props::new(move || {
-                NodeAdmin::new(cluster.clone(), Arc::default(), GoneMembers::default())
+                NodeAdmin::new(
+                    cluster.clone(),
+                    sharding.clone(),
+                    Arc::default(),
+                    GoneMembers::default(),
+                )
             }))
             .unwrap();
         (system, remote, admin)

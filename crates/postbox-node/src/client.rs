@@ -11,7 +11,7 @@
 
 use crate::admin::{
     self, ActorsReport, Invoke, Invoked, Invoker, ListActors, ListMembers, ListServices,
-    MemberEntry, NodeAdmin, OpenInvocation, ServiceEntry,
+    ListShards, MemberEntry, NodeAdmin, OpenInvocation, ServiceEntry, ShardsEntry,
 };
 use crate::config::NodeConfig;
 use postbox::prelude::*;
@@ -175,6 +175,40 @@ impl Client {
     /// The services the node knows and where they run, within `timeout`.
     pub async fn services(&self, timeout: Duration) -> Result<Vec<ServiceEntry>, ClientError> {
         self.query(timeout, ListServices).await
+    }
+
+    /// What every up member hosts of each sharded entity type (asked of each member's own
+    /// admin, through the node's member list), within `timeout`. A member that does not
+    /// answer in time is left out.
+    pub async fn shards(&self, timeout: Duration) -> Result<Vec<ShardsEntry>, ClientError> {
+        let timeout = timeout.min(MAX_TIMEOUT);
+        let started = Instant::now();
+        let members = self.members(timeout).await?;
+        let mut asks = tokio::task::JoinSet::new();
+        for member in members.into_iter().filter(|m| m.status == "up") {
+            let left = timeout.saturating_sub(started.elapsed());
+            let (remote, own) = (self.remote.clone(), self.admin.clone());
+            asks.spawn(async move {
+                let answer = async {
+                    let admin = if member.is_self {
+                        own
+                    } else {
+                        remote
+                            .lookup::<NodeAdmin>(&member.address, admin::ADMIN)
+                            .await
+                            .ok()?
+                    };
+                    admin.ask(ListShards).timeout(left).await.ok()
+                };
+                tokio::time::timeout(left, answer).await.ok().flatten()
+            });
+        }
+        let mut entries = Vec::new();
+        while let Some(answer) = asks.join_next().await {
+            entries.extend(answer.ok().flatten().unwrap_or_default());
+        }
+        entries.sort_by(|a, b| (&a.entity_type, &a.node).cmp(&(&b.entity_type, &b.node)));
+        Ok(entries)
     }
 
     /// Sends `body` (JSON, at most [`MAX_BODY`] bytes) to `service` through the node, which

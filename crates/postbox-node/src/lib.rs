@@ -102,6 +102,6 @@ pub mod services;
 
 pub use client::{Client, ClientError};
 pub use config::{ConfigError, NodeConfig};
-pub use metrics::{ClusterMembers, PersistenceCounters};
+pub use metrics::{ClusterMembers, PersistenceCounters, ShardingGauges};
 pub use node::{Node, NodeBuilder, NodeError, NodeShutdown};
 pub use service::Service;

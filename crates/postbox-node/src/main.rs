@@ -2,7 +2,7 @@
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use postbox_node::admin::{ActorsReport, MemberEntry, ServiceEntry};
+use postbox_node::admin::{ActorsReport, MemberEntry, ServiceEntry, ShardsEntry};
 use postbox_node::client::{MAX_BODY, MAX_TIMEOUT};
 use postbox_node::config::{Kind, Override, Source, SETTINGS};
 use postbox_node::{Client, ClientError, Node, NodeConfig};
@@ -44,6 +44,8 @@ enum Command {
     },
     /// List the services a running node knows and the members offering them.
     Services(Query),
+    /// List the shards and active entities of each sharded entity type on every up member.
+    Shards(Query),
     /// Send a JSON message to a service, through a running node, and print the reply.
     ///
     /// The body is the BODY argument, or read from --body-file (`-` for stdin); either way at
@@ -316,7 +318,7 @@ async fn start(config: NodeConfig) -> Result<Stopped, String> {
 
 async fn client(config: NodeConfig, command: Command) -> Result<(), String> {
     let query = match &command {
-        Command::Members(query) | Command::Services(query) => query,
+        Command::Members(query) | Command::Services(query) | Command::Shards(query) => query,
         Command::Actors { query, .. } | Command::Send { query, .. } => query,
         Command::Start | Command::Config => return Ok(()),
     };
@@ -407,6 +409,17 @@ async fn run_query(
                 print_services(&services);
             }
         }
+        Command::Shards(_) => {
+            let shards = client
+                .shards(deadline.left())
+                .await
+                .map_err(|e| deadline.explain(e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&shards)?);
+            } else {
+                print_shards(&shards);
+            }
+        }
         Command::Send { service, body, .. } => {
             let body = body.unwrap_or_default();
             let invoked = client
@@ -462,6 +475,24 @@ fn print_actors(report: &ActorsReport) {
         println!(
             "{:>7} {:>10} {:>8}  {:<40} {}",
             a.depth, a.processed, a.restarts, a.path, a.actor_type
+        );
+    }
+}
+
+fn print_shards(shards: &[ShardsEntry]) {
+    println!(
+        "{:<16} {:<22} {:>7} {:>9} {:>9} {:>9}",
+        "TYPE", "NODE", "SHARDS", "ENTITIES", "BUFFERED", "HANDOFFS"
+    );
+    for s in shards {
+        println!(
+            "{:<16} {:<22} {:>7} {:>9} {:>9} {:>9}",
+            s.entity_type,
+            s.node,
+            s.shards.len(),
+            s.entities,
+            s.buffered,
+            s.handoffs
         );
     }
 }

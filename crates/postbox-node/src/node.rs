@@ -4,13 +4,14 @@
 use crate::admin::{self, GoneMembers, Invoker, NodeAdmin};
 use crate::config::NodeConfig;
 use crate::service::{json_entry, JsonService, Service, StartService};
-use crate::services::{Count, Counters, Echo, EchoService};
+use crate::services::{Count, CounterEntity, Counters, Echo, EchoService, COUNTER_ROLE};
 use postbox::prelude::*;
 use postbox::ShutdownReport;
 use postbox_cluster::Cluster;
 use postbox_metrics::{Metrics, MetricsServer};
 use postbox_persistence::Persistence;
 use postbox_remote::{Remote, RemoteActor, RemoteConfig};
+use postbox_sharding::Sharding;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -169,7 +170,12 @@ impl NodeBuilder {
             expose(&remote);
         }
 
-        let cluster_config = config.cluster_config();
+        let hosts_counter = builtins && config.node.services.iter().any(|s| s == "counter");
+        let mut cluster_config = config.cluster_config();
+        if hosts_counter {
+            // The members that host `counter` entities are those with the service.
+            cluster_config = cluster_config.role(COUNTER_ROLE);
+        }
         let cluster = match Cluster::join(&system, &remote, cluster_config).await {
             Ok(cluster) => cluster,
             Err(error) => {
@@ -180,6 +186,7 @@ impl NodeBuilder {
         };
         let gone = GoneMembers::default();
         let follower = gone.follow(&cluster);
+        let sharding = Sharding::new(&system, &remote, &cluster);
 
         if builtins {
             let me = remote.addr().to_owned();
@@ -192,13 +199,15 @@ impl NodeBuilder {
                             move || EchoService::new(me.clone())
                         }),
                     )),
-                    "counter" => Box::new(Service::new(
-                        "counter",
-                        Props::new({
-                            let me = me.clone();
-                            move || Counters::new(me.clone())
-                        }),
-                    )),
+                    "counter" => {
+                        let counters = sharding
+                            .register(CounterEntity::entity_type(me.clone(), persistence.clone()))
+                            .map_err(|e| NodeError::Service(format!("service `counter`: {e}")))?;
+                        Box::new(Service::new(
+                            "counter",
+                            Props::new(move || Counters::new(counters.clone())),
+                        ))
+                    }
                     other => {
                         return Err(NodeError::Config(crate::ConfigError {
                             key: "node.services".into(),
@@ -225,9 +234,11 @@ impl NodeBuilder {
             system,
             remote,
             cluster,
+            sharding,
             persistence,
             metrics: None,
             follower: Some(follower),
+            sharding_gauges: None,
             started,
         };
         for service in services {
@@ -280,9 +291,11 @@ pub struct Node {
     system: ActorSystem,
     remote: Remote,
     cluster: Cluster,
+    sharding: Sharding,
     persistence: Option<Persistence>,
     metrics: Option<(Metrics, MetricsServer)>,
     follower: Option<JoinHandle<()>>,
+    sharding_gauges: Option<JoinHandle<()>>,
     started: Instant,
 }
 
@@ -341,6 +354,11 @@ impl Node {
         &self.cluster
     }
 
+    /// Its sharded entities: register entity types on it (the built-in `counter` is one).
+    pub fn sharding(&self) -> &Sharding {
+        &self.sharding
+    }
+
     /// The store its persistent actors use (`None` with `store = "none"`), opened at start:
     /// give clones to the factories of `Journaled` and `DurableState` actors.
     pub fn persistence(&self) -> Option<&Persistence> {
@@ -369,7 +387,15 @@ impl Node {
             .spawn(
                 Props::new({
                     let (cluster, json, gone) = (self.cluster.clone(), json.clone(), gone.clone());
-                    move || NodeAdmin::new(cluster.clone(), json.clone(), gone.clone())
+                    let sharding = self.sharding.clone();
+                    move || {
+                        NodeAdmin::new(
+                            cluster.clone(),
+                            sharding.clone(),
+                            json.clone(),
+                            gone.clone(),
+                        )
+                    }
                 })
                 .name(admin::ADMIN),
             )
@@ -385,14 +411,18 @@ impl Node {
         if !self.config.metrics.enabled {
             return Ok(self);
         }
+        let (gauges, follower) =
+            crate::metrics::ShardingGauges::follow(&self.sharding, &self.cluster, &self.remote);
+        self.sharding_gauges = Some(follower);
         let mut builder = Metrics::builder(&self.system)
             .with_remote(self.remote.clone())
-            .with_cluster(crate::metrics::ClusterMembers::new(&self.cluster))
+            .with_cluster(crate::metrics::ClusterMembers::new(&self.cluster).with_shards(&gauges))
             .http_limits(self.config.metrics.http_limits());
         if let Some(persistence) = &self.persistence {
             builder =
                 builder.with_persistence(crate::metrics::PersistenceCounters::new(persistence));
         }
+        builder = builder.with_sharding(gauges);
         let built = builder.build();
         let metrics = match built {
             Ok(metrics) => metrics,
@@ -419,6 +449,9 @@ impl Node {
 
     /// Stops what a failed start had started, without the graceful steps.
     async fn abandon(&self) {
+        if let Some(gauges) = &self.sharding_gauges {
+            gauges.abort();
+        }
         self.cluster.kill();
         self.remote.shutdown().await;
         self.system.shutdown_within(Duration::from_secs(1)).await;
@@ -472,6 +505,8 @@ impl Node {
                 // Not a member any more: nothing to leave.
                 false
             } else {
+                // Shards first: their entities stop here and start again elsewhere.
+                self.sharding.leave().await;
                 match self.cluster.leave().await {
                     Ok(()) => true,
                     Err(error) => {
@@ -495,6 +530,9 @@ impl Node {
         };
         if let Some((_, server)) = self.metrics.take() {
             server.shutdown().await;
+        }
+        if let Some(gauges) = self.sharding_gauges.take() {
+            gauges.abort();
         }
         if let Some(follower) = self.follower.take() {
             follower.abort();

@@ -3,17 +3,21 @@
 //! * `echo` ([`Echo`]): answers with the JSON it was given and the node that answered,
 //!   optionally after a delay (to watch mailboxes fill, asks time out, or a node die with
 //!   asks in flight).
-//! * `counter` ([`Counters`]): one counter per key, each its own actor — the per-entity queue:
-//!   updates of one key are serialized by that key's mailbox, different keys proceed
-//!   independently, and the `counter` actor only routes.
+//! * `counter` ([`Counters`]): one counter per key in the whole cluster, each a sharded,
+//!   persistent entity ([`CounterEntity`], `postbox-sharding` and `postbox-persistence`):
+//!   through any node the same key gives one sequence of values, kept by the node that hosts
+//!   the key's shard; after that node is lost the key continues from its last acknowledged
+//!   value on another (with a store the nodes share, as the default SQLite file of nodes
+//!   started from one folder is). The `counter` actor only routes; it never waits for a key.
 //!
 //! Both are registered with the cluster's receptionist under their service name, so any node
 //! can reach them (`postbox-node send counter '{"key": "a", "add": 1}'`).
 
 use postbox::prelude::*;
+use postbox_persistence::prelude::*;
 use postbox_remote::{remote_actor, remote_message};
+use postbox_sharding::{entity, Entities, EntityType};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// The longest delay [`Echo`] accepts.
@@ -74,21 +78,17 @@ impl Handler<Echo> for EchoService {
 
 remote_actor!(EchoService: Echo);
 
-/// The `counter` service: routes each key to its own [`KeyCounter`] actor, spawned on first
-/// use and supervised by this one.
+/// The `counter` service: routes each key to its sharded [`CounterEntity`], wherever it
+/// lives.
 #[derive(Debug)]
 pub struct Counters {
-    node: String,
-    keys: HashMap<String, ActorRef<KeyCounter>>,
+    counters: Entities<CounterEntity>,
 }
 
 impl Counters {
-    /// A counter service that signs its replies with `node`.
-    pub fn new(node: impl Into<String>) -> Self {
-        Self {
-            node: node.into(),
-            keys: HashMap::new(),
-        }
+    /// A counter service over the registered counter entities.
+    pub fn new(counters: Entities<CounterEntity>) -> Self {
+        Self { counters }
     }
 }
 
@@ -113,7 +113,7 @@ pub struct Counted {
     pub key: String,
     /// Its value now.
     pub value: i64,
-    /// The node that keeps it.
+    /// The node that hosts it.
     pub node: String,
 }
 
@@ -123,51 +123,149 @@ impl Message for Count {
 }
 
 impl Handler<Count> for Counters {
-    async fn handle(&mut self, count: Count, ctx: &mut Context<Self>) -> Result<Counted, String> {
-        let counter = match self.keys.get(&count.key) {
-            Some(counter) if counter.is_alive() => counter.clone(),
-            _ => {
-                let counter = ctx
-                    .spawn(Props::new(KeyCounter::default))
-                    .map_err(|e| format!("cannot start the counter of {:?}: {e}", count.key))?;
-                self.keys.insert(count.key.clone(), counter.clone());
-                counter
-            }
-        };
-        // The key's actor does the work; this one waits only for its turn in that mailbox.
-        let value = counter
-            .ask(Add(count.add))
-            .await
-            .map_err(|e| format!("counter {:?}: {e}", count.key))?;
-        Ok(Counted {
-            key: count.key,
-            value,
-            node: self.node.clone(),
-        })
+    async fn handle(&mut self, count: Count, _: &mut Context<Self>) -> Result<Counted, String> {
+        ask_counter(&self.counters, count).await
     }
+
+    fn handle_reply(
+        &mut self,
+        count: Count,
+        reply: Option<ReplyTo<Result<Counted, String>>>,
+        _: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        // The key's entity does the work, perhaps on another node: this actor takes its next
+        // message at once.
+        let counters = self.counters.clone();
+        tokio::spawn(async move {
+            let counted = ask_counter(&counters, count).await;
+            if let Some(reply) = reply {
+                let _ = reply.send(counted);
+            }
+        });
+        async {}
+    }
+}
+
+async fn ask_counter(counters: &Entities<CounterEntity>, count: Count) -> Result<Counted, String> {
+    let (value, node) = counters
+        .entity_ref(&count.key)
+        .ask(AddTo(count.add))
+        .await
+        .map_err(|e| format!("counter {:?}: {e}", count.key))??;
+    Ok(Counted {
+        key: count.key,
+        value,
+        node,
+    })
 }
 
 remote_actor!(Counters: Count);
 
-/// One key's counter.
-#[derive(Debug, Default)]
-pub struct KeyCounter {
-    value: i64,
+/// What happened to a counter.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum CounterEvent {
+    /// This much was added.
+    Added(i64),
 }
 
-impl Actor for KeyCounter {}
-
-/// Adds to one counter; replies with its new value.
-#[derive(Debug)]
-pub struct Add(pub i64);
-
-impl Message for Add {
-    type Reply = i64;
+impl Versioned for CounterEvent {
+    const TAG: &'static str = "postbox.node.counter.event";
 }
 
-impl Handler<Add> for KeyCounter {
-    async fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) -> i64 {
-        self.value = self.value.saturating_add(n);
-        self.value
+/// A counter's value.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CounterValue(pub i64);
+
+impl Versioned for CounterValue {
+    const TAG: &'static str = "postbox.node.counter.value";
+}
+
+impl EventSourced for CounterValue {
+    type Event = CounterEvent;
+    fn apply(&mut self, CounterEvent::Added(n): &CounterEvent) {
+        self.0 = self.0.saturating_add(*n);
     }
 }
+
+enum Value {
+    Journaled(Journaled<CounterValue>),
+    InMemory(i64),
+}
+
+/// One key's counter: a sharded entity, journaled when the node has a store.
+pub struct CounterEntity {
+    node: String,
+    value: Value,
+}
+
+impl std::fmt::Debug for CounterEntity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterEntity")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CounterEntity {
+    /// The entity type `counter`, hosted by members with the role `counter`, its entities
+    /// signing their replies with `node` and journaled in `persistence` (in memory only,
+    /// without one).
+    pub fn entity_type(node: String, persistence: Option<Persistence>) -> EntityType<Self> {
+        EntityType::new("counter", move |key: &str| CounterEntity {
+            node: node.clone(),
+            value: match &persistence {
+                Some(persistence) => {
+                    Value::Journaled(persistence.journaled(PersistenceId::of("counter", key)))
+                }
+                None => Value::InMemory(0),
+            },
+        })
+        .role(COUNTER_ROLE)
+    }
+}
+
+/// The role of the members that host `counter` entities.
+pub const COUNTER_ROLE: &str = "counter";
+
+impl Actor for CounterEntity {
+    async fn started(&mut self, _: &mut Context<Self>) -> Result<(), BoxError> {
+        if let Value::Journaled(journal) = &mut self.value {
+            journal.recover().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds to one counter; replies with its new value and the hosting node, once durable.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddTo(pub i64);
+
+impl Message for AddTo {
+    type Reply = Result<(i64, String), String>;
+    remote_message!("postbox.node.AddTo");
+}
+
+impl Handler<AddTo> for CounterEntity {
+    async fn handle(
+        &mut self,
+        AddTo(n): AddTo,
+        ctx: &mut Context<Self>,
+    ) -> Result<(i64, String), String> {
+        let value = match &mut self.value {
+            Value::Journaled(journal) => {
+                journal
+                    .persist(ctx, CounterEvent::Added(n))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                journal.state().0
+            }
+            Value::InMemory(value) => {
+                *value = value.saturating_add(n);
+                *value
+            }
+        };
+        Ok((value, self.node.clone()))
+    }
+}
+
+entity!(CounterEntity: AddTo);

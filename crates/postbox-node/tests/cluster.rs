@@ -45,6 +45,9 @@ fn command(args: &[&str]) -> Command {
         .env_remove("POSTBOX_CONFIG")
         .env("POSTBOX_NODE_CLUSTER", CLUSTER)
         .env("POSTBOX_NODE_SECRET", SECRET)
+        // Each node keeps its own store unless a test shares one (`--store sqlite
+        // --store-path`): no file is left behind in the working directory.
+        .env("POSTBOX_PERSISTENCE_STORE", "memory")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -159,7 +162,8 @@ async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
         .await;
     }
 
-    // A service registered on node 1 answers through nodes 2 and 3, one counter per key.
+    // A service registered on node 1 answers through nodes 2 and 3, one counter per key,
+    // hosted on node 1 (the only member with the `counter` role).
     for (i, via) in [&two, &three, &one].into_iter().enumerate() {
         let output = send(via, "counter", r#"{"key": "visits", "add": 1}"#).await;
         assert!(output.status.success(), "{output:?}");
@@ -176,13 +180,15 @@ async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
         .find(|s| s["name"] == "counter")
         .expect("counter listed");
     assert_eq!(counter["nodes"], serde_json::json!([one.remote]));
-    // The actors command shows node 1's per-key counter and mailbox depths.
+    // The actors command shows node 1's counter entity and mailbox depths.
     let actors = json(&["actors", "--json", "--top", "100", "--node", &one.remote]).await;
     assert!(actors["actors"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|a| a["actor_type"].as_str().unwrap().ends_with("KeyCounter") && a["processed"] == 3));
+        .any(
+            |a| a["actor_type"].as_str().unwrap().ends_with("CounterEntity") && a["processed"] == 3
+        ));
 
     // Two slow echoes through node 2: the first is being handled on node 1, the second waits
     // in its mailbox (depth 1), so both asks are in flight when node 1 dies.

@@ -48,11 +48,16 @@ pub enum DeadLetterReason {
     /// Larger, once encoded, than the connection to its remote actor's node carries (the
     /// transport's frame limit).
     TooLarge,
+    /// For a sharded entity (`postbox-sharding`) whose shard had no home it could reach: the
+    /// shard's bounded buffer was full while it was being allocated or handed off, the hops
+    /// between regions that disagree ran out, or the region stopped (its node left or was
+    /// downed).
+    ShardUnavailable,
 }
 
 impl DeadLetterReason {
     /// Every reason, in a stable order (for metrics).
-    pub const ALL: [DeadLetterReason; 10] = [
+    pub const ALL: [DeadLetterReason; 11] = [
         DeadLetterReason::ActorStopped,
         DeadLetterReason::MailboxFull,
         DeadLetterReason::DroppedAtStop,
@@ -63,6 +68,7 @@ impl DeadLetterReason {
         DeadLetterReason::NotRemotable,
         DeadLetterReason::RemoteRejected,
         DeadLetterReason::TooLarge,
+        DeadLetterReason::ShardUnavailable,
     ];
 
     /// A short snake_case label, stable for metrics.
@@ -78,6 +84,7 @@ impl DeadLetterReason {
             DeadLetterReason::NotRemotable => "not_remotable",
             DeadLetterReason::RemoteRejected => "remote_rejected",
             DeadLetterReason::TooLarge => "too_large",
+            DeadLetterReason::ShardUnavailable => "shard_unavailable",
         }
     }
 
@@ -93,6 +100,7 @@ impl DeadLetterReason {
             DeadLetterReason::NotRemotable => 7,
             DeadLetterReason::RemoteRejected => 8,
             DeadLetterReason::TooLarge => 9,
+            DeadLetterReason::ShardUnavailable => 10,
         }
     }
 }

@@ -5,6 +5,8 @@
 #![allow(dead_code)] // each test binary uses its part
 
 use postbox_testkit::until_async;
+pub(crate) mod lan;
+
 use serde_json::Value;
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,9 @@ pub(crate) fn command(netns: Option<&str>, args: &[&str]) -> Command {
         .env_remove("POSTBOX_CONFIG")
         .env("POSTBOX_NODE_CLUSTER", CLUSTER)
         .env("POSTBOX_NODE_SECRET", SECRET)
+        // Each node keeps its own store unless a test shares one (`--store sqlite
+        // --store-path`): no file is left behind in the working directory.
+        .env("POSTBOX_PERSISTENCE_STORE", "memory")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -1,0 +1,123 @@
+//! # postbox-sharding
+//!
+//! Entities by key across the cluster: one live instance per entity id in the whole
+//! cluster, placed by the runtime, moved when nodes come and go, reached from any node
+//! through an [`EntityRef`] with the same `tell` / `try_tell` / `ask` as an `ActorRef`.
+//! And cluster singletons, on the same machinery.
+//!
+//! ```no_run
+//! use postbox::prelude::*;
+//! use postbox_cluster::{Cluster, ClusterConfig};
+//! use postbox_remote::{remote_message, Remote, RemoteConfig};
+//! use postbox_sharding::{entity, EntityType, Sharding};
+//! use serde::{Deserialize, Serialize};
+//!
+//! struct Account { id: String, balance: i64 }
+//! impl Actor for Account {}
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Deposit(i64);
+//! impl Message for Deposit {
+//!     type Reply = i64;
+//!     remote_message!("bank.Deposit");
+//! }
+//! impl Handler<Deposit> for Account {
+//!     async fn handle(&mut self, Deposit(cents): Deposit, _: &mut Context<Self>) -> i64 {
+//!         self.balance += cents;
+//!         self.balance
+//!     }
+//! }
+//! entity!(Account: Deposit); // Deposit may reach an Account from any node
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let system = ActorSystem::new();
+//! let remote = Remote::start(&system, RemoteConfig::new("127.0.0.1:4001".parse()?, "bank", b"secret")).await?;
+//! let config = ClusterConfig::new("bank", b"secret", "127.0.0.1:7001".parse()?).role("accounts");
+//! let cluster = Cluster::join(&system, &remote, config).await?;
+//!
+//! // On every node: the same type, the same name; hosted where the role is.
+//! let sharding = Sharding::new(&system, &remote, &cluster);
+//! let accounts = sharding.register(
+//!     EntityType::new("account", |id: &str| Account { id: id.to_owned(), balance: 0 })
+//!         .role("accounts"),
+//! )?;
+//!
+//! // From any node: started on its first message, wherever its shard lives.
+//! let alice = accounts.entity_ref("alice");
+//! assert_eq!(alice.ask(Deposit(100)).await?, 100);
+//!
+//! // Before leaving: hand the shards off first.
+//! sharding.leave().await;
+//! cluster.leave().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Placement
+//!
+//! An entity id maps to one of the type's shards by a stable hash (FNV-1a); a shard maps to
+//! a node by an [`Allocation`] strategy computed by **every node from its own membership
+//! view** — the up (and unreachable, which is not down) members with the type's role,
+//! oldest first: [`LeastShards`](Allocation::LeastShards) by default (rendezvous hashing
+//! with bounded loads: every node the same number of shards, ±1, and few moves when a node
+//! joins), [`LoadAware`](Allocation::LoadAware) (shares weighted by the mailbox depths the
+//! members gossip), or [`Oldest`](Allocation::Oldest) (singletons). There is no coordinator
+//! and no consensus of this crate's own: membership is the agreement.
+//!
+//! ## One live instance
+//!
+//! A region (one actor per type per node) activates a shard only after every other region
+//! of the type on a member that is not gone has said it does not hold it (*acquire*); a
+//! region that holds a shard whose home moved hands it off first. While membership views
+//! agree, a shard is therefore active in one region at most. While they disagree (a node
+//! seen up by some and not yet by others, a partition before the downing decision), two
+//! regions may activate the same entity; entities that keep their state with
+//! `postbox-persistence` are still safe, because the store's single-writer check lets only
+//! one of them acknowledge a write — the other's persist fails with `Conflict` and it stops.
+//! After a partition, the downing strategy takes the losing side down and its regions stop
+//! hosting at once.
+//!
+//! ## Moving
+//!
+//! - **Join**: the shards whose home is now the new node are handed off, at most
+//!   [`max_handoffs`](EntityType::max_handoffs) at a time per node: entities drain their
+//!   mailboxes and stop, messages arriving meanwhile are buffered and then forwarded, in
+//!   order and ahead of what the new home buffered itself.
+//! - **Graceful leave** ([`Sharding::leave`]): the same for every shard of the node, before
+//!   it leaves the cluster. No message accepted by a region is lost in a graceful hand-off.
+//! - **Node loss**: once membership declares the node down, its shards are acquired by their
+//!   new homes and its entities start again on their first message, recovering from their
+//!   journal. `tell`s in flight to the lost node are lost (at-most-once); `ask`s in flight
+//!   fail with `AskError::NodeDown`, never hang.
+//!
+//! ## Bounds
+//!
+//! Every buffer is bounded: per shard while it is acquired or handed off, per entity while
+//! it is passivated, per shard while its home is unknown or unreachable
+//! ([`buffer`](EntityType::buffer) messages each). Beyond it a message is a
+//! `ShardUnavailable` dead letter (an ask fails with `Remote(Refused)`), counted in
+//! [`RegionCounts::dropped`]. A message that passes through more than four regions (views
+//! disagreeing about its home) is given up the same way. Active entities per node are
+//! capped ([`max_active`](EntityType::max_active): the least recently used is passivated)
+//! and idle ones passivated ([`idle_timeout`](EntityType::idle_timeout)).
+//!
+//! ## Singletons
+//!
+//! [`Sharding::register_singleton`]: one entity of a type with one shard placed on the
+//! oldest member with the role, started as soon as that member's region has it, reached
+//! through an [`EntityRef`] that buffers while it moves.
+
+mod allocation;
+mod entity;
+mod error;
+mod parcel;
+mod region;
+mod sharding;
+mod stats;
+mod wire;
+
+pub use allocation::Allocation;
+pub use entity::{Entity, EntityMessages, EntityType};
+pub use error::ShardingError;
+pub use sharding::{Entities, EntityRef, Sharding};
+pub use stats::{RegionCounts, RegionSnapshot};

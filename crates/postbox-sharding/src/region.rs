@@ -1,0 +1,1363 @@
+//! The region: one actor per entity type per node, through which every message for the
+//! type's entities passes on this node.
+//!
+//! A region knows the membership view (fed by a task, `ViewChanged`), computes where each
+//! shard lives ([`Allocation`]), and for each message either delivers it to a local entity
+//! (activating it), buffers it (its shard is being acquired or handed off), or forwards it
+//! to the home's region. It is the only sender to its entities and the only one that stops
+//! them, so passivation and hand-off never race a delivery.
+//!
+//! # Shard states here
+//!
+//! ```text
+//!  (absent) ──home is here──► Acquiring ──every other region answered Free──► Active
+//!      ▲                        │  (buffers)                                   │
+//!      │                        └──home moved: buffer forwarded──► (absent)    │ home moved (view
+//!      │                                                                       ▼ change, leave)
+//!      └──────────── buffer forwarded to the new home, Nudge ◄── HandingOff (entities
+//!                                                                 drain and stop; buffers)
+//! ```
+//!
+//! *Acquire*: before a region activates a shard it asks every other region of the type on
+//! a member that is not gone whether it holds the shard. A region answers `Held` while it
+//! hosts the shard (starting its hand-off if the shard's home is now elsewhere) and `Free`
+//! otherwise. A member that cannot be asked is waited for until it answers or membership
+//! declares it down or gone. So while views agree a shard is active in at most one region;
+//! while they disagree two regions may both activate it, and the persistence store's
+//! single-writer check keeps the second from acknowledging a write.
+//!
+//! *Order*: a region delivers what it forwards and buffers in arrival order. After a
+//! hand-off the old home forwards its buffer (marked `handed_off`) and tells the new home
+//! how many it sent in its `Free` answer; the new home delivers those before what it
+//! buffered itself, so each sender's messages stay in order across a graceful hand-off
+//! (unless the sender's own view changes in between, when two paths may interleave).
+
+use crate::allocation::{shard_of, Candidate};
+use crate::entity::{EntityMessages, EntityType};
+use crate::parcel::{Ask, Delivery, Failed, Parcel, Tell};
+use crate::stats::{RegionCounters, RegionSnapshot};
+use crate::wire::{Acquire, AcquireAnswer, Deliver, DeliverAsk, Leaving, Nudge, WireReply};
+use crate::Entity;
+use postbox::{
+    Actor, ActorId, ActorRef, BoxError, Context, Handler, Message, Props, ReplyTo, Restart,
+    Terminated,
+};
+use postbox_cluster::{Cluster, Member, MemberStatus};
+use postbox_remote::{Handlers, NodeAddr, Remote, RemoteActor, RemoteError};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How many regions a message may pass through before it is given up (views disagreeing
+/// about its shard's home).
+const MAX_HOPS: u8 = 4;
+/// How long an acquire waits for one region's answer, and a lookup of a region.
+const ASK_REGION: Duration = Duration::from_secs(2);
+/// How long a new home waits for the messages the old home handed off before it delivers
+/// its own (they normally arrive with or before the `Free` answer).
+const HANDED_WAIT: Duration = Duration::from_secs(1);
+
+type Identity = (u64, u64);
+
+fn identity(node: &NodeAddr) -> Identity {
+    (node.node_id, node.incarnation)
+}
+
+/// What every region of one type on this node shares with the [`Sharding`](crate::Sharding)
+/// handle.
+pub(crate) struct TypeShared<A: Entity> {
+    pub(crate) settings: EntityType<A>,
+    pub(crate) messages: Arc<EntityMessages<A>>,
+    pub(crate) remote: Remote,
+    pub(crate) cluster: Cluster,
+    pub(crate) counters: Arc<RegionCounters>,
+    /// The name the region is registered under (`sharding/<type>`).
+    pub(crate) registered_as: String,
+}
+
+/// A message on its way, with its entity id.
+pub(crate) struct Pending<A: Entity> {
+    entity: Arc<str>,
+    parcel: Box<dyn Parcel<A>>,
+    handed_off: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Home {
+    Me,
+    Node(usize),
+    Nobody,
+}
+
+enum ShardState {
+    Acquiring {
+        /// An acquire round is out.
+        in_flight: bool,
+        /// A nudge came while it was out: go again at once if it fails.
+        nudged: bool,
+        attempts: u32,
+        /// Handed-off messages announced by the `Free` answers (`None` until all answered).
+        expected: Option<u64>,
+        received: u64,
+    },
+    Active,
+    HandingOff {
+        remaining: usize,
+    },
+}
+
+struct Slot<A: Entity> {
+    actor: ActorRef<A>,
+    last_used: Instant,
+    stopping: bool,
+    /// Messages that came while it was stopping (passivation), for its next instance.
+    buffer: VecDeque<Pending<A>>,
+}
+
+struct Shard<A: Entity> {
+    state: ShardState,
+    epoch: u64,
+    entities: HashMap<Arc<str>, Slot<A>>,
+    buffer: VecDeque<Pending<A>>,
+}
+
+impl<A: Entity> Shard<A> {
+    fn acquiring() -> Self {
+        Shard {
+            state: ShardState::Acquiring {
+                in_flight: false,
+                nudged: false,
+                attempts: 0,
+                expected: None,
+                received: 0,
+            },
+            epoch: 0,
+            entities: HashMap::new(),
+            buffer: VecDeque::new(),
+        }
+    }
+}
+
+pub(crate) struct Region<A: Entity> {
+    shared: Arc<TypeShared<A>>,
+    me: NodeAddr,
+    members: Vec<Member>,
+    candidates: Vec<Candidate>,
+    homes: Vec<Option<usize>>,
+    my_index: Option<usize>,
+    /// Members with the role other than this node, not gone: whom an acquire asks.
+    peers: Vec<NodeAddr>,
+    regions: HashMap<Identity, ActorRef<Region<A>>>,
+    resolving: HashSet<Identity>,
+    shards: HashMap<u32, Shard<A>>,
+    by_actor: HashMap<ActorId, (u32, Arc<str>)>,
+    /// Messages for shards with no reachable home yet.
+    parked: HashMap<u32, VecDeque<Pending<A>>>,
+    /// Handed-off messages forwarded to a node per shard, announced in the next `Free`.
+    handed: HashMap<(u32, Identity), u64>,
+    active: usize,
+    handing: usize,
+    epoch: u64,
+    leaving: bool,
+    /// Members that told this region they are leaving: no longer homes.
+    excluded: HashSet<Identity>,
+    leave_waiters: Vec<ReplyTo<()>>,
+    downed: bool,
+}
+
+impl<A: Entity> Region<A> {
+    pub(crate) fn new(shared: Arc<TypeShared<A>>) -> Self {
+        let me = shared.cluster.node().clone();
+        Region {
+            shared,
+            me,
+            members: Vec::new(),
+            candidates: Vec::new(),
+            homes: Vec::new(),
+            my_index: None,
+            peers: Vec::new(),
+            regions: HashMap::new(),
+            resolving: HashSet::new(),
+            shards: HashMap::new(),
+            by_actor: HashMap::new(),
+            parked: HashMap::new(),
+            handed: HashMap::new(),
+            active: 0,
+            handing: 0,
+            epoch: 0,
+            leaving: false,
+            excluded: HashSet::new(),
+            leave_waiters: Vec::new(),
+            downed: false,
+        }
+    }
+
+    fn home(&self, shard: u32) -> Home {
+        match self.homes.get(shard as usize).copied().flatten() {
+            None => Home::Nobody,
+            Some(index) if Some(index) == self.my_index => Home::Me,
+            Some(index) => Home::Node(index),
+        }
+    }
+
+    fn settings(&self) -> &EntityType<A> {
+        &self.shared.settings
+    }
+
+    fn fail(&self, ctx: &Context<Self>, parcel: Box<dyn Parcel<A>>, why: Failed) {
+        self.shared.counters.add_dropped();
+        parcel.fail(ctx.system(), ctx.id(), why);
+    }
+
+    fn buffered(&self) -> usize {
+        let in_shards: usize = self
+            .shards
+            .values()
+            .map(|s| s.buffer.len() + s.entities.values().map(|e| e.buffer.len()).sum::<usize>())
+            .sum();
+        in_shards + self.parked.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// Routes one message: deliver here, buffer, or forward.
+    async fn dispatch(&mut self, ctx: &mut Context<Self>, pending: Pending<A>, hops: u8) {
+        if self.downed {
+            return self.fail(ctx, pending.parcel, Failed::NodeDown);
+        }
+        let shard = shard_of(&pending.entity, self.settings().shards);
+        let home = self.home(shard);
+        let limit = self.settings().buffer;
+        let max_handoffs = self.settings().max_handoffs;
+        if let Some(state) = self.shards.get_mut(&shard) {
+            match &mut state.state {
+                ShardState::Active if home == Home::Me => {
+                    return self.deliver_local(ctx, shard, pending).await;
+                }
+                ShardState::Active => {
+                    if self.handing < max_handoffs || self.leaving {
+                        state.buffer.push_back(pending);
+                        if self.begin_handoff(shard) {
+                            self.complete_handoff(ctx, shard).await;
+                        }
+                        return;
+                    }
+                    // Its turn to move has not come: it keeps serving here meanwhile.
+                    return self.deliver_local(ctx, shard, pending).await;
+                }
+                ShardState::HandingOff { .. } => {
+                    if state.buffer.len() >= limit {
+                        return self.fail(ctx, pending.parcel, Failed::Unavailable);
+                    }
+                    state.buffer.push_back(pending);
+                    return;
+                }
+                ShardState::Acquiring {
+                    expected, received, ..
+                } if home == Home::Me => {
+                    if state.buffer.len() >= limit {
+                        return self.fail(ctx, pending.parcel, Failed::Unavailable);
+                    }
+                    if pending.handed_off {
+                        *received += 1;
+                    }
+                    let ready = expected.is_some_and(|e| *received >= e);
+                    state.buffer.push_back(pending);
+                    if ready {
+                        self.activate_shard(ctx, shard).await;
+                    }
+                    return;
+                }
+                ShardState::Acquiring { .. } => {
+                    self.abandon(ctx, shard).await;
+                }
+            }
+        }
+        match home {
+            Home::Me => {
+                let state = self.shards.entry(shard).or_insert_with(Shard::acquiring);
+                state.buffer.push_back(pending);
+                self.start_acquire(ctx, shard);
+            }
+            Home::Node(index) => self.forward(ctx, shard, index, pending, hops).await,
+            Home::Nobody => self.park(ctx, shard, pending),
+        }
+    }
+
+    fn park(&mut self, ctx: &Context<Self>, shard: u32, pending: Pending<A>) {
+        let limit = self.settings().buffer;
+        let parked = self.parked.entry(shard).or_default();
+        if parked.len() >= limit {
+            return self.fail(ctx, pending.parcel, Failed::Unavailable);
+        }
+        parked.push_back(pending);
+    }
+
+    async fn forward(
+        &mut self,
+        ctx: &mut Context<Self>,
+        shard: u32,
+        index: usize,
+        pending: Pending<A>,
+        hops: u8,
+    ) {
+        if hops >= MAX_HOPS {
+            tracing::warn!(entity = %pending.entity, shard, "regions disagree on the shard's home: message given up");
+            return self.fail(ctx, pending.parcel, Failed::Unavailable);
+        }
+        let Some(node) = self.candidates.get(index).map(|c| c.node.clone()) else {
+            return self.park(ctx, shard, pending);
+        };
+        let id = identity(&node);
+        let region = self.regions.get(&id).filter(|r| r.is_alive()).cloned();
+        let Some(region) = region else {
+            self.regions.remove(&id);
+            self.park(ctx, shard, pending);
+            self.resolve(ctx, node);
+            return;
+        };
+        let handed_off = pending.handed_off;
+        match pending
+            .parcel
+            .forward(&pending.entity, &region, hops + 1, handed_off)
+        {
+            Ok(sending) => {
+                sending.await;
+                if handed_off {
+                    *self.handed.entry((shard, id)).or_default() += 1;
+                }
+            }
+            Err((parcel, why)) => self.fail(ctx, parcel, why),
+        }
+    }
+
+    /// Looks the region of `node` up in the background, until found or the node is gone.
+    fn resolve(&mut self, ctx: &Context<Self>, node: NodeAddr) {
+        if !self.resolving.insert(identity(&node)) {
+            return;
+        }
+        let myself = ctx.myself().clone();
+        let remote = self.shared.remote.clone();
+        let cluster = self.shared.cluster.clone();
+        let name = self.shared.registered_as.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(20);
+            loop {
+                let found =
+                    tokio::time::timeout(ASK_REGION, remote.lookup_node::<Region<A>>(&node, &name))
+                        .await;
+                if let Ok(Ok(region)) = found {
+                    let _ = myself
+                        .tell(Resolved {
+                            node,
+                            region: Some(region),
+                        })
+                        .await;
+                    return;
+                }
+                if gone(&cluster, &node) || !myself.is_alive() {
+                    let _ = myself.tell(Resolved { node, region: None }).await;
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        });
+    }
+
+    async fn deliver_local(&mut self, ctx: &mut Context<Self>, shard: u32, pending: Pending<A>) {
+        let limit = self.settings().buffer;
+        let exists = self
+            .shards
+            .get(&shard)
+            .is_some_and(|s| s.entities.contains_key(&pending.entity));
+        if !exists {
+            if let Err(error) = self.activate(ctx, shard, pending.entity.clone()) {
+                tracing::warn!(entity = %pending.entity, %error, "entity could not be started");
+                return self.fail(ctx, pending.parcel, Failed::Unavailable);
+            }
+        }
+        let Some(slot) = self
+            .shards
+            .get_mut(&shard)
+            .and_then(|s| s.entities.get_mut(&pending.entity))
+        else {
+            return self.fail(ctx, pending.parcel, Failed::Unavailable);
+        };
+        if slot.stopping {
+            if slot.buffer.len() >= limit {
+                return self.fail(ctx, pending.parcel, Failed::Unavailable);
+            }
+            slot.buffer.push_back(pending);
+            return;
+        }
+        slot.last_used = Instant::now();
+        let actor = slot.actor.clone();
+        match pending.parcel.deliver(&actor) {
+            Delivery::Done => {}
+            Delivery::Wait(waiting) => waiting.await,
+            Delivery::Closed(parcel) => {
+                // It stopped on its own (a persistence conflict, say): its `Terminated` is on
+                // the way, and starts a new instance for this message.
+                if let Some(slot) = self
+                    .shards
+                    .get_mut(&shard)
+                    .and_then(|s| s.entities.get_mut(&pending.entity))
+                {
+                    slot.stopping = true;
+                    slot.buffer.push_back(Pending {
+                        entity: pending.entity,
+                        parcel,
+                        handed_off: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn activate(
+        &mut self,
+        ctx: &mut Context<Self>,
+        shard: u32,
+        entity: Arc<str>,
+    ) -> Result<(), postbox::SpawnError> {
+        if self.active >= self.settings().max_active {
+            self.passivate_least_recent();
+        }
+        let factory = self.shared.settings.factory.clone();
+        let id = entity.clone();
+        let mut props = Props::new(move || factory(&id)).restart(Restart::Transient);
+        if let Some(mailbox) = self.settings().mailbox {
+            props = props.mailbox(mailbox);
+        }
+        let actor = ctx.spawn(props)?;
+        ctx.watch(&actor);
+        self.by_actor.insert(actor.id(), (shard, entity.clone()));
+        self.active += 1;
+        self.shared.counters.add_activation();
+        if let Some(state) = self.shards.get_mut(&shard) {
+            state.entities.insert(
+                entity,
+                Slot {
+                    actor,
+                    last_used: Instant::now(),
+                    stopping: false,
+                    buffer: VecDeque::new(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn passivate_least_recent(&mut self) {
+        let oldest = self
+            .shards
+            .values_mut()
+            .filter(|s| matches!(s.state, ShardState::Active))
+            .flat_map(|s| s.entities.values_mut())
+            .filter(|slot| !slot.stopping)
+            .min_by_key(|slot| slot.last_used);
+        if let Some(slot) = oldest {
+            slot.stopping = true;
+            slot.actor.drain_and_stop();
+            self.shared.counters.add_passivation();
+        }
+    }
+
+    fn passivate_idle(&mut self, idle: Duration) {
+        let now = Instant::now();
+        let eager = &self.shared.settings.eager;
+        for state in self.shards.values_mut() {
+            if !matches!(state.state, ShardState::Active) {
+                continue;
+            }
+            for (id, slot) in &mut state.entities {
+                if !slot.stopping
+                    && now.duration_since(slot.last_used) >= idle
+                    && !eager.iter().any(|e| **e == **id)
+                {
+                    slot.stopping = true;
+                    slot.actor.drain_and_stop();
+                    self.shared.counters.add_passivation();
+                }
+            }
+        }
+    }
+
+    /// Asks every other region whether it holds `shard` (in the background).
+    fn start_acquire(&mut self, ctx: &Context<Self>, shard: u32) {
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let Some(state) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        let ShardState::Acquiring {
+            in_flight, nudged, ..
+        } = &mut state.state
+        else {
+            return;
+        };
+        *in_flight = true;
+        *nudged = false;
+        state.epoch = epoch;
+        let peers: Vec<(NodeAddr, Option<ActorRef<Region<A>>>)> = self
+            .peers
+            .iter()
+            .map(|peer| {
+                let cached = self
+                    .regions
+                    .get(&identity(peer))
+                    .filter(|r| r.is_alive())
+                    .cloned();
+                (peer.clone(), cached)
+            })
+            .collect();
+        let myself = ctx.myself().clone();
+        let remote = self.shared.remote.clone();
+        let cluster = self.shared.cluster.clone();
+        let name = self.shared.registered_as.clone();
+        let from = identity(&self.me);
+        tokio::spawn(async move {
+            let mut asks = tokio::task::JoinSet::new();
+            for (peer, cached) in peers {
+                let remote = remote.clone();
+                let cluster = cluster.clone();
+                let name = name.clone();
+                asks.spawn(async move {
+                    ask_to_acquire(&remote, &cluster, &name, peer, cached, shard, from).await
+                });
+            }
+            let mut handed = 0;
+            let mut free = true;
+            while let Some(answer) = asks.join_next().await {
+                match answer {
+                    Ok(Some(count)) => handed += count,
+                    _ => free = false,
+                }
+            }
+            let outcome = free.then_some(handed);
+            let _ = myself
+                .tell(Acquired {
+                    shard,
+                    epoch,
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    /// The shard is ours: deliver what waited (handed-off messages first), start eager
+    /// entities.
+    async fn activate_shard(&mut self, ctx: &mut Context<Self>, shard: u32) {
+        let Some(state) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        state.state = ShardState::Active;
+        let waiting = std::mem::take(&mut state.buffer);
+        let (handed, own): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|p| p.handed_off);
+        for pending in handed.into_iter().chain(own) {
+            self.deliver_local(ctx, shard, pending).await;
+        }
+        let shards = self.settings().shards;
+        let eager: Vec<Arc<str>> = self
+            .settings()
+            .eager
+            .iter()
+            .filter(|id| shard_of(id, shards) == shard)
+            .map(|id| Arc::from(id.as_str()))
+            .collect();
+        for id in eager {
+            let active = self
+                .shards
+                .get(&shard)
+                .is_some_and(|s| s.entities.contains_key(&id));
+            if !active {
+                if let Err(error) = self.activate(ctx, shard, id.clone()) {
+                    tracing::warn!(entity = %id, %error, "eager entity could not be started");
+                }
+            }
+        }
+    }
+
+    /// Gives up acquiring `shard` (its home moved): what it buffered goes to the new home.
+    async fn abandon(&mut self, ctx: &mut Context<Self>, shard: u32) {
+        let Some(state) = self.shards.remove(&shard) else {
+            return;
+        };
+        for pending in state.buffer {
+            self.send_away(ctx, shard, pending).await;
+        }
+    }
+
+    /// Sends a message of a shard this region does not host to the shard's home (or parks
+    /// it); if the home is this region after all, it waits for the shard to be acquired.
+    async fn send_away(&mut self, ctx: &mut Context<Self>, shard: u32, pending: Pending<A>) {
+        match self.home(shard) {
+            Home::Node(index) => self.forward(ctx, shard, index, pending, 0).await,
+            Home::Nobody => self.park(ctx, shard, pending),
+            Home::Me => {
+                let fresh = !self.shards.contains_key(&shard);
+                let state = self.shards.entry(shard).or_insert_with(Shard::acquiring);
+                state.buffer.push_back(pending);
+                if fresh {
+                    self.start_acquire(ctx, shard);
+                }
+            }
+        }
+    }
+
+    /// Starts handing `shard` off: its entities drain and stop. True if it has none, so the
+    /// hand-off can complete at once.
+    fn begin_handoff(&mut self, shard: u32) -> bool {
+        let Some(state) = self.shards.get_mut(&shard) else {
+            return false;
+        };
+        if !matches!(state.state, ShardState::Active) {
+            return false;
+        }
+        for slot in state.entities.values_mut() {
+            if !slot.stopping {
+                slot.stopping = true;
+                slot.actor.drain_and_stop();
+            }
+        }
+        state.state = ShardState::HandingOff {
+            remaining: state.entities.len(),
+        };
+        self.handing += 1;
+        state.entities.is_empty()
+    }
+
+    /// Every entity of `shard` stopped: forward what it buffered to the new home (marked
+    /// handed off), then nudge the new home.
+    async fn complete_handoff(&mut self, ctx: &mut Context<Self>, shard: u32) {
+        let Some(state) = self.shards.remove(&shard) else {
+            return;
+        };
+        self.handing = self.handing.saturating_sub(1);
+        self.shared.counters.add_handoff();
+        for mut pending in state.buffer {
+            pending.handed_off = true;
+            self.send_away(ctx, shard, pending).await;
+        }
+        if let Home::Node(index) = self.home(shard) {
+            if let Some(region) = self
+                .candidates
+                .get(index)
+                .and_then(|c| self.regions.get(&identity(&c.node)))
+            {
+                let _ = region.tell(Nudge { shard }).await;
+            }
+        }
+    }
+
+    /// Starts hand-offs of the shards whose home is elsewhere, a bounded number at a time.
+    async fn rebalance(&mut self, ctx: &mut Context<Self>) {
+        let max = self.settings().max_handoffs;
+        loop {
+            let moving: Vec<u32> = self
+                .shards
+                .iter()
+                .filter(|(_, s)| matches!(s.state, ShardState::Active))
+                .map(|(shard, _)| *shard)
+                .filter(|shard| self.home(*shard) != Home::Me)
+                .collect();
+            let mut completed = false;
+            for shard in moving {
+                if self.handing >= max {
+                    break;
+                }
+                if self.begin_handoff(shard) {
+                    self.complete_handoff(ctx, shard).await;
+                    completed = true;
+                }
+            }
+            if !completed {
+                break;
+            }
+        }
+        self.check_left();
+    }
+
+    fn check_left(&mut self) {
+        if self.leaving && self.shards.is_empty() {
+            for waiter in self.leave_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    fn schedule<M>(ctx: &Context<Self>, after: Duration, msg: M)
+    where
+        M: Message,
+        Self: Handler<M>,
+    {
+        let myself = ctx.myself().clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = myself.tell(msg).await;
+        });
+    }
+
+    async fn apply_view(&mut self, ctx: &mut Context<Self>, members: Vec<Member>) {
+        let role = self.shared.settings.role.clone();
+        let with_role = |m: &Member| role.as_deref().is_none_or(|r| m.has_role(r));
+        self.candidates = members
+            .iter()
+            .filter(|m| matches!(m.status, MemberStatus::Up | MemberStatus::Unreachable))
+            .filter(|m| with_role(m))
+            .filter(|m| !(self.leaving && m.node == self.me))
+            .filter(|m| !self.excluded.contains(&identity(&m.node)))
+            .map(|m| Candidate {
+                node: m.node.clone(),
+                depth: m.load.total_depth,
+            })
+            .collect();
+        self.peers = members
+            .iter()
+            .filter(|m| with_role(m) && m.node != self.me)
+            .map(|m| m.node.clone())
+            .collect();
+        self.members = members;
+        self.my_index = self.candidates.iter().position(|c| c.node == self.me);
+        self.homes = self
+            .settings()
+            .allocation
+            .allocate(self.settings().shards, &self.candidates);
+        let peers: HashSet<Identity> = self.peers.iter().map(identity).collect();
+        self.excluded.retain(|id| peers.contains(id));
+        self.regions
+            .retain(|id, region| peers.contains(id) && region.is_alive());
+        self.handed.retain(|(_, id), _| peers.contains(id));
+        for node in self
+            .candidates
+            .iter()
+            .map(|c| c.node.clone())
+            .collect::<Vec<_>>()
+        {
+            if node != self.me && !self.regions.contains_key(&identity(&node)) {
+                self.resolve(ctx, node);
+            }
+        }
+        // Acquisitions: give up those whose home moved, retry the others now.
+        let acquiring: Vec<u32> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| matches!(s.state, ShardState::Acquiring { .. }))
+            .map(|(shard, _)| *shard)
+            .collect();
+        for shard in acquiring {
+            if self.home(shard) != Home::Me {
+                self.abandon(ctx, shard).await;
+            } else if let Some(Shard {
+                state:
+                    ShardState::Acquiring {
+                        in_flight, nudged, ..
+                    },
+                ..
+            }) = self.shards.get_mut(&shard)
+            {
+                if *in_flight {
+                    *nudged = true;
+                } else {
+                    self.start_acquire(ctx, shard);
+                }
+            }
+        }
+        self.rebalance(ctx).await;
+        self.flush_parked(ctx).await;
+        self.start_eager(ctx);
+        self.check_left();
+    }
+
+    fn start_eager(&mut self, ctx: &Context<Self>) {
+        if self.leaving || self.downed {
+            return;
+        }
+        let shards = self.settings().shards;
+        let eager: Vec<u32> = self
+            .settings()
+            .eager
+            .iter()
+            .map(|id| shard_of(id, shards))
+            .collect();
+        for shard in eager {
+            if self.home(shard) == Home::Me && !self.shards.contains_key(&shard) {
+                self.shards.insert(shard, Shard::acquiring());
+                self.start_acquire(ctx, shard);
+            }
+        }
+    }
+
+    async fn flush_parked(&mut self, ctx: &mut Context<Self>) {
+        let parked = std::mem::take(&mut self.parked);
+        let mut shards: Vec<(u32, VecDeque<Pending<A>>)> = parked.into_iter().collect();
+        shards.sort_by_key(|(shard, _)| *shard);
+        for (shard, messages) in shards {
+            for pending in messages {
+                // Parked messages never got past this region: their hop count starts over.
+                let _ = shard;
+                self.dispatch(ctx, pending, 0).await;
+            }
+        }
+    }
+
+    fn stop_hosting(&mut self, ctx: &Context<Self>) {
+        for (_, state) in self.shards.drain() {
+            for (_, slot) in state.entities {
+                slot.actor.stop();
+                for pending in slot.buffer {
+                    self.shared.counters.add_dropped();
+                    pending
+                        .parcel
+                        .fail(ctx.system(), ctx.id(), Failed::NodeDown);
+                }
+            }
+            for pending in state.buffer {
+                self.shared.counters.add_dropped();
+                pending
+                    .parcel
+                    .fail(ctx.system(), ctx.id(), Failed::NodeDown);
+            }
+        }
+        for (_, messages) in self.parked.drain() {
+            for pending in messages {
+                self.shared.counters.add_dropped();
+                pending
+                    .parcel
+                    .fail(ctx.system(), ctx.id(), Failed::NodeDown);
+            }
+        }
+        self.by_actor.clear();
+        self.active = 0;
+        self.handing = 0;
+    }
+
+    fn snapshot(&self) -> RegionSnapshot {
+        let mut shards: Vec<u32> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| matches!(s.state, ShardState::Active | ShardState::HandingOff { .. }))
+            .map(|(shard, _)| *shard)
+            .collect();
+        shards.sort_unstable();
+        RegionSnapshot {
+            node: self.me.clone(),
+            entity_type: self.settings().name.clone(),
+            shards,
+            entities: self.active,
+            buffered: self.buffered(),
+            handing_off: self.handing,
+            acquiring: self
+                .shards
+                .values()
+                .filter(|s| matches!(s.state, ShardState::Acquiring { .. }))
+                .count(),
+            counters: self.shared.counters.read(),
+        }
+    }
+}
+
+/// One region's answer to an acquire: `Some(handed)` if free, `None` to try again.
+async fn ask_to_acquire<A: Entity>(
+    remote: &Remote,
+    cluster: &Cluster,
+    name: &str,
+    peer: NodeAddr,
+    cached: Option<ActorRef<Region<A>>>,
+    shard: u32,
+    from: Identity,
+) -> Option<u64> {
+    let region = match cached {
+        Some(region) => region,
+        None => {
+            match tokio::time::timeout(ASK_REGION, remote.lookup_node::<Region<A>>(&peer, name))
+                .await
+            {
+                Ok(Ok(region)) => region,
+                // No region of the type there: it hosts nothing.
+                Ok(Err(RemoteError::NotFound(_))) => return Some(0),
+                _ => return gone(cluster, &peer).then_some(0),
+            }
+        }
+    };
+    match region
+        .ask(Acquire { shard, from })
+        .timeout(ASK_REGION)
+        .await
+    {
+        Ok(AcquireAnswer::Free { handed }) => Some(handed),
+        Ok(AcquireAnswer::Held) => None,
+        Err(_) => gone(cluster, &peer).then_some(0),
+    }
+}
+
+/// Whether `node` is no longer a member (down or left): it hosts nothing any more.
+fn gone(cluster: &Cluster, node: &NodeAddr) -> bool {
+    !cluster.members().iter().any(|m| m.node == *node)
+}
+
+impl<A: Entity> Actor for Region<A> {
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        let members = self.shared.cluster.members_by_age();
+        self.apply_view(ctx, members).await;
+        Ok(())
+    }
+}
+
+impl<A: Entity> RemoteActor for Region<A> {
+    fn register(handlers: &mut Handlers<Self>) {
+        handlers.handle::<Deliver>();
+        handlers.handle::<DeliverAsk>();
+        handlers.handle::<Acquire>();
+        handlers.handle::<Nudge>();
+        handlers.handle::<Leaving>();
+    }
+}
+
+/// A told message from this node's [`EntityRef`](crate::EntityRef).
+pub(crate) struct Route<M> {
+    pub(crate) entity: Arc<str>,
+    pub(crate) msg: M,
+}
+
+impl<M: Message> Message for Route<M> {
+    type Reply = ();
+}
+
+impl<A, M> Handler<Route<M>> for Region<A>
+where
+    A: Entity + Handler<M>,
+    M: Message,
+{
+    async fn handle(&mut self, route: Route<M>, ctx: &mut Context<Self>) {
+        let pending = Pending {
+            entity: route.entity,
+            parcel: Box::new(Tell(route.msg)),
+            handed_off: false,
+        };
+        self.dispatch(ctx, pending, 0).await;
+    }
+}
+
+/// An asked message from this node's [`EntityRef`](crate::EntityRef).
+pub(crate) struct RouteAsk<M: Message> {
+    pub(crate) entity: Arc<str>,
+    pub(crate) msg: M,
+    pub(crate) reply: oneshot::Sender<crate::parcel::ReplyFuture<M::Reply>>,
+}
+
+impl<M: Message> Message for RouteAsk<M> {
+    type Reply = ();
+}
+
+impl<A, M> Handler<RouteAsk<M>> for Region<A>
+where
+    A: Entity + Handler<M>,
+    M: Message,
+{
+    async fn handle(&mut self, route: RouteAsk<M>, ctx: &mut Context<Self>) {
+        let pending = Pending {
+            entity: route.entity,
+            parcel: Box::new(Ask {
+                msg: route.msg,
+                reply: route.reply,
+            }),
+            handed_off: false,
+        };
+        self.dispatch(ctx, pending, 0).await;
+    }
+}
+
+impl<A: Entity> Handler<Deliver> for Region<A> {
+    async fn handle(&mut self, Deliver(envelope): Deliver, ctx: &mut Context<Self>) {
+        let hops = envelope.hops;
+        let pending = Pending {
+            entity: Arc::from(envelope.entity.as_str()),
+            handed_off: envelope.handed_off,
+            parcel: Box::new(crate::parcel::Wire {
+                envelope,
+                reply: None,
+                messages: self.shared.messages.clone(),
+            }),
+        };
+        self.dispatch(ctx, pending, hops).await;
+    }
+}
+
+impl<A: Entity> Handler<DeliverAsk> for Region<A> {
+    async fn handle(&mut self, _: DeliverAsk, _: &mut Context<Self>) -> WireReply {
+        // Never called: `handle_reply` below takes the reply along.
+        Err(crate::wire::WireFailure::NoReply)
+    }
+
+    async fn handle_reply(
+        &mut self,
+        DeliverAsk(envelope): DeliverAsk,
+        reply: Option<ReplyTo<WireReply>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let hops = envelope.hops;
+        let pending = Pending {
+            entity: Arc::from(envelope.entity.as_str()),
+            handed_off: envelope.handed_off,
+            parcel: Box::new(crate::parcel::Wire {
+                envelope,
+                reply,
+                messages: self.shared.messages.clone(),
+            }),
+        };
+        self.dispatch(ctx, pending, hops).await;
+    }
+}
+
+impl<A: Entity> Handler<Acquire> for Region<A> {
+    async fn handle(
+        &mut self,
+        Acquire { shard, from }: Acquire,
+        ctx: &mut Context<Self>,
+    ) -> AcquireAnswer {
+        let home = self.home(shard);
+        let max_handoffs = self.settings().max_handoffs;
+        let state = self.shards.get(&shard).map(|s| match s.state {
+            ShardState::Active => 0,
+            ShardState::HandingOff { .. } => 1,
+            ShardState::Acquiring { .. } => 2,
+        });
+        if self.parked.get(&shard).is_some_and(|p| !p.is_empty()) {
+            // Messages of the shard wait here for a way to the asker: it must not start
+            // before they are on their way.
+            return AcquireAnswer::Held;
+        }
+        match state {
+            None => AcquireAnswer::Free {
+                handed: self.handed.remove(&(shard, from)).unwrap_or(0),
+            },
+            Some(0) if home != Home::Me => {
+                if (self.handing < max_handoffs || self.leaving) && self.begin_handoff(shard) {
+                    self.complete_handoff(ctx, shard).await;
+                }
+                if self.shards.contains_key(&shard) {
+                    AcquireAnswer::Held
+                } else {
+                    AcquireAnswer::Free {
+                        handed: self.handed.remove(&(shard, from)).unwrap_or(0),
+                    }
+                }
+            }
+            Some(2) if home != Home::Me => {
+                self.abandon(ctx, shard).await;
+                AcquireAnswer::Free {
+                    handed: self.handed.remove(&(shard, from)).unwrap_or(0),
+                }
+            }
+            Some(_) => AcquireAnswer::Held,
+        }
+    }
+}
+
+impl<A: Entity> Handler<Nudge> for Region<A> {
+    async fn handle(&mut self, Nudge { shard }: Nudge, ctx: &mut Context<Self>) {
+        if let Some(Shard {
+            state: ShardState::Acquiring {
+                in_flight, nudged, ..
+            },
+            ..
+        }) = self.shards.get_mut(&shard)
+        {
+            if *in_flight {
+                *nudged = true;
+            } else {
+                self.start_acquire(ctx, shard);
+            }
+        }
+    }
+}
+
+/// The membership changed: the members not gone, oldest first.
+pub(crate) struct ViewChanged(pub(crate) Vec<Member>);
+
+impl Message for ViewChanged {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<ViewChanged> for Region<A> {
+    async fn handle(&mut self, ViewChanged(members): ViewChanged, ctx: &mut Context<Self>) {
+        if !self.downed {
+            self.apply_view(ctx, members).await;
+        }
+    }
+}
+
+/// A region of another node was looked up (`None`: that node is gone).
+struct Resolved<A: Entity> {
+    node: NodeAddr,
+    region: Option<ActorRef<Region<A>>>,
+}
+
+impl<A: Entity> Message for Resolved<A> {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<Resolved<A>> for Region<A> {
+    async fn handle(&mut self, resolved: Resolved<A>, ctx: &mut Context<Self>) {
+        let id = identity(&resolved.node);
+        self.resolving.remove(&id);
+        if let Some(region) = resolved.region {
+            if self.peers.iter().any(|p| identity(p) == id) {
+                self.regions.insert(id, region);
+            }
+        }
+        self.flush_parked(ctx).await;
+    }
+}
+
+/// The outcome of an acquire round.
+struct Acquired {
+    shard: u32,
+    epoch: u64,
+    outcome: Option<u64>,
+}
+
+impl Message for Acquired {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<Acquired> for Region<A> {
+    async fn handle(&mut self, acquired: Acquired, ctx: &mut Context<Self>) {
+        let shard = acquired.shard;
+        let home = self.home(shard);
+        let Some(state) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        if state.epoch != acquired.epoch {
+            return;
+        }
+        let ShardState::Acquiring {
+            in_flight,
+            nudged,
+            attempts,
+            expected,
+            received,
+        } = &mut state.state
+        else {
+            return;
+        };
+        *in_flight = false;
+        if home != Home::Me {
+            return self.abandon(ctx, shard).await;
+        }
+        match acquired.outcome {
+            Some(handed) => {
+                *expected = Some(handed);
+                if *received >= handed {
+                    self.activate_shard(ctx, shard).await;
+                } else {
+                    let epoch = state.epoch;
+                    Self::schedule(ctx, HANDED_WAIT, HandedWait { shard, epoch });
+                }
+            }
+            None if *nudged => self.start_acquire(ctx, shard),
+            None => {
+                *attempts += 1;
+                let backoff = Duration::from_millis(10 << (*attempts).min(7));
+                let epoch = state.epoch;
+                Self::schedule(ctx, backoff, RetryAcquire { shard, epoch });
+            }
+        }
+    }
+}
+
+struct RetryAcquire {
+    shard: u32,
+    epoch: u64,
+}
+
+impl Message for RetryAcquire {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<RetryAcquire> for Region<A> {
+    async fn handle(&mut self, retry: RetryAcquire, ctx: &mut Context<Self>) {
+        let due = self.shards.get(&retry.shard).is_some_and(|s| {
+            s.epoch == retry.epoch
+                && matches!(
+                    s.state,
+                    ShardState::Acquiring {
+                        in_flight: false,
+                        ..
+                    }
+                )
+        });
+        if due {
+            if self.home(retry.shard) == Home::Me {
+                self.start_acquire(ctx, retry.shard);
+            } else {
+                self.abandon(ctx, retry.shard).await;
+            }
+        }
+    }
+}
+
+/// The handed-off messages announced did not all come in time: deliver anyway.
+struct HandedWait {
+    shard: u32,
+    epoch: u64,
+}
+
+impl Message for HandedWait {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<HandedWait> for Region<A> {
+    async fn handle(&mut self, wait: HandedWait, ctx: &mut Context<Self>) {
+        let due = self.shards.get(&wait.shard).is_some_and(|s| {
+            s.epoch == wait.epoch
+                && matches!(
+                    s.state,
+                    ShardState::Acquiring {
+                        expected: Some(_),
+                        ..
+                    }
+                )
+        });
+        if due {
+            self.activate_shard(ctx, wait.shard).await;
+        }
+    }
+}
+
+/// Time to look for idle entities.
+pub(crate) struct PassivationTick;
+
+impl Message for PassivationTick {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<PassivationTick> for Region<A> {
+    async fn handle(&mut self, _: PassivationTick, _: &mut Context<Self>) {
+        if let Some(idle) = self.settings().idle_timeout {
+            self.passivate_idle(idle);
+        }
+    }
+}
+
+impl<A: Entity> Handler<Terminated> for Region<A> {
+    async fn handle(&mut self, terminated: Terminated, ctx: &mut Context<Self>) {
+        let Some((shard, entity)) = self.by_actor.remove(&terminated.id) else {
+            return;
+        };
+        self.active = self.active.saturating_sub(1);
+        let Some(state) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        let Some(slot) = state.entities.remove(&entity) else {
+            return;
+        };
+        match &mut state.state {
+            ShardState::HandingOff { remaining } => {
+                *remaining = remaining.saturating_sub(1);
+                let done = *remaining == 0;
+                for pending in slot.buffer.into_iter().rev() {
+                    state.buffer.push_front(pending);
+                }
+                if done {
+                    self.complete_handoff(ctx, shard).await;
+                    self.rebalance(ctx).await;
+                }
+            }
+            _ => {
+                for pending in slot.buffer {
+                    self.dispatch(ctx, pending, 0).await;
+                }
+            }
+        }
+    }
+}
+
+/// Hand every shard off and answer once none is left (graceful leave).
+pub(crate) struct Leave;
+
+impl Message for Leave {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<Leave> for Region<A> {
+    async fn handle(&mut self, _: Leave, _: &mut Context<Self>) {}
+
+    async fn handle_reply(
+        &mut self,
+        _: Leave,
+        reply: Option<ReplyTo<()>>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.leaving = true;
+        if let Some(reply) = reply {
+            self.leave_waiters.push(reply);
+        }
+        let me = identity(&self.me);
+        for region in self.regions.values() {
+            let _ = region.tell(Leaving { node: me }).await;
+        }
+        let members = self.members.clone();
+        self.apply_view(ctx, members).await;
+    }
+}
+
+impl<A: Entity> Handler<Leaving> for Region<A> {
+    async fn handle(&mut self, Leaving { node }: Leaving, ctx: &mut Context<Self>) {
+        if node != identity(&self.me) && self.excluded.insert(node) {
+            let members = self.members.clone();
+            self.apply_view(ctx, members).await;
+        }
+    }
+}
+
+/// This node left the cluster (without [`Leave`] first, or after it): host nothing, forward
+/// by the last view.
+pub(crate) struct LeftCluster;
+
+impl Message for LeftCluster {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<LeftCluster> for Region<A> {
+    async fn handle(&mut self, _: LeftCluster, ctx: &mut Context<Self>) {
+        if !self.leaving && !self.downed {
+            self.leaving = true;
+            let members = self.members.clone();
+            self.apply_view(ctx, members).await;
+        }
+    }
+}
+
+/// This node was downed: stop hosting at once.
+pub(crate) struct Downed;
+
+impl Message for Downed {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<Downed> for Region<A> {
+    async fn handle(&mut self, _: Downed, ctx: &mut Context<Self>) {
+        self.downed = true;
+        tracing::warn!(entity_type = %self.settings().name, "this node is down: its entities stop");
+        self.stop_hosting(ctx);
+        for waiter in self.leave_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+}
+
+/// What the region hosts now.
+pub(crate) struct Snapshot;
+
+impl Message for Snapshot {
+    type Reply = RegionSnapshot;
+}
+
+impl<A: Entity> Handler<Snapshot> for Region<A> {
+    async fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> RegionSnapshot {
+        self.snapshot()
+    }
+}

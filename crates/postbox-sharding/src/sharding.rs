@@ -1,0 +1,490 @@
+//! `Sharding`: registering entity types on a node, and `EntityRef`, the reference to one
+//! entity from anywhere.
+
+use crate::entity::{EntityMessages, EntityType};
+use crate::error::ShardingError;
+use crate::region::{
+    Downed, Leave, LeftCluster, PassivationTick, Region, Route, RouteAsk, Snapshot, TypeShared,
+    ViewChanged,
+};
+use crate::stats::{RegionCounters, RegionSnapshot};
+use crate::Entity;
+use postbox::{ActorRef, ActorSystem, AskError, Handler, Message, Props, SendError, TrySendError};
+use postbox_cluster::{Cluster, EventsError};
+use postbox_remote::Remote;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+type SnapshotFn =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Option<RegionSnapshot>> + Send>> + Send + Sync>;
+
+struct Registered {
+    /// `Entities<A>`, type-erased.
+    entities: Box<dyn Any + Send + Sync>,
+    name: String,
+    leave: Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
+    snapshot: SnapshotFn,
+}
+
+/// Sharded entities on this node: register entity types, reach entities by id. Cheap to
+/// clone. See the [crate docs](crate).
+#[derive(Clone)]
+pub struct Sharding {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    system: ActorSystem,
+    remote: Remote,
+    cluster: Cluster,
+    types: Mutex<HashMap<TypeId, Registered>>,
+}
+
+impl Sharding {
+    /// Sharding on this node, over its cluster membership and transport.
+    pub fn new(system: &ActorSystem, remote: &Remote, cluster: &Cluster) -> Self {
+        Sharding {
+            inner: Arc::new(Inner {
+                system: system.clone(),
+                remote: remote.clone(),
+                cluster: cluster.clone(),
+                types: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Registers an entity type on this node: starts its region (`sharding/<name>`, exposed
+    /// to the other nodes' regions) and returns the handle to its entities. Register it on
+    /// every node that sends to its entities; it is hosted on those with its role.
+    pub fn register<A: Entity>(
+        &self,
+        entity_type: EntityType<A>,
+    ) -> Result<Entities<A>, ShardingError> {
+        entity_type.validate()?;
+        let mut types = self
+            .inner
+            .types
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if types.contains_key(&TypeId::of::<A>()) {
+            return Err(ShardingError::AlreadyRegistered(
+                std::any::type_name::<A>().to_owned(),
+            ));
+        }
+        if types.values().any(|t| t.name == entity_type.name) {
+            return Err(ShardingError::AlreadyRegistered(format!(
+                "entity type {:?}",
+                entity_type.name
+            )));
+        }
+        let name = entity_type.name.clone();
+        let ask_timeout = entity_type
+            .ask_timeout
+            .unwrap_or(self.inner.system.config().ask_timeout);
+        let idle = entity_type.idle_timeout;
+        let rebalance = (entity_type.allocation == crate::Allocation::LoadAware)
+            .then_some(entity_type.rebalance_interval);
+        let shared = Arc::new(TypeShared {
+            messages: Arc::new(EntityMessages::<A>::of()),
+            settings: entity_type,
+            remote: self.inner.remote.clone(),
+            cluster: self.inner.cluster.clone(),
+            counters: Arc::new(RegionCounters::default()),
+            registered_as: format!("sharding/{name}"),
+        });
+        self.inner.remote.expose::<Region<A>>();
+        let region = self
+            .inner
+            .system
+            .spawn(
+                Props::new({
+                    let shared = shared.clone();
+                    move || Region::new(shared.clone())
+                })
+                .name(format!("sharding-{name}")),
+            )
+            .map_err(ShardingError::Spawn)?;
+        if self
+            .inner
+            .system
+            .registry()
+            .register(shared.registered_as.clone(), &region)
+            .is_err()
+        {
+            region.stop();
+            return Err(ShardingError::AlreadyRegistered(
+                shared.registered_as.clone(),
+            ));
+        }
+        spawn_feeds(&self.inner.cluster, &region, idle, rebalance);
+        let entities = Entities {
+            region: region.clone(),
+            ask_timeout,
+            name: Arc::from(name.as_str()),
+        };
+        let leaving = region.clone();
+        let snapshotting = region.clone();
+        types.insert(
+            TypeId::of::<A>(),
+            Registered {
+                entities: Box::new(entities.clone()),
+                name,
+                leave: Box::new(move || {
+                    let region = leaving.clone();
+                    Box::pin(async move {
+                        let _ = region.ask(Leave).timeout(Duration::from_secs(3_600)).await;
+                    })
+                }),
+                snapshot: Box::new(move || {
+                    let region = snapshotting.clone();
+                    Box::pin(async move { region.ask(Snapshot).await.ok() })
+                }),
+            },
+        );
+        Ok(entities)
+    }
+
+    /// Registers a **cluster singleton**: one entity of type `A`, made by `factory`, running
+    /// on the oldest up member with `role` (any member without one), started as soon as that
+    /// member's region has acquired it, moved on leave or down. The returned
+    /// [`EntityRef`] is its proxy from this node: it buffers (bounded) while the singleton
+    /// moves. Register it on every node that talks to it.
+    pub fn register_singleton<A: Entity>(
+        &self,
+        name: impl Into<String>,
+        role: Option<&str>,
+        factory: impl Fn() -> A + Send + Sync + 'static,
+    ) -> Result<EntityRef<A>, ShardingError> {
+        let mut entity_type = EntityType::new(name, move |_| factory())
+            .shards(1)
+            .allocation(crate::Allocation::Oldest)
+            .idle_timeout(None);
+        if let Some(role) = role {
+            entity_type = entity_type.role(role);
+        }
+        entity_type.eager = vec![SINGLETON_ID.to_owned()];
+        Ok(self.register(entity_type)?.entity_ref(SINGLETON_ID))
+    }
+
+    /// The entities of type `A` (registered on this node).
+    pub fn entities<A: Entity>(&self) -> Result<Entities<A>, ShardingError> {
+        let types = self
+            .inner
+            .types
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        types
+            .get(&TypeId::of::<A>())
+            .and_then(|t| t.entities.downcast_ref::<Entities<A>>())
+            .cloned()
+            .ok_or(ShardingError::NotRegistered(std::any::type_name::<A>()))
+    }
+
+    /// A reference to the entity of type `A` with id `id`, wherever it lives or will live.
+    pub fn entity_ref<A: Entity>(
+        &self,
+        id: impl AsRef<str>,
+    ) -> Result<EntityRef<A>, ShardingError> {
+        Ok(self.entities::<A>()?.entity_ref(id))
+    }
+
+    /// What this node hosts, per registered entity type (sorted by name).
+    pub async fn snapshot(&self) -> Vec<RegionSnapshot> {
+        let asks: Vec<_> = {
+            let types = self
+                .inner
+                .types
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            types.values().map(|t| (t.snapshot)()).collect()
+        };
+        let mut snapshots = Vec::with_capacity(asks.len());
+        for ask in asks {
+            if let Some(snapshot) = ask.await {
+                snapshots.push(snapshot);
+            }
+        }
+        snapshots.sort_by(|a, b| a.entity_type.cmp(&b.entity_type));
+        snapshots
+    }
+
+    /// Hands every shard of every type off to the other nodes and returns once none is
+    /// hosted here: entities stop (their state is as durable as they made it), messages
+    /// that arrive meanwhile are buffered and then forwarded, in order, to the new homes.
+    /// Call it before [`Cluster::leave`]; this node keeps forwarding messages sent to it
+    /// until its transport shuts down.
+    pub async fn leave(&self) {
+        let leaves: Vec<_> = {
+            let types = self
+                .inner
+                .types
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            types.values().map(|t| (t.leave)()).collect()
+        };
+        for leave in leaves {
+            leave.await;
+        }
+    }
+}
+
+impl fmt::Debug for Sharding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let types = self
+            .inner
+            .types
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Sharding")
+            .field("node", self.inner.cluster.node())
+            .field(
+                "types",
+                &types.values().map(|t| &t.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The id of a singleton's one entity.
+const SINGLETON_ID: &str = "singleton";
+
+/// Tasks that feed a region: membership changes, this node's downing, passivation ticks,
+/// and, for load-aware allocation, fresh loads. Each ends when the region stops.
+fn spawn_feeds<A: Entity>(
+    cluster: &Cluster,
+    region: &ActorRef<Region<A>>,
+    idle: Option<Duration>,
+    rebalance: Option<Duration>,
+) {
+    let mut events = cluster.events();
+    let feed_cluster = cluster.clone();
+    let feed_region = region.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(_) | Err(EventsError::Lagged(_)) => {}
+                Err(_) => {
+                    // This node is out of the cluster: down, it hosts nothing at once (the
+                    // downing watch below says so too); left, it hands off what it still
+                    // hosts and keeps forwarding by its last view while its transport runs.
+                    if feed_cluster.is_down() {
+                        let _ = feed_region.tell(Downed).await;
+                    } else {
+                        let _ = feed_region.tell(LeftCluster).await;
+                    }
+                    return;
+                }
+            }
+            let members = feed_cluster.members_by_age();
+            if feed_region.tell(ViewChanged(members)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let down_cluster = cluster.clone();
+    let down_region = region.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = down_cluster.downed() => { let _ = down_region.tell(Downed).await; }
+            _ = down_region.wait_for_stop() => {}
+        }
+    });
+    if let Some(idle) = idle {
+        let every = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+        let tick_region = region.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if tick_region.tell(PassivationTick).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    if let Some(every) = rebalance {
+        let load_cluster = cluster.clone();
+        let load_region = region.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let members = load_cluster.members_by_age();
+                if load_region.tell(ViewChanged(members)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The entities of one type, as seen from this node. Cheap to clone.
+pub struct Entities<A: Entity> {
+    region: ActorRef<Region<A>>,
+    ask_timeout: Duration,
+    name: Arc<str>,
+}
+
+impl<A: Entity> Clone for Entities<A> {
+    fn clone(&self) -> Self {
+        Self {
+            region: self.region.clone(),
+            ask_timeout: self.ask_timeout,
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<A: Entity> Entities<A> {
+    /// A reference to the entity with id `id`.
+    pub fn entity_ref(&self, id: impl AsRef<str>) -> EntityRef<A> {
+        EntityRef {
+            id: Arc::from(id.as_ref()),
+            region: self.region.clone(),
+            ask_timeout: self.ask_timeout,
+        }
+    }
+
+    /// The entity type's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What this node hosts of the type now.
+    pub async fn snapshot(&self) -> Result<RegionSnapshot, ShardingError> {
+        self.region
+            .ask(Snapshot)
+            .await
+            .map_err(|_| ShardingError::Stopped)
+    }
+}
+
+impl<A: Entity> fmt::Debug for Entities<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entities")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A reference to one entity, from any node, whether it is active or not and wherever it
+/// lives: the same `tell` / `try_tell` / `ask` as an [`ActorRef`], with the same errors.
+///
+/// Messages go through this node's region, which delivers them to the entity (activating it)
+/// or forwards them to the region of the node that hosts it. From one `EntityRef`'s sender,
+/// messages arrive in send order.
+///
+/// - `tell` waits for room in this node's region (backpressure), then returns: whatever
+///   happens after (the entity's node lost, a buffer full) is a counted dead letter. `tell`
+///   is at-most-once across the loss of a node.
+/// - `ask` resolves exactly once: the reply; `NodeDown` if the node hosting the entity is
+///   lost before the reply; `Timeout` after the type's ask timeout (activation, acquisition
+///   and hand-off included); `Remote(Refused)` if the message was given up (see
+///   [`RegionCounts::dropped`](crate::RegionCounts)); `Stopped` if this node's region
+///   stopped.
+pub struct EntityRef<A: Entity> {
+    id: Arc<str>,
+    region: ActorRef<Region<A>>,
+    ask_timeout: Duration,
+}
+
+impl<A: Entity> Clone for EntityRef<A> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            region: self.region.clone(),
+            ask_timeout: self.ask_timeout,
+        }
+    }
+}
+
+impl<A: Entity> EntityRef<A> {
+    /// The entity's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Sends `msg`, waiting for room in this node's region; hands it back if the region is
+    /// not running.
+    pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let route = Route {
+            entity: self.id.clone(),
+            msg,
+        };
+        self.region
+            .tell(route)
+            .await
+            .map_err(|SendError(route)| SendError(route.msg))
+    }
+
+    /// Sends `msg` if this node's region has room right now; hands it back otherwise.
+    pub fn try_tell<M>(&self, msg: M) -> Result<(), TrySendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let route = Route {
+            entity: self.id.clone(),
+            msg,
+        };
+        self.region.try_tell(route).map_err(|error| match error {
+            TrySendError::Full(route) => TrySendError::Full(route.msg),
+            TrySendError::Closed(route) => TrySendError::Closed(route.msg),
+        })
+    }
+
+    /// Sends `msg` and waits for the reply, at most the type's ask timeout.
+    pub async fn ask<M>(&self, msg: M) -> Result<M::Reply, AskError>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        self.ask_within(msg, self.ask_timeout).await
+    }
+
+    /// Sends `msg` and waits for the reply, at most `timeout`.
+    pub async fn ask_within<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let (reply, answer) = oneshot::channel();
+        let route = RouteAsk {
+            entity: self.id.clone(),
+            msg,
+            reply,
+        };
+        let asked = async move {
+            self.region
+                .tell(route)
+                .await
+                .map_err(|_| AskError::Stopped)?;
+            let reply = answer.await.map_err(|_| AskError::Stopped)?;
+            reply.await
+        };
+        tokio::time::timeout(timeout, asked)
+            .await
+            .unwrap_or(Err(AskError::Timeout(timeout)))
+    }
+}
+
+impl<A: Entity> fmt::Debug for EntityRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntityRef")
+            .field("entity_type", &std::any::type_name::<A>())
+            .field("id", &self.id)
+            .finish()
+    }
+}

@@ -1,0 +1,12 @@
+//! postbox-sharding's integration tests: several nodes in one process (postbox-testkit's
+//! `TestCluster`), sharing one in-memory store as a cluster shares a database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod common;
+
+mod activation;
+mod handoff;
+mod node_loss;
+mod passivation;
+mod singleton;

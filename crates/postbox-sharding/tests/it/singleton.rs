@@ -1,0 +1,104 @@
+use postbox::prelude::*;
+use postbox_remote::remote_message;
+use postbox_sharding::{entity, EntityRef, Sharding};
+use postbox_testkit::{within, TestCluster, PATIENCE};
+use serde::{Deserialize, Serialize};
+
+struct Leader {
+    node: String,
+}
+impl Actor for Leader {}
+
+#[derive(Serialize, Deserialize)]
+struct WhereAreYou;
+impl Message for WhereAreYou {
+    type Reply = String;
+    remote_message!("test.WhereAreYou");
+}
+impl Handler<WhereAreYou> for Leader {
+    async fn handle(&mut self, _: WhereAreYou, _: &mut Context<Self>) -> String {
+        self.node.clone()
+    }
+}
+entity!(Leader: WhereAreYou);
+
+fn leader(index: usize, nodes: &TestCluster) -> (Sharding, EntityRef<Leader>) {
+    let node = nodes.node(index);
+    let name = node.name().to_owned();
+    let sharding = Sharding::new(&node.system, &node.remote, &node.cluster);
+    let proxy = sharding
+        .register_singleton("leader", None, move || Leader { node: name.clone() })
+        .unwrap();
+    (sharding, proxy)
+}
+
+/// The singleton runs on the oldest member; when it leaves, the next oldest takes over, and
+/// when that one is lost (three of four left: the majority stays up), the next; proxies
+/// buffer meanwhile and every ask is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_singleton_moves_to_the_oldest_member_on_leave_and_on_loss() {
+    let mut nodes = TestCluster::start(4).await;
+    let (shardings, proxies): (Vec<Sharding>, Vec<EntityRef<Leader>>) =
+        (0..4).map(|i| leader(i, &nodes)).unzip();
+    let index_of = |name: &str| -> usize { name.trim_start_matches('n').parse().unwrap() };
+    let first = within(PATIENCE, proxies[0].ask(WhereAreYou)).await.unwrap();
+    let oldest = nodes.node(0).cluster.members_by_age()[0].node.clone();
+    assert_eq!(
+        nodes.node(index_of(&first)).node(),
+        &oldest,
+        "on the oldest"
+    );
+    for proxy in &proxies {
+        assert_eq!(
+            within(PATIENCE, proxy.ask(WhereAreYou)).await.unwrap(),
+            first
+        );
+    }
+    let leaver = index_of(&first);
+    let others: Vec<usize> = (0..4).filter(|i| *i != leaver).collect();
+    // Asks sent while it moves are buffered and answered by the old or the new one.
+    let asks: Vec<_> = (0..20)
+        .map(|_| {
+            let proxy = proxies[others[0]].clone();
+            tokio::spawn(async move { proxy.ask(WhereAreYou).await })
+        })
+        .collect();
+    within(PATIENCE, shardings[leaver].leave()).await;
+    nodes.leave(leaver).await;
+    for ask in asks {
+        within(PATIENCE, ask).await.unwrap().unwrap();
+    }
+    let second = within(PATIENCE, proxies[others[0]].ask(WhereAreYou))
+        .await
+        .unwrap();
+    assert_ne!(second, first);
+    for i in &others {
+        assert_eq!(
+            within(PATIENCE, proxies[*i].ask(WhereAreYou))
+                .await
+                .unwrap(),
+            second
+        );
+    }
+
+    // Lost: three of four remain members, a majority of the three up before.
+    let lost = index_of(&second);
+    let victim = nodes.node(lost).node().clone();
+    nodes.kill(lost).await;
+    let survivors: Vec<usize> = others.into_iter().filter(|i| *i != lost).collect();
+    nodes
+        .wait_seen(&victim, postbox_cluster::MemberStatus::Down)
+        .await;
+    let third = within(PATIENCE, proxies[survivors[0]].ask(WhereAreYou))
+        .await
+        .unwrap();
+    assert!(third != first && third != second, "{third}");
+    for i in &survivors {
+        assert_eq!(
+            within(PATIENCE, proxies[*i].ask(WhereAreYou))
+                .await
+                .unwrap(),
+            third
+        );
+    }
+}
