@@ -10,3 +10,4 @@ mod handoff;
 mod node_loss;
 mod passivation;
 mod singleton;
+mod split_brain;
