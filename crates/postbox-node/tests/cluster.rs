@@ -14,45 +14,15 @@ use postbox_testkit::until_async;
 use serde_json::Value;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_postbox-node");
-const CLUSTER: &str = "node-tests";
-const SECRET: &str = "node-tests-secret";
+mod support;
 
-/// The longest any condition in these tests may take to become true.
-const BOUND: Duration = Duration::from_secs(30);
+use support::*;
 
 /// Default failure detection: unreachable after phi 8 × 200 ms heartbeats (~1.6 s), down
 /// 1 s later; 5 s leaves room for a loaded 2-core CI machine.
 const DOWN_BOUND: Duration = Duration::from_secs(5);
-
-/// A running `postbox-node start`.
-struct NodeProcess {
-    child: Child,
-    _stdout: Lines<BufReader<ChildStdout>>,
-    remote: String,
-    gossip: String,
-    metrics: String,
-    incarnation: u64,
-}
-
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("POSTBOX_CONFIG")
-        .env("POSTBOX_NODE_CLUSTER", CLUSTER)
-        .env("POSTBOX_NODE_SECRET", SECRET)
-        // Each node keeps its own store unless a test shares one (`--store sqlite
-        // --store-path`): no file is left behind in the working directory.
-        .env("POSTBOX_PERSISTENCE_STORE", "memory")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
 
 /// Starts a node on free loopback ports with `extra` flags; returns once it printed READY.
 async fn start(extra: &[&str]) -> NodeProcess {
@@ -61,82 +31,25 @@ async fn start(extra: &[&str]) -> NodeProcess {
 
 /// Starts a node with its transport and gossip at the given addresses.
 async fn start_at(remote: &str, gossip: &str, extra: &[&str]) -> NodeProcess {
-    let mut args = vec![
-        "start",
-        "--remote-listen",
-        remote,
-        "--gossip-listen",
-        gossip,
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut child = command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start postbox-node");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let ready = tokio::time::timeout(BOUND, async {
-        while let Some(line) = stdout.next_line().await.expect("read node output") {
-            if let Some(rest) = line.strip_prefix("READY ") {
-                return rest.to_owned();
-            }
-        }
-        panic!("postbox-node exited before it was ready");
-    })
-    .await
-    .expect("postbox-node ready in time");
-    let field = |name: &str| {
-        ready
-            .split(' ')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("no {name} in {ready:?}"))
-            .to_owned()
-    };
-    NodeProcess {
-        remote: field("remote"),
-        gossip: field("gossip"),
-        metrics: field("metrics"),
-        incarnation: field("incarnation").parse().unwrap(),
-        child,
-        _stdout: stdout,
-    }
+    NodeProcess::start(None, remote, gossip, extra).await
 }
 
 /// Runs a client command to completion.
 async fn run(args: &[&str]) -> Output {
-    let output = command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output();
-    tokio::time::timeout(BOUND, output)
-        .await
-        .expect("command finished in time")
-        .expect("run postbox-node")
+    support::run(None, args).await
 }
 
 /// Runs a client command that must succeed and print JSON.
 async fn json(args: &[&str]) -> Value {
-    let output = run(args).await;
-    assert!(
-        output.status.success(),
-        "postbox-node {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON output")
+    support::json(None, args).await
 }
 
 async fn members(node: &NodeProcess) -> Vec<Value> {
-    let members = json(&["members", "--json", "--node", &node.remote]).await;
-    members.as_array().expect("a list").clone()
+    node.members().await
 }
 
-fn status_of(members: &[Value], remote: &str, incarnation: u64) -> Option<String> {
-    members
-        .iter()
-        .find(|m| m["address"] == remote && m["incarnation"] == incarnation)
-        .map(|m| m["status"].as_str().unwrap_or_default().to_owned())
+fn command(args: &[&str]) -> Command {
+    support::command(None, args)
 }
 
 async fn send(via: &NodeProcess, service: &str, body: &str) -> Output {

@@ -11,32 +11,21 @@
 use serde_json::Value;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_postbox-node");
-const CLUSTER: &str = "hostile-tests";
-const SECRET: &str = "hostile-tests-secret";
+mod support;
 
-/// The longest any condition in these tests may take to become true.
-const BOUND: Duration = Duration::from_secs(30);
+use support::{NodeProcess, BOUND};
 
 /// How far past its `--timeout` a client command may end: starting the process and its
 /// runtime, and closing its transport (at most a second), on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_secs(3);
 
+/// A `postbox-node` command with the test cluster's name and secret.
 fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("POSTBOX_CONFIG")
-        .env("POSTBOX_NODE_CLUSTER", CLUSTER)
-        .env("POSTBOX_NODE_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
+    support::command(None, args)
 }
 
 /// Runs a command to completion.
@@ -59,55 +48,9 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A running `postbox-node start`.
-struct NodeProcess {
-    child: Child,
-    _stdout: Lines<BufReader<ChildStdout>>,
-    remote: String,
-    metrics: String,
-}
-
 /// Starts a node on free loopback ports with `extra` flags; returns once it printed READY.
 async fn start(extra: &[&str]) -> NodeProcess {
-    let mut args = vec![
-        "start",
-        "--remote-listen",
-        "127.0.0.1:0",
-        "--gossip-listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut child = command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start postbox-node");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let ready = tokio::time::timeout(BOUND, async {
-        while let Some(line) = stdout.next_line().await.expect("read node output") {
-            if let Some(rest) = line.strip_prefix("READY ") {
-                return rest.to_owned();
-            }
-        }
-        panic!("postbox-node exited before it was ready");
-    })
-    .await
-    .expect("postbox-node ready in time");
-    let field = |name: &str| {
-        ready
-            .split(' ')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("no {name} in {ready:?}"))
-            .to_owned()
-    };
-    NodeProcess {
-        remote: field("remote"),
-        metrics: field("metrics"),
-        child,
-        _stdout: stdout,
-    }
+    NodeProcess::start(None, "127.0.0.1:0", "127.0.0.1:0", extra).await
 }
 
 /// Settings that panicked (exit 101), or passed the node's check and failed in
