@@ -829,7 +829,7 @@ fn encode_sharding(
 ) -> Result<(), Error> {
     use MetricType::{Counter, Gauge};
     type Read = fn(&crate::sources::ShardingStats) -> u64;
-    let series: [(&str, &str, MetricType, Read); 7] = [
+    let series: [(&str, &str, MetricType, Read); 8] = [
         ("postbox_sharding_shards", "Shards hosted on this node, by entity type.", Gauge, |s| s.shards),
         ("postbox_sharding_entities", "Active entities on this node, by entity type.", Gauge, |s| s.entities),
         (
@@ -846,6 +846,12 @@ fn encode_sharding(
             "Messages for entities given up at a bound (ShardUnavailable dead letters).",
             Counter,
             |s| s.dropped,
+        ),
+        (
+            "postbox_sharding_bounced",
+            "Messages parked after passing four regions that disagreed on their shard's home (they wait for the next view change).",
+            Counter,
+            |s| s.bounced,
         ),
     ];
     for (name, help, metric_type, read) in series {
@@ -1102,6 +1108,7 @@ mod tests {
         counter.passivations = 9;
         counter.activations = 130;
         counter.dropped = 1;
+        counter.bounced = 2;
         let text = exposition(Snapshot {
             sharding: Some(vec![counter, crate::sources::ShardingStats::new("account")]),
             ..snapshot()
@@ -1116,6 +1123,7 @@ mod tests {
             "postbox_sharding_passivations_total{entity_type=\"counter\"} 9",
             "postbox_sharding_activations_total{entity_type=\"counter\"} 130",
             "postbox_sharding_dropped_total{entity_type=\"counter\"} 1",
+            "postbox_sharding_bounced_total{entity_type=\"counter\"} 2",
             "# TYPE postbox_sharding_shards gauge",
             "# TYPE postbox_sharding_handoffs counter",
         ] {

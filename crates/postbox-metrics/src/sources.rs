@@ -408,6 +408,9 @@ pub struct ShardingStats {
     pub activations: u64,
     /// Messages given up at a bound (monotonic).
     pub dropped: u64,
+    /// Messages parked because the regions' views disagreed on their shard's home
+    /// (monotonic).
+    pub bounced: u64,
 }
 
 impl ShardingStats {

@@ -236,6 +236,7 @@ fn stats_of(region: postbox_sharding::RegionSnapshot) -> ShardingStats {
     stats.passivations = region.counters.passivations;
     stats.activations = region.counters.activations;
     stats.dropped = region.counters.dropped;
+    stats.bounced = region.counters.bounced;
     stats
 }
 

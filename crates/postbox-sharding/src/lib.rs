@@ -96,8 +96,11 @@
 //! it is passivated, per shard while its home is unknown or unreachable
 //! ([`buffer`](EntityType::buffer) messages each). Beyond it a message is a
 //! `ShardUnavailable` dead letter (an ask fails with `Remote(Refused)`), counted in
-//! [`RegionCounts::dropped`]. A message that passes through more than four regions (views
-//! disagreeing about its home) is given up the same way. Active entities per node are
+//! [`RegionCounts::dropped`]. A message that passes through four regions without reaching
+//! its home (their views disagree: one has not yet seen a member leave, say) is parked in
+//! the fourth, in the same bounded buffer, and routed again when that region's view changes
+//! or the home asks for its shard, counted in [`RegionCounts::bounced`]. Active entities
+//! per node are
 //! capped ([`max_active`](EntityType::max_active): the least recently used is passivated)
 //! and idle ones passivated ([`idle_timeout`](EntityType::idle_timeout)).
 //!

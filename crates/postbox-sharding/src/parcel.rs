@@ -61,7 +61,7 @@ pub(crate) enum Delivery<A: Entity> {
 /// Why a parcel is failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failed {
-    /// No home could take it (buffer full, hops exhausted, region stopped).
+    /// No home could take it (buffer full, region stopped).
     Unavailable,
     /// Its message type has no remote codec and its home is another node.
     NotRemotable,

@@ -302,8 +302,11 @@ impl<A: Entity> Region<A> {
         hops: u8,
     ) {
         if hops >= MAX_HOPS {
-            tracing::warn!(entity = %pending.entity, shard, "regions disagree on the shard's home: message given up");
-            return self.fail(ctx, pending.parcel, Failed::Unavailable);
+            // Regions disagree on the shard's home (one has not yet seen a member leave, say):
+            // the message waits here for the next change of view, bounded like any parked one.
+            tracing::debug!(entity = %pending.entity, shard, "regions disagree on the shard's home: message parked");
+            self.shared.counters.add_bounced();
+            return self.park(ctx, shard, pending);
         }
         let Some(node) = self.candidates.get(index).map(|c| c.node.clone()) else {
             return self.park(ctx, shard, pending);
@@ -790,15 +793,21 @@ impl<A: Entity> Region<A> {
     }
 
     async fn flush_parked(&mut self, ctx: &mut Context<Self>) {
-        let parked = std::mem::take(&mut self.parked);
-        let mut shards: Vec<(u32, VecDeque<Pending<A>>)> = parked.into_iter().collect();
-        shards.sort_by_key(|(shard, _)| *shard);
-        for (shard, messages) in shards {
-            for pending in messages {
-                // Parked messages never got past this region: their hop count starts over.
-                let _ = shard;
-                self.dispatch(ctx, pending, 0).await;
-            }
+        let mut shards: Vec<u32> = self.parked.keys().copied().collect();
+        shards.sort_unstable();
+        for shard in shards {
+            self.flush_parked_shard(ctx, shard).await;
+        }
+    }
+
+    /// Routes again, by the current view, what waits for `shard`: its hop count starts over
+    /// (the view it bounced on is gone).
+    async fn flush_parked_shard(&mut self, ctx: &mut Context<Self>, shard: u32) {
+        let Some(messages) = self.parked.remove(&shard) else {
+            return;
+        };
+        for pending in messages {
+            self.dispatch(ctx, pending, 0).await;
         }
     }
 
@@ -1025,9 +1034,14 @@ impl<A: Entity> Handler<Acquire> for Region<A> {
             ShardState::Acquiring { .. } => 2,
         });
         if self.parked.get(&shard).is_some_and(|p| !p.is_empty()) {
-            // Messages of the shard wait here for a way to the asker: it must not start
-            // before they are on their way.
-            return AcquireAnswer::Held;
+            // Messages of the shard wait here (for a way to the asker, or after bouncing
+            // between regions that disagreed): send them on by the current view, and hold the
+            // asker back while any still wait, so that it never starts before they are on
+            // their way.
+            self.flush_parked_shard(ctx, shard).await;
+            if self.parked.get(&shard).is_some_and(|p| !p.is_empty()) {
+                return AcquireAnswer::Held;
+            }
         }
         match state {
             None => AcquireAnswer::Free {
@@ -1105,6 +1119,15 @@ impl<A: Entity> Handler<Resolved<A>> for Region<A> {
         self.resolving.remove(&id);
         if let Some(region) = resolved.region {
             if self.peers.iter().any(|p| identity(p) == id) {
+                if self.leaving {
+                    // Before anything this region forwards to it: a region that still counts
+                    // this node as a home would send its messages straight back.
+                    let _ = region
+                        .tell(Leaving {
+                            node: identity(&self.me),
+                        })
+                        .await;
+                }
                 self.regions.insert(id, region);
             }
         }
@@ -1298,6 +1321,12 @@ impl<A: Entity> Handler<Leave> for Region<A> {
         let me = identity(&self.me);
         for region in self.regions.values() {
             let _ = region.tell(Leaving { node: me }).await;
+        }
+        // Regions not looked up yet are told when they are found (`Resolved`).
+        for peer in self.peers.clone() {
+            if !self.regions.contains_key(&identity(&peer)) {
+                self.resolve(ctx, peer);
+            }
         }
         let members = self.members.clone();
         self.apply_view(ctx, members).await;

@@ -10,6 +10,7 @@ pub(crate) struct RegionCounters {
     passivations: AtomicU64,
     handoffs: AtomicU64,
     dropped: AtomicU64,
+    bounced: AtomicU64,
 }
 
 impl RegionCounters {
@@ -25,12 +26,16 @@ impl RegionCounters {
     pub(crate) fn add_dropped(&self) {
         self.dropped.fetch_add(1, Relaxed);
     }
+    pub(crate) fn add_bounced(&self) {
+        self.bounced.fetch_add(1, Relaxed);
+    }
     pub(crate) fn read(&self) -> RegionCounts {
         RegionCounts {
             activations: self.activations.load(Relaxed),
             passivations: self.passivations.load(Relaxed),
             handoffs: self.handoffs.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            bounced: self.bounced.load(Relaxed),
         }
     }
 }
@@ -46,8 +51,11 @@ pub struct RegionCounts {
     /// Shards handed off to another node.
     pub handoffs: u64,
     /// Messages given up (`ShardUnavailable` / `NotRemotable` dead letters, or asks
-    /// failed): buffer full, hops exhausted, node down.
+    /// failed): buffer full, node down.
     pub dropped: u64,
+    /// Messages that passed through four regions without reaching their shard's home
+    /// (the regions' views disagreed) and were parked here until the view changed.
+    pub bounced: u64,
 }
 
 /// One region now: what one node hosts of one entity type.
