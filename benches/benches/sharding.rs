@@ -18,10 +18,16 @@
 //!   SIGKILL would do to a process); time until every one of its entities answers again
 //!   from another node.
 //!
+//! - **remember**: first-message latency with remember entities off, on over the in-memory
+//!   store, and on over SQLite (the embedded default), each on a fresh two-node cluster
+//!   whose 100 shards were all made active first; then how long until every started entity
+//!   is recorded.
+//!
 //! Usage: `cargo bench --bench sharding -- [--tells N] [--asks K]` (defaults 200 000, 5 000).
 
 use postbox::prelude::*;
 use postbox_cluster::FailureDetection;
+use postbox_persistence::Persistence;
 use postbox_remote::{remote_actor, remote_message};
 use postbox_sharding::{entity, Entities, EntityType, Sharding};
 use postbox_testkit::TestCluster;
@@ -84,18 +90,29 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn register(cluster: &TestCluster, index: usize, shards: u32) -> Entities<Sink> {
+    register_remembering(cluster, index, shards, None)
+}
+
+fn register_remembering(
+    cluster: &TestCluster,
+    index: usize,
+    shards: u32,
+    remember: Option<&Persistence>,
+) -> Entities<Sink> {
     let node = cluster.node(index);
     let name = node.name().to_owned();
+    let mut entity_type = EntityType::new("sink", move |_: &str| Sink {
+        count: 0,
+        node: name.clone(),
+    })
+    .shards(shards)
+    .buffer(100_000)
+    .ask_timeout(Duration::from_secs(30));
+    if let Some(persistence) = remember {
+        entity_type = entity_type.remember_entities(persistence);
+    }
     Sharding::new(&node.system, &node.remote, &node.cluster)
-        .register(
-            EntityType::new("sink", move |_: &str| Sink {
-                count: 0,
-                node: name.clone(),
-            })
-            .shards(shards)
-            .buffer(100_000)
-            .ask_timeout(Duration::from_secs(30)),
-        )
+        .register(entity_type)
         .expect("register")
 }
 
@@ -343,7 +360,69 @@ async fn main() {
         .unwrap_or(1);
     let tells = arg("--tells", 200_000) * scale;
     let asks = arg("--asks", 5_000) * scale;
+    if std::env::args().any(|a| a == "--remember-only") {
+        remember_cost(asks / 5).await;
+        return;
+    }
     throughput_and_latency(tells, asks).await;
     move_to_a_joining_node().await;
     kill_a_host().await;
+    remember_cost(asks / 5).await;
+}
+
+/// First-message latency with remember entities off and on.
+async fn remember_cost(k: usize) {
+    const SHARDS: u32 = 100;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Persistence::sqlite(dir.path().join("remember.db"))
+        .await
+        .expect("sqlite");
+    let modes: [(&str, Option<Persistence>); 3] = [
+        ("off", None),
+        ("on, in memory", Some(Persistence::in_memory())),
+        ("on, sqlite", Some(sqlite)),
+    ];
+    let mut off_p50 = None;
+    for (mode, remember) in modes {
+        let mut cluster = TestCluster::start(2).await;
+        let entities = register_remembering(&cluster, 0, SHARDS, remember.as_ref());
+        let other = register_remembering(&cluster, 1, SHARDS, remember.as_ref());
+        // Every shard active, so that only entity starts are measured.
+        let warm = one_per_shard(&entities, SHARDS);
+        for id in &warm {
+            entities.entity_ref(id).ask(Count).await.expect("ask");
+        }
+        let mut first = Vec::with_capacity(k);
+        let started = Instant::now();
+        for i in 0..k {
+            let fresh = entities.entity_ref(format!("fresh-{i}"));
+            let t = Instant::now();
+            fresh.ask(Count).await.expect("ask");
+            first.push(t.elapsed());
+        }
+        let asked = started.elapsed();
+        let recorded = if remember.is_some() {
+            loop {
+                let here = entities.snapshot().await.expect("snapshot").remembered;
+                let there = other.snapshot().await.expect("snapshot").remembered;
+                if here + there >= k + warm.len() {
+                    break started.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        } else {
+            asked
+        };
+        let (p50, p99) = (percentile(&mut first, 0.5), percentile(&mut first, 0.99));
+        let ratio = off_p50.map_or(1.0, |off: Duration| p50.as_secs_f64() / off.as_secs_f64());
+        off_p50.get_or_insert(p50);
+        println!(
+            "remember {mode}: first message p50 {} p99 {} ({ratio:.2}× off); {k} asks in {:.0} ms, all recorded after {:.0} ms",
+            micros(p50),
+            micros(p99),
+            asked.as_secs_f64() * 1e3,
+            recorded.as_secs_f64() * 1e3,
+        );
+        cluster.shutdown().await;
+    }
 }

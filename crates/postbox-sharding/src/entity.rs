@@ -7,6 +7,7 @@ use crate::region::Region;
 use crate::wire::{Bin, WireFailure, WireReply};
 use postbox::remote::{enqueue_ask, RemoteCodec};
 use postbox::{Actor, ActorId, ActorRef, ActorSystem, Handler, MailboxCapacity, Message, ReplyTo};
+use postbox_persistence::Persistence;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -213,6 +214,8 @@ pub struct EntityType<A: Entity> {
     pub(crate) rebalance_interval: Duration,
     /// Entities activated as soon as their shard is homed here (a singleton's).
     pub(crate) eager: Vec<String>,
+    /// Where the remembered entities of each shard are kept (remember entities on).
+    pub(crate) remember: Option<Persistence>,
 }
 
 impl<A: Entity> EntityType<A> {
@@ -240,6 +243,7 @@ impl<A: Entity> EntityType<A> {
             mailbox: None,
             rebalance_interval: Duration::from_secs(10),
             eager: Vec::new(),
+            remember: None,
         }
     }
 
@@ -301,6 +305,27 @@ impl<A: Entity> EntityType<A> {
         self
     }
 
+    /// **Remember entities**: record in `persistence`, per shard, which entities are active,
+    /// so that whenever a shard becomes active on a node — first placement, after a hand-off
+    /// (a join, a graceful leave), after its node was lost and downed — that node starts
+    /// them at once, without waiting for a message; each recovers its own state as usual.
+    /// Off by default.
+    ///
+    /// An entity is remembered when it starts and forgotten when it is passivated (idle or
+    /// least recently used) or stops on its own; stopping for a hand-off or with its node
+    /// keeps it remembered. The set is written (one durable state per shard,
+    /// `postbox.sharding.remember/<type>/<shard>`) when entities start and stop, never per
+    /// message, in the background: a message is never held for it, and a store failure is
+    /// logged, counted ([`RegionCounts::remember_failures`](crate::RegionCounts)) and retried
+    /// while the entity serves. With it on, a node acquires every shard placed on it as
+    /// soon as it sees the placement (not on a shard's first message). Remembered entities
+    /// started on a node stop at [`max_active`](Self::max_active): the rest stay remembered
+    /// and start on their first message.
+    pub fn remember_entities(mut self, persistence: &Persistence) -> Self {
+        self.remember = Some(persistence.clone());
+        self
+    }
+
     /// How often [`Allocation::LoadAware`] re-reads the gossiped loads.
     pub fn rebalance_interval(mut self, every: Duration) -> Self {
         self.rebalance_interval = every;
@@ -339,6 +364,7 @@ impl<A: Entity> fmt::Debug for EntityType<A> {
             .field("role", &self.role)
             .field("shards", &self.shards)
             .field("allocation", &self.allocation)
+            .field("remember_entities", &self.remember.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -90,6 +90,18 @@
 //!   journal. `tell`s in flight to the lost node are lost (at-most-once); `ask`s in flight
 //!   fail with `AskError::NodeDown`, never hang.
 //!
+//! ## Remember entities
+//!
+//! With [`EntityType::remember_entities`], each shard's active entities are recorded in the
+//! application's store (one durable state per shard), and whenever a shard becomes active
+//! on a node — first placement, a join or a graceful leave, a lost node downed — that node
+//! starts the shard's remembered entities at once, without waiting for a message; each
+//! recovers its own state from its own journal. Started → remembered; passivated or stopped
+//! on its own → forgotten; stopped for a hand-off or lost with its node → still remembered.
+//! The set is written in the background when entities start and stop, never per message; a
+//! store failure is logged, counted ([`RegionCounts::remember_failures`]) and retried while
+//! the entity serves. Counted in [`RegionCounts::remembered_starts`].
+//!
 //! ## Bounds
 //!
 //! Every buffer is bounded: per shard while it is acquired or handed off, per entity while
@@ -101,7 +113,8 @@
 //! the fourth, in the same bounded buffer, and routed again when that region's view changes
 //! or the home asks for its shard, counted in [`RegionCounts::bounced`]. Active entities
 //! per node are
-//! capped ([`max_active`](EntityType::max_active): the least recently used is passivated)
+//! capped ([`max_active`](EntityType::max_active): the least recently used is passivated;
+//! remembered entities beyond it are not started eagerly, but on their first message)
 //! and idle ones passivated ([`idle_timeout`](EntityType::idle_timeout)).
 //!
 //! ## Singletons
@@ -115,6 +128,7 @@ mod entity;
 mod error;
 mod parcel;
 mod region;
+mod remember;
 mod sharding;
 mod stats;
 mod wire;

@@ -35,6 +35,7 @@
 use crate::allocation::{shard_of, Candidate};
 use crate::entity::{EntityMessages, EntityType};
 use crate::parcel::{Ask, Delivery, Failed, Parcel, Tell};
+use crate::remember::{self, RememberedSet, ShardMemory};
 use crate::stats::{RegionCounters, RegionSnapshot};
 use crate::wire::{Acquire, AcquireAnswer, Deliver, DeliverAsk, Leaving, Nudge, WireReply};
 use crate::Entity;
@@ -112,6 +113,8 @@ struct Slot<A: Entity> {
     actor: ActorRef<A>,
     last_used: Instant,
     stopping: bool,
+    /// It stops for good (passivated, or it stopped on its own): no longer remembered.
+    forget: bool,
     /// Messages that came while it was stopping (passivation), for its next instance.
     buffer: VecDeque<Pending<A>>,
 }
@@ -165,6 +168,9 @@ pub(crate) struct Region<A: Entity> {
     excluded: HashSet<Identity>,
     leave_waiters: Vec<ReplyTo<()>>,
     downed: bool,
+    /// Remembered entities of the active shards (remember entities on).
+    memory: HashMap<u32, ShardMemory>,
+    memory_generation: u64,
 }
 
 impl<A: Entity> Region<A> {
@@ -191,6 +197,8 @@ impl<A: Entity> Region<A> {
             excluded: HashSet::new(),
             leave_waiters: Vec::new(),
             downed: false,
+            memory: HashMap::new(),
+            memory_generation: 0,
         }
     }
 
@@ -408,6 +416,7 @@ impl<A: Entity> Region<A> {
                     .and_then(|s| s.entities.get_mut(&pending.entity))
                 {
                     slot.stopping = true;
+                    slot.forget = true;
                     slot.buffer.push_back(Pending {
                         entity: pending.entity,
                         parcel,
@@ -440,16 +449,149 @@ impl<A: Entity> Region<A> {
         self.shared.counters.add_activation();
         if let Some(state) = self.shards.get_mut(&shard) {
             state.entities.insert(
-                entity,
+                entity.clone(),
                 Slot {
                     actor,
                     last_used: Instant::now(),
                     stopping: false,
+                    forget: false,
                     buffer: VecDeque::new(),
                 },
             );
         }
+        self.note_memory(ctx, shard, entity, true);
         Ok(())
+    }
+
+    /// Notes that `entity` of `shard` started (`true`) or stopped for good, to be written
+    /// in the background (remember entities).
+    fn note_memory(&mut self, ctx: &Context<Self>, shard: u32, entity: Arc<str>, remembered: bool) {
+        let bound = self.settings().max_active;
+        let Some(memory) = self.memory.get_mut(&shard) else {
+            return;
+        };
+        if !memory.note(entity.clone(), remembered, bound) {
+            self.shared.counters.add_remember_failure();
+            tracing::warn!(%entity, shard, "too many remembered-entity changes wait for the store: this one is not recorded");
+        }
+        self.write_memory(ctx, shard);
+    }
+
+    /// Starts the shard's next write of its remembered set, if one is due.
+    fn write_memory(&mut self, ctx: &Context<Self>, shard: u32) {
+        let Some(persistence) = self.settings().remember.clone() else {
+            return;
+        };
+        let Some(memory) = self.memory.get_mut(&shard) else {
+            return;
+        };
+        let Some((revision, record)) = memory.next_write() else {
+            return;
+        };
+        let generation = memory.generation;
+        let id = remember::persistence_id(&self.settings().name, shard);
+        let myself = ctx.myself().clone();
+        tokio::spawn(async move {
+            let result = persistence
+                .state_store()
+                .save_state(&id, revision, record)
+                .await;
+            let _ = myself
+                .tell(RememberWritten {
+                    shard,
+                    generation,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Reads the shard's remembered set in the background.
+    fn load_memory(&self, ctx: &Context<Self>, shard: u32) {
+        let Some(persistence) = self.settings().remember.clone() else {
+            return;
+        };
+        let Some(generation) = self.memory.get(&shard).map(|m| m.generation) else {
+            return;
+        };
+        let id = remember::persistence_id(&self.settings().name, shard);
+        let myself = ctx.myself().clone();
+        tokio::spawn(async move {
+            let result = match persistence.state_store().load_state(&id).await {
+                Ok(None) => Ok((0, Vec::new())),
+                Ok(Some(stored)) => match stored.record {
+                    None => Ok((stored.revision, Vec::new())),
+                    Some(record) => match record.decode::<RememberedSet>() {
+                        Ok(set) => Ok((stored.revision, set.entities)),
+                        // Unreadable: start from an empty set (the next write replaces it)
+                        // rather than never remember again.
+                        Err(error) => Err((stored.revision, error.to_string())),
+                    },
+                },
+                Err(error) => Err((u64::MAX, error.to_string())),
+            };
+            let _ = myself
+                .tell(RememberLoaded {
+                    shard,
+                    generation,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Starts remembered entities of `shard` that are not running, while there is room
+    /// under `max_active`.
+    fn start_remembered(&mut self, ctx: &mut Context<Self>, shard: u32, ids: Vec<Arc<str>>) {
+        let max = self.settings().max_active;
+        let mut deferred = 0usize;
+        for id in ids {
+            let running = self
+                .shards
+                .get(&shard)
+                .is_some_and(|s| s.entities.contains_key(&id));
+            if running {
+                continue;
+            }
+            if self.active >= max {
+                deferred += 1;
+                continue;
+            }
+            match self.activate(ctx, shard, id.clone()) {
+                Ok(()) => self.shared.counters.add_remembered_start(),
+                Err(error) => {
+                    tracing::warn!(entity = %id, %error, "remembered entity could not be started");
+                }
+            }
+        }
+        if deferred > 0 {
+            tracing::info!(
+                shard,
+                deferred,
+                max_active = max,
+                "remembered entities not started: this node is at max_active; they start on their first message"
+            );
+        }
+    }
+
+    /// A hand-off that waited for the shard's remembered set to be written completes.
+    async fn memory_settled(&mut self, ctx: &mut Context<Self>, shard: u32) {
+        let waiting = self
+            .memory
+            .get(&shard)
+            .is_some_and(|m| m.handoff_waiting && m.settled());
+        let drained = self
+            .shards
+            .get(&shard)
+            .is_some_and(|s| matches!(s.state, ShardState::HandingOff { remaining: 0 }));
+        if waiting && drained && self.complete_handoff(ctx, shard).await {
+            self.rebalance(ctx).await;
+        }
+    }
+
+    /// How long to wait after `failures` store failures in a row.
+    fn memory_backoff(failures: u32) -> Duration {
+        Duration::from_millis(100u64 << failures.min(6)).min(Duration::from_secs(5))
     }
 
     fn passivate_least_recent(&mut self) {
@@ -462,6 +604,7 @@ impl<A: Entity> Region<A> {
             .min_by_key(|slot| slot.last_used);
         if let Some(slot) = oldest {
             slot.stopping = true;
+            slot.forget = true;
             slot.actor.drain_and_stop();
             self.shared.counters.add_passivation();
         }
@@ -480,6 +623,7 @@ impl<A: Entity> Region<A> {
                     && !eager.iter().any(|e| **e == **id)
                 {
                     slot.stopping = true;
+                    slot.forget = true;
                     slot.actor.drain_and_stop();
                     self.shared.counters.add_passivation();
                 }
@@ -557,6 +701,13 @@ impl<A: Entity> Region<A> {
         };
         state.state = ShardState::Active;
         let waiting = std::mem::take(&mut state.buffer);
+        if self.settings().remember.is_some() {
+            // Read before the waiting messages start entities, so that their starts are noted.
+            self.memory_generation += 1;
+            self.memory
+                .insert(shard, ShardMemory::new(self.memory_generation));
+            self.load_memory(ctx, shard);
+        }
         let (handed, own): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|p| p.handed_off);
         for pending in handed.into_iter().chain(own) {
             self.deliver_local(ctx, shard, pending).await;
@@ -631,11 +782,27 @@ impl<A: Entity> Region<A> {
         state.entities.is_empty()
     }
 
-    /// Every entity of `shard` stopped: forward what it buffered to the new home (marked
-    /// handed off), then nudge the new home.
-    async fn complete_handoff(&mut self, ctx: &mut Context<Self>, shard: u32) {
+    /// Every entity of `shard` stopped: once its remembered set is written, forward what it
+    /// buffered to the new home (marked handed off), then nudge the new home. False if it
+    /// waits for the store.
+    async fn complete_handoff(&mut self, ctx: &mut Context<Self>, shard: u32) -> bool {
+        if let Some(memory) = self.memory.get_mut(&shard) {
+            if !memory.settled() {
+                memory.handoff_waiting = true;
+                return false;
+            }
+            if memory.unwritten() > 0 || memory.writing() {
+                self.shared.counters.add_remember_failure();
+                tracing::warn!(
+                    shard,
+                    unwritten = memory.unwritten(),
+                    "shard handed off with remembered-entity changes its failing store did not take"
+                );
+            }
+        }
+        self.memory.remove(&shard);
         let Some(state) = self.shards.remove(&shard) else {
-            return;
+            return true;
         };
         self.handing = self.handing.saturating_sub(1);
         self.shared.counters.add_handoff();
@@ -652,6 +819,7 @@ impl<A: Entity> Region<A> {
                 let _ = region.tell(Nudge { shard }).await;
             }
         }
+        true
     }
 
     /// Starts hand-offs of the shards whose home is elsewhere, a bounded number at a time.
@@ -670,8 +838,7 @@ impl<A: Entity> Region<A> {
                 if self.handing >= max {
                     break;
                 }
-                if self.begin_handoff(shard) {
-                    self.complete_handoff(ctx, shard).await;
+                if self.begin_handoff(shard) && self.complete_handoff(ctx, shard).await {
                     completed = true;
                 }
             }
@@ -778,12 +945,16 @@ impl<A: Entity> Region<A> {
             return;
         }
         let shards = self.settings().shards;
-        let eager: Vec<u32> = self
-            .settings()
-            .eager
-            .iter()
-            .map(|id| shard_of(id, shards))
-            .collect();
+        let eager: Vec<u32> = if self.settings().remember.is_some() {
+            // Any shard may have remembered entities: each is acquired when placed here.
+            (0..shards).collect()
+        } else {
+            self.settings()
+                .eager
+                .iter()
+                .map(|id| shard_of(id, shards))
+                .collect()
+        };
         for shard in eager {
             if self.home(shard) == Home::Me && !self.shards.contains_key(&shard) {
                 self.shards.insert(shard, Shard::acquiring());
@@ -837,6 +1008,8 @@ impl<A: Entity> Region<A> {
                     .fail(ctx.system(), ctx.id(), Failed::NodeDown);
             }
         }
+        // A downed node writes nothing: what it hosted stays remembered for the next homes.
+        self.memory.clear();
         self.by_actor.clear();
         self.active = 0;
         self.handing = 0;
@@ -854,7 +1027,12 @@ impl<A: Entity> Region<A> {
             node: self.me.clone(),
             entity_type: self.settings().name.clone(),
             shards,
+            allocated: match self.my_index {
+                Some(mine) => self.homes.iter().filter(|h| **h == Some(mine)).count(),
+                None => 0,
+            },
             entities: self.active,
+            remembered: self.memory.values().map(ShardMemory::remembered).sum(),
             buffered: self.buffered(),
             handing_off: self.handing,
             acquiring: self
@@ -1277,6 +1455,8 @@ impl<A: Entity> Handler<Terminated> for Region<A> {
         let Some(slot) = state.entities.remove(&entity) else {
             return;
         };
+        // Passivated or stopped on its own: forgotten. Stopped for a hand-off: remembered.
+        let forget = slot.forget || !slot.stopping;
         match &mut state.state {
             ShardState::HandingOff { remaining } => {
                 *remaining = remaining.saturating_sub(1);
@@ -1284,16 +1464,145 @@ impl<A: Entity> Handler<Terminated> for Region<A> {
                 for pending in slot.buffer.into_iter().rev() {
                     state.buffer.push_front(pending);
                 }
-                if done {
-                    self.complete_handoff(ctx, shard).await;
+                if forget {
+                    self.note_memory(ctx, shard, entity, false);
+                }
+                if done && self.complete_handoff(ctx, shard).await {
                     self.rebalance(ctx).await;
                 }
             }
             _ => {
+                if forget {
+                    self.note_memory(ctx, shard, entity, false);
+                }
                 for pending in slot.buffer {
                     self.dispatch(ctx, pending, 0).await;
                 }
             }
+        }
+    }
+}
+
+/// A shard's remembered set was read: `(revision, ids)`, or the error (with the revision
+/// when the stored set was unreadable, `u64::MAX` when the store failed).
+struct RememberLoaded {
+    shard: u32,
+    generation: u64,
+    result: Result<(u64, Vec<String>), (u64, String)>,
+}
+
+impl Message for RememberLoaded {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<RememberLoaded> for Region<A> {
+    async fn handle(&mut self, loaded: RememberLoaded, ctx: &mut Context<Self>) {
+        let shard = loaded.shard;
+        let Some(memory) = self
+            .memory
+            .get_mut(&shard)
+            .filter(|m| m.generation == loaded.generation)
+        else {
+            return;
+        };
+        let ids = match loaded.result {
+            Ok((revision, ids)) => memory.loaded(revision, ids),
+            Err((revision, error)) if revision != u64::MAX => {
+                self.shared.counters.add_remember_failure();
+                tracing::error!(shard, %error, "remembered entities unreadable: starting from none");
+                memory.loaded(revision, Vec::new())
+            }
+            Err((_, error)) => {
+                memory.failures += 1;
+                memory.retry_scheduled = true;
+                let after = Self::memory_backoff(memory.failures);
+                let generation = memory.generation;
+                self.shared.counters.add_remember_failure();
+                tracing::warn!(shard, %error, retry_in = ?after, "remembered entities could not be read");
+                Self::schedule(ctx, after, RememberRetry { shard, generation });
+                return;
+            }
+        };
+        let active_here = self
+            .shards
+            .get(&shard)
+            .is_some_and(|s| matches!(s.state, ShardState::Active))
+            && self.home(shard) == Home::Me
+            && !self.leaving;
+        if active_here {
+            self.start_remembered(ctx, shard, ids);
+        }
+        self.write_memory(ctx, shard);
+        self.memory_settled(ctx, shard).await;
+    }
+}
+
+/// A write of a shard's remembered set ended.
+struct RememberWritten {
+    shard: u32,
+    generation: u64,
+    result: Result<(), postbox_persistence::StoreError>,
+}
+
+impl Message for RememberWritten {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<RememberWritten> for Region<A> {
+    async fn handle(&mut self, written: RememberWritten, ctx: &mut Context<Self>) {
+        let shard = written.shard;
+        let Some(memory) = self
+            .memory
+            .get_mut(&shard)
+            .filter(|m| m.generation == written.generation)
+        else {
+            return;
+        };
+        memory.written(&written.result);
+        match &written.result {
+            Ok(()) => self.write_memory(ctx, shard),
+            Err(error) => {
+                self.shared.counters.add_remember_failure();
+                if memory.needs_load() {
+                    tracing::warn!(shard, %error, "remembered entities written elsewhere meanwhile: reading them again");
+                    self.load_memory(ctx, shard);
+                } else {
+                    memory.retry_scheduled = true;
+                    let after = Self::memory_backoff(memory.failures);
+                    let generation = memory.generation;
+                    tracing::warn!(shard, %error, retry_in = ?after, "remembered entities could not be written; the entities serve meanwhile");
+                    Self::schedule(ctx, after, RememberRetry { shard, generation });
+                }
+            }
+        }
+        self.memory_settled(ctx, shard).await;
+    }
+}
+
+/// Time to try the store again for a shard's remembered set.
+struct RememberRetry {
+    shard: u32,
+    generation: u64,
+}
+
+impl Message for RememberRetry {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<RememberRetry> for Region<A> {
+    async fn handle(&mut self, retry: RememberRetry, ctx: &mut Context<Self>) {
+        let Some(memory) = self
+            .memory
+            .get_mut(&retry.shard)
+            .filter(|m| m.generation == retry.generation)
+        else {
+            return;
+        };
+        memory.retry_scheduled = false;
+        if memory.needs_load() {
+            self.load_memory(ctx, retry.shard);
+        } else {
+            self.write_memory(ctx, retry.shard);
         }
     }
 }

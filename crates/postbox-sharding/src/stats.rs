@@ -11,6 +11,8 @@ pub(crate) struct RegionCounters {
     handoffs: AtomicU64,
     dropped: AtomicU64,
     bounced: AtomicU64,
+    remembered_starts: AtomicU64,
+    remember_failures: AtomicU64,
 }
 
 impl RegionCounters {
@@ -29,6 +31,12 @@ impl RegionCounters {
     pub(crate) fn add_bounced(&self) {
         self.bounced.fetch_add(1, Relaxed);
     }
+    pub(crate) fn add_remembered_start(&self) {
+        self.remembered_starts.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn add_remember_failure(&self) {
+        self.remember_failures.fetch_add(1, Relaxed);
+    }
     pub(crate) fn read(&self) -> RegionCounts {
         RegionCounts {
             activations: self.activations.load(Relaxed),
@@ -36,6 +44,8 @@ impl RegionCounters {
             handoffs: self.handoffs.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             bounced: self.bounced.load(Relaxed),
+            remembered_starts: self.remembered_starts.load(Relaxed),
+            remember_failures: self.remember_failures.load(Relaxed),
         }
     }
 }
@@ -56,6 +66,12 @@ pub struct RegionCounts {
     /// Messages that passed through four regions without reaching their shard's home
     /// (the regions' views disagreed) and were parked here until the view changed.
     pub bounced: u64,
+    /// Entities started because they were remembered, without a message
+    /// ([`EntityType::remember_entities`](crate::EntityType::remember_entities)).
+    pub remembered_starts: u64,
+    /// Store failures while reading or writing remembered entities (each retried; the
+    /// entities served meanwhile), and changes left unwritten at a bound or a hand-off.
+    pub remember_failures: u64,
 }
 
 /// One region now: what one node hosts of one entity type.
@@ -66,10 +82,17 @@ pub struct RegionSnapshot {
     pub node: NodeAddr,
     /// The entity type's name.
     pub entity_type: String,
-    /// The shards it hosts (active or being handed off), ascending.
+    /// The shards it hosts (active or being handed off), ascending: those activated here
+    /// (by a message, a singleton or remember entities).
     pub shards: Vec<u32>,
+    /// The shards the placement puts on this node by its current membership view, active
+    /// here or not (a shard of the type becomes active on its first message).
+    pub allocated: usize,
     /// Active entities.
     pub entities: usize,
+    /// Entities recorded as remembered in the store, in the shards active here (as last
+    /// read or written; 0 without remember entities).
+    pub remembered: usize,
     /// Messages waiting in its buffers (shards being acquired or handed off, entities being
     /// passivated, homes not reachable yet).
     pub buffered: usize,

@@ -220,6 +220,8 @@ pub(crate) struct Sharded {
     pub(crate) counters: Vec<Entities<Counter>>,
     pub(crate) persistence: Persistence,
     pub(crate) lives: Arc<Lives>,
+    /// Where remembered entities are kept (remember entities on).
+    pub(crate) remember: Option<Persistence>,
     tune: Tune,
 }
 
@@ -234,13 +236,33 @@ impl Sharded {
         builder: TestClusterBuilder,
         tune: impl Fn(EntityType<Counter>) -> EntityType<Counter> + Send + Sync + 'static,
     ) -> Self {
+        Self::start_inner(builder, None, tune).await
+    }
+
+    /// With remember entities on, kept in `remember` (`None`: the entities' own store).
+    pub(crate) async fn start_remembering(
+        builder: TestClusterBuilder,
+        remember: Option<Persistence>,
+        tune: impl Fn(EntityType<Counter>) -> EntityType<Counter> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_inner(builder, Some(remember), tune).await
+    }
+
+    async fn start_inner(
+        builder: TestClusterBuilder,
+        remember: Option<Option<Persistence>>,
+        tune: impl Fn(EntityType<Counter>) -> EntityType<Counter> + Send + Sync + 'static,
+    ) -> Self {
         let nodes = builder.start().await;
+        let persistence = Persistence::in_memory();
+        let remember = remember.map(|store| store.unwrap_or_else(|| persistence.clone()));
         let mut sharded = Sharded {
             nodes,
             shardings: Vec::new(),
             counters: Vec::new(),
-            persistence: Persistence::in_memory(),
+            persistence,
             lives: Arc::new(Lives::default()),
+            remember,
             tune: Arc::new(tune),
         };
         for index in 0..sharded.nodes.len() {
@@ -252,13 +274,11 @@ impl Sharded {
     fn attach(&mut self, index: usize) {
         let node = self.nodes.node(index);
         let sharding = Sharding::new(&node.system, &node.remote, &node.cluster);
-        let counters = sharding
-            .register((self.tune)(counter_type(
-                node.name(),
-                &self.persistence,
-                &self.lives,
-            )))
-            .unwrap();
+        let mut entity_type = counter_type(node.name(), &self.persistence, &self.lives);
+        if let Some(remember) = &self.remember {
+            entity_type = entity_type.remember_entities(remember);
+        }
+        let counters = sharding.register((self.tune)(entity_type)).unwrap();
         if index < self.shardings.len() {
             self.shardings[index] = sharding;
             self.counters[index] = counters;

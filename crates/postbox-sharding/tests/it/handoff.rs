@@ -168,6 +168,13 @@ async fn rebalancing_on_join_moves_shards_to_the_new_node() {
         handoffs += counters.snapshot().await.unwrap().counters.handoffs;
     }
     assert!(handoffs >= shards_joined as u64, "{handoffs} hand-offs");
+    // Allocated: every shard is placed on exactly one node, whether active there or not.
+    let mut allocated = Vec::new();
+    for counters in &cluster.counters {
+        allocated.push(counters.snapshot().await.unwrap().allocated);
+    }
+    assert_eq!(allocated.iter().sum::<usize>(), 16, "{allocated:?}");
+    assert_eq!(allocated[joined], shards_joined, "{allocated:?}");
 }
 
 /// While a shard has no home (no member has the type's role), its messages wait in a

@@ -9,5 +9,6 @@ mod activation;
 mod handoff;
 mod node_loss;
 mod passivation;
+mod remember;
 mod singleton;
 mod split_brain;
