@@ -144,7 +144,8 @@ function drawMembers(view) {
     el("td", {}, m.address),
     el("td", {}, m.status),
     el("td", { class: "num" }, m.load === null ? "–" : String(m.load)),
-    el("td", { class: "num" }, m.shards === null ? "–" : String(m.shards))));
+    el("td", { class: "num" }, m.shards === null ? "–" : String(m.shards)),
+    el("td", { class: "num" }, m.allocated_shards === null ? "–" : String(m.allocated_shards))));
   document.querySelector("#members tbody").replaceChildren(...rows);
 }
 

@@ -829,8 +829,14 @@ fn encode_sharding(
 ) -> Result<(), Error> {
     use MetricType::{Counter, Gauge};
     type Read = fn(&crate::sources::ShardingStats) -> u64;
-    let series: [(&str, &str, MetricType, Read); 8] = [
-        ("postbox_sharding_shards", "Shards hosted on this node, by entity type.", Gauge, |s| s.shards),
+    let series: [(&str, &str, MetricType, Read); 12] = [
+        ("postbox_sharding_shards", "Shards active on this node (activated by a message, a singleton or remember entities), by entity type.", Gauge, |s| s.shards),
+        (
+            "postbox_sharding_allocated_shards",
+            "Shards the placement puts on this node by its membership view, active or not, by entity type.",
+            Gauge,
+            |s| s.allocated,
+        ),
         ("postbox_sharding_entities", "Active entities on this node, by entity type.", Gauge, |s| s.entities),
         (
             "postbox_sharding_buffered_messages",
@@ -852,6 +858,24 @@ fn encode_sharding(
             "Messages parked after passing four regions that disagreed on their shard's home (they wait for the next view change).",
             Counter,
             |s| s.bounced,
+        ),
+        (
+            "postbox_sharding_remembered_entities",
+            "Entities recorded as remembered in the shards active on this node (remember entities).",
+            Gauge,
+            |s| s.remembered,
+        ),
+        (
+            "postbox_sharding_remembered_starts",
+            "Entities started because they were remembered, without a message.",
+            Counter,
+            |s| s.remembered_starts,
+        ),
+        (
+            "postbox_sharding_remember_failures",
+            "Store failures while reading or writing remembered entities (retried; the entities serve meanwhile).",
+            Counter,
+            |s| s.remember_failures,
         ),
     ];
     for (name, help, metric_type, read) in series {
@@ -1102,6 +1126,10 @@ mod tests {
     fn sharded_entity_types_become_labelled_series() {
         let mut counter = crate::sources::ShardingStats::new("counter");
         counter.shards = 34;
+        counter.allocated = 40;
+        counter.remembered = 110;
+        counter.remembered_starts = 12;
+        counter.remember_failures = 4;
         counter.entities = 120;
         counter.buffered = 3;
         counter.handoffs = 7;
@@ -1124,6 +1152,13 @@ mod tests {
             "postbox_sharding_activations_total{entity_type=\"counter\"} 130",
             "postbox_sharding_dropped_total{entity_type=\"counter\"} 1",
             "postbox_sharding_bounced_total{entity_type=\"counter\"} 2",
+            "postbox_sharding_allocated_shards{entity_type=\"counter\"} 40",
+            "postbox_sharding_allocated_shards{entity_type=\"account\"} 0",
+            "postbox_sharding_remembered_entities{entity_type=\"counter\"} 110",
+            "postbox_sharding_remembered_starts_total{entity_type=\"counter\"} 12",
+            "postbox_sharding_remember_failures_total{entity_type=\"counter\"} 4",
+            "# TYPE postbox_sharding_allocated_shards gauge",
+            "# TYPE postbox_sharding_remembered_starts counter",
             "# TYPE postbox_sharding_shards gauge",
             "# TYPE postbox_sharding_handoffs counter",
         ] {

@@ -158,8 +158,10 @@ pub struct Member {
     pub status: MemberStatus,
     /// The load it reports (for postbox nodes: messages waiting in all its mailboxes), if known.
     pub load: Option<f64>,
-    /// Shards of sharded entity types it hosts, if known.
+    /// Shards of sharded entity types active on it, if known.
     pub shards: Option<u64>,
+    /// Shards of sharded entity types the placement puts on it (active or not), if known.
+    pub allocated_shards: Option<u64>,
     /// Whether this is the node serving the endpoint.
     pub is_self: bool,
 }
@@ -173,6 +175,7 @@ impl Member {
             status,
             load: None,
             shards: None,
+            allocated_shards: None,
             is_self: false,
         }
     }
@@ -183,9 +186,15 @@ impl Member {
         self
     }
 
-    /// Sets how many shards it hosts.
+    /// Sets how many shards are active on it.
     pub fn with_shards(mut self, shards: u64) -> Self {
         self.shards = Some(shards);
+        self
+    }
+
+    /// Sets how many shards the placement puts on it.
+    pub fn with_allocated_shards(mut self, shards: u64) -> Self {
+        self.allocated_shards = Some(shards);
         self
     }
 
@@ -394,8 +403,10 @@ pub struct PersistenceStats {
 pub struct ShardingStats {
     /// The entity type.
     pub entity_type: String,
-    /// Shards hosted here.
+    /// Shards active here (activated by a message, a singleton or remember entities).
     pub shards: u64,
+    /// Shards the placement puts on this node, active or not.
+    pub allocated: u64,
     /// Active entities here.
     pub entities: u64,
     /// Messages waiting in its buffers (shards moving, entities passivating, homes unknown).
@@ -411,6 +422,12 @@ pub struct ShardingStats {
     /// Messages parked because the regions' views disagreed on their shard's home
     /// (monotonic).
     pub bounced: u64,
+    /// Entities recorded as remembered in the shards active here (remember entities).
+    pub remembered: u64,
+    /// Entities started because they were remembered, without a message (monotonic).
+    pub remembered_starts: u64,
+    /// Store failures while reading or writing remembered entities (monotonic).
+    pub remember_failures: u64,
 }
 
 impl ShardingStats {

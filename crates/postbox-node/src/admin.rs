@@ -166,8 +166,12 @@ pub struct ShardsEntry {
     pub node: String,
     /// The entity type.
     pub entity_type: String,
-    /// The shards it hosts.
+    /// The shards active on it (activated by a message, a singleton or remember entities).
     pub shards: Vec<u32>,
+    /// How many shards the placement puts on it by its membership view, active or not
+    /// (0 from a node that does not report it).
+    #[serde(default)]
+    pub allocated: usize,
     /// Its active entities.
     pub entities: usize,
     /// Messages waiting in its buffers (shards moving, homes not reachable yet).
@@ -365,6 +369,7 @@ impl Handler<ListShards> for NodeAdmin {
                 node: region.node.addr,
                 entity_type: region.entity_type,
                 shards: region.shards,
+                allocated: region.allocated,
                 entities: region.entities,
                 buffered: region.buffered,
                 handoffs: region.counters.handoffs,

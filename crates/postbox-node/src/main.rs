@@ -481,15 +481,16 @@ fn print_actors(report: &ActorsReport) {
 
 fn print_shards(shards: &[ShardsEntry]) {
     println!(
-        "{:<16} {:<22} {:>7} {:>9} {:>9} {:>9}",
-        "TYPE", "NODE", "SHARDS", "ENTITIES", "BUFFERED", "HANDOFFS"
+        "{:<16} {:<22} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "TYPE", "NODE", "SHARDS", "ALLOCATED", "ENTITIES", "BUFFERED", "HANDOFFS"
     );
     for s in shards {
         println!(
-            "{:<16} {:<22} {:>7} {:>9} {:>9} {:>9}",
+            "{:<16} {:<22} {:>7} {:>9} {:>9} {:>9} {:>9}",
             s.entity_type,
             s.node,
             s.shards.len(),
+            s.allocated,
             s.entities,
             s.buffered,
             s.handoffs

@@ -64,7 +64,9 @@ impl ClusterSource for ClusterMembers {
                     .as_ref()
                     .and_then(|g| g.shards_of(&member.node.addr))
                 {
-                    Some(shards) => shown.with_shards(shards),
+                    Some((shards, allocated)) => {
+                        shown.with_shards(shards).with_allocated_shards(allocated)
+                    }
                     None => shown,
                 };
                 if member.node == me {
@@ -155,7 +157,8 @@ impl PersistenceSource for PersistenceCounters {
 #[derive(Debug, Clone, Default)]
 pub struct ShardingGauges {
     last: Arc<Mutex<Vec<ShardingStats>>>,
-    per_member: Arc<Mutex<HashMap<String, u64>>>,
+    /// Per member address: (shards active, shards allocated).
+    per_member: Arc<Mutex<HashMap<String, (u64, u64)>>>,
 }
 
 impl ShardingGauges {
@@ -177,12 +180,13 @@ impl ShardingGauges {
                 ticks.tick().await;
                 let regions = sharding.snapshot().await;
                 let mine: u64 = regions.iter().map(|r| r.shards.len() as u64).sum();
+                let mine_allocated: u64 = regions.iter().map(|r| r.allocated as u64).sum();
                 let stats: Vec<ShardingStats> = regions.into_iter().map(stats_of).collect();
                 if let Ok(mut last) = last.lock() {
                     *last = stats;
                 }
                 let mut counts = HashMap::new();
-                counts.insert(cluster.node().addr.clone(), mine);
+                counts.insert(cluster.node().addr.clone(), (mine, mine_allocated));
                 let members = cluster.members();
                 admins.retain(|id, admin| {
                     admin.is_alive()
@@ -211,7 +215,8 @@ impl ShardingGauges {
                     if let Ok(entries) = admin.ask(ListShards).timeout(Duration::from_secs(1)).await
                     {
                         let shards = entries.iter().map(|e| e.shards.len() as u64).sum();
-                        counts.insert(member.node.addr.clone(), shards);
+                        let allocated = entries.iter().map(|e| e.allocated as u64).sum();
+                        counts.insert(member.node.addr.clone(), (shards, allocated));
                     }
                 }
                 if let Ok(mut per_member) = per_member.lock() {
@@ -222,7 +227,8 @@ impl ShardingGauges {
         (gauges, task)
     }
 
-    fn shards_of(&self, addr: &str) -> Option<u64> {
+    /// (active, allocated) shards of the member at `addr`.
+    fn shards_of(&self, addr: &str) -> Option<(u64, u64)> {
         self.per_member.lock().ok()?.get(addr).copied()
     }
 }
@@ -230,6 +236,10 @@ impl ShardingGauges {
 fn stats_of(region: postbox_sharding::RegionSnapshot) -> ShardingStats {
     let mut stats = ShardingStats::new(region.entity_type);
     stats.shards = region.shards.len() as u64;
+    stats.allocated = region.allocated as u64;
+    stats.remembered = region.remembered as u64;
+    stats.remembered_starts = region.counters.remembered_starts;
+    stats.remember_failures = region.counters.remember_failures;
     stats.entities = region.entities as u64;
     stats.buffered = region.buffered as u64;
     stats.handoffs = region.counters.handoffs;

@@ -106,6 +106,18 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
     let on_host = shards.iter().find(|s| s["node"] == host.as_str()).unwrap();
     assert_eq!(on_host["entity_type"], "counter");
     assert_eq!(on_host["entities"], 1, "{on_host}");
+    // Allocated: the placement puts each of the counter's 100 shards on one member, active
+    // there or not (only the one the key lives in has had a message).
+    let allocated: u64 = shards
+        .iter()
+        .map(|s| s["allocated"].as_u64().unwrap())
+        .sum();
+    assert_eq!(allocated, 100, "{shards:?}");
+    let allocated_on_host = on_host["allocated"].as_u64().unwrap();
+    assert!(
+        allocated_on_host >= on_host["shards"].as_array().unwrap().len() as u64,
+        "{on_host}"
+    );
 
     // /metrics on the host: its shards and its one entity (gauges refreshed every second).
     let host_node = nodes.iter().find(|n| n.remote == host).unwrap();
@@ -113,7 +125,11 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
     until_async(BOUND, "the host's sharding gauges", async || {
         let text = get(host_node, "/metrics").await;
         let shards = format!("postbox_sharding_shards{{entity_type=\"counter\"}} {shards_on_host}");
+        let allocated = format!(
+            "postbox_sharding_allocated_shards{{entity_type=\"counter\"}} {allocated_on_host}"
+        );
         (text.contains(&shards)
+            && text.contains(&allocated)
             && text.contains("postbox_sharding_entities{entity_type=\"counter\"} 1")
             && text.contains("postbox_sharding_activations_total{entity_type=\"counter\"} 1"))
         .then_some(())
@@ -130,8 +146,13 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
             let view: Value = serde_json::from_str(body).ok()?;
             let members = view["members"].as_array()?;
             let host_entry = members.iter().find(|m| m["address"] == host.as_str())?;
-            let all_counted = members.iter().all(|m| m["shards"].is_u64());
-            (all_counted && host_entry["shards"].as_u64()? == shards_on_host as u64).then_some(())
+            let all_counted = members
+                .iter()
+                .all(|m| m["shards"].is_u64() && m["allocated_shards"].is_u64());
+            (all_counted
+                && host_entry["shards"].as_u64()? == shards_on_host as u64
+                && host_entry["allocated_shards"].as_u64()? == allocated_on_host)
+                .then_some(())
         },
     )
     .await;
