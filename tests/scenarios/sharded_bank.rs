@@ -1,7 +1,8 @@
 //! A sharded bank under chaos, with a fixed seed: one persistent entity per account spread
 //! over a five-node cluster (`postbox-sharding`, one shared store), transfers as asks from
-//! eight clients, while nodes are killed and restarted at random (never more than two down,
-//! so the majority stays up). Each transfer is a withdrawal then a deposit, each idempotent
+//! eight clients, while nodes are killed, cut off by partitions (the testkit's link cuts: the
+//! losing side downs itself) and restarted at random (never more than two gone, so the
+//! majority stays up). Each transfer is a withdrawal then a deposit, each idempotent
 //! by transfer id and retried through any running node until acknowledged. Afterwards the
 //! money is conserved and every acknowledged transfer is in both accounts' books.
 
@@ -9,7 +10,7 @@ use postbox::prelude::*;
 use postbox_persistence::prelude::*;
 use postbox_remote::remote_message;
 use postbox_sharding::{entity, Entities, EntityType, Sharding};
-use postbox_testkit::TestCluster;
+use postbox_testkit::{until, TestCluster, PATIENCE};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,9 @@ const ACCOUNTS: u64 = 40;
 const OPENING: i64 = 1_000;
 const CLIENTS: u64 = 8;
 const CHAOS: Duration = Duration::from_secs(8);
+/// … and at least this many steps of it, however slow the machine: the seed's first steps
+/// hold kills and partitions both.
+const CHAOS_STEPS: usize = 8;
 /// How long one step of a transfer may take to be acknowledged, retries included.
 const STEP_BOUND: Duration = Duration::from_secs(40);
 
@@ -195,7 +199,7 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sharded_bank_conserves_money_under_kills_and_restarts() {
+async fn a_sharded_bank_conserves_money_under_kills_restarts_and_partitions() {
     let mut cluster = TestCluster::start(NODES).await;
     let store = Persistence::in_memory();
     let entries: Entries = Arc::new(Mutex::new(
@@ -239,21 +243,47 @@ async fn a_sharded_bank_conserves_money_under_kills_and_restarts() {
         });
     }
 
-    // Chaos: every 400–900 ms kill a running node (at most two down) or restart a dead one.
+    // Chaos: every 400–900 ms kill a running node, cut a minority of the running nodes off
+    // from the rest, or restart a node that is gone — never more than two gone (killed, or
+    // downed on the losing side of a partition), so that a majority of the five is always
+    // up. A partition holds until the downing strategy has taken its minority down (they
+    // down themselves; clients may still be using them until then), then heals, and the
+    // downed nodes wait for a restart like the killed ones.
     let chaos_started = Instant::now();
     let mut down: Vec<usize> = Vec::new();
-    let mut kills = 0;
-    while chaos_started.elapsed() < CHAOS {
+    let (mut kills, mut partitions, mut steps) = (0, 0, 0);
+    while chaos_started.elapsed() < CHAOS || steps < CHAOS_STEPS {
+        steps += 1;
         tokio::time::sleep(Duration::from_millis(rng.u64(400..900))).await;
-        if down.len() < 2 && (down.is_empty() || rng.bool()) {
-            let candidates: Vec<usize> = (0..NODES).filter(|i| !down.contains(i)).collect();
-            let victim = candidates[rng.usize(..candidates.len())];
+        let running: Vec<usize> = (0..NODES).filter(|i| !down.contains(i)).collect();
+        if rng.u32(0..4) == 0 && running.len() >= 4 {
+            let mut minority = running.clone();
+            rng.shuffle(&mut minority);
+            // As large a minority as the majority allows: 3 | 2 with everyone up.
+            minority.truncate(running.len() - 3);
+            let rest: Vec<usize> = (0..NODES).filter(|i| !minority.contains(i)).collect();
+            eprintln!("chaos step {steps}: {minority:?} cut off");
+            cluster.partition(&rest, &minority).await;
+            partitions += 1;
+            until(PATIENCE, "the minority downed itself", || {
+                minority.iter().all(|&i| cluster.node(i).is_down())
+            })
+            .await;
+            for &gone in &minority {
+                entries.lock().unwrap()[gone] = None;
+            }
+            down.extend(minority);
+            cluster.heal_all();
+        } else if down.len() < 2 && (down.is_empty() || rng.bool()) {
+            let victim = running[rng.usize(..running.len())];
             entries.lock().unwrap()[victim] = None;
+            eprintln!("chaos step {steps}: {victim} killed");
             cluster.kill(victim).await;
             down.push(victim);
             kills += 1;
         } else {
             let back = down.remove(rng.usize(..down.len()));
+            eprintln!("chaos step {steps}: {back} restarted");
             cluster.restart(back).await;
             let entry = attach(&cluster, back, &store);
             entries.lock().unwrap()[back] = Some(entry);
@@ -265,10 +295,11 @@ async fn a_sharded_bank_conserves_money_under_kills_and_restarts() {
         acknowledged.extend(done.unwrap());
     }
     eprintln!(
-        "sharded bank: {} transfers acknowledged under {kills} kills",
+        "sharded bank: {} transfers acknowledged under {kills} kills and {partitions} partitions",
         acknowledged.len()
     );
-    assert!(kills >= 3, "the chaos killed {kills} nodes");
+    assert!(kills >= 2, "the chaos killed {kills} nodes");
+    assert!(partitions >= 2, "the chaos made {partitions} partitions");
     assert!(acknowledged.len() >= 20, "{} transfers", acknowledged.len());
 
     // The books: money conserved, every acknowledged transfer on both sides.

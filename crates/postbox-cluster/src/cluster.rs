@@ -197,7 +197,12 @@ impl Cluster {
         let handle = spawn_chitchat(
             chitchat_config,
             initial,
-            &GossipTransport::new(socket, transport.clone()),
+            &GossipTransport::new(
+                socket,
+                transport.clone(),
+                #[cfg(feature = "fault-injection")]
+                remote.link_cuts(),
+            ),
         )
         .await
         .map_err(|e| ClusterError::Start(e.to_string()))?;

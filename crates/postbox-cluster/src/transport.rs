@@ -22,6 +22,10 @@
 //! refusal is counted and logged, and fails a [`Cluster::join`](crate::Cluster::join) that
 //! has heard nothing better; any other is counted as ignored.
 //!
+//! With the feature `fault-injection` (tests only), datagrams to or from a gossip address the
+//! transport's link cuts name are dropped, both ways, before anything else is done with them
+//! (see `postbox_remote::Remote::cut_link`).
+//!
 //! Replayed gossip is harmless: chitchat ignores versions and heartbeats it already has.
 //! Chitchat fills a datagram up to 65 506 bytes; the 45 bytes of framing come on top, so a
 //! delta within 45 bytes of that limit cannot be sent (counted in `oversized`; chitchat
@@ -299,13 +303,23 @@ enum Rejected {
 pub(crate) struct GossipTransport {
     socket: Mutex<Option<tokio::net::UdpSocket>>,
     shared: Arc<GossipState>,
+    /// The transport's link cuts (fault injection): datagrams to or from a cut peer's gossip
+    /// address are dropped, both ways, as a cut network would.
+    #[cfg(feature = "fault-injection")]
+    cuts: Arc<postbox_remote::LinkCuts>,
 }
 
 impl GossipTransport {
-    pub(crate) fn new(socket: tokio::net::UdpSocket, shared: Arc<GossipState>) -> Self {
+    pub(crate) fn new(
+        socket: tokio::net::UdpSocket,
+        shared: Arc<GossipState>,
+        #[cfg(feature = "fault-injection")] cuts: Arc<postbox_remote::LinkCuts>,
+    ) -> Self {
         Self {
             socket: Mutex::new(Some(socket)),
             shared,
+            #[cfg(feature = "fault-injection")]
+            cuts,
         }
     }
 }
@@ -324,6 +338,8 @@ impl Transport for GossipTransport {
             socket,
             local,
             shared: self.shared.clone(),
+            #[cfg(feature = "fault-injection")]
+            cuts: self.cuts.clone(),
             send_buf: Vec::with_capacity(MAX_DATAGRAM),
             recv_buf: vec![0; 65_536].into_boxed_slice(),
         }))
@@ -334,6 +350,8 @@ struct AuthenticatedSocket {
     socket: tokio::net::UdpSocket,
     local: SocketAddr,
     shared: Arc<GossipState>,
+    #[cfg(feature = "fault-injection")]
+    cuts: Arc<postbox_remote::LinkCuts>,
     send_buf: Vec<u8>,
     recv_buf: Box<[u8]>,
 }
@@ -352,6 +370,11 @@ fn is_transient(error: &io::Error) -> bool {
 #[async_trait]
 impl Socket for AuthenticatedSocket {
     async fn send(&mut self, to: SocketAddr, message: ChitchatMessage) -> anyhow::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if self.cuts.is_gossip_cut(to) {
+            // Lost on the way, as on a cut network: the sender cannot tell.
+            return Ok(());
+        }
         self.shared.seal(&message, &mut self.send_buf);
         if self.send_buf.len() > MAX_DATAGRAM {
             self.shared.counters.oversized.fetch_add(1, Relaxed);
@@ -375,6 +398,10 @@ impl Socket for AuthenticatedSocket {
                 Err(error) if is_transient(&error) => continue,
                 Err(error) => return Err(anyhow!("gossip socket failed: {error}")),
             };
+            #[cfg(feature = "fault-injection")]
+            if self.cuts.is_gossip_cut(from) {
+                continue;
+            }
             if let Some(outcome) = self.accept(from, len).await {
                 return Ok(outcome);
             }

@@ -112,6 +112,9 @@ pub(crate) struct Connection {
     writer_done: CancellationToken,
     /// Cancelled to close the connection from this side.
     stop: CancellationToken,
+    /// Cancelled when the reader has stopped: nothing more from the peer is delivered.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) reader_done: CancellationToken,
     opened: Instant,
     /// Milliseconds after `opened` when something was last read from the peer.
     last_heard: AtomicU64,
@@ -436,10 +439,18 @@ pub(crate) fn run_connection(
         closed: AtomicBool::new(false),
         writer_done: CancellationToken::new(),
         stop: CancellationToken::new(),
+        #[cfg(feature = "fault-injection")]
+        reader_done: CancellationToken::new(),
         opened: Instant::now(),
         last_heard: AtomicU64::new(0),
     });
     peer.set_connection(&conn);
+    // Registered first, checked second: a cut that registered before this check is seen
+    // here; one after finds this connection and closes it (see `cuts.rs`).
+    #[cfg(feature = "fault-injection")]
+    if shared.cuts.is_addr_cut(&conn.peer_node.addr) {
+        conn.abort();
+    }
     shared.stats.connections.fetch_add(1, Relaxed);
     let writer = tokio::spawn({
         let shared = shared.clone();
@@ -455,9 +466,13 @@ pub(crate) fn run_connection(
     let reader_peer = peer.clone();
     let reader_conn = conn.clone();
     tokio::spawn(async move {
+        #[cfg(feature = "fault-injection")]
+        let _reader_done = reader_conn.reader_done.clone().drop_guard();
         let why = tokio::select! {
-            why = read_loop(&reader_shared, &reader_peer, &reader_conn, read, leftover) => why,
+            // A closed connection delivers nothing more, even with frames buffered.
+            biased;
             () = reader_conn.stop.cancelled() => "closed by this node".to_owned(),
+            why = read_loop(&reader_shared, &reader_peer, &reader_conn, read, leftover) => why,
         };
         tracing::debug!(
             peer = %reader_peer.addr,

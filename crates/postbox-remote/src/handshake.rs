@@ -61,6 +61,13 @@ pub(crate) async fn dial(
     expected: Option<&NodeAddr>,
 ) -> Result<Arc<Connection>, ConnectError> {
     let config = &shared.config;
+    #[cfg(feature = "fault-injection")]
+    if shared.cuts.is_addr_cut(&peer.addr) {
+        return Err(ConnectError::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("the link to {} is cut (fault injection)", peer.addr),
+        )));
+    }
     let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(&peer.addr))
         .await
         .map_err(|_| ConnectError::Timeout)??;
@@ -239,6 +246,14 @@ pub(crate) async fn accept(
                 .await;
             }
         };
+        #[cfg(feature = "fault-injection")]
+        if shared.cuts.is_addr_cut(&hello.node.addr) {
+            // As a cut network would: no answer at all.
+            return Err(Unserved::new(
+                Refusal::Closed,
+                format!("the link to {} is cut (fault injection)", hello.node.addr),
+            ));
+        }
         // A client says the highest version it speaks; we use the highest both speak.
         let version = hello.version.min(PROTOCOL_VERSION);
         if version < MIN_PROTOCOL_VERSION {

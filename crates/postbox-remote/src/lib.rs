@@ -104,6 +104,8 @@
 mod admission;
 mod config;
 mod connection;
+#[cfg(feature = "fault-injection")]
+pub mod cuts;
 mod error;
 mod handlers;
 mod handshake;
@@ -117,6 +119,8 @@ mod tls;
 pub use admission::{Admission, QUARANTINE_MAX};
 pub use config::RemoteConfig;
 pub use connection::REQUEST_BACKLOG;
+#[cfg(feature = "fault-injection")]
+pub use cuts::{LinkCuts, LinkPeer};
 pub use error::{ConnectError, RemoteError};
 pub use handlers::{Handlers, RemoteActor};
 pub use postbox_wire::{ActorAddr, NodeAddr, RefuseReason};

@@ -95,6 +95,15 @@ impl Peer {
             .cloned()
     }
 
+    /// The connection registered for this peer, even if it is closing.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn current_connection(&self) -> Option<Arc<Connection>> {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn set_connection(&self, conn: &Arc<Connection>) {
         *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
         self.connected.notify_waiters();

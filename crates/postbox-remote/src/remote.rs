@@ -49,6 +49,9 @@ pub(crate) struct TransportState {
     pub(crate) refs: Arc<dyn RefCodec>,
     /// The remote actor behind each proxy, by proxy id: what a proxy serializes to.
     pub(crate) proxy_targets: DashMap<u64, ActorAddress>,
+    /// The peers this node is cut off from (fault injection, see `cuts.rs`).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) cuts: Arc<crate::cuts::LinkCuts>,
 }
 
 impl TransportState {
@@ -177,6 +180,8 @@ impl Remote {
                 system: system.clone(),
             }),
             proxy_targets: DashMap::new(),
+            #[cfg(feature = "fault-injection")]
+            cuts: Arc::default(),
         });
         let accept = tokio::spawn(accept_loop(shared.clone(), listener));
         let sweeper = tokio::spawn(sweep_loop(Arc::downgrade(&shared)));
@@ -384,6 +389,46 @@ impl Remote {
         }
         conn.abort();
         true
+    }
+
+    /// Cuts this node off from `peer` (feature `fault-injection`, for tests): from the
+    /// moment this returns, no connection to or from it is made, the open one is closed as
+    /// if lost (its reader has stopped: nothing more from it is delivered), and — if the
+    /// membership layer runs on this transport — no gossip datagram to or from
+    /// `peer.gossip` passes. Cut both sides for a partition. See the `cuts` module.
+    #[cfg(feature = "fault-injection")]
+    pub async fn cut_link(&self, peer: &crate::LinkPeer) {
+        self.shared.cuts.cut(peer);
+        let conn = self
+            .shared
+            .peers
+            .get(&peer.addr)
+            .and_then(|p| p.current_connection());
+        if let Some(conn) = conn {
+            conn.abort();
+            conn.reader_done.cancelled().await;
+        }
+    }
+
+    /// Lets `peer` through again (feature `fault-injection`): connections are made again
+    /// when someone needs one, gossip flows again.
+    #[cfg(feature = "fault-injection")]
+    pub fn heal_link(&self, peer: &crate::LinkPeer) {
+        self.shared.cuts.heal(peer);
+    }
+
+    /// Heals every cut link of this node (feature `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    pub fn heal_all_links(&self) {
+        self.shared.cuts.heal_all();
+    }
+
+    /// The set of cut peers, shared with the membership layer's gossip transport, which
+    /// checks it per datagram (feature `fault-injection`).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn link_cuts(&self) -> Arc<crate::LinkCuts> {
+        self.shared.cuts.clone()
     }
 
     /// Remote refs currently open through `addr`.

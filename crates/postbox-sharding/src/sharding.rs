@@ -389,7 +389,9 @@ impl<A: Entity> fmt::Debug for Entities<A> {
 ///   lost before the reply; `Timeout` after the type's ask timeout (activation, acquisition
 ///   and hand-off included); `Remote(Refused)` if the message was given up (see
 ///   [`RegionCounts::dropped`](crate::RegionCounts)); `Stopped` if this node's region
-///   stopped.
+///   stopped, or if the message was already in the mailbox of an entity instance that
+///   stopped on its own (a stale instance whose write the store refused stops, and what was
+///   queued behind that write goes with it; the next message starts a fresh instance).
 pub struct EntityRef<A: Entity> {
     id: Arc<str>,
     region: ActorRef<Region<A>>,

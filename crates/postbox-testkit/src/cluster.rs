@@ -40,6 +40,37 @@
 //! ([`PATIENCE`] unless changed) and then panics with what it waited for
 //! and what the node saw.
 //!
+//! # Cutting links
+//!
+//! [`cut`](TestCluster::cut), [`partition`](TestCluster::partition),
+//! [`heal`](TestCluster::heal) and [`heal_all`](TestCluster::heal_all) cut and restore the
+//! links between nodes, deterministically, through the transport's link cuts (the
+//! `fault-injection` feature of `postbox-remote` and `postbox-cluster`, which this crate
+//! turns on): once a call returns, no gossip datagram and no transport frame passes between
+//! the two nodes in either direction — their connection is closed, new ones are refused —
+//! so each side's failure detector sees the other unreachable and the downing strategy
+//! decides, as in a real partition. A cut is between node *indices*: it holds for a
+//! restarted node's new incarnation too (same addresses), until healed. Healing lets them
+//! reconnect; a node the cluster declared down stays down (restart it, as an orchestrator
+//! would). A node that is down no longer counts as [running](ClusterNode::is_running), so
+//! the cluster-wide waits leave it out.
+//!
+//! ```no_run
+//! use postbox_cluster::MemberStatus;
+//! use postbox_testkit::TestCluster;
+//!
+//! # async fn run() {
+//! let mut nodes = TestCluster::start(5).await;
+//! let (three, four) = (nodes.node(3).node().clone(), nodes.node(4).node().clone());
+//! nodes.partition(&[0, 1, 2], &[3, 4]).await;      // keep-majority: 3 and 4 go down
+//! nodes.wait_seen(&three, MemberStatus::Down).await; // as seen by 0, 1 and 2
+//! nodes.wait_seen(&four, MemberStatus::Down).await;
+//! nodes.heal_all();
+//! nodes.restart(3).await;                            // new incarnations rejoin
+//! nodes.restart(4).await;
+//! # }
+//! ```
+//!
 //! # Ending
 //!
 //! [`kill`](TestCluster::kill) is a crash as far as membership can tell: gossip stops without
@@ -56,7 +87,8 @@ use postbox_cluster::{
     Cluster, ClusterConfig, ClusterError, ClusterEvent, EventsError, FailureDetection, Member,
     MemberStatus,
 };
-use postbox_remote::{NodeAddr, Remote, RemoteConfig};
+use postbox_remote::{LinkPeer, NodeAddr, Remote, RemoteConfig};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::panic::Location;
@@ -161,6 +193,7 @@ impl TestClusterBuilder {
         let mut cluster = TestCluster {
             settings: self.settings,
             nodes: Vec::with_capacity(self.nodes),
+            cuts: Mutex::new(BTreeSet::new()),
         };
         for _ in 0..self.nodes {
             cluster.push_node().await;
@@ -183,6 +216,8 @@ impl fmt::Debug for TestClusterBuilder {
 pub struct TestCluster {
     settings: Settings,
     nodes: Vec<ClusterNode>,
+    /// The cut links, as pairs of node indices (smaller first).
+    cuts: Mutex<BTreeSet<(usize, usize)>>,
 }
 
 /// Where a node is in its life, as the harness drove it.
@@ -275,6 +310,7 @@ impl TestCluster {
             loopback(),
             loopback(),
             seeds,
+            Vec::new(),
             self.settings.patience,
         )
         .await;
@@ -341,6 +377,10 @@ impl TestCluster {
             let old = self.node_mut(index, at);
             let (remote_addr, gossip_addr) = (old.remote_addr, old.gossip_addr);
             let seeds = self.seeds();
+            let cut_from = self
+                .cut_peers_of(index)
+                .map(|peer| self.nodes[peer].link_peer())
+                .collect();
             // The old sockets close as their tasks wind down: binding may have to wait.
             let node = start_node(
                 &self.settings,
@@ -348,6 +388,7 @@ impl TestCluster {
                 remote_addr,
                 gossip_addr,
                 seeds,
+                cut_from,
                 self.settings.patience,
             )
             .await;
@@ -355,6 +396,103 @@ impl TestCluster {
             self.wait_all_up().await;
             &self.nodes[index]
         }
+    }
+
+    /// Cuts the links between nodes `a` and `b`, both ways (see the
+    /// [module docs](self#cutting-links)): when this returns, their connection is closed
+    /// and no datagram or frame passes between them until [`heal`](Self::heal)ed. The cut
+    /// holds across restarts of either. Panics if there is no such node or `a == b`.
+    #[track_caller]
+    pub fn cut(&self, a: usize, b: usize) -> impl std::future::Future<Output = ()> + '_ {
+        let at = Location::caller();
+        async move {
+            let pair = self.pair(a, b, at);
+            self.cuts_mut().insert(pair);
+            let (one, other) = (&self.nodes[a], &self.nodes[b]);
+            one.remote.cut_link(&other.link_peer()).await;
+            other.remote.cut_link(&one.link_peer()).await;
+        }
+    }
+
+    /// Cuts every link between a node of `one` and a node of `other` (see
+    /// [`cut`](Self::cut)); links within each side stay. Returns once every cut is in force.
+    #[track_caller]
+    pub fn partition<'a>(
+        &'a self,
+        one: &'a [usize],
+        other: &'a [usize],
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        let at = Location::caller();
+        async move {
+            for &a in one {
+                for &b in other {
+                    let pair = self.pair(a, b, at);
+                    self.cuts_mut().insert(pair);
+                }
+            }
+            for &a in one {
+                for &b in other {
+                    let (x, y) = (&self.nodes[a], &self.nodes[b]);
+                    x.remote.cut_link(&y.link_peer()).await;
+                    y.remote.cut_link(&x.link_peer()).await;
+                }
+            }
+        }
+    }
+
+    /// Restores the links between nodes `a` and `b`: they reconnect as after a real outage
+    /// (the next gossip round, the next connection someone needs).
+    #[track_caller]
+    pub fn heal(&self, a: usize, b: usize) {
+        let at = Location::caller();
+        let pair = self.pair(a, b, at);
+        self.cuts_mut().remove(&pair);
+        let (one, other) = (&self.nodes[a], &self.nodes[b]);
+        one.remote.heal_link(&other.link_peer());
+        other.remote.heal_link(&one.link_peer());
+    }
+
+    /// Restores every cut link.
+    pub fn heal_all(&self) {
+        let cut = std::mem::take(&mut *self.cuts_mut());
+        for (a, b) in cut {
+            let (one, other) = (&self.nodes[a], &self.nodes[b]);
+            one.remote.heal_link(&other.link_peer());
+            other.remote.heal_link(&one.link_peer());
+        }
+    }
+
+    /// Whether the links between nodes `a` and `b` are cut.
+    pub fn is_cut(&self, a: usize, b: usize) -> bool {
+        self.cuts_mut().contains(&(a.min(b), a.max(b)))
+    }
+
+    fn cuts_mut(&self) -> std::sync::MutexGuard<'_, BTreeSet<(usize, usize)>> {
+        self.cuts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The nodes whose links to `index` are cut.
+    fn cut_peers_of(&self, index: usize) -> impl Iterator<Item = usize> {
+        let cuts: Vec<(usize, usize)> = self.cuts_mut().iter().copied().collect();
+        cuts.into_iter().filter_map(move |(a, b)| {
+            if a == index {
+                Some(b)
+            } else if b == index {
+                Some(a)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn pair(&self, a: usize, b: usize, at: &Location<'_>) -> (usize, usize) {
+        let count = self.nodes.len();
+        assert!(
+            a < count && b < count,
+            "no link {a}–{b}: the cluster has {count} nodes (at {at})"
+        );
+        assert_ne!(a, b, "a node has no link to itself (at {at})");
+        (a.min(b), a.max(b))
     }
 
     /// Waits until every running node sees every running node (this very incarnation) `Up`
@@ -424,6 +562,7 @@ async fn start_node(
     remote_at: SocketAddr,
     gossip_at: SocketAddr,
     seeds: Vec<SocketAddr>,
+    cut_from: Vec<LinkPeer>,
     patience: Duration,
 ) -> ClusterNode {
     let name = format!("n{index}");
@@ -443,6 +582,10 @@ async fn start_node(
             }
             Err(error) => panic!("{name}: cannot start the transport at {remote_at}: {error}"),
         };
+        // Before it gossips or dials anyone: the cuts hold for the new incarnation too.
+        for peer in &cut_from {
+            remote.cut_link(peer).await;
+        }
         let mut config = ClusterConfig::new(settings.cluster.clone(), &settings.secret, gossip_at)
             .seeds(seeds.iter().map(ToString::to_string))
             .failure_detection(settings.failure_detection.clone())
@@ -553,9 +696,22 @@ impl ClusterNode {
         self.gossip_addr
     }
 
-    /// Whether the node runs (it was neither killed nor made to leave).
+    /// Whether the node runs as a member: it was neither killed nor made to leave, and the
+    /// cluster has not declared it down (the losing side of a partition, say).
     pub fn is_running(&self) -> bool {
-        self.state == State::Running
+        self.state == State::Running && !self.cluster.is_down()
+    }
+
+    /// Whether the cluster declared this node down (it downed itself as the losing side of a
+    /// partition, or learned another member's verdict). A down node no longer acts as a
+    /// member; [restart](TestCluster::restart) it for a new incarnation.
+    pub fn is_down(&self) -> bool {
+        self.cluster.is_down()
+    }
+
+    /// This node as the link cuts name it: its transport and gossip addresses.
+    fn link_peer(&self) -> LinkPeer {
+        LinkPeer::new(self.remote.addr(), Some(self.gossip_addr))
     }
 
     /// The members this node sees `Up` now.

@@ -14,8 +14,11 @@
 //!   transport on loopback, and [`WireClient`], a connection to a node spoken by hand for
 //!   hostile-input tests ([`wire`] module docs).
 //! - With the `cluster` feature (on by default): [`TestCluster`], N nodes with membership
-//!   in one process, which can be crashed, made to leave and restarted ([`cluster`] module
-//!   docs).
+//!   in one process, which can be crashed, made to leave and restarted, and whose links can
+//!   be cut and healed — [`TestCluster::partition`], [`TestCluster::cut`],
+//!   [`TestCluster::heal_all`]: once the call returns no gossip datagram and no transport
+//!   frame passes between the two sides, so the downing strategy decides as in a real
+//!   partition ([`cluster`] module docs).
 //!
 //! Add it as a **dev-dependency** only: it panics by design (a failed expectation fails the
 //! test) and has no place in a program. `default-features = false` keeps the network stack

@@ -72,7 +72,7 @@ pub(crate) async fn serve(node: &ClusterNode, key: &ServiceKey<Worker>) -> Actor
 
 /// Replies with the name of its node; `Stall` keeps it busy.
 pub(crate) struct Worker {
-    node: String,
+    pub(crate) node: String,
 }
 impl Actor for Worker {}
 

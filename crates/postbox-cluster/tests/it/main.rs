@@ -11,5 +11,6 @@
 
 mod common;
 mod membership;
+mod partition;
 mod receptionist;
 mod router;

@@ -8,6 +8,7 @@ mod common;
 mod activation;
 mod handoff;
 mod node_loss;
+mod partition;
 mod passivation;
 mod remember;
 mod singleton;

@@ -1,0 +1,209 @@
+//! Partitions in one process, with the testkit's link cuts: no gossip datagram and no
+//! transport frame passes between the two sides, so each side's failure detector sees the
+//! other unreachable and the downing strategy decides, as with a real partition (the
+//! process-level twin, on network namespaces, is `postbox-node`'s `tests/downing.rs`).
+
+use crate::common::*;
+use postbox::prelude::*;
+use postbox::AskError;
+use postbox_cluster::MemberStatus;
+use postbox_remote::NodeAddr;
+use postbox_testkit::ClusterNode;
+
+fn statuses_of(node: &ClusterNode, subject: &NodeAddr) -> Vec<MemberStatus> {
+    node.events_seen()
+        .iter()
+        .filter(|event| event.member().node == *subject)
+        .map(|event| event.member().status)
+        .collect()
+}
+
+/// 5 nodes split 3 | 2 under keep-majority (the default): the two are a minority and down
+/// themselves, the three see them unreachable, then down, and keep serving; an ask in
+/// flight across the cut fails with `NodeDown` when the cut is made. After the heal the
+/// downed incarnations stay down (they learned it, and a downed incarnation never comes
+/// back); restarted, the two join as new incarnations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_downs_the_minority_side_and_restarted_nodes_rejoin_after_the_heal() {
+    let mut nodes = TestCluster::builder()
+        .nodes(5)
+        .setup(|node| node.remote.expose::<Worker>())
+        .start()
+        .await;
+    let name = nodes.node(3).name().to_owned();
+    let worker = nodes
+        .node(3)
+        .system
+        .spawn(Props::new(move || Worker { node: name.clone() }))
+        .unwrap();
+    nodes
+        .node(3)
+        .system
+        .registry()
+        .register("worker", &worker)
+        .unwrap();
+    let across: ActorRef<Worker> = nodes
+        .node(0)
+        .remote
+        .lookup(nodes.node(3).addr(), "worker")
+        .await
+        .unwrap();
+    assert_eq!(across.ask(WhereAreYou).await.unwrap(), "n3");
+    let stalled = tokio::spawn({
+        let across = across.clone();
+        async move { across.ask(Stall(60_000)).await }
+    });
+    postbox_testkit::until(PATIENCE, "the stalled ask reached n3", || {
+        nodes.node(0).remote.pending_asks(nodes.node(3).addr()) == 1
+    })
+    .await;
+    let (three, four) = (nodes.node(3).node().clone(), nodes.node(4).node().clone());
+
+    nodes.partition(&[0, 1, 2], &[3, 4]).await;
+    assert!(nodes.is_cut(0, 3) && nodes.is_cut(4, 2) && !nodes.is_cut(0, 1) && !nodes.is_cut(3, 4));
+    // The cut is in force: the connection is gone, its ask failed, and no new one is made.
+    assert_eq!(
+        within(PATIENCE, stalled).await.unwrap(),
+        Err(AskError::NodeDown)
+    );
+    assert_eq!(nodes.node(0).remote.pending_asks(nodes.node(3).addr()), 0);
+    let refused = nodes
+        .node(0)
+        .remote
+        .lookup::<Worker>(nodes.node(3).addr(), "worker")
+        .await;
+    assert!(refused.is_err(), "a lookup crossed the cut: {refused:?}");
+
+    // The minority decides on its own (nothing reaches it from the three) to down itself:
+    // one of the two at least (the other may have learned the verdict from its gossip).
+    let mut decided = 0;
+    for minority in [3, 4] {
+        let node = nodes.node(minority);
+        let why = within(PATIENCE, node.cluster.downed()).await;
+        assert!(
+            node.is_down() && !node.is_running(),
+            "{}: {why}",
+            node.name()
+        );
+        let stats = node.cluster.downing_stats();
+        assert!(stats.this_node_down, "{stats:?}");
+        assert_eq!(stats.kept_this_side, 0, "{stats:?}");
+        decided += stats.downed_this_side;
+    }
+    assert!(decided >= 1, "no minority node decided");
+    // The majority saw each of them unreachable, then down, and kept its side.
+    for majority in 0..3 {
+        let node = nodes.node(majority);
+        for subject in [&three, &four] {
+            node.wait_for(subject, MemberStatus::Down).await;
+            let statuses = statuses_of(node, subject);
+            assert_eq!(
+                &statuses[statuses.len() - 2..],
+                [MemberStatus::Unreachable, MemberStatus::Down],
+                "{}",
+                node.name()
+            );
+        }
+        assert!(!node.is_down());
+        let stats = node.cluster.downing_stats();
+        assert_eq!(
+            (stats.downed_this_side, stats.downed_everyone),
+            (0, 0),
+            "{stats:?}"
+        );
+    }
+    let kept: u64 = (0..3)
+        .map(|i| nodes.node(i).cluster.downing_stats().kept_this_side)
+        .sum();
+    assert!(kept >= 1, "no majority node decided");
+    assert_eq!(nodes.running().count(), 3);
+    nodes.wait_all_up().await;
+    for node in nodes.running() {
+        assert_eq!(node.up_members().len(), 3, "{}", node.name());
+    }
+
+    // Heal: the downed incarnations stay down; the orchestrator restarts them.
+    nodes.heal_all();
+    assert!(!nodes.is_cut(0, 3));
+    for minority in [3, 4] {
+        assert!(nodes.node(minority).is_down());
+    }
+    let new_three = nodes.restart(3).await.node().clone();
+    let new_four = nodes.restart(4).await.node().clone();
+    assert_ne!(new_three.incarnation, three.incarnation);
+    assert_ne!(new_four.incarnation, four.incarnation);
+    nodes.wait_all_up().await;
+    for node in nodes.running() {
+        let members = node.cluster.members();
+        assert_eq!(node.up_members().len(), 5, "{}: {members:?}", node.name());
+        assert!(
+            members.iter().all(|m| m.node != three && m.node != four),
+            "{}: an old incarnation is listed again: {members:?}",
+            node.name()
+        );
+    }
+    // And the transport crosses the healed links again.
+    let name = nodes.node(3).name().to_owned();
+    let worker = nodes
+        .node(3)
+        .system
+        .spawn(Props::new(move || Worker { node: name.clone() }))
+        .unwrap();
+    nodes
+        .node(3)
+        .system
+        .registry()
+        .register("worker", &worker)
+        .unwrap();
+    let across: ActorRef<Worker> = nodes
+        .node(0)
+        .remote
+        .lookup(nodes.node(3).addr(), "worker")
+        .await
+        .unwrap();
+    assert_eq!(across.ask(WhereAreYou).await.unwrap(), "n3");
+    nodes.shutdown().await;
+}
+
+/// A cut between two nodes closes their connection at once and refuses new ones; after the
+/// heal they talk again over a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_and_heal_between_two_nodes_reconnects_them() {
+    let nodes = TestCluster::builder()
+        .nodes(3)
+        .setup(|node| node.remote.expose::<Worker>())
+        .start()
+        .await;
+    let worker = nodes
+        .node(1)
+        .system
+        .spawn(Props::new(|| Worker { node: "n1".into() }))
+        .unwrap();
+    nodes
+        .node(1)
+        .system
+        .registry()
+        .register("worker", &worker)
+        .unwrap();
+    let lookup = || {
+        nodes
+            .node(0)
+            .remote
+            .lookup::<Worker>(nodes.node(1).addr(), "worker")
+    };
+    let before = lookup().await.unwrap();
+    assert_eq!(before.ask(WhereAreYou).await.unwrap(), "n1");
+
+    nodes.cut(0, 1).await;
+    // The ref through the closed connection has ended (or is ending: its queued messages
+    // fail `NodeDown`); a new lookup does not get through.
+    let ended = before.ask(WhereAreYou).await;
+    assert!(
+        matches!(ended, Err(AskError::Stopped | AskError::NodeDown)),
+        "{ended:?}"
+    );
+    assert!(lookup().await.is_err());
+    nodes.heal(0, 1);
+    let after = lookup().await.unwrap();
+    assert_eq!(after.ask(WhereAreYou).await.unwrap(), "n1");
+}
