@@ -139,7 +139,7 @@ async fn id_on(entities: &Entities<Sink>, want: &str, prefix: &str) -> String {
 async fn throughput_and_latency(tells: usize, asks: usize) {
     let cluster = TestCluster::start(2).await;
     let entities = register(&cluster, 0, 100);
-    let _hosting = register(&cluster, 1, 100);
+    let hosting = register(&cluster, 1, 100);
     let far = cluster.node(1).name().to_owned();
     let id = id_on(&entities, &far, "sink").await;
     let entity = entities.entity_ref(&id);
@@ -197,8 +197,11 @@ async fn throughput_and_latency(tells: usize, asks: usize) {
         base_entity + tells as u64
     );
     let entity_rate = tells as f64 / started.elapsed().as_secs_f64();
+    let sent_direct = entities.snapshot().await.expect("snapshot").counters.direct;
+    let received_direct = hosting.snapshot().await.expect("snapshot").counters.direct;
     println!(
-        "tells: direct {direct_rate:.0}/s, entity {entity_rate:.0}/s, entity ÷ direct {:.2}×",
+        "tells: direct {direct_rate:.0}/s, entity {entity_rate:.0}/s, entity ÷ direct {:.2}× \
+         (entity tells past the sender's region {sent_direct}, past the home's {received_direct})",
         entity_rate / direct_rate
     );
 

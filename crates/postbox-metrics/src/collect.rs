@@ -829,7 +829,7 @@ fn encode_sharding(
 ) -> Result<(), Error> {
     use MetricType::{Counter, Gauge};
     type Read = fn(&crate::sources::ShardingStats) -> u64;
-    let series: [(&str, &str, MetricType, Read); 12] = [
+    let series: [(&str, &str, MetricType, Read); 13] = [
         ("postbox_sharding_shards", "Shards active on this node (activated by a message, a singleton or remember entities), by entity type.", Gauge, |s| s.shards),
         (
             "postbox_sharding_allocated_shards",
@@ -858,6 +858,12 @@ fn encode_sharding(
             "Messages parked after passing four regions that disagreed on their shard's home (they wait for the next view change).",
             Counter,
             |s| s.bounced,
+        ),
+        (
+            "postbox_sharding_direct",
+            "Told messages that skipped a region by a direct path (from this node straight to the home's region, or from the connection straight into an active entity here).",
+            Counter,
+            |s| s.direct,
         ),
         (
             "postbox_sharding_remembered_entities",
@@ -1137,6 +1143,7 @@ mod tests {
         counter.activations = 130;
         counter.dropped = 1;
         counter.bounced = 2;
+        counter.direct = 5_000;
         let text = exposition(Snapshot {
             sharding: Some(vec![counter, crate::sources::ShardingStats::new("account")]),
             ..snapshot()
@@ -1152,6 +1159,7 @@ mod tests {
             "postbox_sharding_activations_total{entity_type=\"counter\"} 130",
             "postbox_sharding_dropped_total{entity_type=\"counter\"} 1",
             "postbox_sharding_bounced_total{entity_type=\"counter\"} 2",
+            "postbox_sharding_direct_total{entity_type=\"counter\"} 5000",
             "postbox_sharding_allocated_shards{entity_type=\"counter\"} 40",
             "postbox_sharding_allocated_shards{entity_type=\"account\"} 0",
             "postbox_sharding_remembered_entities{entity_type=\"counter\"} 110",

@@ -422,6 +422,8 @@ pub struct ShardingStats {
     /// Messages parked because the regions' views disagreed on their shard's home
     /// (monotonic).
     pub bounced: u64,
+    /// Told messages that skipped a region by a direct path (monotonic).
+    pub direct: u64,
     /// Entities recorded as remembered in the shards active here (remember entities).
     pub remembered: u64,
     /// Entities started because they were remembered, without a message (monotonic).

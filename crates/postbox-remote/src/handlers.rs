@@ -1,8 +1,8 @@
 //! The message type registry: which tags an exposed actor type answers, and how.
 
 use bytes::Bytes;
-use postbox::remote::{with_ref_codec, LocalActor, RefCodec, RemoteFailure};
-use postbox::{Actor, Handler, Message};
+use postbox::remote::{with_ref_codec, LocalActor, RefCodec, RemoteCodec, RemoteFailure};
+use postbox::{Actor, ActorRef, Handler, Message};
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
@@ -63,45 +63,113 @@ impl<A: Actor> Handlers<A> {
             );
             return;
         };
-        let deliver: Deliver = Arc::new(move |target, payload, ask, refs| {
-            let actor = target.downcast::<A>().ok_or(RemoteFailure::UnknownTag)?;
-            let msg = (codec.decode)(&payload).map_err(|_| RemoteFailure::Undecodable)?;
-            let msg = if ask {
-                msg
-            } else {
-                // The common case, without a boxed future: room in the mailbox.
-                match postbox::remote::try_enqueue(&actor, msg) {
-                    Ok(()) => return Ok(None),
-                    Err(postbox::TrySendError::Full(msg)) => msg,
-                    // `tell` below counts the dead letter.
-                    Err(postbox::TrySendError::Closed(msg)) => msg,
-                }
-            };
-            let refs = refs.clone();
-            Ok(Some(Box::pin(async move {
-                if ask {
-                    let reply = postbox::remote::enqueue_ask(&actor, msg).await;
-                    let delivered: Delivered = Box::pin(async move {
-                        Some(match reply.await {
-                            Ok(value) => with_ref_codec(&refs, || {
-                                let mut out = Vec::with_capacity(128);
-                                (codec.encode_reply)(&value, &mut out)
-                                    .map(|()| out)
-                                    .map_err(|e| ReplyFailure::Unencodable(e.to_string()))
-                            }),
-                            Err(error) => Err(ReplyFailure::Ask(error)),
-                        })
-                    });
-                    Some(delivered)
-                } else {
-                    // Refusals are counted by the actor's own dead-letter accounting.
-                    let _ = actor.tell(msg).await;
-                    None
-                }
-            }) as BoxedEnqueue))
-        });
-        self.by_tag.insert(codec.tag, deliver);
+        self.by_tag
+            .insert(codec.tag, deliver_fn::<A, M>(codec, None));
     }
+}
+
+/// A hook that sees the encoded payload of a message of one type for one actor type on the
+/// connection's reader, before it is decoded and queued. See
+/// [`Remote::intercept`](crate::Remote::intercept).
+pub(crate) type Hook<A> = dyn Fn(&ActorRef<A>, &[u8], Arrival) -> Intercepted + Send + Sync;
+
+/// What an intercepting hook did with a message.
+pub enum Intercepted {
+    /// It delivered the message itself.
+    Delivered,
+    /// It is delivering it: the connection reads its next message once this is done (so
+    /// the connection's order holds, and a full mailbox slows the sender down).
+    Pending(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Decode it and queue it in the target's mailbox, as without a hook.
+    Queue,
+}
+
+impl fmt::Debug for Intercepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Intercepted::Delivered => "Delivered",
+            Intercepted::Pending(_) => "Pending",
+            Intercepted::Queue => "Queue",
+        })
+    }
+}
+
+/// How an intercepted message came: told, or asked (an asked message cannot be delivered by
+/// the hook — it has no way to reply — and is queued whatever the hook returns, so that its
+/// asker is answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// A `tell`.
+    Tell,
+    /// An `ask`.
+    Ask,
+}
+
+/// Decodes a payload into `M` and puts it in the actor's mailbox (after `hook`, if any).
+fn deliver_fn<A, M>(codec: RemoteCodec<M>, hook: Option<Arc<Hook<A>>>) -> Deliver
+where
+    A: Actor + Handler<M>,
+    M: Message,
+{
+    Arc::new(move |target, payload, ask, refs| {
+        let actor = target.downcast::<A>().ok_or(RemoteFailure::UnknownTag)?;
+        if let Some(hook) = &hook {
+            let arrival = if ask { Arrival::Ask } else { Arrival::Tell };
+            match hook(&actor, &payload, arrival) {
+                Intercepted::Queue => {}
+                // Documented: an ask is always queued; a hook that kept it leaves its asker
+                // with `NoReply` rather than waiting for its timeout.
+                Intercepted::Delivered | Intercepted::Pending(_) if ask => {
+                    return Ok(Some(Box::pin(async { Some(no_reply()) }) as BoxedEnqueue))
+                }
+                Intercepted::Delivered => return Ok(None),
+                Intercepted::Pending(delivering) => {
+                    return Ok(Some(Box::pin(async move {
+                        delivering.await;
+                        None
+                    }) as BoxedEnqueue))
+                }
+            }
+        }
+        let msg = (codec.decode)(&payload).map_err(|_| RemoteFailure::Undecodable)?;
+        let msg = if ask {
+            msg
+        } else {
+            // The common case, without a boxed future: room in the mailbox.
+            match postbox::remote::try_enqueue(&actor, msg) {
+                Ok(()) => return Ok(None),
+                Err(postbox::TrySendError::Full(msg)) => msg,
+                // `tell` below counts the dead letter.
+                Err(postbox::TrySendError::Closed(msg)) => msg,
+            }
+        };
+        let refs = refs.clone();
+        Ok(Some(Box::pin(async move {
+            if ask {
+                let reply = postbox::remote::enqueue_ask(&actor, msg).await;
+                let delivered: Delivered = Box::pin(async move {
+                    Some(match reply.await {
+                        Ok(value) => with_ref_codec(&refs, || {
+                            let mut out = Vec::with_capacity(128);
+                            (codec.encode_reply)(&value, &mut out)
+                                .map(|()| out)
+                                .map_err(|e| ReplyFailure::Unencodable(e.to_string()))
+                        }),
+                        Err(error) => Err(ReplyFailure::Ask(error)),
+                    })
+                });
+                Some(delivered)
+            } else {
+                // Refusals are counted by the actor's own dead-letter accounting.
+                let _ = actor.tell(msg).await;
+                None
+            }
+        }) as BoxedEnqueue))
+    })
+}
+
+fn no_reply() -> Delivered {
+    Box::pin(async { Some(Err(ReplyFailure::Ask(postbox::AskError::NoReply))) })
 }
 
 impl<A: Actor> fmt::Debug for Handlers<A> {
@@ -138,5 +206,29 @@ impl TypeRegistry {
             .map(|t| t.value().clone())
             .ok_or(RemoteFailure::UnknownTag)?;
         table.get(tag).cloned().ok_or(RemoteFailure::UnknownTag)
+    }
+
+    /// Puts `hook` in front of `M`'s delivery to actors of type `A` (exposing `A` first if
+    /// it is not yet).
+    pub(crate) fn intercept<A, M>(&self, hook: Arc<Hook<A>>)
+    where
+        A: RemoteActor + Handler<M>,
+        M: Message,
+    {
+        let Some(codec) = M::remote() else {
+            tracing::error!(
+                message = std::any::type_name::<M>(),
+                "not remotable (no remote_message!): nothing to intercept"
+            );
+            return;
+        };
+        if !self.types.contains_key(&TypeId::of::<A>()) {
+            self.expose::<A>();
+        }
+        if let Some(mut table) = self.types.get_mut(&TypeId::of::<A>()) {
+            let mut by_tag = HashMap::clone(&table);
+            by_tag.insert(codec.tag, deliver_fn::<A, M>(codec, Some(hook)));
+            *table = Arc::new(by_tag);
+        }
     }
 }

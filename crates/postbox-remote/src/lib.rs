@@ -122,7 +122,7 @@ pub use connection::REQUEST_BACKLOG;
 #[cfg(feature = "fault-injection")]
 pub use cuts::{LinkCuts, LinkPeer};
 pub use error::{ConnectError, RemoteError};
-pub use handlers::{Handlers, RemoteActor};
+pub use handlers::{Arrival, Handlers, Intercepted, RemoteActor};
 pub use postbox_wire::{ActorAddr, NodeAddr, RefuseReason};
 pub use remote::Remote;
 pub use stats::{Refusal, RemoteStats};

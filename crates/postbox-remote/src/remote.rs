@@ -4,7 +4,7 @@ use crate::admission::{Admission, Pending, Quarantine};
 use crate::config::RemoteConfig;
 use crate::connection::Connection;
 use crate::error::{ConnectError, RemoteError};
-use crate::handlers::{RemoteActor, TypeRegistry};
+use crate::handlers::{Arrival, Intercepted, RemoteActor, TypeRegistry};
 use crate::handshake::{accept, dial};
 use crate::peer::{ActorLink, Peer};
 use crate::refs::RefContext;
@@ -204,6 +204,34 @@ impl Remote {
     /// Lets other nodes send `A`'s registered message types to actors of type `A` here.
     pub fn expose<A: RemoteActor>(&self) {
         self.shared.types.expose::<A>();
+    }
+
+    /// Puts `hook` in front of the delivery of `M` to actors of type `A` on this node
+    /// (exposing `A` first if need be): the connection's reader calls `hook` with the
+    /// message's encoded payload before it decodes it. The hook delivers the message itself
+    /// ([`Intercepted::Delivered`]; to another actor's mailbox, say), is delivering it
+    /// ([`Intercepted::Pending`]: the connection reads its next message once that future is
+    /// done), or lets it be decoded and queued in `A`'s mailbox as usual
+    /// ([`Intercepted::Queue`]). Messages of one connection reach the hook one at a time, in
+    /// the order sent.
+    ///
+    /// It runs on the reader, so it must not block: a lookup and a `try_tell` at most, and
+    /// anything that waits in the `Pending` future. An asked message (`Arrival::Ask`) cannot
+    /// be answered by the hook: let it be queued; one that is kept is answered `NoReply`.
+    /// For a layer that owns `A`'s traffic — postbox-sharding uses it to put a message for
+    /// an active entity straight into the entity's mailbox instead of through its region,
+    /// reading the envelope in place.
+    ///
+    /// Install it before `A` gets traffic: a connection that is delivering to `A` may keep
+    /// using the delivery it resolved before (it caches its last target and tag).
+    pub fn intercept<A, M>(
+        &self,
+        hook: impl Fn(&ActorRef<A>, &[u8], Arrival) -> Intercepted + Send + Sync + 'static,
+    ) where
+        A: RemoteActor + postbox::Handler<M>,
+        M: postbox::Message,
+    {
+        self.shared.types.intercept::<A, M>(Arc::new(hook));
     }
 
     /// A reference to the actor registered as `name` on the node at `addr`, connecting (and

@@ -2,6 +2,7 @@
 //! and [`EntityType`], how one type is sharded.
 
 use crate::allocation::Allocation;
+use crate::direct::{Fallback, Now};
 use crate::parcel::{BoxFuture, Delivery, Failed, Parcel};
 use crate::region::Region;
 use crate::wire::{Bin, WireFailure, WireReply};
@@ -44,15 +45,24 @@ type Decode<A> = Box<
         + Sync,
 >;
 
+/// Decodes a told message and puts it in the entity's mailbox: now if there is room, else
+/// by a future that waits for room — and hands it to the region (`Fallback`) if the entity
+/// stops meanwhile.
+type DeliverNow<A> =
+    Box<dyn Fn(&ActorRef<A>, &[u8], &dyn Fn() -> Fallback<A>) -> Now + Send + Sync>;
+
 /// The message types of one entity type, by tag. Filled by [`Entity::messages`].
 pub struct EntityMessages<A: Entity> {
     by_tag: HashMap<&'static str, Decode<A>>,
+    /// Looked up for every told message that takes the inbound direct path: foldhash.
+    now_by_tag: HashMap<&'static str, DeliverNow<A>, foldhash::fast::RandomState>,
 }
 
 impl<A: Entity> EntityMessages<A> {
     pub(crate) fn of() -> Self {
         let mut messages = Self {
             by_tag: HashMap::new(),
+            now_by_tag: HashMap::default(),
         };
         A::messages(&mut messages);
         messages
@@ -83,6 +93,39 @@ impl<A: Entity> EntityMessages<A> {
             Ok(parcel.deliver(entity))
         });
         self.by_tag.insert(codec.tag, decode);
+        let now: DeliverNow<A> = Box::new(move |entity, payload, fallback| {
+            // A payload that does not decode takes the region's path, which reports it.
+            let Ok(msg) = (codec.decode)(payload) else {
+                return Now::Region;
+            };
+            let msg: M = match postbox::remote::try_enqueue(entity, msg) {
+                Ok(()) => return Now::Delivered,
+                Err(postbox::TrySendError::Full(msg) | postbox::TrySendError::Closed(msg)) => msg,
+            };
+            let entity = entity.clone();
+            let fallback = fallback();
+            Now::Pending(Box::pin(async move {
+                if let Err(postbox::SendError(msg)) = entity.tell(msg).await {
+                    // It stopped (passivated, handed off) while this waited for room.
+                    fallback.reroute(Box::new(crate::parcel::Tell(msg))).await;
+                }
+            }))
+        });
+        self.now_by_tag.insert(codec.tag, now);
+    }
+
+    /// Puts a told message in `entity`'s mailbox (see [`DeliverNow`]).
+    pub(crate) fn deliver_now(
+        &self,
+        entity: &ActorRef<A>,
+        tag: &str,
+        payload: &[u8],
+        fallback: &dyn Fn() -> Fallback<A>,
+    ) -> Now {
+        match self.now_by_tag.get(tag) {
+            Some(deliver) => deliver(entity, payload, fallback),
+            None => Now::Region,
+        }
     }
 
     pub(crate) fn decode(

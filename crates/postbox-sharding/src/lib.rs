@@ -90,6 +90,20 @@
 //!   journal. `tell`s in flight to the lost node are lost (at-most-once); `ask`s in flight
 //!   fail with `AskError::NodeDown`, never hang.
 //!
+//! ## Direct paths
+//!
+//! A message normally passes this node's region (which finds the home) and the home's
+//! region (which finds or starts the entity). Once an entity's place is settled, a `tell`
+//! skips both: the [`EntityRef`] sends it straight to the home's region over the same
+//! connection the region uses — encoded once, in place — and the home's transport puts it
+//! straight into the entity's mailbox, reading the envelope where it lies. So a stream of
+//! tells to a remote entity costs about what it costs through a direct remote `ActorRef`
+//! (BENCHMARKS.md). Asks always pass the regions. A message takes a direct path only when
+//! nothing of its shard is still on its way through the region it skips, so each sender's
+//! order holds across the switch; a region closes the paths of a shard before it starts
+//! moving it and opens them only between its own messages. Counted in
+//! [`RegionCounts::direct`] (`postbox_sharding_direct_total`).
+//!
 //! ## Remember entities
 //!
 //! With [`EntityType::remember_entities`], each shard's active entities are recorded in the
@@ -124,6 +138,7 @@
 //! through an [`EntityRef`] that buffers while it moves.
 
 mod allocation;
+mod direct;
 mod entity;
 mod error;
 mod parcel;

@@ -33,11 +33,14 @@
 //! (unless the sender's own view changes in between, when two paths may interleave).
 
 use crate::allocation::{shard_of, Candidate};
+use crate::direct::{Direct, DirectEntity};
 use crate::entity::{EntityMessages, EntityType};
 use crate::parcel::{Ask, Delivery, Failed, Parcel, Tell};
 use crate::remember::{self, RememberedSet, ShardMemory};
-use crate::stats::{RegionCounters, RegionSnapshot};
-use crate::wire::{Acquire, AcquireAnswer, Deliver, DeliverAsk, Leaving, Nudge, WireReply};
+use crate::stats::{RegionCounters, RegionCounts, RegionSnapshot};
+use crate::wire::{
+    Acquire, AcquireAnswer, Deliver, DeliverAsk, DeliverDirect, Leaving, Nudge, WireReply,
+};
 use crate::Entity;
 use postbox::{
     Actor, ActorId, ActorRef, BoxError, Context, Handler, Message, Props, ReplyTo, Restart,
@@ -46,6 +49,7 @@ use postbox::{
 use postbox_cluster::{Cluster, Member, MemberStatus};
 use postbox_remote::{Handlers, NodeAddr, Remote, RemoteActor, RemoteError};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -76,6 +80,8 @@ pub(crate) struct TypeShared<A: Entity> {
     pub(crate) counters: Arc<RegionCounters>,
     /// The name the region is registered under (`sharding/<type>`).
     pub(crate) registered_as: String,
+    /// The direct paths past the regions, and what the region publishes for them.
+    pub(crate) direct: Arc<Direct<A>>,
 }
 
 /// A message on its way, with its entity id.
@@ -112,6 +118,10 @@ enum ShardState {
 struct Slot<A: Entity> {
     actor: ActorRef<A>,
     last_used: Instant,
+    /// Set by direct deliveries, which do not pass the region (see `direct.rs`).
+    touched: Arc<AtomicBool>,
+    /// In the inbound direct table.
+    published: bool,
     stopping: bool,
     /// It stops for good (passivated, or it stopped on its own): no longer remembered.
     forget: bool,
@@ -168,6 +178,10 @@ pub(crate) struct Region<A: Entity> {
     excluded: HashSet<Identity>,
     leave_waiters: Vec<ReplyTo<()>>,
     downed: bool,
+    /// Entities delivered to in this handler, whose direct paths may open at its end.
+    delivered: Vec<(u32, Arc<str>)>,
+    /// Shards forwarded to their home in this handler, whose routes may open at its end.
+    routes_to_open: Vec<u32>,
     /// Remembered entities of the active shards (remember entities on).
     memory: HashMap<u32, ShardMemory>,
     memory_generation: u64,
@@ -197,6 +211,8 @@ impl<A: Entity> Region<A> {
             excluded: HashSet::new(),
             leave_waiters: Vec::new(),
             downed: false,
+            delivered: Vec::new(),
+            routes_to_open: Vec::new(),
             memory: HashMap::new(),
             memory_generation: 0,
         }
@@ -293,6 +309,8 @@ impl<A: Entity> Region<A> {
     }
 
     fn park(&mut self, ctx: &Context<Self>, shard: u32, pending: Pending<A>) {
+        // Later messages of the shard must not pass this one by the direct path.
+        self.shared.direct.clear_route(shard);
         let limit = self.settings().buffer;
         let parked = self.parked.entry(shard).or_default();
         if parked.len() >= limit {
@@ -334,6 +352,9 @@ impl<A: Entity> Region<A> {
         {
             Ok(sending) => {
                 sending.await;
+                if !self.shared.direct.has_route(shard) {
+                    self.routes_to_open.push(shard);
+                }
                 if handed_off {
                     *self.handed.entry((shard, id)).or_default() += 1;
                 }
@@ -405,8 +426,11 @@ impl<A: Entity> Region<A> {
         slot.last_used = Instant::now();
         let actor = slot.actor.clone();
         match pending.parcel.deliver(&actor) {
-            Delivery::Done => {}
-            Delivery::Wait(waiting) => waiting.await,
+            Delivery::Done => self.delivered_to(shard, &pending.entity),
+            Delivery::Wait(waiting) => {
+                waiting.await;
+                self.delivered_to(shard, &pending.entity);
+            }
             Delivery::Closed(parcel) => {
                 // It stopped on its own (a persistence conflict, say): its `Terminated` is on
                 // the way, and starts a new instance for this message.
@@ -415,6 +439,10 @@ impl<A: Entity> Region<A> {
                     .get_mut(&shard)
                     .and_then(|s| s.entities.get_mut(&pending.entity))
                 {
+                    if slot.published {
+                        slot.published = false;
+                        self.shared.direct.unpublish(&pending.entity);
+                    }
                     slot.stopping = true;
                     slot.forget = true;
                     slot.buffer.push_back(Pending {
@@ -425,6 +453,76 @@ impl<A: Entity> Region<A> {
                 }
             }
         }
+    }
+
+    /// Notes a delivery: the entity's inbound direct path may open once this handler is
+    /// done (`open_direct_paths`).
+    fn delivered_to(&mut self, shard: u32, entity: &Arc<str>) {
+        let published = self
+            .shards
+            .get(&shard)
+            .and_then(|s| s.entities.get(entity))
+            .is_none_or(|slot| slot.published);
+        if !published {
+            self.delivered.push((shard, entity.clone()));
+        }
+    }
+
+    /// Opens the direct paths this handler's deliveries and forwards allow: inbound to the
+    /// entities it delivered to, outbound to the homes it forwarded to. Only between
+    /// handlers: in the middle of one, messages of the same entity or shard may still wait
+    /// in a local list (a buffer being delivered or forwarded), and a direct message would
+    /// pass them. Closing a path, by contrast, is done at once.
+    fn open_direct_paths(&mut self) {
+        for (shard, entity) in std::mem::take(&mut self.delivered) {
+            self.publish(shard, &entity);
+        }
+        for shard in std::mem::take(&mut self.routes_to_open) {
+            // Still forwarded there by the view of now, and nothing of it held here (parked,
+            // or buffered in a shard state of its own).
+            let Home::Node(index) = self.home(shard) else {
+                continue;
+            };
+            if self.shards.contains_key(&shard)
+                || self.parked.get(&shard).is_some_and(|p| !p.is_empty())
+            {
+                continue;
+            }
+            let region = self
+                .candidates
+                .get(index)
+                .and_then(|c| self.regions.get(&identity(&c.node)))
+                .filter(|r| r.is_alive());
+            if let Some(region) = region {
+                self.shared.direct.set_route(shard, region);
+            }
+        }
+    }
+
+    /// Opens the inbound direct path to `entity` if its place is settled: its shard is
+    /// active and at home here, it is not stopping and nothing of it is buffered.
+    fn publish(&mut self, shard: u32, entity: &Arc<str>) {
+        let home = self.home(shard);
+        let Some(state) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        if !matches!(state.state, ShardState::Active) || home != Home::Me {
+            return;
+        }
+        let Some(slot) = state.entities.get_mut(entity) else {
+            return;
+        };
+        if slot.published || slot.stopping || !slot.buffer.is_empty() {
+            return;
+        }
+        slot.published = true;
+        self.shared.direct.publish(
+            entity.clone(),
+            DirectEntity {
+                actor: slot.actor.clone(),
+                touched: slot.touched.clone(),
+            },
+        );
     }
 
     fn activate(
@@ -453,6 +551,8 @@ impl<A: Entity> Region<A> {
                 Slot {
                     actor,
                     last_used: Instant::now(),
+                    touched: Arc::new(AtomicBool::new(false)),
+                    published: false,
                     stopping: false,
                     forget: false,
                     buffer: VecDeque::new(),
@@ -595,17 +695,23 @@ impl<A: Entity> Region<A> {
     }
 
     fn passivate_least_recent(&mut self) {
+        let now = Instant::now();
         let oldest = self
             .shards
             .values_mut()
             .filter(|s| matches!(s.state, ShardState::Active))
-            .flat_map(|s| s.entities.values_mut())
-            .filter(|slot| !slot.stopping)
-            .min_by_key(|slot| slot.last_used);
-        if let Some(slot) = oldest {
-            slot.stopping = true;
+            .flat_map(|s| s.entities.iter_mut())
+            .filter(|(_, slot)| !slot.stopping)
+            .map(|(id, slot)| {
+                if slot.touched.swap(false, Relaxed) {
+                    slot.last_used = now;
+                }
+                (id, slot)
+            })
+            .min_by_key(|(_, slot)| slot.last_used);
+        if let Some((id, slot)) = oldest {
             slot.forget = true;
-            slot.actor.drain_and_stop();
+            stop_slot(&self.shared.direct, id, slot);
             self.shared.counters.add_passivation();
         }
     }
@@ -618,13 +724,15 @@ impl<A: Entity> Region<A> {
                 continue;
             }
             for (id, slot) in &mut state.entities {
+                if slot.touched.swap(false, Relaxed) {
+                    slot.last_used = now;
+                }
                 if !slot.stopping
                     && now.duration_since(slot.last_used) >= idle
                     && !eager.iter().any(|e| **e == **id)
                 {
-                    slot.stopping = true;
                     slot.forget = true;
-                    slot.actor.drain_and_stop();
+                    stop_slot(&self.shared.direct, id, slot);
                     self.shared.counters.add_passivation();
                 }
             }
@@ -769,10 +877,9 @@ impl<A: Entity> Region<A> {
         if !matches!(state.state, ShardState::Active) {
             return false;
         }
-        for slot in state.entities.values_mut() {
+        for (id, slot) in &mut state.entities {
             if !slot.stopping {
-                slot.stopping = true;
-                slot.actor.drain_and_stop();
+                stop_slot(&self.shared.direct, id, slot);
             }
         }
         state.state = ShardState::HandingOff {
@@ -870,6 +977,8 @@ impl<A: Entity> Region<A> {
     }
 
     async fn apply_view(&mut self, ctx: &mut Context<Self>, members: Vec<Member>) {
+        // Homes may move: direct sends go through the region again until it forwards.
+        self.shared.direct.clear_routes();
         let role = self.shared.settings.role.clone();
         let with_role = |m: &Member| role.as_deref().is_none_or(|r| m.has_role(r));
         self.candidates = members
@@ -983,6 +1092,8 @@ impl<A: Entity> Region<A> {
     }
 
     fn stop_hosting(&mut self, ctx: &Context<Self>) {
+        self.shared.direct.clear_inbound();
+        self.shared.direct.clear_routes();
         for (_, state) in self.shards.drain() {
             for (_, slot) in state.entities {
                 slot.actor.stop();
@@ -1040,9 +1151,22 @@ impl<A: Entity> Region<A> {
                 .values()
                 .filter(|s| matches!(s.state, ShardState::Acquiring { .. }))
                 .count(),
-            counters: self.shared.counters.read(),
+            counters: RegionCounts {
+                direct: self.shared.direct.delivered(),
+                ..self.shared.counters.read()
+            },
         }
     }
+}
+
+/// Stops an entity (drain: it handles what is queued), closing its direct path first.
+fn stop_slot<A: Entity>(direct: &Direct<A>, id: &str, slot: &mut Slot<A>) {
+    if slot.published {
+        slot.published = false;
+        direct.unpublish(id);
+    }
+    slot.stopping = true;
+    slot.actor.drain_and_stop();
 }
 
 /// One region's answer to an acquire: `Some(handed)` if free, `None` to try again.
@@ -1086,6 +1210,9 @@ fn gone(cluster: &Cluster, node: &NodeAddr) -> bool {
 
 impl<A: Entity> Actor for Region<A> {
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        // A restarted region starts from nothing: so do the direct paths.
+        self.shared.direct.clear_inbound();
+        self.shared.direct.clear_routes();
         let members = self.shared.cluster.members_by_age();
         self.apply_view(ctx, members).await;
         Ok(())
@@ -1118,12 +1245,34 @@ where
     M: Message,
 {
     async fn handle(&mut self, route: Route<M>, ctx: &mut Context<Self>) {
+        let shard = self.shared.direct.shard_of(&route.entity);
         let pending = Pending {
             entity: route.entity,
             parcel: Box::new(Tell(route.msg)),
             handed_off: false,
         };
         self.dispatch(ctx, pending, 0).await;
+        self.open_direct_paths();
+        self.shared.direct.outbound_queued.leave(shard);
+    }
+}
+
+/// A told message sent by an `EntityRef` of another node straight to this region (see
+/// `direct.rs`). It arrives as a [`Deliver`] (the same bytes); this handler serves a
+/// reference that happens to be local.
+impl<A, M> Handler<DeliverDirect<M>> for Region<A>
+where
+    A: Entity + Handler<M>,
+    M: Message,
+{
+    async fn handle(&mut self, direct: DeliverDirect<M>, ctx: &mut Context<Self>) {
+        let pending = Pending {
+            entity: direct.entity,
+            parcel: Box::new(Tell(direct.msg)),
+            handed_off: false,
+        };
+        self.dispatch(ctx, pending, 1).await;
+        self.open_direct_paths();
     }
 }
 
@@ -1144,6 +1293,7 @@ where
     M: Message,
 {
     async fn handle(&mut self, route: RouteAsk<M>, ctx: &mut Context<Self>) {
+        let shard = self.shared.direct.shard_of(&route.entity);
         let pending = Pending {
             entity: route.entity,
             parcel: Box::new(Ask {
@@ -1153,12 +1303,15 @@ where
             handed_off: false,
         };
         self.dispatch(ctx, pending, 0).await;
+        self.open_direct_paths();
+        self.shared.direct.outbound_queued.leave(shard);
     }
 }
 
 impl<A: Entity> Handler<Deliver> for Region<A> {
     async fn handle(&mut self, Deliver(envelope): Deliver, ctx: &mut Context<Self>) {
         let hops = envelope.hops;
+        let shard = self.shared.direct.shard_of(&envelope.entity);
         let pending = Pending {
             entity: Arc::from(envelope.entity.as_str()),
             handed_off: envelope.handed_off,
@@ -1169,6 +1322,8 @@ impl<A: Entity> Handler<Deliver> for Region<A> {
             }),
         };
         self.dispatch(ctx, pending, hops).await;
+        self.open_direct_paths();
+        self.shared.direct.inbound_queued.leave(shard);
     }
 }
 
@@ -1185,6 +1340,7 @@ impl<A: Entity> Handler<DeliverAsk> for Region<A> {
         ctx: &mut Context<Self>,
     ) {
         let hops = envelope.hops;
+        let shard = self.shared.direct.shard_of(&envelope.entity);
         let pending = Pending {
             entity: Arc::from(envelope.entity.as_str()),
             handed_off: envelope.handed_off,
@@ -1195,6 +1351,8 @@ impl<A: Entity> Handler<DeliverAsk> for Region<A> {
             }),
         };
         self.dispatch(ctx, pending, hops).await;
+        self.open_direct_paths();
+        self.shared.direct.inbound_queued.leave(shard);
     }
 }
 
@@ -1204,6 +1362,7 @@ impl<A: Entity> Handler<Acquire> for Region<A> {
         Acquire { shard, from }: Acquire,
         ctx: &mut Context<Self>,
     ) -> AcquireAnswer {
+        self.open_direct_paths();
         let home = self.home(shard);
         let max_handoffs = self.settings().max_handoffs;
         let state = self.shards.get(&shard).map(|s| match s.state {
@@ -1275,6 +1434,8 @@ impl Message for ViewChanged {
 
 impl<A: Entity> Handler<ViewChanged> for Region<A> {
     async fn handle(&mut self, ViewChanged(members): ViewChanged, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
         if !self.downed {
             self.apply_view(ctx, members).await;
         }
@@ -1293,6 +1454,8 @@ impl<A: Entity> Message for Resolved<A> {
 
 impl<A: Entity> Handler<Resolved<A>> for Region<A> {
     async fn handle(&mut self, resolved: Resolved<A>, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
         let id = identity(&resolved.node);
         self.resolving.remove(&id);
         if let Some(region) = resolved.region {
@@ -1326,6 +1489,8 @@ impl Message for Acquired {
 
 impl<A: Entity> Handler<Acquired> for Region<A> {
     async fn handle(&mut self, acquired: Acquired, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
         let shard = acquired.shard;
         let home = self.home(shard);
         let Some(state) = self.shards.get_mut(&shard) else {
@@ -1353,6 +1518,7 @@ impl<A: Entity> Handler<Acquired> for Region<A> {
                 *expected = Some(handed);
                 if *received >= handed {
                     self.activate_shard(ctx, shard).await;
+                    self.open_direct_paths();
                 } else {
                     let epoch = state.epoch;
                     Self::schedule(ctx, HANDED_WAIT, HandedWait { shard, epoch });
@@ -1380,6 +1546,8 @@ impl Message for RetryAcquire {
 
 impl<A: Entity> Handler<RetryAcquire> for Region<A> {
     async fn handle(&mut self, retry: RetryAcquire, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
         let due = self.shards.get(&retry.shard).is_some_and(|s| {
             s.epoch == retry.epoch
                 && matches!(
@@ -1412,6 +1580,8 @@ impl Message for HandedWait {
 
 impl<A: Entity> Handler<HandedWait> for Region<A> {
     async fn handle(&mut self, wait: HandedWait, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
         let due = self.shards.get(&wait.shard).is_some_and(|s| {
             s.epoch == wait.epoch
                 && matches!(
@@ -1424,6 +1594,7 @@ impl<A: Entity> Handler<HandedWait> for Region<A> {
         });
         if due {
             self.activate_shard(ctx, wait.shard).await;
+            self.open_direct_paths();
         }
     }
 }
@@ -1437,6 +1608,8 @@ impl Message for PassivationTick {
 
 impl<A: Entity> Handler<PassivationTick> for Region<A> {
     async fn handle(&mut self, _: PassivationTick, _: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
         if let Some(idle) = self.settings().idle_timeout {
             self.passivate_idle(idle);
         }
@@ -1445,6 +1618,8 @@ impl<A: Entity> Handler<PassivationTick> for Region<A> {
 
 impl<A: Entity> Handler<Terminated> for Region<A> {
     async fn handle(&mut self, terminated: Terminated, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
         let Some((shard, entity)) = self.by_actor.remove(&terminated.id) else {
             return;
         };
@@ -1455,6 +1630,9 @@ impl<A: Entity> Handler<Terminated> for Region<A> {
         let Some(slot) = state.entities.remove(&entity) else {
             return;
         };
+        if slot.published {
+            self.shared.direct.unpublish(&entity);
+        }
         // Passivated or stopped on its own: forgotten. Stopped for a hand-off: remembered.
         let forget = slot.forget || !slot.stopping;
         match &mut state.state {
@@ -1604,6 +1782,31 @@ impl<A: Entity> Handler<RememberRetry> for Region<A> {
         } else {
             self.write_memory(ctx, retry.shard);
         }
+    }
+}
+
+/// A message that took the inbound direct path and found its entity stopping (see
+/// `direct.rs`): routed as if it had come to the region.
+pub(crate) struct Reroute<A: Entity> {
+    pub(crate) entity: Arc<str>,
+    pub(crate) parcel: Box<dyn Parcel<A>>,
+}
+
+impl<A: Entity> Message for Reroute<A> {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<Reroute<A>> for Region<A> {
+    async fn handle(&mut self, reroute: Reroute<A>, ctx: &mut Context<Self>) {
+        let shard = self.shared.direct.shard_of(&reroute.entity);
+        let pending = Pending {
+            entity: reroute.entity,
+            parcel: reroute.parcel,
+            handed_off: false,
+        };
+        self.dispatch(ctx, pending, 0).await;
+        self.open_direct_paths();
+        self.shared.direct.inbound_queued.leave(shard);
     }
 }
 

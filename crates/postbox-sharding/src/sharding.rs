@@ -1,6 +1,7 @@
 //! `Sharding`: registering entity types on a node, and `EntityRef`, the reference to one
 //! entity from anywhere.
 
+use crate::direct::Direct;
 use crate::entity::{EntityMessages, EntityType};
 use crate::error::ShardingError;
 use crate::region::{
@@ -8,10 +9,11 @@ use crate::region::{
     ViewChanged,
 };
 use crate::stats::{RegionCounters, RegionSnapshot};
+use crate::wire::{Deliver, DeliverAsk, DeliverDirect};
 use crate::Entity;
 use postbox::{ActorRef, ActorSystem, AskError, Handler, Message, Props, SendError, TrySendError};
 use postbox_cluster::{Cluster, EventsError};
-use postbox_remote::Remote;
+use postbox_remote::{Intercepted, Remote};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
@@ -90,7 +92,9 @@ impl Sharding {
         let idle = entity_type.idle_timeout;
         let rebalance = (entity_type.allocation == crate::Allocation::LoadAware)
             .then_some(entity_type.rebalance_interval);
+        let direct = Arc::new(Direct::<A>::new(entity_type.shards));
         let shared = Arc::new(TypeShared {
+            direct: direct.clone(),
             messages: Arc::new(EntityMessages::<A>::of()),
             settings: entity_type,
             remote: self.inner.remote.clone(),
@@ -99,6 +103,7 @@ impl Sharding {
             registered_as: format!("sharding/{name}"),
         });
         self.inner.remote.expose::<Region<A>>();
+        install_direct_hooks(&self.inner.remote, &shared);
         let region = self
             .inner
             .system
@@ -127,6 +132,7 @@ impl Sharding {
             region: region.clone(),
             ask_timeout,
             name: Arc::from(name.as_str()),
+            direct,
         };
         let leaving = region.clone();
         let snapshotting = region.clone();
@@ -331,6 +337,7 @@ pub struct Entities<A: Entity> {
     region: ActorRef<Region<A>>,
     ask_timeout: Duration,
     name: Arc<str>,
+    direct: Arc<Direct<A>>,
 }
 
 impl<A: Entity> Clone for Entities<A> {
@@ -339,6 +346,7 @@ impl<A: Entity> Clone for Entities<A> {
             region: self.region.clone(),
             ask_timeout: self.ask_timeout,
             name: self.name.clone(),
+            direct: self.direct.clone(),
         }
     }
 }
@@ -346,10 +354,13 @@ impl<A: Entity> Clone for Entities<A> {
 impl<A: Entity> Entities<A> {
     /// A reference to the entity with id `id`.
     pub fn entity_ref(&self, id: impl AsRef<str>) -> EntityRef<A> {
+        let id: Arc<str> = Arc::from(id.as_ref());
         EntityRef {
-            id: Arc::from(id.as_ref()),
+            shard: self.direct.shard_of(&id),
+            id,
             region: self.region.clone(),
             ask_timeout: self.ask_timeout,
+            direct: self.direct.clone(),
         }
     }
 
@@ -379,8 +390,9 @@ impl<A: Entity> fmt::Debug for Entities<A> {
 /// lives: the same `tell` / `try_tell` / `ask` as an [`ActorRef`], with the same errors.
 ///
 /// Messages go through this node's region, which delivers them to the entity (activating it)
-/// or forwards them to the region of the node that hosts it. From one `EntityRef`'s sender,
-/// messages arrive in send order.
+/// or forwards them to the region of the node that hosts it — or, for a `tell` once the
+/// entity's place is settled, skip the regions (see the crate docs' *Direct paths*). From
+/// one `EntityRef`'s sender, messages arrive in send order.
 ///
 /// - `tell` waits for room in this node's region (backpressure), then returns: whatever
 ///   happens after (the entity's node lost, a buffer full) is a counted dead letter. `tell`
@@ -394,16 +406,20 @@ impl<A: Entity> fmt::Debug for Entities<A> {
 ///   queued behind that write goes with it; the next message starts a fresh instance).
 pub struct EntityRef<A: Entity> {
     id: Arc<str>,
+    shard: u32,
     region: ActorRef<Region<A>>,
     ask_timeout: Duration,
+    direct: Arc<Direct<A>>,
 }
 
 impl<A: Entity> Clone for EntityRef<A> {
     fn clone(&self) -> Self {
         Self {
             id: self.id.clone(),
+            shard: self.shard,
             region: self.region.clone(),
             ask_timeout: self.ask_timeout,
+            direct: self.direct.clone(),
         }
     }
 }
@@ -416,35 +432,73 @@ impl<A: Entity> EntityRef<A> {
 
     /// Sends `msg`, waiting for room in this node's region; hands it back if the region is
     /// not running.
-    pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    pub async fn tell<M>(&self, mut msg: M) -> Result<(), SendError<M>>
     where
         A: Handler<M>,
         M: Message,
     {
+        if let Some(home) = self.direct.outbound_route(self.shard) {
+            if M::remote().is_some() {
+                let direct = DeliverDirect {
+                    entity: self.id.clone(),
+                    msg,
+                };
+                match home.tell(direct).await {
+                    Ok(()) => {
+                        self.direct.count_direct();
+                        return Ok(());
+                    }
+                    Err(SendError(direct)) => msg = direct.msg,
+                }
+            }
+        }
         let route = Route {
             entity: self.id.clone(),
             msg,
         };
+        let entered = self.direct.enter_outbound(self.shard);
         self.region
             .tell(route)
             .await
+            .map(|()| entered.passed())
             .map_err(|SendError(route)| SendError(route.msg))
     }
 
     /// Sends `msg` if this node's region has room right now; hands it back otherwise.
-    pub fn try_tell<M>(&self, msg: M) -> Result<(), TrySendError<M>>
+    pub fn try_tell<M>(&self, mut msg: M) -> Result<(), TrySendError<M>>
     where
         A: Handler<M>,
         M: Message,
     {
+        if let Some(home) = self.direct.outbound_route(self.shard) {
+            if M::remote().is_some() {
+                let direct = DeliverDirect {
+                    entity: self.id.clone(),
+                    msg,
+                };
+                match home.try_tell(direct) {
+                    Ok(()) => {
+                        self.direct.count_direct();
+                        return Ok(());
+                    }
+                    Err(TrySendError::Full(direct) | TrySendError::Closed(direct)) => {
+                        msg = direct.msg;
+                    }
+                }
+            }
+        }
         let route = Route {
             entity: self.id.clone(),
             msg,
         };
-        self.region.try_tell(route).map_err(|error| match error {
-            TrySendError::Full(route) => TrySendError::Full(route.msg),
-            TrySendError::Closed(route) => TrySendError::Closed(route.msg),
-        })
+        let entered = self.direct.enter_outbound(self.shard);
+        self.region
+            .try_tell(route)
+            .map(|()| entered.passed())
+            .map_err(|error| match error {
+                TrySendError::Full(route) => TrySendError::Full(route.msg),
+                TrySendError::Closed(route) => TrySendError::Closed(route.msg),
+            })
     }
 
     /// Sends `msg` and waits for the reply, at most the type's ask timeout.
@@ -469,10 +523,13 @@ impl<A: Entity> EntityRef<A> {
             reply,
         };
         let asked = async move {
+            // Asks always pass the region; counted, so that a later tell cannot overtake.
+            let entered = self.direct.enter_outbound(self.shard);
             self.region
                 .tell(route)
                 .await
                 .map_err(|_| AskError::Stopped)?;
+            entered.passed();
             let reply = answer.await.map_err(|_| AskError::Stopped)?;
             reply.await
         };
@@ -489,4 +546,20 @@ impl<A: Entity> fmt::Debug for EntityRef<A> {
             .field("id", &self.id)
             .finish()
     }
+}
+
+/// The inbound direct path: the transport's reader hands a told message for an entity
+/// whose place is settled straight to it, and counts what goes to the region instead.
+fn install_direct_hooks<A: Entity>(remote: &Remote, shared: &Arc<TypeShared<A>>) {
+    let tells = shared.clone();
+    remote.intercept::<Region<A>, Deliver>(move |region, payload, _| {
+        tells
+            .direct
+            .deliver_inbound(region, payload, &tells.messages)
+    });
+    let asks = shared.clone();
+    remote.intercept::<Region<A>, DeliverAsk>(move |_, payload, _| {
+        asks.direct.count_inbound_ask(payload);
+        Intercepted::Queue
+    });
 }

@@ -46,6 +46,7 @@ impl RegionCounters {
             bounced: self.bounced.load(Relaxed),
             remembered_starts: self.remembered_starts.load(Relaxed),
             remember_failures: self.remember_failures.load(Relaxed),
+            direct: 0,
         }
     }
 }
@@ -72,6 +73,9 @@ pub struct RegionCounts {
     /// Store failures while reading or writing remembered entities (each retried; the
     /// entities served meanwhile), and changes left unwritten at a bound or a hand-off.
     pub remember_failures: u64,
+    /// Messages that skipped a region by a direct path: told from this node straight to
+    /// the home's region, or put by the transport straight into an active entity here.
+    pub direct: u64,
 }
 
 /// One region now: what one node hosts of one entity type.

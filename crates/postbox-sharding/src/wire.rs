@@ -65,13 +65,172 @@ pub(crate) struct Envelope {
     pub(crate) handed_off: bool,
 }
 
+/// An [`Envelope`] read in place from its encoding: nothing copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EnvelopeRef<'a> {
+    pub(crate) entity: &'a str,
+    pub(crate) tag: &'a str,
+    pub(crate) payload: &'a [u8],
+    pub(crate) handed_off: bool,
+}
+
+/// The envelope's encoding, as serde writes `Envelope` (rmp_serde writes a struct as an
+/// array of its fields): `[entity: str, tag: str, payload: bin, hops: uint, handed_off: bool]`.
+/// `None` if `bytes` is not that (the regular decode then says why).
+pub(crate) fn read_envelope(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
+    // By hand rather than through rmp's readers: this runs for every told message on the
+    // receiving node's hot path, and reads three headers and two short strings.
+    let mut rest = bytes;
+    match take(&mut rest, 1)? {
+        [0x95] => {}
+        [0xdc] if take(&mut rest, 2)? == [0, 5] => {}
+        [0xdd] if take(&mut rest, 4)? == [0, 0, 0, 5] => {}
+        _ => return None,
+    }
+    let entity = std::str::from_utf8(take_str(&mut rest)?).ok()?;
+    let tag = std::str::from_utf8(take_str(&mut rest)?).ok()?;
+    let len = match take(&mut rest, 1)? {
+        [0xc4] => usize::from(take(&mut rest, 1)?[0]),
+        [0xc5] => usize::from(u16::from_be_bytes(take(&mut rest, 2)?.try_into().ok()?)),
+        [0xc6] => usize::try_from(u32::from_be_bytes(take(&mut rest, 4)?.try_into().ok()?)).ok()?,
+        _ => return None,
+    };
+    let payload = take(&mut rest, len)?;
+    // hops: any unsigned integer (its value matters only to the region's path).
+    match take(&mut rest, 1)? {
+        [0x00..=0x7f] => {}
+        [0xcc] => {
+            take(&mut rest, 1)?;
+        }
+        [0xcd] => {
+            take(&mut rest, 2)?;
+        }
+        [0xce] => {
+            take(&mut rest, 4)?;
+        }
+        [0xcf] => {
+            take(&mut rest, 8)?;
+        }
+        _ => return None,
+    }
+    let handed_off = match take(&mut rest, 1)? {
+        [0xc2] => false,
+        [0xc3] => true,
+        _ => return None,
+    };
+    Some(EnvelopeRef {
+        entity,
+        tag,
+        payload,
+        handed_off,
+    })
+}
+
+/// The next `n` bytes.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (taken, after) = (rest.get(..n)?, rest.get(n..)?);
+    *rest = after;
+    Some(taken)
+}
+
+/// A MessagePack str's bytes.
+fn take_str<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = match take(rest, 1)?[0] {
+        marker @ 0xa0..=0xbf => usize::from(marker & 0x1f),
+        0xd9 => usize::from(take(rest, 1)?[0]),
+        0xda => usize::from(u16::from_be_bytes(take(rest, 2)?.try_into().ok()?)),
+        0xdb => usize::try_from(u32::from_be_bytes(take(rest, 4)?.try_into().ok()?)).ok()?,
+        _ => return None,
+    };
+    take(rest, len)
+}
+
+/// Writes an envelope in the same encoding, the payload written in place by `payload`
+/// (no buffer of its own): what a direct send puts on the wire as a [`Deliver`].
+pub(crate) fn write_envelope(
+    out: &mut Vec<u8>,
+    entity: &str,
+    tag: &str,
+    hops: u8,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), postbox::BoxError>,
+) -> Result<(), postbox::BoxError> {
+    use rmp::encode;
+    encode::write_array_len(out, 5)?;
+    encode::write_str(out, entity)?;
+    encode::write_str(out, tag)?;
+    // bin 32, its length filled in once the payload is written.
+    out.push(0xc6);
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let start = out.len();
+    payload(out)?;
+    let len = u32::try_from(out.len() - start)?;
+    out[at..start].copy_from_slice(&len.to_be_bytes());
+    encode::write_uint(out, u64::from(hops))?;
+    encode::write_bool(out, false)?;
+    Ok(())
+}
+
 /// A told message for an entity.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Deliver(pub(crate) Envelope);
 
 impl Message for Deliver {
     type Reply = ();
-    remote_message!("postbox.sharding.Deliver");
+    remote_message!(DELIVER_TAG);
+}
+
+/// A told message for an entity, sent by an [`EntityRef`](crate::EntityRef) straight to its
+/// home's region (the outbound direct path): on the wire it is a [`Deliver`] — same tag,
+/// same envelope — written in place, the message encoded once, into the connection's
+/// buffer.
+pub(crate) struct DeliverDirect<M> {
+    pub(crate) entity: std::sync::Arc<str>,
+    pub(crate) msg: M,
+}
+
+impl<M: Message> Message for DeliverDirect<M> {
+    type Reply = ();
+
+    fn remote() -> Option<postbox::remote::RemoteCodec<Self>> {
+        Some(postbox::remote::RemoteCodec {
+            tag: DELIVER_TAG,
+            encode: encode_direct::<M>,
+            decode: decode_direct::<M>,
+            encode_reply: |(), out| postbox_wire_unit(out),
+            decode_reply: |_| Ok(()),
+        })
+    }
+}
+
+const DELIVER_TAG: &str = "postbox.sharding.Deliver";
+
+fn encode_direct<M: Message>(
+    direct: &DeliverDirect<M>,
+    out: &mut Vec<u8>,
+) -> Result<(), postbox::BoxError> {
+    let codec = M::remote().ok_or("the message type has no remote codec")?;
+    write_envelope(out, &direct.entity, codec.tag, 1, |buf| {
+        (codec.encode)(&direct.msg, buf)
+    })
+}
+
+fn decode_direct<M: Message>(bytes: &[u8]) -> Result<DeliverDirect<M>, postbox::BoxError> {
+    let codec = M::remote().ok_or("the message type has no remote codec")?;
+    let envelope = read_envelope(bytes).ok_or("not a sharding envelope")?;
+    if envelope.tag != codec.tag {
+        return Err(format!("tag {:?}, not {:?}", envelope.tag, codec.tag).into());
+    }
+    Ok(DeliverDirect {
+        entity: std::sync::Arc::from(envelope.entity),
+        msg: (codec.decode)(envelope.payload)?,
+    })
+}
+
+/// `()` as MessagePack (nil), as serde writes it.
+fn postbox_wire_unit(out: &mut Vec<u8>) -> Result<(), postbox::BoxError> {
+    out.push(0xc0);
+    Ok(())
 }
 
 /// An asked message for an entity; the reply is the entity's reply, encoded.
@@ -196,4 +355,84 @@ pub(crate) struct Leaving {
 impl Message for Leaving {
     type Reply = ();
     remote_message!("postbox.sharding.Leaving");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            entity: "account-42".to_owned(),
+            tag: "bank.Deposit".to_owned(),
+            payload: Bin((0..=255).collect()),
+            hops: 1,
+            handed_off: false,
+        }
+    }
+
+    #[test]
+    fn an_envelope_serde_wrote_reads_in_place() {
+        let mut out = Vec::new();
+        postbox_wire::to_payload(&Deliver(envelope()), &mut out).unwrap();
+        let read = read_envelope(&out).unwrap();
+        let expected = envelope();
+        assert_eq!(read.entity, expected.entity);
+        assert_eq!(read.tag, expected.tag);
+        assert_eq!(read.payload, &expected.payload.0[..]);
+        assert!(!read.handed_off);
+    }
+
+    #[test]
+    fn an_envelope_written_in_place_decodes_as_serde_reads_it() {
+        let mut out = Vec::new();
+        let expected = envelope();
+        write_envelope(&mut out, &expected.entity, &expected.tag, 1, |buf| {
+            buf.extend_from_slice(&expected.payload.0);
+            Ok(())
+        })
+        .unwrap();
+        let Deliver(decoded) = postbox_wire::from_payload::<Deliver>(&out).unwrap();
+        assert_eq!(decoded.entity, expected.entity);
+        assert_eq!(decoded.tag, expected.tag);
+        assert_eq!(decoded.payload, expected.payload);
+        assert_eq!(decoded.hops, 1);
+        assert!(!decoded.handed_off);
+    }
+
+    #[test]
+    fn long_ids_and_every_flag_read_in_place() {
+        for (len, handed_off, hops) in [
+            (31, true, 0),
+            (32, false, 200),
+            (300, true, 4),
+            (70_000, false, 1),
+        ] {
+            let envelope = Envelope {
+                entity: "e".repeat(len),
+                tag: "t".repeat(len),
+                payload: Bin(vec![1; len]),
+                hops,
+                handed_off,
+            };
+            let mut out = Vec::new();
+            postbox_wire::to_payload(&Deliver(envelope.clone()), &mut out).unwrap();
+            let read = read_envelope(&out).unwrap();
+            assert_eq!(read.entity, envelope.entity);
+            assert_eq!(read.tag, envelope.tag);
+            assert_eq!(read.payload, &envelope.payload.0[..]);
+            assert_eq!(read.handed_off, handed_off);
+        }
+    }
+
+    #[test]
+    fn what_is_not_an_envelope_is_refused() {
+        assert_eq!(read_envelope(&[]), None);
+        assert_eq!(read_envelope(&[0x93, 0xa1, b'a']), None);
+        let mut out = Vec::new();
+        postbox_wire::to_payload(&Deliver(envelope()), &mut out).unwrap();
+        for cut in 0..out.len() {
+            assert_eq!(read_envelope(&out[..cut]), None, "cut at {cut}");
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod actors;
 mod common;
 mod connections;
 mod hostile;
+mod intercept;
 mod loopback;
 mod refs;
 mod refusals;

@@ -6,6 +6,7 @@
 mod common;
 
 mod activation;
+mod direct;
 mod handoff;
 mod node_loss;
 mod partition;
