@@ -192,7 +192,20 @@ impl Handler<Slow> for Counter {
     }
 }
 
-entity!(Counter: Add, Record, Seen, Slow);
+/// Stops the entity (on its own: not passivated, not handed off).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Quit;
+impl Message for Quit {
+    type Reply = ();
+    remote_message!("test.Quit");
+}
+impl Handler<Quit> for Counter {
+    async fn handle(&mut self, _: Quit, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+entity!(Counter: Add, Record, Seen, Slow, Quit);
 
 /// The counter type for a node named `node`.
 pub(crate) fn counter_type(

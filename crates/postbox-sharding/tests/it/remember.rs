@@ -185,6 +185,39 @@ async fn passivated_entities_are_forgotten_and_not_restarted() {
     assert_eq!(snapshot.counters.remembered_starts, 2, "{snapshot:?}");
 }
 
+/// An entity that stops on its own is forgotten: the stored set no longer lists it, so its
+/// shard's next home would not start it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_that_stops_on_its_own_is_forgotten() {
+    let cluster = Sharded::start_remembering(TestCluster::builder().nodes(2), None, |t| {
+        t.shards(1).idle_timeout(None)
+    })
+    .await;
+    for id in ["stays", "quits"] {
+        within(PATIENCE, cluster.counters[0].entity_ref(id).ask(Add(1)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    until_async(PATIENCE, "both remembered", async || {
+        stored_set(&cluster.persistence, 0).await == ["quits", "stays"]
+    })
+    .await;
+    within(PATIENCE, cluster.counters[0].entity_ref("quits").tell(Quit))
+        .await
+        .unwrap();
+    until(PATIENCE, "quits stopped", || {
+        cluster.lives.live("quits").is_empty()
+    })
+    .await;
+    until_async(PATIENCE, "quits forgotten", async || {
+        stored_set(&cluster.persistence, 0).await == ["stays"]
+    })
+    .await;
+    assert_eq!(cluster.lives.started("quits"), 1, "not started again");
+    assert_eq!(cluster.lives.live("stays").len(), 1);
+}
+
 /// Graceful hand-offs — a node joins, then leaves — start the remembered entities of the
 /// moving shards at their new homes without a message, with their state, never two at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
