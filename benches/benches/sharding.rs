@@ -201,7 +201,7 @@ async fn throughput_and_latency(tells: usize, asks: usize) {
     let received_direct = hosting.snapshot().await.expect("snapshot").counters.direct;
     println!(
         "tells: direct {direct_rate:.0}/s, entity {entity_rate:.0}/s, entity ÷ direct {:.2}× \
-         (entity tells past the sender's region {sent_direct}, past the home's {received_direct})",
+         (entity messages past the sender's region {sent_direct}, past the home's {received_direct})",
         entity_rate / direct_rate
     );
 

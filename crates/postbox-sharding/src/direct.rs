@@ -9,13 +9,13 @@
 //! - **Outbound** (the sender's node): per shard, the region of its home node, set by this
 //!   node's region when it forwards a message of the shard there and cleared when its view
 //!   changes or the shard becomes its own. An [`EntityRef`](crate::EntityRef) that finds an
-//!   entry sends the encoded message straight to that region (the same remote reference the
-//!   region uses, so the same connection and queue).
+//!   entry sends the encoded message — a tell or an ask — straight to that region (the same
+//!   remote reference the region uses, so the same connection and queue).
 //! - **Inbound** (the home node): the entities that are active here in an active shard, not
 //!   stopping and with nothing buffered, set by the region when it delivers to one and
 //!   removed before it stops one or its shard starts moving. The transport's reader
 //!   ([`Remote::intercept`](postbox_remote::Remote::intercept)) puts a told message for such
-//!   an entity straight into its mailbox.
+//!   an entity straight into its mailbox. Asks pass the home's region, which answers them.
 //!
 //! **Order.** A sender's messages must not overtake each other by taking different paths.
 //! Each table comes with a count per shard of messages on their way through the region — put

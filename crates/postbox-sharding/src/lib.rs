@@ -98,7 +98,8 @@
 //! connection the region uses — encoded once, in place — and the home's transport puts it
 //! straight into the entity's mailbox, reading the envelope where it lies. So a stream of
 //! tells to a remote entity costs about what it costs through a direct remote `ActorRef`
-//! (BENCHMARKS.md). Asks always pass the regions. A message takes a direct path only when
+//! (BENCHMARKS.md). An `ask` skips this node's region the same way, and passes the home's
+//! (whose answer it needs). A message takes a direct path only when
 //! nothing of its shard is still on its way through the region it skips, so each sender's
 //! order holds across the switch; a region closes the paths of a shard before it starts
 //! moving it and opens them only between its own messages. Counted in

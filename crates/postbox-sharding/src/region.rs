@@ -39,7 +39,8 @@ use crate::parcel::{Ask, Delivery, Failed, Parcel, Tell};
 use crate::remember::{self, RememberedSet, ShardMemory};
 use crate::stats::{RegionCounters, RegionCounts, RegionSnapshot};
 use crate::wire::{
-    Acquire, AcquireAnswer, Deliver, DeliverAsk, DeliverDirect, Leaving, Nudge, WireReply,
+    Acquire, AcquireAnswer, Deliver, DeliverAsk, DeliverAskDirect, DeliverDirect, Leaving, Nudge,
+    WireReply,
 };
 use crate::Entity;
 use postbox::{
@@ -1353,6 +1354,59 @@ impl<A: Entity> Handler<DeliverAsk> for Region<A> {
         self.dispatch(ctx, pending, hops).await;
         self.open_direct_paths();
         self.shared.direct.inbound_queued.leave(shard);
+    }
+}
+
+/// An asked message sent by an `EntityRef` of another node straight to this region (see
+/// `direct.rs`). It arrives as a [`DeliverAsk`] (the same bytes); this handler serves a
+/// reference that happens to be local, by the same path.
+impl<A, M> Handler<DeliverAskDirect<M>> for Region<A>
+where
+    A: Entity + Handler<M>,
+    M: Message,
+{
+    async fn handle(&mut self, _: DeliverAskDirect<M>, _: &mut Context<Self>) -> WireReply {
+        // Never called: `handle_reply` below takes the reply along.
+        Err(crate::wire::WireFailure::NoReply)
+    }
+
+    async fn handle_reply(
+        &mut self,
+        direct: DeliverAskDirect<M>,
+        reply: Option<ReplyTo<WireReply>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(codec) = M::remote() else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(crate::wire::WireFailure::NotRemotable));
+            }
+            return;
+        };
+        let mut payload = Vec::with_capacity(64);
+        if (codec.encode)(&direct.msg, &mut payload).is_err() {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(crate::wire::WireFailure::Unencodable));
+            }
+            return;
+        }
+        let envelope = crate::wire::Envelope {
+            entity: direct.entity.to_string(),
+            tag: codec.tag.to_owned(),
+            payload: crate::wire::Bin(payload),
+            hops: 1,
+            handed_off: false,
+        };
+        let pending = Pending {
+            entity: direct.entity,
+            handed_off: false,
+            parcel: Box::new(crate::parcel::Wire {
+                envelope,
+                reply,
+                messages: self.shared.messages.clone(),
+            }),
+        };
+        self.dispatch(ctx, pending, 1).await;
+        self.open_direct_paths();
     }
 }
 

@@ -9,7 +9,7 @@ use crate::region::{
     ViewChanged,
 };
 use crate::stats::{RegionCounters, RegionSnapshot};
-use crate::wire::{Deliver, DeliverAsk, DeliverDirect};
+use crate::wire::{Bin, Deliver, DeliverAsk, DeliverAskDirect, DeliverDirect};
 use crate::Entity;
 use postbox::{ActorRef, ActorSystem, AskError, Handler, Message, Props, SendError, TrySendError};
 use postbox_cluster::{Cluster, EventsError};
@@ -516,6 +516,22 @@ impl<A: Entity> EntityRef<A> {
         A: Handler<M>,
         M: Message,
     {
+        if let Some(codec) = M::remote() {
+            if let Some(home) = self.direct.outbound_route(self.shard) {
+                // Straight to the home's region, in line with this sender's direct tells.
+                let direct = DeliverAskDirect {
+                    entity: self.id.clone(),
+                    msg,
+                };
+                self.direct.count_direct();
+                return match home.ask(direct).timeout(timeout).await {
+                    Ok(Ok(Bin(bytes))) => (codec.decode_reply)(&bytes)
+                        .map_err(|_| AskError::Remote(postbox::RemoteFailure::Undecodable)),
+                    Ok(Err(failure)) => Err(failure.into()),
+                    Err(error) => Err(error),
+                };
+            }
+        }
         let (reply, answer) = oneshot::channel();
         let route = RouteAsk {
             entity: self.id.clone(),
@@ -523,7 +539,7 @@ impl<A: Entity> EntityRef<A> {
             reply,
         };
         let asked = async move {
-            // Asks always pass the region; counted, so that a later tell cannot overtake.
+            // Counted, so that a later tell cannot overtake it by a direct path.
             let entered = self.direct.enter_outbound(self.shard);
             self.region
                 .tell(route)

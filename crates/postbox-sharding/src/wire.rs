@@ -233,6 +233,45 @@ fn postbox_wire_unit(out: &mut Vec<u8>) -> Result<(), postbox::BoxError> {
     Ok(())
 }
 
+/// An asked message for an entity, sent by an [`EntityRef`](crate::EntityRef) straight to
+/// its home's region, as [`DeliverDirect`] is for a told one: on the wire a
+/// [`DeliverAsk`], the message encoded once, in place.
+pub(crate) struct DeliverAskDirect<M> {
+    pub(crate) entity: std::sync::Arc<str>,
+    pub(crate) msg: M,
+}
+
+impl<M: Message> Message for DeliverAskDirect<M> {
+    type Reply = WireReply;
+
+    fn remote() -> Option<postbox::remote::RemoteCodec<Self>> {
+        // The reply's codec is `DeliverAsk`'s: the same bytes come back.
+        let asked = DeliverAsk::remote()?;
+        Some(postbox::remote::RemoteCodec {
+            tag: asked.tag,
+            encode: encode_direct_ask::<M>,
+            decode: decode_direct_ask::<M>,
+            encode_reply: asked.encode_reply,
+            decode_reply: asked.decode_reply,
+        })
+    }
+}
+
+fn encode_direct_ask<M: Message>(
+    direct: &DeliverAskDirect<M>,
+    out: &mut Vec<u8>,
+) -> Result<(), postbox::BoxError> {
+    let codec = M::remote().ok_or("the message type has no remote codec")?;
+    write_envelope(out, &direct.entity, codec.tag, 1, |buf| {
+        (codec.encode)(&direct.msg, buf)
+    })
+}
+
+fn decode_direct_ask<M: Message>(bytes: &[u8]) -> Result<DeliverAskDirect<M>, postbox::BoxError> {
+    let DeliverDirect { entity, msg } = decode_direct::<M>(bytes)?;
+    Ok(DeliverAskDirect { entity, msg })
+}
+
 /// An asked message for an entity; the reply is the entity's reply, encoded.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct DeliverAsk(pub(crate) Envelope);

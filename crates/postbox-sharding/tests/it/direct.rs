@@ -1,7 +1,7 @@
 //! The direct paths past the regions (`src/direct.rs`): once an entity's place is settled,
 //! a tell from another node goes from the `EntityRef` straight to the home's region and from
 //! the connection straight into the entity — and still keeps its sender's order, mixed with
-//! asks (which always pass the regions), across a hand-off, and counts as use for idle
+//! asks (which always pass the home's region), across a hand-off, and counts as use for idle
 //! passivation.
 
 use crate::common::{Record, Seen, Sharded};
