@@ -174,6 +174,10 @@ pub struct ShardsEntry {
     pub allocated: usize,
     /// Its active entities.
     pub entities: usize,
+    /// Entities recorded as remembered for its active shards (remember entities on; 0 from
+    /// a node that does not report it).
+    #[serde(default)]
+    pub remembered: usize,
     /// Messages waiting in its buffers (shards moving, homes not reachable yet).
     pub buffered: usize,
     /// Shards it handed off since it started.
@@ -370,6 +374,7 @@ impl Handler<ListShards> for NodeAdmin {
                 entity_type: region.entity_type,
                 shards: region.shards,
                 allocated: region.allocated,
+                remembered: region.remembered,
                 entities: region.entities,
                 buffered: region.buffered,
                 handoffs: region.counters.handoffs,

@@ -47,6 +47,19 @@ pub struct NodeConfig {
     pub metrics: MetricsSection,
     /// Where persistent actors keep their events, snapshots and durable states.
     pub persistence: PersistenceSection,
+    /// The built-in sharded entity types (`counter`).
+    pub sharding: ShardingSection,
+}
+
+/// `[sharding]`: how the built-in `counter` entities are sharded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ShardingSection {
+    /// Remember the active `counter` entities in the store and start them at their shard's
+    /// next home without waiting for a message (after a join, a leave, or a node's loss).
+    /// Off by default; needs a store (`persistence.store` other than `none`).
+    pub remember_entities: bool,
 }
 
 /// `[node]`: identity, services, shutdown.
@@ -502,6 +515,12 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Number,
         "a snapshot every this many events (0: on demand only)",
     ),
+    setting(
+        "sharding.remember_entities",
+        "remember-entities",
+        Kind::Bool,
+        "restart active counter entities on their shard's next home without a message (true or false; needs a store)",
+    ),
 ];
 
 /// Environment variables that are not settings but are still ours.
@@ -736,6 +755,13 @@ impl NodeConfig {
                     .parse()
                     .map_err(|_| fail(format!("`{text}` is not a whole number of events")))?;
             }
+            "sharding.remember_entities" => {
+                self.sharding.remember_entities = match one()? {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(fail(format!("`{other}` is not true or false"))),
+                }
+            }
             other => return Err(fail(format!("`{other}` cannot be set here"))),
         }
         Ok(())
@@ -884,6 +910,12 @@ impl NodeConfig {
         }
         if p.store == "sqlite" && p.path.as_os_str().is_empty() {
             return fail("persistence.path", "must not be empty".into());
+        }
+        if self.sharding.remember_entities && p.store == "none" {
+            return fail(
+                "sharding.remember_entities",
+                "needs a store to remember entities in, and persistence.store is none".into(),
+            );
         }
         Ok(())
     }
@@ -1394,6 +1426,34 @@ mod tests {
     }
 
     #[test]
+    fn remember_entities_is_a_checked_switch_that_needs_a_store() {
+        let load = |flags: Vec<Override>| NodeConfig::load(None, env(&[]), flags);
+        assert!(!load(vec![]).unwrap().sharding.remember_entities);
+        let config = load(vec![flag("sharding.remember_entities", "true")]).unwrap();
+        assert!(config.sharding.remember_entities);
+        assert!(config
+            .to_toml()
+            .contains("[sharding]\nremember_entities = true"));
+        let error = load(vec![flag("sharding.remember_entities", "yes")]).unwrap_err();
+        assert_eq!(error.key, "sharding.remember_entities");
+        assert!(error.reason.contains("not true or false"), "{error}");
+        let error = load(vec![
+            flag("sharding.remember_entities", "true"),
+            flag("persistence.store", "none"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.key, "sharding.remember_entities");
+        assert!(error.reason.contains("needs a store"), "{error}");
+        let from_env = NodeConfig::load(
+            None,
+            env(&[("POSTBOX_SHARDING_REMEMBER_ENTITIES", "true")]),
+            vec![],
+        )
+        .unwrap();
+        assert!(from_env.sharding.remember_entities);
+    }
+
+    #[test]
     fn persistence_settings_are_checked_by_name() {
         let refused = |flags: Vec<Override>| NodeConfig::load(None, env(&[]), flags).unwrap_err();
         let error = refused(vec![flag("persistence.store", "mongo")]);
@@ -1475,6 +1535,8 @@ mod tests {
                     match setting.key {
                         // Text, but one of a few words.
                         "cluster.downing" => "down-all",
+                        // A switch that is off by default.
+                        "sharding.remember_entities" => "true",
                         _ => samples(setting.kind),
                     },
                 ))

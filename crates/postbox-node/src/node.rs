@@ -200,8 +200,16 @@ impl NodeBuilder {
                         }),
                     )),
                     "counter" => {
+                        let mut entity_type =
+                            CounterEntity::entity_type(me.clone(), persistence.clone());
+                        // `validate` refuses the setting without a store.
+                        if let (true, Some(store)) =
+                            (config.sharding.remember_entities, &persistence)
+                        {
+                            entity_type = entity_type.remember_entities(store);
+                        }
                         let counters = sharding
-                            .register(CounterEntity::entity_type(me.clone(), persistence.clone()))
+                            .register(entity_type)
                             .map_err(|e| NodeError::Service(format!("service `counter`: {e}")))?;
                         Box::new(Service::new(
                             "counter",

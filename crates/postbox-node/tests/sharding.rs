@@ -2,9 +2,10 @@
 //! processes sharing the default embedded store (one SQLite file, as nodes started from
 //! one folder do): one key is one sequence of values through any node, and after SIGKILL
 //! of the node hosting it, in the middle of a stream of asks, every ask resolves and every
-//! acknowledged increment is in the final value. And five nodes in network namespaces cut
-//! 3|2: the two down themselves, their entities re-home to the three and continue, and the
-//! restarted two rejoin after the heal.
+//! acknowledged increment is in the final value; with `--remember-entities`, the killed
+//! host's counter runs again on another node before anyone sends to it. And five nodes in
+//! network namespaces cut 3|2: the two down themselves, their entities re-home to the three
+//! and continue, and the restarted two rejoin after the heal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
@@ -277,4 +278,79 @@ async fn entities_of_the_losing_side_of_a_partition_rehome_to_the_winning_side()
         .await;
         assert_eq!(value, 3, "{key}");
     }
+}
+
+/// `--remember-entities`: after SIGKILL of the node hosting a counter, the counter runs
+/// again on another node before anyone sends to it, with its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_remember_entities_a_killed_hosts_counter_restarts_without_a_message() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = folder.path().join("postbox.db");
+    let store = store.to_str().unwrap();
+    let shared = [
+        "--store",
+        "sqlite",
+        "--store-path",
+        store,
+        "--remember-entities",
+        "true",
+    ];
+    let loopback = "127.0.0.1:0";
+    let first = NodeProcess::start(None, loopback, loopback, &shared).await;
+    let seed = first.gossip.clone();
+    let mut extra = shared.to_vec();
+    extra.extend(["--seed", seed.as_str()]);
+    let mut nodes = vec![first];
+    for _ in 0..2 {
+        nodes.push(NodeProcess::start(None, loopback, loopback, &extra).await);
+    }
+    let everyone: Vec<&NodeProcess> = nodes.iter().collect();
+    for node in &everyone {
+        until_seen(node, &everyone, "up").await;
+    }
+    let (_, host) = until_async(BOUND, "the counter answers", async || {
+        add(&nodes[0], "kept", 5).await.ok()
+    })
+    .await;
+    let victim = nodes.iter().position(|n| n.remote == host).unwrap();
+    let survivor = (victim + 1) % nodes.len();
+    // Recorded as remembered (in the background) before the kill.
+    until_async(BOUND, "the host remembers its counter", async || {
+        let shards = json(None, &["shards", "--json", "--node", &host]).await;
+        let on_host = shards
+            .as_array()?
+            .iter()
+            .find(|s| s["node"] == host.as_str())?
+            .clone();
+        (on_host["remembered"].as_u64()? == 1).then_some(())
+    })
+    .await;
+    nodes[victim].signal("KILL").await;
+    let survivors: Vec<&NodeProcess> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
+        .collect();
+    let victim_node = &nodes[victim];
+    for node in &survivors {
+        until_seen(node, &[victim_node], "down").await;
+    }
+    // No message: a survivor starts it because it was remembered.
+    let new_host = until_async(BOUND, "the counter runs again, unasked", async || {
+        let shards = json(
+            None,
+            &["shards", "--json", "--node", &nodes[survivor].remote],
+        )
+        .await;
+        shards.as_array()?.iter().find_map(|s| {
+            (s["node"] != host.as_str() && s["entities"].as_u64()? == 1)
+                .then(|| s["node"].as_str().map(str::to_owned))
+                .flatten()
+        })
+    })
+    .await;
+    let (value, node) = add(&nodes[survivor], "kept", 1).await.unwrap();
+    assert_eq!(value, 6, "its value came with it");
+    assert_eq!(node, new_host, "the one started unasked answered");
 }
