@@ -53,16 +53,13 @@ async fn add(via: &NodeProcess, key: &str, n: i64) -> Result<(i64, String), Stri
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
-    let folder = tempfile::tempdir().unwrap();
-    let store = folder.path().join("postbox.db");
-    let store = store.to_str().unwrap();
-    let shared = ["--store", "sqlite", "--store-path", store];
+/// Three nodes on loopback started with `settings`, the second and third seeded by the
+/// first, once each sees all three up.
+async fn three_on_loopback(settings: &[&str]) -> Vec<NodeProcess> {
     let loopback = "127.0.0.1:0";
-    let first = NodeProcess::start(None, loopback, loopback, &shared).await;
+    let first = NodeProcess::start(None, loopback, loopback, settings).await;
     let seed = first.gossip.clone();
-    let mut extra = shared.to_vec();
+    let mut extra = settings.to_vec();
     extra.extend(["--seed", seed.as_str()]);
     let mut nodes = vec![first];
     for _ in 0..2 {
@@ -72,6 +69,16 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
     for node in &everyone {
         until_seen(node, &everyone, "up").await;
     }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = folder.path().join("postbox.db");
+    let store = store.to_str().unwrap();
+    let shared = ["--store", "sqlite", "--store-path", store];
+    let nodes = three_on_loopback(&shared).await;
 
     // One key, one sequence of values, whichever node is asked; one hosting node.
     let mut host = None;
@@ -295,19 +302,7 @@ async fn with_remember_entities_a_killed_hosts_counter_restarts_without_a_messag
         "--remember-entities",
         "true",
     ];
-    let loopback = "127.0.0.1:0";
-    let first = NodeProcess::start(None, loopback, loopback, &shared).await;
-    let seed = first.gossip.clone();
-    let mut extra = shared.to_vec();
-    extra.extend(["--seed", seed.as_str()]);
-    let mut nodes = vec![first];
-    for _ in 0..2 {
-        nodes.push(NodeProcess::start(None, loopback, loopback, &extra).await);
-    }
-    let everyone: Vec<&NodeProcess> = nodes.iter().collect();
-    for node in &everyone {
-        until_seen(node, &everyone, "up").await;
-    }
+    let nodes = three_on_loopback(&shared).await;
     let (_, host) = until_async(BOUND, "the counter answers", async || {
         add(&nodes[0], "kept", 5).await.ok()
     })

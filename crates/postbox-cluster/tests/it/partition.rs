@@ -18,6 +18,28 @@ fn statuses_of(node: &ClusterNode, subject: &NodeAddr) -> Vec<MemberStatus> {
         .collect()
 }
 
+/// A `Worker` started on node `on`, as node `from` reaches it.
+async fn worker_across(nodes: &TestCluster, on: usize, from: usize) -> ActorRef<Worker> {
+    let name = nodes.node(on).name().to_owned();
+    let worker = nodes
+        .node(on)
+        .system
+        .spawn(Props::new(move || Worker { node: name.clone() }))
+        .unwrap();
+    nodes
+        .node(on)
+        .system
+        .registry()
+        .register("worker", &worker)
+        .unwrap();
+    nodes
+        .node(from)
+        .remote
+        .lookup(nodes.node(on).addr(), "worker")
+        .await
+        .unwrap()
+}
+
 /// 5 nodes split 3 | 2 under keep-majority (the default): the two are a minority and down
 /// themselves, the three see them unreachable, then down, and keep serving; an ask in
 /// flight across the cut fails with `NodeDown` when the cut is made. After the heal the
@@ -30,24 +52,7 @@ async fn a_partition_downs_the_minority_side_and_restarted_nodes_rejoin_after_th
         .setup(|node| node.remote.expose::<Worker>())
         .start()
         .await;
-    let name = nodes.node(3).name().to_owned();
-    let worker = nodes
-        .node(3)
-        .system
-        .spawn(Props::new(move || Worker { node: name.clone() }))
-        .unwrap();
-    nodes
-        .node(3)
-        .system
-        .registry()
-        .register("worker", &worker)
-        .unwrap();
-    let across: ActorRef<Worker> = nodes
-        .node(0)
-        .remote
-        .lookup(nodes.node(3).addr(), "worker")
-        .await
-        .unwrap();
+    let across = worker_across(&nodes, 3, 0).await;
     assert_eq!(across.ask(WhereAreYou).await.unwrap(), "n3");
     let stalled = tokio::spawn({
         let across = across.clone();
@@ -143,24 +148,7 @@ async fn a_partition_downs_the_minority_side_and_restarted_nodes_rejoin_after_th
         );
     }
     // And the transport crosses the healed links again.
-    let name = nodes.node(3).name().to_owned();
-    let worker = nodes
-        .node(3)
-        .system
-        .spawn(Props::new(move || Worker { node: name.clone() }))
-        .unwrap();
-    nodes
-        .node(3)
-        .system
-        .registry()
-        .register("worker", &worker)
-        .unwrap();
-    let across: ActorRef<Worker> = nodes
-        .node(0)
-        .remote
-        .lookup(nodes.node(3).addr(), "worker")
-        .await
-        .unwrap();
+    let across = worker_across(&nodes, 3, 0).await;
     assert_eq!(across.ask(WhereAreYou).await.unwrap(), "n3");
     nodes.shutdown().await;
 }

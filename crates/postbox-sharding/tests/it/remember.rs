@@ -53,6 +53,25 @@ async fn settled(cluster: &Sharded) -> bool {
     shards == 16
 }
 
+/// Adds one to each entity (through node 0, in order): the name and index of the node
+/// hosting the last one.
+async fn add_one_to_each(cluster: &Sharded, ids: &[&str]) -> (String, usize) {
+    let mut home = String::new();
+    for id in ids {
+        let (_, node) = cluster.counters[0]
+            .entity_ref(id)
+            .ask(Add(1))
+            .await
+            .unwrap()
+            .unwrap();
+        home = node;
+    }
+    let index = (0..cluster.nodes.len())
+        .find(|i| cluster.nodes.node(*i).name() == home)
+        .unwrap();
+    (home, index)
+}
+
 /// The node hosting an entity is killed and downed: its remembered entities start on their
 /// shards' new homes with no message sent to them, and with their persisted state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,19 +155,7 @@ async fn passivated_entities_are_forgotten_and_not_restarted() {
         t.shards(1).max_active(2).idle_timeout(None)
     })
     .await;
-    let mut home = String::new();
-    for id in ["first", "second", "third"] {
-        let (_, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
-        home = node;
-    }
-    let home_index = (0..3)
-        .find(|i| cluster.nodes.node(*i).name() == home)
-        .unwrap();
+    let (home, home_index) = add_one_to_each(&cluster, &["first", "second", "third"]).await;
     until(PATIENCE, "first passivated", || {
         cluster.lives.live("first").is_empty()
     })
@@ -343,19 +350,7 @@ async fn without_remember_entities_nothing_starts_before_a_message() {
         t.shards(1).idle_timeout(None)
     })
     .await;
-    let mut home = String::new();
-    for id in ["a", "b"] {
-        let (_, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
-        home = node;
-    }
-    let home_index = (0..3)
-        .find(|i| cluster.nodes.node(*i).name() == home)
-        .unwrap();
+    let (_, home_index) = add_one_to_each(&cluster, &["a", "b"]).await;
     let sender = (home_index + 1) % 3;
     let lost = cluster.nodes.node(home_index).node().clone();
     cluster.nodes.kill(home_index).await;
