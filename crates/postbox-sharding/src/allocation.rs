@@ -42,8 +42,13 @@ pub(crate) struct Candidate {
 /// Entity id → shard: FNV-1a (64 bits) of the id's bytes, modulo the shard count. Stable
 /// across processes, platforms and versions, as every node must agree on it.
 pub(crate) fn shard_of(entity: &str, shards: u32) -> u32 {
+    shard_of_bytes(entity.as_bytes(), shards)
+}
+
+/// [`shard_of`] of an id's bytes.
+pub(crate) fn shard_of_bytes(entity: &[u8], shards: u32) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in entity.as_bytes() {
+    for byte in entity {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

@@ -36,7 +36,7 @@
 //! stop handles everything queued), one that finds the mailbox closed goes to the region,
 //! which buffers it for the next instance or the new home.
 
-use crate::allocation::shard_of;
+use crate::allocation::{shard_of, shard_of_bytes};
 use crate::entity::EntityMessages;
 use crate::parcel::Parcel;
 use crate::region::{Region, Reroute};
@@ -84,6 +84,7 @@ impl<A: Entity> Fallback<A> {
 
 /// One active entity, as the inbound table has it.
 pub(crate) struct DirectEntity<A: Entity> {
+    pub(crate) id: Arc<str>,
     pub(crate) actor: ActorRef<A>,
     /// Set by every direct delivery: the region reads (and clears) it for idle passivation.
     pub(crate) touched: Arc<AtomicBool>,
@@ -92,9 +93,27 @@ pub(crate) struct DirectEntity<A: Entity> {
 impl<A: Entity> Clone for DirectEntity<A> {
     fn clone(&self) -> Self {
         Self {
+            id: self.id.clone(),
             actor: self.actor.clone(),
             touched: self.touched.clone(),
         }
+    }
+}
+
+/// An entity id as the inbound table keys it: by its bytes, so that the transport's hook
+/// looks an id up as it lies in the envelope, without checking it is UTF-8.
+#[derive(Clone, PartialEq, Eq)]
+struct EntityKey(Arc<str>);
+
+impl std::hash::Hash for EntityKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for EntityKey {
+    fn borrow(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -161,7 +180,7 @@ pub(crate) struct Direct<A: Entity> {
     shards: u32,
     /// Seeded foldhash: entity ids may come from users, so not an unseeded hash; not
     /// SipHash either, which costs as much as the rest of the lookup.
-    inbound: RwLock<HashMap<Arc<str>, DirectEntity<A>, foldhash::fast::RandomState>>,
+    inbound: RwLock<HashMap<EntityKey, DirectEntity<A>, foldhash::fast::RandomState>>,
     pub(crate) inbound_queued: InRegion,
     /// By shard.
     outbound: RwLock<Vec<Option<ActorRef<Region<A>>>>>,
@@ -186,6 +205,10 @@ impl<A: Entity> Direct<A> {
         shard_of(entity, self.shards)
     }
 
+    fn shard_of_bytes(&self, entity: &[u8]) -> u32 {
+        shard_of_bytes(entity, self.shards)
+    }
+
     pub(crate) fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
@@ -205,14 +228,15 @@ impl<A: Entity> Direct<A> {
             // The region's decode reports it; nothing to count against a shard.
             return Intercepted::Queue;
         };
-        let shard = self.shard_of(envelope.entity);
+        let shard = self.shard_of_bytes(envelope.entity);
         // Handed-off messages are counted by the new home as they arrive: the region's path.
         if !envelope.handed_off && self.inbound_queued.is_clear(shard) {
             let inbound = self.inbound.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(found) = inbound.get(envelope.entity) {
+                // Published ids are `str`s, so the bytes that found one are UTF-8.
                 let fallback = || Fallback {
                     region: region.clone(),
-                    entity: Arc::from(envelope.entity),
+                    entity: found.id.clone(),
                     shard,
                     direct: self.clone(),
                 };
@@ -242,22 +266,23 @@ impl<A: Entity> Direct<A> {
     /// counted so that a later tell of its sender cannot overtake it.
     pub(crate) fn count_inbound_ask(&self, payload: &[u8]) {
         if let Some(envelope) = read_envelope(payload) {
-            self.inbound_queued.enter(self.shard_of(envelope.entity));
+            self.inbound_queued
+                .enter(self.shard_of_bytes(envelope.entity));
         }
     }
 
-    pub(crate) fn publish(&self, entity: Arc<str>, direct: DirectEntity<A>) {
+    pub(crate) fn publish(&self, direct: DirectEntity<A>) {
         self.inbound
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(entity, direct);
+            .insert(EntityKey(direct.id.clone()), direct);
     }
 
     pub(crate) fn unpublish(&self, entity: &str) {
         self.inbound
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(entity);
+            .remove(entity.as_bytes());
     }
 
     // Outbound.
@@ -275,6 +300,29 @@ impl<A: Entity> Direct<A> {
             .as_ref()
             .filter(|region| region.is_alive())
             .cloned()
+    }
+
+    /// `send(home, message)` for the home region of `shard`, under the table's read lock, if
+    /// its way is settled and nothing of the shard is on its way through this node's region;
+    /// the message back otherwise. `send` must not wait.
+    pub(crate) fn with_route<T, R>(
+        &self,
+        shard: u32,
+        message: T,
+        send: impl FnOnce(&ActorRef<Region<A>>, T) -> R,
+    ) -> Result<R, T> {
+        if !self.outbound_queued.is_clear(shard) {
+            return Err(message);
+        }
+        let routes = self.outbound.read().unwrap_or_else(PoisonError::into_inner);
+        match routes
+            .get(shard as usize)
+            .and_then(Option::as_ref)
+            .filter(|region| region.is_alive())
+        {
+            Some(home) => Ok(send(home, message)),
+            None => Err(message),
+        }
     }
 
     /// Counts a message of this node's `EntityRef`s on its way into the region; dropped

@@ -55,7 +55,7 @@ type DeliverNow<A> =
 pub struct EntityMessages<A: Entity> {
     by_tag: HashMap<&'static str, Decode<A>>,
     /// Looked up for every told message that takes the inbound direct path: foldhash.
-    now_by_tag: HashMap<&'static str, DeliverNow<A>, foldhash::fast::RandomState>,
+    now_by_tag: HashMap<&'static [u8], DeliverNow<A>, foldhash::fast::RandomState>,
 }
 
 impl<A: Entity> EntityMessages<A> {
@@ -111,14 +111,14 @@ impl<A: Entity> EntityMessages<A> {
                 }
             }))
         });
-        self.now_by_tag.insert(codec.tag, now);
+        self.now_by_tag.insert(codec.tag.as_bytes(), now);
     }
 
     /// Puts a told message in `entity`'s mailbox (see [`DeliverNow`]).
     pub(crate) fn deliver_now(
         &self,
         entity: &ActorRef<A>,
-        tag: &str,
+        tag: &[u8],
         payload: &[u8],
         fallback: &dyn Fn() -> Fallback<A>,
     ) -> Now {

@@ -517,13 +517,11 @@ impl<A: Entity> Region<A> {
             return;
         }
         slot.published = true;
-        self.shared.direct.publish(
-            entity.clone(),
-            DirectEntity {
-                actor: slot.actor.clone(),
-                touched: slot.touched.clone(),
-            },
-        );
+        self.shared.direct.publish(DirectEntity {
+            id: entity.clone(),
+            actor: slot.actor.clone(),
+            touched: slot.touched.clone(),
+        });
     }
 
     fn activate(
@@ -1268,7 +1266,7 @@ where
 {
     async fn handle(&mut self, direct: DeliverDirect<M>, ctx: &mut Context<Self>) {
         let pending = Pending {
-            entity: direct.entity,
+            entity: Arc::clone(&direct.entity),
             parcel: Box::new(Tell(direct.msg)),
             handed_off: false,
         };
@@ -1397,7 +1395,7 @@ where
             handed_off: false,
         };
         let pending = Pending {
-            entity: direct.entity,
+            entity: Arc::clone(&direct.entity),
             handed_off: false,
             parcel: Box::new(crate::parcel::Wire {
                 envelope,

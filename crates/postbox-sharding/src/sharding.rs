@@ -9,7 +9,7 @@ use crate::region::{
     ViewChanged,
 };
 use crate::stats::{RegionCounters, RegionSnapshot};
-use crate::wire::{Bin, Deliver, DeliverAsk, DeliverAskDirect, DeliverDirect};
+use crate::wire::{Bin, Deliver, DeliverAsk, DeliverAskDirect, DeliverDirect, ThinId};
 use crate::Entity;
 use postbox::{ActorRef, ActorSystem, AskError, Handler, Message, Props, SendError, TrySendError};
 use postbox_cluster::{Cluster, EventsError};
@@ -357,6 +357,7 @@ impl<A: Entity> Entities<A> {
         let id: Arc<str> = Arc::from(id.as_ref());
         EntityRef {
             shard: self.direct.shard_of(&id),
+            thin_id: Arc::new(id.clone()),
             id,
             region: self.region.clone(),
             ask_timeout: self.ask_timeout,
@@ -406,6 +407,8 @@ impl<A: Entity> fmt::Debug for Entities<A> {
 ///   queued behind that write goes with it; the next message starts a fresh instance).
 pub struct EntityRef<A: Entity> {
     id: Arc<str>,
+    /// The id again, behind a thin pointer, for the direct paths' messages.
+    thin_id: ThinId,
     shard: u32,
     region: ActorRef<Region<A>>,
     ask_timeout: Duration,
@@ -416,6 +419,7 @@ impl<A: Entity> Clone for EntityRef<A> {
     fn clone(&self) -> Self {
         Self {
             id: self.id.clone(),
+            thin_id: self.thin_id.clone(),
             shard: self.shard,
             region: self.region.clone(),
             ask_timeout: self.ask_timeout,
@@ -437,19 +441,32 @@ impl<A: Entity> EntityRef<A> {
         A: Handler<M>,
         M: Message,
     {
-        if let Some(home) = self.direct.outbound_route(self.shard) {
-            if M::remote().is_some() {
-                let direct = DeliverDirect {
-                    entity: self.id.clone(),
-                    msg,
-                };
-                match home.tell(direct).await {
+        if M::remote().is_some() {
+            let direct = DeliverDirect {
+                entity: self.thin_id.clone(),
+                msg,
+            };
+            // Room in the home's queue now: no reference taken, no waiting.
+            let sent = self.direct.with_route(self.shard, direct, |home, direct| {
+                postbox::remote::try_enqueue(home, direct).map_err(|e| match e {
+                    TrySendError::Full(direct) => (Some(home.clone()), direct),
+                    TrySendError::Closed(direct) => (None, direct),
+                })
+            });
+            match sent {
+                Ok(Ok(())) => {
+                    self.direct.count_direct();
+                    return Ok(());
+                }
+                // Full: wait for room there, in line behind what is queued.
+                Ok(Err((Some(home), direct))) => match home.tell(direct).await {
                     Ok(()) => {
                         self.direct.count_direct();
                         return Ok(());
                     }
                     Err(SendError(direct)) => msg = direct.msg,
-                }
+                },
+                Ok(Err((None, direct))) | Err(direct) => msg = direct.msg,
             }
         }
         let route = Route {
@@ -473,7 +490,7 @@ impl<A: Entity> EntityRef<A> {
         if let Some(home) = self.direct.outbound_route(self.shard) {
             if M::remote().is_some() {
                 let direct = DeliverDirect {
-                    entity: self.id.clone(),
+                    entity: self.thin_id.clone(),
                     msg,
                 };
                 match home.try_tell(direct) {
@@ -520,7 +537,7 @@ impl<A: Entity> EntityRef<A> {
             if let Some(home) = self.direct.outbound_route(self.shard) {
                 // Straight to the home's region, in line with this sender's direct tells.
                 let direct = DeliverAskDirect {
-                    entity: self.id.clone(),
+                    entity: self.thin_id.clone(),
                     msg,
                 };
                 self.direct.count_direct();

@@ -68,8 +68,10 @@ pub(crate) struct Envelope {
 /// An [`Envelope`] read in place from its encoding: nothing copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EnvelopeRef<'a> {
-    pub(crate) entity: &'a str,
-    pub(crate) tag: &'a str,
+    /// The entity id's bytes (UTF-8 unchecked: the hot path looks them up as bytes).
+    pub(crate) entity: &'a [u8],
+    /// The message tag's bytes (unchecked, likewise).
+    pub(crate) tag: &'a [u8],
     pub(crate) payload: &'a [u8],
     pub(crate) handed_off: bool,
 }
@@ -87,8 +89,8 @@ pub(crate) fn read_envelope(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
         [0xdd] if take(&mut rest, 4)? == [0, 0, 0, 5] => {}
         _ => return None,
     }
-    let entity = std::str::from_utf8(take_str(&mut rest)?).ok()?;
-    let tag = std::str::from_utf8(take_str(&mut rest)?).ok()?;
+    let entity = take_str(&mut rest)?;
+    let tag = take_str(&mut rest)?;
     let len = match take(&mut rest, 1)? {
         [0xc4] => usize::from(take(&mut rest, 1)?[0]),
         [0xc5] => usize::from(u16::from_be_bytes(take(&mut rest, 2)?.try_into().ok()?)),
@@ -185,9 +187,14 @@ impl Message for Deliver {
 /// same envelope — written in place, the message encoded once, into the connection's
 /// buffer.
 pub(crate) struct DeliverDirect<M> {
-    pub(crate) entity: std::sync::Arc<str>,
+    /// A thin pointer: with a small message the whole letter stays inline in the sender's
+    /// queue (no allocation per message; a fat `Arc<str>` tips it over).
+    pub(crate) entity: ThinId,
     pub(crate) msg: M,
 }
+
+/// An entity id behind one thin pointer.
+pub(crate) type ThinId = std::sync::Arc<std::sync::Arc<str>>;
 
 impl<M: Message> Message for DeliverDirect<M> {
     type Reply = ();
@@ -218,11 +225,16 @@ fn encode_direct<M: Message>(
 fn decode_direct<M: Message>(bytes: &[u8]) -> Result<DeliverDirect<M>, postbox::BoxError> {
     let codec = M::remote().ok_or("the message type has no remote codec")?;
     let envelope = read_envelope(bytes).ok_or("not a sharding envelope")?;
-    if envelope.tag != codec.tag {
-        return Err(format!("tag {:?}, not {:?}", envelope.tag, codec.tag).into());
+    if envelope.tag != codec.tag.as_bytes() {
+        return Err(format!(
+            "tag {:?}, not {:?}",
+            String::from_utf8_lossy(envelope.tag),
+            codec.tag
+        )
+        .into());
     }
     Ok(DeliverDirect {
-        entity: std::sync::Arc::from(envelope.entity),
+        entity: std::sync::Arc::new(std::sync::Arc::from(std::str::from_utf8(envelope.entity)?)),
         msg: (codec.decode)(envelope.payload)?,
     })
 }
@@ -237,7 +249,7 @@ fn postbox_wire_unit(out: &mut Vec<u8>) -> Result<(), postbox::BoxError> {
 /// its home's region, as [`DeliverDirect`] is for a told one: on the wire a
 /// [`DeliverAsk`], the message encoded once, in place.
 pub(crate) struct DeliverAskDirect<M> {
-    pub(crate) entity: std::sync::Arc<str>,
+    pub(crate) entity: ThinId,
     pub(crate) msg: M,
 }
 
@@ -416,8 +428,8 @@ mod tests {
         postbox_wire::to_payload(&Deliver(envelope()), &mut out).unwrap();
         let read = read_envelope(&out).unwrap();
         let expected = envelope();
-        assert_eq!(read.entity, expected.entity);
-        assert_eq!(read.tag, expected.tag);
+        assert_eq!(read.entity, expected.entity.as_bytes());
+        assert_eq!(read.tag, expected.tag.as_bytes());
         assert_eq!(read.payload, &expected.payload.0[..]);
         assert!(!read.handed_off);
     }
@@ -457,8 +469,8 @@ mod tests {
             let mut out = Vec::new();
             postbox_wire::to_payload(&Deliver(envelope.clone()), &mut out).unwrap();
             let read = read_envelope(&out).unwrap();
-            assert_eq!(read.entity, envelope.entity);
-            assert_eq!(read.tag, envelope.tag);
+            assert_eq!(read.entity, envelope.entity.as_bytes());
+            assert_eq!(read.tag, envelope.tag.as_bytes());
             assert_eq!(read.payload, &envelope.payload.0[..]);
             assert_eq!(read.handed_off, handed_off);
         }
