@@ -90,16 +90,6 @@ pub(crate) struct DirectEntity<A: Entity> {
     pub(crate) touched: Arc<AtomicBool>,
 }
 
-impl<A: Entity> Clone for DirectEntity<A> {
-    fn clone(&self) -> Self {
-        Self {
-            id: self.id.clone(),
-            actor: self.actor.clone(),
-            touched: self.touched.clone(),
-        }
-    }
-}
-
 /// An entity id as the inbound table keys it: by its bytes, so that the transport's hook
 /// looks an id up as it lies in the envelope, without checking it is UTF-8.
 #[derive(Clone, PartialEq, Eq)]

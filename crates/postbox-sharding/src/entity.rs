@@ -193,18 +193,12 @@ where
         hops: u8,
         handed_off: bool,
     ) -> Result<BoxFuture, (Box<dyn Parcel<A>>, Failed)> {
-        let mut payload = Vec::with_capacity(64);
-        if (self.codec.encode)(&self.msg, &mut payload).is_err() {
+        let Some(envelope) =
+            crate::wire::Envelope::encode(entity, &self.codec, &self.msg, hops, handed_off)
+        else {
             return Err((self, Failed::NotRemotable));
-        }
-        let RemoteAsk { reply, codec, .. } = *self;
-        let envelope = crate::wire::Envelope {
-            entity: entity.to_owned(),
-            tag: codec.tag.to_owned(),
-            payload: Bin(payload),
-            hops,
-            handed_off,
         };
+        let reply = self.reply;
         let to = to.clone();
         Ok(Box::pin(async move {
             let answer = enqueue_ask(&to, crate::wire::DeliverAsk(envelope)).await;

@@ -105,11 +105,16 @@ fn ask_error(why: Failed) -> AskError {
     }
 }
 
-fn encode<M: Message>(msg: &M) -> Result<(&'static str, Vec<u8>), Failed> {
+/// `msg` as an envelope for `entity`: `NotRemotable` without a codec or if it does not
+/// encode.
+fn envelope<M: Message>(
+    entity: &str,
+    msg: &M,
+    hops: u8,
+    handed_off: bool,
+) -> Result<Envelope, Failed> {
     let codec = M::remote().ok_or(Failed::NotRemotable)?;
-    let mut out = Vec::with_capacity(64);
-    (codec.encode)(msg, &mut out).map_err(|_| Failed::NotRemotable)?;
-    Ok((codec.tag, out))
+    Envelope::encode(entity, &codec, msg, hops, handed_off).ok_or(Failed::NotRemotable)
 }
 
 /// A told message from this node.
@@ -141,18 +146,10 @@ where
         hops: u8,
         handed_off: bool,
     ) -> Result<BoxFuture, (Box<dyn Parcel<A>>, Failed)> {
-        let (tag, payload) = match encode(&self.0) {
-            Ok(encoded) => encoded,
-            Err(why) => return Err((self, why)),
-        };
-        let envelope = Envelope {
-            entity: entity.to_owned(),
-            tag: tag.to_owned(),
-            payload: Bin(payload),
-            hops,
-            handed_off,
-        };
-        Ok(send_deliver(to, envelope))
+        match envelope(entity, &self.0, hops, handed_off) {
+            Ok(envelope) => Ok(send_deliver(to, envelope)),
+            Err(why) => Err((self, why)),
+        }
     }
 
     fn fail(self: Box<Self>, system: &ActorSystem, region: ActorId, why: Failed) {
@@ -193,16 +190,9 @@ where
         let Some(codec) = M::remote() else {
             return Err((self, Failed::NotRemotable));
         };
-        let (tag, payload) = match encode(&self.msg) {
-            Ok(encoded) => encoded,
+        let envelope = match envelope(entity, &self.msg, hops, handed_off) {
+            Ok(envelope) => envelope,
             Err(why) => return Err((self, why)),
-        };
-        let envelope = Envelope {
-            entity: entity.to_owned(),
-            tag: tag.to_owned(),
-            payload: Bin(payload),
-            hops,
-            handed_off,
         };
         let to = to.clone();
         let reply = self.reply;

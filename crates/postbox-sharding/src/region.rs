@@ -426,11 +426,18 @@ impl<A: Entity> Region<A> {
         }
         slot.last_used = Instant::now();
         let actor = slot.actor.clone();
+        // Its inbound direct path may open once this handler is done (`open_direct_paths`).
+        let published = slot.published;
         match pending.parcel.deliver(&actor) {
-            Delivery::Done => self.delivered_to(shard, &pending.entity),
+            Delivery::Done if !published => {
+                self.delivered.push((shard, pending.entity.clone()));
+            }
+            Delivery::Done => {}
             Delivery::Wait(waiting) => {
                 waiting.await;
-                self.delivered_to(shard, &pending.entity);
+                if !published {
+                    self.delivered.push((shard, pending.entity.clone()));
+                }
             }
             Delivery::Closed(parcel) => {
                 // It stopped on its own (a persistence conflict, say): its `Terminated` is on
@@ -453,19 +460,6 @@ impl<A: Entity> Region<A> {
                     });
                 }
             }
-        }
-    }
-
-    /// Notes a delivery: the entity's inbound direct path may open once this handler is
-    /// done (`open_direct_paths`).
-    fn delivered_to(&mut self, shard: u32, entity: &Arc<str>) {
-        let published = self
-            .shards
-            .get(&shard)
-            .and_then(|s| s.entities.get(entity))
-            .is_none_or(|slot| slot.published);
-        if !published {
-            self.delivered.push((shard, entity.clone()));
         }
     }
 
@@ -1380,19 +1374,13 @@ where
             }
             return;
         };
-        let mut payload = Vec::with_capacity(64);
-        if (codec.encode)(&direct.msg, &mut payload).is_err() {
+        let Some(envelope) =
+            crate::wire::Envelope::encode(&direct.entity, &codec, &direct.msg, 1, false)
+        else {
             if let Some(reply) = reply {
                 let _ = reply.send(Err(crate::wire::WireFailure::Unencodable));
             }
             return;
-        }
-        let envelope = crate::wire::Envelope {
-            entity: direct.entity.to_string(),
-            tag: codec.tag.to_owned(),
-            payload: crate::wire::Bin(payload),
-            hops: 1,
-            handed_off: false,
         };
         let pending = Pending {
             entity: Arc::clone(&direct.entity),

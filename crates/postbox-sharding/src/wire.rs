@@ -173,6 +173,27 @@ pub(crate) fn write_envelope(
     Ok(())
 }
 
+impl Envelope {
+    /// `msg` encoded with `codec`, for `entity`; `None` if it does not encode.
+    pub(crate) fn encode<M: Message>(
+        entity: &str,
+        codec: &postbox::remote::RemoteCodec<M>,
+        msg: &M,
+        hops: u8,
+        handed_off: bool,
+    ) -> Option<Self> {
+        let mut payload = Vec::with_capacity(64);
+        (codec.encode)(msg, &mut payload).ok()?;
+        Some(Envelope {
+            entity: entity.to_owned(),
+            tag: codec.tag.to_owned(),
+            payload: Bin(payload),
+            hops,
+            handed_off,
+        })
+    }
+}
+
 /// A told message for an entity.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Deliver(pub(crate) Envelope);
