@@ -64,6 +64,12 @@ const ASK_REGION: Duration = Duration::from_secs(2);
 /// How long a new home waits for the messages the old home handed off before it delivers
 /// its own (they normally arrive with or before the `Free` answer).
 const HANDED_WAIT: Duration = Duration::from_secs(1);
+/// How soon parked messages are first routed again without a change of view, and the most
+/// the wait grows to while they stay parked. A message parks after bouncing between regions
+/// whose views disagreed; the region that parked it may have had the current view all
+/// along, so no change of its own view is coming to send it on.
+const PARKED_RETRY_FIRST: Duration = Duration::from_millis(50);
+const PARKED_RETRY_MAX: Duration = Duration::from_secs(1);
 
 type Identity = (u64, u64);
 
@@ -169,6 +175,10 @@ pub(crate) struct Region<A: Entity> {
     by_actor: HashMap<ActorId, (u32, Arc<str>)>,
     /// Messages for shards with no reachable home yet.
     parked: HashMap<u32, VecDeque<Pending<A>>>,
+    /// A [`RetryParked`] is scheduled.
+    parked_retry: bool,
+    /// The wait the next scheduled retry gets (doubles while messages stay parked).
+    parked_backoff: Duration,
     /// Handed-off messages forwarded to a node per shard, announced in the next `Free`.
     handed: HashMap<(u32, Identity), u64>,
     active: usize,
@@ -204,6 +214,8 @@ impl<A: Entity> Region<A> {
             shards: HashMap::new(),
             by_actor: HashMap::new(),
             parked: HashMap::new(),
+            parked_retry: false,
+            parked_backoff: PARKED_RETRY_FIRST,
             handed: HashMap::new(),
             active: 0,
             handing: 0,
@@ -318,6 +330,12 @@ impl<A: Entity> Region<A> {
             return self.fail(ctx, pending.parcel, Failed::Unavailable);
         }
         parked.push_back(pending);
+        if !self.parked_retry {
+            let after = self.parked_backoff;
+            self.parked_retry = true;
+            self.parked_backoff = (after * 2).min(PARKED_RETRY_MAX);
+            Self::schedule(ctx, after, RetryParked);
+        }
     }
 
     async fn forward(
@@ -1608,6 +1626,28 @@ impl<A: Entity> Handler<RetryAcquire> for Region<A> {
     }
 }
 
+/// Time to route parked messages again by the current view (see [`PARKED_RETRY_FIRST`]).
+struct RetryParked;
+
+impl Message for RetryParked {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<RetryParked> for Region<A> {
+    async fn handle(&mut self, _: RetryParked, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
+        self.parked_retry = false;
+        // Whatever parks again schedules the next retry, with a longer wait.
+        self.flush_parked(ctx).await;
+        if self.parked.values().all(VecDeque::is_empty) {
+            self.parked.clear();
+            self.parked_backoff = PARKED_RETRY_FIRST;
+        }
+        self.open_direct_paths();
+    }
+}
+
 /// The handed-off messages announced did not all come in time: deliver anyway.
 struct HandedWait {
     shard: u32,
@@ -1940,5 +1980,106 @@ impl Message for Snapshot {
 impl<A: Entity> Handler<Snapshot> for Region<A> {
     async fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> RegionSnapshot {
         self.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+    use super::*;
+    use crate::wire::Envelope;
+    use crate::{entity, Sharding};
+    use postbox_remote::remote_message;
+    use postbox_testkit::{until, until_async, TestCluster};
+    use serde::{Deserialize, Serialize};
+    use std::sync::Mutex;
+
+    const BOUND: Duration = Duration::from_secs(20);
+
+    struct Marker {
+        node: String,
+        marks: Arc<Mutex<Vec<u64>>>,
+    }
+    impl Actor for Marker {}
+
+    #[derive(Serialize, Deserialize)]
+    struct Mark(u64);
+    impl Message for Mark {
+        type Reply = ();
+        remote_message!("test.region.Mark");
+    }
+    impl Handler<Mark> for Marker {
+        async fn handle(&mut self, Mark(n): Mark, _: &mut Context<Self>) {
+            self.marks.lock().unwrap().push(n);
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Where;
+    impl Message for Where {
+        type Reply = String;
+        remote_message!("test.region.Where");
+    }
+    impl Handler<Where> for Marker {
+        async fn handle(&mut self, _: Where, _: &mut Context<Self>) -> String {
+            self.node.clone()
+        }
+    }
+
+    entity!(Marker: Mark, Where);
+
+    /// A message parked after bouncing between regions goes on to its home by itself once
+    /// the regions agree, even when the region that parked it sees no change of view: it
+    /// had the current view all along (the one that disagreed was the other). Without the
+    /// retry it waited for the next membership change, and an ask behind it timed out and
+    /// was still applied later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_parked_after_bouncing_reaches_its_home_without_a_change_of_view() {
+        let nodes = TestCluster::start(2).await;
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        let mut entities = Vec::new();
+        for node in nodes.nodes() {
+            let sharding = Sharding::new(&node.system, &node.remote, &node.cluster);
+            let name = node.name().to_owned();
+            let marks = marks.clone();
+            let entity_type = EntityType::new("marker", move |_: &str| Marker {
+                node: name.clone(),
+                marks: marks.clone(),
+            })
+            .shards(8);
+            entities.push(sharding.register(entity_type).unwrap());
+        }
+        let other = nodes.node(1).name().to_owned();
+        // An entity whose home is the other node, by both regions' (settled) views.
+        let mut id = None;
+        for i in 0..64 {
+            let candidate = format!("e{i}");
+            let host = until_async(BOUND, "the entity answers", async || {
+                entities[0].entity_ref(&candidate).ask(Where).await.ok()
+            })
+            .await;
+            if host == other {
+                id = Some(candidate);
+                break;
+            }
+        }
+        let id = id.expect("some entity lives on the other node");
+
+        // As if it had already passed through as many regions as a message may.
+        let codec = Mark::remote().unwrap();
+        let envelope = Envelope::encode(&id, &codec, &Mark(7), MAX_HOPS, false).unwrap();
+        entities[0].region.tell(Deliver(envelope)).await.unwrap();
+        until_async(BOUND, "the bounced count", async || {
+            let snapshot = entities[0].snapshot().await.ok()?;
+            (snapshot.counters.bounced == 1).then_some(())
+        })
+        .await;
+        until(BOUND, "the parked message reaches its home", || {
+            marks.lock().unwrap().contains(&7)
+        })
+        .await;
+        let snapshot = entities[0].snapshot().await.unwrap();
+        assert_eq!(snapshot.buffered, 0, "nothing left parked");
     }
 }

@@ -334,7 +334,7 @@ fn spawn_feeds<A: Entity>(
 
 /// The entities of one type, as seen from this node. Cheap to clone.
 pub struct Entities<A: Entity> {
-    region: ActorRef<Region<A>>,
+    pub(crate) region: ActorRef<Region<A>>,
     ask_timeout: Duration,
     name: Arc<str>,
     direct: Arc<Direct<A>>,

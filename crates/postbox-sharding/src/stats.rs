@@ -65,7 +65,9 @@ pub struct RegionCounts {
     /// failed): buffer full, node down.
     pub dropped: u64,
     /// Messages that passed through four regions without reaching their shard's home
-    /// (the regions' views disagreed) and were parked here until the view changed.
+    /// (the regions' views disagreed) and were parked here, to be routed again on the next
+    /// change of view or after a short wait (from 50 ms, growing to 1 s while they stay
+    /// parked).
     pub bounced: u64,
     /// Entities started because they were remembered, without a message
     /// ([`EntityType::remember_entities`](crate::EntityType::remember_entities)).
