@@ -36,8 +36,6 @@ use crate::peer::Peer;
 use crate::remote::TransportState;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
 use postbox::remote::{with_ref_codec, InboundTrace, LocalActor, PendingReply, RemoteFailure};
 use postbox::trace::TraceContext;
 use postbox::{ActorId, AskError, DeadLetter, DeadLetterReason, ExitReason};
@@ -72,12 +70,15 @@ pub const REQUEST_BACKLOG: usize = 256 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-type ReplyFuture = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
 
 /// What the service task does for the connection.
 enum Work {
-    /// An ask from the peer: its reply frame, once there is one.
-    Reply(ReplyFuture),
+    /// The reply to an ask from the peer, which found no room in the outbox when its actor
+    /// answered: queued once there is room, and then the ask's permit is let go.
+    Reply {
+        frame: Frame,
+        permit: OwnedSemaphorePermit,
+    },
     /// A watched actor terminated.
     Terminated {
         watcher: u64,
@@ -196,35 +197,6 @@ impl Connection {
     /// Queues `frame` if there is room now.
     fn try_push(&self, frame: Frame) -> Result<(), NoRoom> {
         self.push_frame(&mut self.outbox.lock(), &mut Some(frame))
-    }
-
-    /// Sends `frames` in order, as many as fit under each lock of the outbox, waiting for
-    /// room between; `Err` once the connection is closed.
-    async fn send_all(&self, frames: &mut VecDeque<Frame>) -> Result<(), ()> {
-        while !frames.is_empty() {
-            {
-                let mut outbox = self.outbox.lock();
-                while let Some(frame) = frames.pop_front() {
-                    let mut slot = Some(frame);
-                    match self.push_frame(&mut outbox, &mut slot) {
-                        Ok(()) => {}
-                        Err(NoRoom::Full) => {
-                            if let Some(frame) = slot {
-                                frames.push_front(frame);
-                            }
-                            break;
-                        }
-                        Err(NoRoom::Closed) => return Err(()),
-                    }
-                }
-            }
-            if let Some(front) = frames.front() {
-                if !self.outbox.room(self.outbox.cost(frame_bytes(front))).await {
-                    return Err(());
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Sends `frame`, waiting for room in the outbound queue; hands it back once the
@@ -492,43 +464,41 @@ pub(crate) fn run_connection(
     conn
 }
 
-/// The service task: sends the replies to the peer's asks as they complete (any order) and
-/// the terminations of the actors it watches. Waiting for room in the outbound queue here
+/// The service task: sends the replies to the peer's asks that found the outbound queue full
+/// when their actors answered (a reply is otherwise queued by the answering task itself, see
+/// [`AskReply`]), and the terminations of the actors the peer watches. Waiting for room here
 /// holds on to the asks' permits, which is what stops the reader when the peer does not read.
 async fn serve(conn: Arc<Connection>, mut work: mpsc::UnboundedReceiver<Work>) {
-    let mut replies: FuturesUnordered<ReplyFuture> = FuturesUnordered::new();
-    let mut ready = VecDeque::new();
-    loop {
-        tokio::select! {
-            next = work.recv() => match next {
-                Some(Work::Reply(reply)) => replies.push(reply),
-                Some(Work::Terminated { watcher, target, reason }) => {
-                    let held = conn
-                        .watches
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&(watcher, target))
-                        .is_some();
-                    if held
-                        && conn
-                            .send(Frame::Terminated { target, watcher, reason })
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
+    while let Some(next) = work.recv().await {
+        match next {
+            Work::Reply { frame, permit } => {
+                let sent = conn.send(frame).await;
+                drop(permit);
+                if sent.is_err() {
+                    return;
                 }
-                None => return,
-            },
-            Some(frame) = replies.next(), if !replies.is_empty() => {
-                // Every reply that is ready goes out with it, under one lock of the outbox.
-                // (Polling without a waker here is fine: the `select!` polls `replies`
-                // again, with this task's waker, before waiting.)
-                ready.extend(frame);
-                while let Some(Some(frame)) = replies.next().now_or_never() {
-                    ready.extend(frame);
-                }
-                if conn.send_all(&mut ready).await.is_err() {
+            }
+            Work::Terminated {
+                watcher,
+                target,
+                reason,
+            } => {
+                let held = conn
+                    .watches
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&(watcher, target))
+                    .is_some();
+                if held
+                    && conn
+                        .send(Frame::Terminated {
+                            target,
+                            watcher,
+                            reason,
+                        })
+                        .await
+                        .is_err()
+                {
                     return;
                 }
             }
@@ -961,8 +931,59 @@ fn watch(
     None
 }
 
+/// Where the reply to one ask from the peer goes. The task that answers the ask (the actor's,
+/// or whichever drops the reply handle) encodes the reply and queues its frame into the
+/// outbox itself, and the writer takes it from there: no task of the transport's wakes in
+/// between. Only when the outbox is full does the frame go to the service task, which waits
+/// for room. The ask's permit is let go once the frame is queued.
+pub(crate) struct AskReply {
+    conn: Arc<Connection>,
+    correlation: u64,
+    permit: OwnedSemaphorePermit,
+}
+
+impl AskReply {
+    /// Sends the encoded reply, or the error that stands for it.
+    pub(crate) fn send(self, reply: Result<Vec<u8>, ReplyFailure>) {
+        let AskReply {
+            conn,
+            correlation,
+            permit,
+        } = self;
+        let frame = match reply {
+            Ok(bytes) => Frame::Reply {
+                correlation,
+                payload: Bytes::from(bytes),
+            },
+            Err(failure) => {
+                let (kind, message) = match failure {
+                    ReplyFailure::Ask(error) => (ask_error_kind(&error), error.to_string()),
+                    ReplyFailure::Unencodable(why) => (
+                        ErrorKind::Unencodable,
+                        format!("{}: {why}", RemoteFailure::Unencodable),
+                    ),
+                };
+                Frame::Error {
+                    correlation,
+                    error: RemoteError { kind, message },
+                }
+            }
+        };
+        let mut slot = Some(frame);
+        let pushed = conn.push_frame(&mut conn.outbox.lock(), &mut slot);
+        match (pushed, slot) {
+            (Err(NoRoom::Full), Some(frame)) => {
+                // The service task waits for room; if it has stopped, so has the connection.
+                let _ = conn.service.send(Work::Reply { frame, permit });
+            }
+            // Queued, or the connection is closed (the asker learns it from the close).
+            _ => drop(permit),
+        }
+    }
+}
+
 /// Puts a message from the peer into the target's mailbox (waiting for room, which keeps the
-/// peer's order and pushes back on it); for an ask, hands its reply to the service task.
+/// peer's order and pushes back on it); an ask goes with its [`AskReply`].
 /// Runs with the transport's `RefCodec` installed (the payload is decoded here).
 fn deliver(
     shared: &Arc<TransportState>,
@@ -1078,7 +1099,14 @@ fn deliver_with(
         }
     }
     let target = by_name.as_ref().or(last.as_ref())?;
-    let ask = correlation.is_some();
+    let ask = match (correlation, permit) {
+        (Some(correlation), Some(permit)) => Some(AskReply {
+            conn: conn.clone(),
+            correlation,
+            permit,
+        }),
+        _ => None,
+    };
     let deliver = || (target.deliver)(&target.actor, message.payload(), ask, &shared.refs);
     // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
     // context, so that its envelope carries it to the handler.
@@ -1094,46 +1122,9 @@ fn deliver_with(
             return refuse(failure);
         }
     };
-    let service = conn.service.clone();
-    Some(Box::pin(async move {
-        let reply = match &trace {
-            Some(trace) => trace.scope(enqueue).await,
-            None => enqueue.await,
-        };
-        if let (Some(reply), Some(correlation), Some(permit)) = (reply, correlation, permit) {
-            let _ = service.send(Work::Reply(reply_frame(reply, correlation, permit)));
-        }
-    }))
-}
-
-/// The reply frame of an ask, once its actor answers; the permit goes with it.
-fn reply_frame(
-    reply: crate::handlers::Delivered,
-    correlation: u64,
-    permit: OwnedSemaphorePermit,
-) -> ReplyFuture {
-    Box::pin(async move {
-        let frame = match reply.await? {
-            Ok(bytes) => Frame::Reply {
-                correlation,
-                payload: Bytes::from(bytes),
-            },
-            Err(failure) => {
-                let (kind, message) = match failure {
-                    ReplyFailure::Ask(error) => (ask_error_kind(&error), error.to_string()),
-                    ReplyFailure::Unencodable(why) => (
-                        ErrorKind::Unencodable,
-                        format!("{}: {why}", RemoteFailure::Unencodable),
-                    ),
-                };
-                Frame::Error {
-                    correlation,
-                    error: RemoteError { kind, message },
-                }
-            }
-        };
-        drop(permit);
-        Some(frame)
+    Some(match trace {
+        Some(trace) => Box::pin(trace.scope(enqueue)),
+        None => enqueue,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The message type registry: which tags an exposed actor type answers, and how.
 
+use crate::connection::AskReply;
 use bytes::Bytes;
 use postbox::remote::{with_ref_codec, LocalActor, RefCodec, RemoteCodec, RemoteFailure};
 use postbox::{Actor, ActorRef, Handler, Message};
@@ -17,10 +18,6 @@ pub trait RemoteActor: Actor {
     fn register(handlers: &mut Handlers<Self>);
 }
 
-/// What a delivery produces: for an ask, the encoded reply (or why there is none).
-pub(crate) type Delivered =
-    Pin<Box<dyn Future<Output = Option<Result<Vec<u8>, ReplyFailure>>> + Send>>;
-
 /// Why an ask from another node has no reply to send back.
 pub(crate) enum ReplyFailure {
     /// The local ask failed, as a local asker would have been told.
@@ -30,18 +27,20 @@ pub(crate) enum ReplyFailure {
 }
 
 /// Decodes a payload and puts it in the actor's mailbox: at once when there is room (`None`),
-/// else through a future that resolves once it is queued — to the reply's future for an ask.
+/// else through a future that resolves once it is queued. An ask comes with its
+/// [`AskReply`], which the answering task completes (the reply encoded where it is sent);
+/// on `Err` the caller answers the ask with the failure.
 pub(crate) type Deliver = Arc<
     dyn Fn(
             &LocalActor,
             Bytes,
-            bool,
+            Option<AskReply>,
             &Arc<dyn RefCodec>,
         ) -> Result<Option<BoxedEnqueue>, RemoteFailure>
         + Send
         + Sync,
 >;
-pub(crate) type BoxedEnqueue = Pin<Box<dyn Future<Output = Option<Delivered>> + Send>>;
+pub(crate) type BoxedEnqueue = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The handlers of one actor type, by message tag. Filled by [`RemoteActor::register`].
 pub struct Handlers<A: Actor> {
@@ -111,65 +110,58 @@ where
     A: Actor + Handler<M>,
     M: Message,
 {
-    Arc::new(move |target, payload, ask, refs| {
+    Arc::new(move |target, payload, mut ask, refs| {
         let actor = target.downcast::<A>().ok_or(RemoteFailure::UnknownTag)?;
         if let Some(hook) = &hook {
-            let arrival = if ask { Arrival::Ask } else { Arrival::Tell };
-            match hook(&actor, &payload, arrival) {
-                Intercepted::Queue => {}
+            let arrival = if ask.is_some() {
+                Arrival::Ask
+            } else {
+                Arrival::Tell
+            };
+            match (hook(&actor, &payload, arrival), ask) {
+                (Intercepted::Queue, again) => ask = again,
                 // Documented: an ask is always queued; a hook that kept it leaves its asker
                 // with `NoReply` rather than waiting for its timeout.
-                Intercepted::Delivered | Intercepted::Pending(_) if ask => {
-                    return Ok(Some(Box::pin(async { Some(no_reply()) }) as BoxedEnqueue))
+                (Intercepted::Delivered | Intercepted::Pending(_), Some(ask)) => {
+                    ask.send(Err(ReplyFailure::Ask(postbox::AskError::NoReply)));
+                    return Ok(None);
                 }
-                Intercepted::Delivered => return Ok(None),
-                Intercepted::Pending(delivering) => {
-                    return Ok(Some(Box::pin(async move {
-                        delivering.await;
-                        None
-                    }) as BoxedEnqueue))
-                }
+                (Intercepted::Delivered, None) => return Ok(None),
+                (Intercepted::Pending(delivering), None) => return Ok(Some(delivering)),
             }
         }
         let msg = (codec.decode)(&payload).map_err(|_| RemoteFailure::Undecodable)?;
-        let msg = if ask {
-            msg
-        } else {
+        let Some(ask) = ask else {
             // The common case, without a boxed future: room in the mailbox.
-            match postbox::remote::try_enqueue(&actor, msg) {
+            let msg = match postbox::remote::try_enqueue(&actor, msg) {
                 Ok(()) => return Ok(None),
                 Err(postbox::TrySendError::Full(msg)) => msg,
                 // `tell` below counts the dead letter.
                 Err(postbox::TrySendError::Closed(msg)) => msg,
-            }
-        };
-        let refs = refs.clone();
-        Ok(Some(Box::pin(async move {
-            if ask {
-                let reply = postbox::remote::enqueue_ask(&actor, msg).await;
-                let delivered: Delivered = Box::pin(async move {
-                    Some(match reply.await {
-                        Ok(value) => with_ref_codec(&refs, || {
-                            let mut out = Vec::with_capacity(128);
-                            (codec.encode_reply)(&value, &mut out)
-                                .map(|()| out)
-                                .map_err(|e| ReplyFailure::Unencodable(e.to_string()))
-                        }),
-                        Err(error) => Err(ReplyFailure::Ask(error)),
-                    })
-                });
-                Some(delivered)
-            } else {
+            };
+            return Ok(Some(Box::pin(async move {
                 // Refusals are counted by the actor's own dead-letter accounting.
                 let _ = actor.tell(msg).await;
-                None
-            }
-        }) as BoxedEnqueue))
+            })));
+        };
+        let refs = refs.clone();
+        // Runs in the task that answers: the reply goes into the connection's outbox from
+        // there, with no task of the transport's to wake in between.
+        let answer = move |reply: Result<M::Reply, postbox::AskError>| {
+            let encoded = match reply {
+                Ok(value) => with_ref_codec(&refs, || {
+                    let mut out = Vec::with_capacity(128);
+                    (codec.encode_reply)(&value, &mut out)
+                        .map(|()| out)
+                        .map_err(|e| ReplyFailure::Unencodable(e.to_string()))
+                }),
+                Err(error) => Err(ReplyFailure::Ask(error)),
+            };
+            ask.send(encoded);
+        };
+        Ok(postbox::remote::try_enqueue_ask_calling(&actor, msg, answer)
+            .map(|waiting| Box::pin(waiting) as BoxedEnqueue))
     })
-}
-
-fn no_reply() -> Delivered {
-    Box::pin(async { Some(Err(ReplyFailure::Ask(postbox::AskError::NoReply))) })
 }
 
 impl<A: Actor> fmt::Debug for Handlers<A> {

@@ -72,6 +72,16 @@ struct DeadLetterTarget {
     recipient: crate::ActorId,
 }
 
+/// The rarely used parts of a reply handle, boxed so that the handle stays three words.
+enum Extra<T> {
+    /// For handles given to user code (`ask_with`): where to count undeliverable replies.
+    DeadLetters(DeadLetterTarget),
+    /// The reply (or why there is none) goes to this function, called by whoever sends it or
+    /// drops the handle, instead of through a channel to a waiting task: the transport
+    /// encodes the reply to another node's ask right there, with no task to wake in between.
+    Call(Box<dyn FnOnce(Result<T, AskError>) + Send + Sync>),
+}
+
 /// Where the reply to one ask goes. Send exactly one value with [`send`](ReplyTo::send);
 /// dropping the handle unanswered resolves the asker with an error instead of leaving it
 /// waiting.
@@ -80,8 +90,7 @@ struct DeadLetterTarget {
 /// envelope.
 pub struct ReplyTo<T> {
     tx: Option<oneshot::Sender<Result<T, AskError>>>,
-    /// For handles given to user code (`ask_with`): where to count undeliverable replies.
-    dead_letters: Option<Box<DeadLetterTarget>>,
+    extra: Option<Box<Extra<T>>>,
     unanswered: Unanswered,
 }
 
@@ -93,19 +102,28 @@ impl<T: Send + 'static> ReplyTo<T> {
         (
             Self {
                 tx: Some(tx),
-                dead_letters: None,
+                extra: None,
                 unanswered,
             },
             rx,
         )
     }
 
+    /// A handle whose reply (or, if it is dropped unanswered, `Stopped`) is passed to `call`
+    /// by the task that sends it.
+    pub(crate) fn calling(call: impl FnOnce(Result<T, AskError>) + Send + Sync + 'static) -> Self {
+        Self {
+            tx: None,
+            extra: Some(Box::new(Extra::Call(Box::new(call)))),
+            unanswered: Unanswered::Stopped,
+        }
+    }
+
     /// Sends the reply. Fails, handing the value back, if the asker stopped waiting (its ask
     /// timed out or was dropped); such a reply is counted as a dead letter.
     pub fn send(mut self, value: T) -> Result<(), T> {
-        let dead_letters = self.dead_letters.take();
-        self.send_unrecorded(value).inspect_err(|_| {
-            if let Some(target) = dead_letters {
+        self.deliver(value).inspect_err(|_| {
+            if let Some(Extra::DeadLetters(target)) = self.extra.as_deref() {
                 target.system.dead_letters.record(DeadLetter {
                     recipient: target.recipient,
                     recipient_type: "",
@@ -118,18 +136,35 @@ impl<T: Send + 'static> ReplyTo<T> {
 
     /// Sends without counting a failure (the caller counts it).
     pub(crate) fn send_unrecorded(mut self, value: T) -> Result<(), T> {
-        match self.tx.take() {
-            Some(tx) => tx.send(Ok(value)).map_err(|back| match back {
+        self.deliver(value)
+    }
+
+    fn deliver(&mut self, value: T) -> Result<(), T> {
+        if let Some(tx) = self.tx.take() {
+            return tx.send(Ok(value)).map_err(|back| match back {
                 Ok(value) => value,
                 Err(_) => unreachable!("only Ok values are sent"),
-            }),
-            None => Err(value),
+            });
+        }
+        match self.extra.take().map(|extra| *extra) {
+            Some(Extra::Call(call)) => {
+                call(Ok(value));
+                Ok(())
+            }
+            other => {
+                self.extra = other.map(Box::new);
+                Err(value)
+            }
         }
     }
 
-    /// Whether the asker has stopped waiting.
+    /// Whether the asker has stopped waiting. (A handle that calls a function, for an ask
+    /// from another node, cannot tell: it reports `false` until answered.)
     pub fn is_closed(&self) -> bool {
-        self.tx.as_ref().is_none_or(|tx| tx.is_closed())
+        match &self.tx {
+            Some(tx) => tx.is_closed(),
+            None => !self.calls(),
+        }
     }
 
     #[cfg(test)]
@@ -138,20 +173,35 @@ impl<T: Send + 'static> ReplyTo<T> {
     }
 }
 
+impl<T> ReplyTo<T> {
+    fn calls(&self) -> bool {
+        matches!(self.extra.as_deref(), Some(Extra::Call(_)))
+    }
+}
+
 impl<T> Drop for ReplyTo<T> {
     fn drop(&mut self) {
+        let call = match self.extra.take().map(|extra| *extra) {
+            Some(Extra::Call(call)) => Some(call),
+            _ => None,
+        };
+        if self.tx.is_none() && call.is_none() {
+            return;
+        }
+        // A handle dropped while its thread unwinds belonged to a handler that panicked:
+        // the handler's future drops its live state on the way out of the panicking poll.
+        let reason = ABANDON_REASON.get().unwrap_or(if std::thread::panicking() {
+            AskError::Panicked
+        } else {
+            match self.unanswered {
+                Unanswered::Stopped => AskError::Stopped,
+                Unanswered::NoReply => AskError::NoReply,
+            }
+        });
         if let Some(tx) = self.tx.take() {
-            // A handle dropped while its thread unwinds belonged to a handler that panicked:
-            // the handler's future drops its live state on the way out of the panicking poll.
-            let reason = ABANDON_REASON.get().unwrap_or(if std::thread::panicking() {
-                AskError::Panicked
-            } else {
-                match self.unanswered {
-                    Unanswered::Stopped => AskError::Stopped,
-                    Unanswered::NoReply => AskError::NoReply,
-                }
-            });
             let _ = tx.send(Err(reason));
+        } else if let Some(call) = call {
+            call(Err(reason));
         }
     }
 }
@@ -159,7 +209,7 @@ impl<T> Drop for ReplyTo<T> {
 impl<T> fmt::Debug for ReplyTo<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplyTo")
-            .field("answered", &self.tx.is_none())
+            .field("answered", &(self.tx.is_none() && !self.calls()))
             .finish_non_exhaustive()
     }
 }
@@ -388,10 +438,10 @@ where
             .timeout
             .unwrap_or(cell.meta.system.shared.config.ask_timeout);
         let (mut reply, rx) = ReplyTo::channel(Unanswered::NoReply);
-        reply.dead_letters = Some(Box::new(DeadLetterTarget {
+        reply.extra = Some(Box::new(Extra::DeadLetters(DeadLetterTarget {
             system: cell.meta.system.shared.clone(),
             recipient: cell.meta.id,
-        }));
+        })));
         let envelope = Letter::new((self.make)(reply), None);
         let sending = match cell.mailbox.try_send(envelope) {
             Ok(()) => None,

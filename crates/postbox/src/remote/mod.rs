@@ -758,6 +758,27 @@ where
     async move { rx.await.unwrap_or(Err(AskError::Stopped)) }
 }
 
+/// Puts an ask from another node into a local actor's mailbox, its reply — or why there is
+/// none (`Stopped`, `Panicked`, …) — passed to `reply` by the task that answers, instead of
+/// sent through a channel to a task that waits for it: the transport encodes the reply for
+/// the asker right there, and no task of its own wakes in between. `None` when the ask is in
+/// the mailbox now (or the actor has stopped, and `reply` has been called with `Stopped`);
+/// else the future that waits for room.
+pub fn try_enqueue_ask_calling<A, M>(
+    actor: &ActorRef<A>,
+    msg: M,
+    reply: impl FnOnce(Result<M::Reply, AskError>) + Send + Sync + 'static,
+) -> Option<impl Future<Output = ()> + Send + 'static>
+where
+    A: crate::Handler<M>,
+    M: Message,
+{
+    let reply = crate::ask::ReplyTo::calling(reply);
+    let (msg, reply) = actor.cell().try_send_ask(msg, reply)?;
+    let actor = actor.clone();
+    Some(async move { actor.cell().send_ask(msg, reply).await })
+}
+
 /// Puts a tell from another node into a local actor's mailbox if there is room right now,
 /// without counting a refusal as a dead letter (the transport then waits with `tell`, or
 /// counts it).
