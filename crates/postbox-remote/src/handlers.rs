@@ -159,8 +159,10 @@ where
             };
             ask.send(encoded);
         };
-        Ok(postbox::remote::try_enqueue_ask_calling(&actor, msg, answer)
-            .map(|waiting| Box::pin(waiting) as BoxedEnqueue))
+        Ok(
+            postbox::remote::try_enqueue_ask_calling(&actor, msg, answer)
+                .map(|waiting| Box::pin(waiting) as BoxedEnqueue),
+        )
     })
 }
 

@@ -181,6 +181,10 @@ impl<T> ReplyTo<T> {
 
 impl<T> Drop for ReplyTo<T> {
     fn drop(&mut self) {
+        if self.tx.is_none() && self.extra.is_none() {
+            // Answered (the common case).
+            return;
+        }
         let call = match self.extra.take().map(|extra| *extra) {
             Some(Extra::Call(call)) => Some(call),
             _ => None,
