@@ -34,14 +34,14 @@ use crate::handlers::{Deliver, ReplyFailure};
 use crate::outbox::{Appender, NoRoom, Outbox, FRAME_OVERHEAD};
 use crate::peer::Peer;
 use crate::remote::TransportState;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use dashmap::DashMap;
 use postbox::remote::{with_ref_codec, InboundTrace, LocalActor, PendingReply, RemoteFailure};
 use postbox::trace::TraceContext;
 use postbox::{ActorId, AskError, DeadLetter, DeadLetterReason, ExitReason};
 use postbox_wire::{
-    ErrorKind, Frame, FrameClass, FrameCodec, Incoming, MessageFrame, NodeAddr, RefuseReason,
-    RemoteError, TargetRef, WireError,
+    ErrorKind, Frame, FrameBody, FrameClass, FrameCodec, Incoming, MessageFrame, NodeAddr,
+    RefuseReason, RemoteError, TargetRef, WireError,
 };
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -677,6 +677,28 @@ async fn read_loop(
         let mut needs_bytes = false;
         if !requests.is_full() {
             loop {
+                if requests.running.is_none() && requests.queue.is_empty() {
+                    // Nothing waits ahead of it: a message is delivered straight from the
+                    // read buffer — no `Bytes` split off for it, no trip through the queue.
+                    match codec.peek_message(&buf) {
+                        Ok(Some((message, taken))) => {
+                            shared.stats.frames_in.fetch_add(1, Relaxed);
+                            requests.running = with_ref_codec(&shared.refs, || {
+                                deliver(shared, conn, &message, &mut last)
+                            });
+                            drop(message);
+                            buf.advance(taken);
+                            continue;
+                        }
+                        // Not a whole message frame: `decode_incoming` below says what.
+                        Ok(None) => {}
+                        Err(error) => {
+                            shared.stats.protocol_errors.fetch_add(1, Relaxed);
+                            tracing::warn!(peer = %peer.addr, %error, "bad frame; closing the connection");
+                            return error.to_string();
+                        }
+                    }
+                }
                 match codec.decode_incoming(&mut buf) {
                     Ok(Some(incoming)) => {
                         shared.stats.frames_in.fetch_add(1, Relaxed);
@@ -985,10 +1007,10 @@ impl AskReply {
 /// Puts a message from the peer into the target's mailbox (waiting for room, which keeps the
 /// peer's order and pushes back on it); an ask goes with its [`AskReply`].
 /// Runs with the transport's `RefCodec` installed (the payload is decoded here).
-fn deliver(
+fn deliver<B: FrameBody>(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    message: &MessageFrame,
+    message: &MessageFrame<B>,
     last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
     // An ask holds a permit until its reply is queued; without one, wait for it here (the
@@ -1001,7 +1023,7 @@ fn deliver(
                 shared.stats.reads_paused.fetch_add(1, Relaxed);
                 let shared = shared.clone();
                 let conn = conn.clone();
-                let message = message.clone();
+                let message = message.to_shared();
                 return Some(Box::pin(async move {
                     let Ok(permit) = conn.asks.clone().acquire_owned().await else {
                         return;
@@ -1019,10 +1041,10 @@ fn deliver(
     deliver_with(shared, conn, message, permit, last)
 }
 
-fn deliver_with(
+fn deliver_with<B: FrameBody>(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
-    message: &MessageFrame,
+    message: &MessageFrame<B>,
     permit: Option<OwnedSemaphorePermit>,
     last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
@@ -1107,7 +1129,7 @@ fn deliver_with(
         }),
         _ => None,
     };
-    let deliver = || (target.deliver)(&target.actor, message.payload(), ask, &shared.refs);
+    let deliver = || (target.deliver)(&target.actor, message.payload_bytes(), ask, &shared.refs);
     // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
     // context, so that its envelope carries it to the handler.
     let delivery = match &trace {

@@ -1,7 +1,6 @@
 //! The message type registry: which tags an exposed actor type answers, and how.
 
 use crate::connection::AskReply;
-use bytes::Bytes;
 use postbox::remote::{with_ref_codec, LocalActor, RefCodec, RemoteCodec, RemoteFailure};
 use postbox::{Actor, ActorRef, Handler, Message};
 use std::any::TypeId;
@@ -33,7 +32,7 @@ pub(crate) enum ReplyFailure {
 pub(crate) type Deliver = Arc<
     dyn Fn(
             &LocalActor,
-            Bytes,
+            &[u8],
             Option<AskReply>,
             &Arc<dyn RefCodec>,
         ) -> Result<Option<BoxedEnqueue>, RemoteFailure>
@@ -118,7 +117,7 @@ where
             } else {
                 Arrival::Tell
             };
-            match (hook(&actor, &payload, arrival), ask) {
+            match (hook(&actor, payload, arrival), ask) {
                 (Intercepted::Queue, again) => ask = again,
                 // Documented: an ask is always queued; a hook that kept it leaves its asker
                 // with `NoReply` rather than waiting for its timeout.
@@ -130,7 +129,7 @@ where
                 (Intercepted::Pending(delivering), None) => return Ok(Some(delivering)),
             }
         }
-        let msg = (codec.decode)(&payload).map_err(|_| RemoteFailure::Undecodable)?;
+        let msg = (codec.decode)(payload).map_err(|_| RemoteFailure::Undecodable)?;
         let Some(ask) = ask else {
             // The common case, without a boxed future: room in the mailbox.
             let msg = match postbox::remote::try_enqueue(&actor, msg) {

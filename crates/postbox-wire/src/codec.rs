@@ -89,6 +89,48 @@ impl FrameCodec {
         }
     }
 
+    /// The next frame in `src`, if it is a whole `Message` frame: checked exactly as
+    /// [`decode_incoming`](Self::decode_incoming) checks it and read in place — nothing is
+    /// split off `src` or copied — with how many bytes of `src` it takes (advance past them
+    /// once done with it). `Ok(None)` when `src` holds no whole frame or the next one is not
+    /// a message: `decode_incoming` then says which (and makes room for a partial frame).
+    pub fn peek_message<'a>(&self, src: &'a [u8]) -> Result<Option<Peeked<'a>>, WireError> {
+        let Some(len) = self.whole_frame_len(src)? else {
+            return Ok(None);
+        };
+        let Some(body) = src.get(HEADER..HEADER + len) else {
+            return Ok(None);
+        };
+        if body.first() != Some(&FrameKind::Message.code()) {
+            return Ok(None);
+        }
+        MessageFrame::parse(body).map(|message| Some((message, HEADER + len)))
+    }
+
+    /// The length of the next frame's body if `src` holds it whole; an error if the length
+    /// is over the limit.
+    fn whole_frame_len(&self, src: &[u8]) -> Result<Option<usize>, WireError> {
+        let len = match src.get(..HEADER) {
+            Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+            _ => return Ok(None),
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > self.max_frame {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        match len.checked_add(HEADER) {
+            Some(total) if src.len() >= total => Ok(Some(len)),
+            Some(_) => Ok(None),
+            None => Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            }),
+        }
+    }
+
     /// The next whole frame's body (kind byte first), split off `src`.
     fn split_frame(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, WireError> {
         let len = match src.get(..HEADER) {
@@ -130,6 +172,10 @@ impl Decoder for FrameCodec {
     }
 }
 
+/// A message frame read in place by [`FrameCodec::peek_message`], and how many bytes of the
+/// buffer it takes.
+pub type Peeked<'a> = (MessageFrame<&'a [u8]>, usize);
+
 /// A frame from [`FrameCodec::decode_incoming`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -148,10 +194,11 @@ enum At {
 
 /// A `Message` frame whose fields were checked (as [`FrameCodec::decode`] checks them) and are
 /// read in place: the tag, a target name and the trace are slices of the frame, the payload a
-/// sub-slice of its `Bytes`.
+/// sub-slice of it. The body is the frame's own `Bytes` ([`FrameCodec::decode_incoming`]) or
+/// borrowed from the read buffer ([`FrameCodec::peek_message`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageFrame {
-    body: Bytes,
+pub struct MessageFrame<B = Bytes> {
+    body: B,
     target: At,
     tag: std::ops::Range<usize>,
     correlation: Option<u64>,
@@ -161,10 +208,28 @@ pub struct MessageFrame {
     payload: usize,
 }
 
-impl MessageFrame {
-    fn parse(body: Bytes) -> Result<Self, WireError> {
+/// What a [`MessageFrame`]'s body can be: its own `Bytes`, or a slice of a read buffer.
+pub trait FrameBody: AsRef<[u8]> {
+    /// The body as `Bytes`: the same ones (a reference count) or a copy of the slice.
+    fn to_bytes(&self) -> Bytes;
+}
+
+impl FrameBody for Bytes {
+    fn to_bytes(&self) -> Bytes {
+        self.clone()
+    }
+}
+
+impl FrameBody for &[u8] {
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl<B: FrameBody> MessageFrame<B> {
+    fn parse(body: B) -> Result<Self, WireError> {
         let mut r = Reader {
-            buf: &body,
+            buf: body.as_ref(),
             pos: 1,
             frame: FrameKind::Message.label(),
         };
@@ -204,9 +269,24 @@ impl MessageFrame {
         })
     }
 
+    /// The same frame with a body of its own (a copy of a borrowed one), to keep past the
+    /// read buffer's next change.
+    pub fn to_shared(&self) -> MessageFrame {
+        MessageFrame {
+            body: self.body.to_bytes(),
+            target: self.target.clone(),
+            tag: self.tag.clone(),
+            correlation: self.correlation,
+            sender: self.sender.clone(),
+            trace: self.trace.clone(),
+            payload: self.payload,
+        }
+    }
+
     /// A string field, checked as UTF-8 when parsed.
     fn text(&self, at: &std::ops::Range<usize>) -> &str {
         self.body
+            .as_ref()
             .get(at.clone())
             .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .unwrap_or_default()
@@ -228,7 +308,7 @@ impl MessageFrame {
     /// The tag's bytes (UTF-8, checked when parsed): for comparing against a known tag
     /// without checking them again.
     pub fn tag_bytes(&self) -> &[u8] {
-        self.body.get(self.tag.clone()).unwrap_or_default()
+        self.body.as_ref().get(self.tag.clone()).unwrap_or_default()
     }
 
     /// About how many bytes the message holds: its payload, tag and trace.
@@ -257,14 +337,21 @@ impl MessageFrame {
         self.trace.as_ref().map(|at| self.text(at))
     }
 
-    /// The payload, as a slice of the frame's bytes (no copy).
-    pub fn payload(&self) -> Bytes {
-        self.body.slice(self.payload.min(self.body.len())..)
+    /// The payload, in place.
+    pub fn payload_bytes(&self) -> &[u8] {
+        self.body.as_ref().get(self.payload..).unwrap_or_default()
     }
 
     /// The payload's length.
     pub fn payload_len(&self) -> usize {
-        self.body.len().saturating_sub(self.payload)
+        self.body.as_ref().len().saturating_sub(self.payload)
+    }
+}
+
+impl MessageFrame {
+    /// The payload, as a slice of the frame's bytes (no copy).
+    pub fn payload(&self) -> Bytes {
+        self.body.slice(self.payload.min(self.body.len())..)
     }
 
     /// The owned envelope (what [`FrameCodec::decode`] gives).
@@ -1008,6 +1095,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_peeked_message_is_what_decode_incoming_splits_off_and_other_frames_are_left_to_it() {
+        let message = |trace: Option<&str>| {
+            Frame::Message(Envelope {
+                target: Target::Name("user/counter".into()),
+                tag: "bench.Blob".into(),
+                correlation: Some(42),
+                sender: None,
+                trace: trace.map(str::to_owned),
+                payload: Bytes::from_static(b"payload"),
+            })
+        };
+        let mut buf = BytesMut::new();
+        encode_frame(
+            &message(Some(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )),
+            &mut buf,
+        )
+        .unwrap();
+        encode_frame(&Frame::Heartbeat { seq: 7 }, &mut buf).unwrap();
+        let mut partial = BytesMut::new();
+        encode_frame(&message(None), &mut partial).unwrap();
+        buf.extend_from_slice(&partial[..partial.len() - 1]);
+        let mut codec = FrameCodec::new(DEFAULT_MAX_FRAME);
+
+        let (peeked, taken) = codec.peek_message(&buf).unwrap().unwrap();
+        let peeked = peeked.to_shared();
+        let mut split = buf.clone();
+        let Some(Incoming::Message(decoded)) = codec.decode_incoming(&mut split).unwrap() else {
+            panic!("a message");
+        };
+        assert_eq!(peeked, decoded);
+        assert_eq!(taken, buf.len() - split.len());
+        buf.advance(taken);
+        // A heartbeat is not a message, and half a frame is not a frame.
+        assert_eq!(codec.peek_message(&buf).unwrap(), None);
+        assert!(matches!(
+            codec.decode_incoming(&mut buf).unwrap(),
+            Some(Incoming::Other(Frame::Heartbeat { seq: 7 }))
+        ));
+        assert_eq!(codec.peek_message(&buf).unwrap(), None);
+        assert_eq!(codec.decode_incoming(&mut buf).unwrap(), None);
+
+        // Refused where decode_incoming refuses: a length over the limit, a bad message.
+        let mut small = FrameCodec::new(4);
+        let mut big = BytesMut::new();
+        encode_frame(&message(None), &mut big).unwrap();
+        assert!(matches!(
+            small.peek_message(&big),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+        assert!(small.decode_incoming(&mut big.clone()).is_err());
+        let mut bad = BytesMut::new();
+        encode_frame(&message(None), &mut bad).unwrap();
+        bad[HEADER + 1] = 0xff; // unknown flags
+        let peek_error = codec.peek_message(&bad).unwrap_err().to_string();
+        let decode_error = codec.decode_incoming(&mut bad).unwrap_err().to_string();
+        assert_eq!(peek_error, decode_error);
     }
 
     #[test]

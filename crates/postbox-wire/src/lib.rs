@@ -175,7 +175,9 @@ mod handshake;
 mod payload;
 
 pub use crate::addr::{ActorAddr, NodeAddr, Target};
-pub use crate::codec::{encode_frame, encode_message, FrameCodec, Incoming, MessageFrame};
+pub use crate::codec::{
+    encode_frame, encode_message, FrameBody, FrameCodec, Incoming, MessageFrame, Peeked,
+};
 pub use crate::envelope::{Envelope, MessageHead, TargetRef};
 pub use crate::error::WireError;
 pub use crate::frame::{ErrorKind, Frame, FrameClass, FrameKind, RefuseReason, RemoteError};
