@@ -957,9 +957,10 @@ fn watch(
 /// or whichever drops the reply handle) encodes the reply and queues its frame into the
 /// outbox itself, and the writer takes it from there: no task of the transport's wakes in
 /// between. Only when the outbox is full does the frame go to the service task, which waits
-/// for room. The ask's permit is let go once the frame is queued.
+/// for room. The ask's permit is let go once the frame is queued. It holds the connection
+/// weakly: an ask still queued behind a slow actor keeps no closed connection's buffers alive.
 pub(crate) struct AskReply {
-    conn: Arc<Connection>,
+    conn: std::sync::Weak<Connection>,
     correlation: u64,
     permit: OwnedSemaphorePermit,
 }
@@ -972,6 +973,10 @@ impl AskReply {
             correlation,
             permit,
         } = self;
+        // Gone: the connection has closed, and its asker learned that from the close.
+        let Some(conn) = conn.upgrade() else {
+            return;
+        };
         let frame = match reply {
             Ok(bytes) => Frame::Reply {
                 correlation,
@@ -1123,7 +1128,7 @@ fn deliver_with<B: FrameBody>(
     let target = by_name.as_ref().or(last.as_ref())?;
     let ask = match (correlation, permit) {
         (Some(correlation), Some(permit)) => Some(AskReply {
-            conn: conn.clone(),
+            conn: Arc::downgrade(conn),
             correlation,
             permit,
         }),
