@@ -425,8 +425,13 @@ fn account(persistence: &Persistence, id: String) -> Props<Account> {
     })
 }
 
-/// Events/s of `n` actors each persisting `each` events back to back.
-async fn drive_actors(persistence: &Persistence, run: &str, n: usize, each: u64) -> f64 {
+/// `n` accounts of the run `run` in a new system, each recovered (and so ready) before this
+/// returns.
+async fn recovered_accounts(
+    persistence: &Persistence,
+    run: &str,
+    n: usize,
+) -> (ActorSystem, Vec<ActorRef<Account>>) {
     let system = ActorSystem::new();
     let accounts: Vec<ActorRef<Account>> = (0..n)
         .map(|i| {
@@ -438,53 +443,51 @@ async fn drive_actors(persistence: &Persistence, run: &str, n: usize, each: u64)
     for account in &accounts {
         account.ask(Deposits).await.expect("recovered");
     }
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for account in accounts {
-        tasks.spawn(async move {
-            for i in 0..each {
-                let done = account
-                    .ask(Deposit(i))
-                    .await
-                    .expect("ask")
-                    .expect("persist");
-                assert_eq!(done, i + 1);
-            }
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.expect("task");
-    }
-    let rate = (n as u64 * each) as f64 / started.elapsed().as_secs_f64();
-    system.shutdown().await;
-    rate
+    (system, accounts)
 }
 
-/// Events/s of `n` actors each *told* `each` deposits up front (fire and forget, the usual
-/// way to feed an actor), persisting them one after another from its mailbox: no reply per
-/// event, so no asker to wake. One ask per actor at the end reads its count, which is every
-/// deposit only if every persist succeeded (a failed one fails the actor and restarts it).
-async fn drive_actors_told(persistence: &Persistence, run: &str, n: usize, each: u64) -> f64 {
-    let system = ActorSystem::new();
-    let accounts: Vec<ActorRef<Account>> = (0..n)
-        .map(|i| {
-            system
-                .spawn(account(persistence, format!("{run}|{i}")))
-                .expect("spawn")
-        })
-        .collect();
-    for account in &accounts {
-        account.ask(Deposits).await.expect("recovered");
-    }
+/// How the bench's actors get their events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// Each event is asked for, the next one sent once the reply is back.
+    Asked,
+    /// Every event is told up front (fire and forget, the usual way to feed an actor) and
+    /// persisted one after another from the mailbox: no reply per event, so no asker to
+    /// wake. One ask per actor at the end reads its count, which is every deposit only if
+    /// every persist succeeded (a failed one fails the actor and restarts it).
+    Told,
+}
+
+/// Events/s of `n` actors each persisting `each` events, fed as `feed` says.
+async fn drive_actors(
+    persistence: &Persistence,
+    run: &str,
+    n: usize,
+    each: u64,
+    feed: Feed,
+) -> f64 {
+    let (system, accounts) = recovered_accounts(persistence, run, n).await;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for account in accounts {
         tasks.spawn(async move {
             for i in 0..each {
-                account.tell(Deposit(i)).await.expect("tell");
+                match feed {
+                    Feed::Asked => {
+                        let done = account
+                            .ask(Deposit(i))
+                            .await
+                            .expect("ask")
+                            .expect("persist");
+                        assert_eq!(done, i + 1);
+                    }
+                    Feed::Told => account.tell(Deposit(i)).await.expect("tell"),
+                }
             }
-            let done = account.ask(Deposits).await.expect("ask");
-            assert_eq!(done, each, "every told deposit persisted");
+            if feed == Feed::Told {
+                let done = account.ask(Deposits).await.expect("ask");
+                assert_eq!(done, each, "every told deposit persisted");
+            }
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -537,8 +540,10 @@ async fn throughput(store: &Arc<dyn Store>, persistence: &Persistence, label: &s
             if raw_first {
                 raw.push(drive_raw(store.clone(), &format!("{run}-raw"), n, each).await);
             }
-            actors.push(drive_actors(persistence, &format!("{run}-actors"), n, each).await);
-            told.push(drive_actors_told(persistence, &format!("{run}-told"), n, each).await);
+            let actors_run = format!("{run}-actors");
+            actors.push(drive_actors(persistence, &actors_run, n, each, Feed::Asked).await);
+            let told_run = format!("{run}-told");
+            told.push(drive_actors(persistence, &told_run, n, each, Feed::Told).await);
             if !raw_first {
                 raw.push(drive_raw(store.clone(), &format!("{run}-raw"), n, each).await);
             }

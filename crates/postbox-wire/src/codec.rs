@@ -95,60 +95,41 @@ impl FrameCodec {
     /// once done with it). `Ok(None)` when `src` holds no whole frame or the next one is not
     /// a message: `decode_incoming` then says which (and makes room for a partial frame).
     pub fn peek_message<'a>(&self, src: &'a [u8]) -> Result<Option<Peeked<'a>>, WireError> {
-        let Some(len) = self.whole_frame_len(src)? else {
+        let Some(total) = self.frame_total(src)? else {
             return Ok(None);
         };
-        let Some(body) = src.get(HEADER..HEADER + len) else {
+        // Not all there yet: `decode_incoming` makes room for the rest.
+        let Some(body) = src.get(HEADER..total) else {
             return Ok(None);
         };
         if body.first() != Some(&FrameKind::Message.code()) {
             return Ok(None);
         }
-        MessageFrame::parse(body).map(|message| Some((message, HEADER + len)))
+        MessageFrame::parse(body).map(|message| Some((message, total)))
     }
 
-    /// The length of the next frame's body if `src` holds it whole; an error if the length
-    /// is over the limit.
-    fn whole_frame_len(&self, src: &[u8]) -> Result<Option<usize>, WireError> {
+    /// The length of the next frame, header included, once `src` holds its header; an error
+    /// if its body is over the limit.
+    fn frame_total(&self, src: &[u8]) -> Result<Option<usize>, WireError> {
         let len = match src.get(..HEADER) {
             Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
             _ => return Ok(None),
         };
         let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let too_large = WireError::FrameTooLarge {
+            len,
+            max: self.max_frame,
+        };
         if len > self.max_frame {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            });
+            return Err(too_large);
         }
-        match len.checked_add(HEADER) {
-            Some(total) if src.len() >= total => Ok(Some(len)),
-            Some(_) => Ok(None),
-            None => Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            }),
-        }
+        len.checked_add(HEADER).map(Some).ok_or(too_large)
     }
 
     /// The next whole frame's body (kind byte first), split off `src`.
     fn split_frame(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, WireError> {
-        let len = match src.get(..HEADER) {
-            Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
-            _ => return Ok(None),
-        };
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > self.max_frame {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            });
-        }
-        let Some(total) = len.checked_add(HEADER) else {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            });
+        let Some(total) = self.frame_total(src)? else {
+            return Ok(None);
         };
         if src.len() < total {
             // At most `max_frame + 4` bytes in all: the length was checked above.
@@ -156,7 +137,7 @@ impl FrameCodec {
             return Ok(None);
         }
         src.advance(HEADER);
-        Ok(Some(src.split_to(len).freeze()))
+        Ok(Some(src.split_to(total - HEADER).freeze()))
     }
 }
 
