@@ -700,9 +700,15 @@ impl<A: Entity> Region<A> {
         }
     }
 
-    /// How long to wait after `failures` store failures in a row.
-    fn memory_backoff(failures: u32) -> Duration {
-        Duration::from_millis(100u64 << failures.min(6)).min(Duration::from_secs(5))
+    /// Schedules the next try of `shard`'s remembered set after the store failed
+    /// `memory.failures` times in a row (100 ms, doubling, at most 5 s); returns the wait.
+    fn retry_memory(ctx: &Context<Self>, shard: u32, memory: &mut ShardMemory) -> Duration {
+        let after =
+            Duration::from_millis(100u64 << memory.failures.min(6)).min(Duration::from_secs(5));
+        memory.retry_scheduled = true;
+        let generation = memory.generation;
+        Self::schedule(ctx, after, RememberRetry { shard, generation });
+        after
     }
 
     fn passivate_least_recent(&mut self) {
@@ -1772,12 +1778,9 @@ impl<A: Entity> Handler<RememberLoaded> for Region<A> {
             }
             Err((_, error)) => {
                 memory.failures += 1;
-                memory.retry_scheduled = true;
-                let after = Self::memory_backoff(memory.failures);
-                let generation = memory.generation;
+                let after = Self::retry_memory(ctx, shard, memory);
                 self.shared.counters.add_remember_failure();
                 tracing::warn!(shard, %error, retry_in = ?after, "remembered entities could not be read");
-                Self::schedule(ctx, after, RememberRetry { shard, generation });
                 return;
             }
         };
@@ -1825,11 +1828,8 @@ impl<A: Entity> Handler<RememberWritten> for Region<A> {
                     tracing::warn!(shard, %error, "remembered entities written elsewhere meanwhile: reading them again");
                     self.load_memory(ctx, shard);
                 } else {
-                    memory.retry_scheduled = true;
-                    let after = Self::memory_backoff(memory.failures);
-                    let generation = memory.generation;
+                    let after = Self::retry_memory(ctx, shard, memory);
                     tracing::warn!(shard, %error, retry_in = ?after, "remembered entities could not be written; the entities serve meanwhile");
-                    Self::schedule(ctx, after, RememberRetry { shard, generation });
                 }
             }
         }

@@ -237,10 +237,17 @@ fn encode_direct<M: Message>(
     direct: &DeliverDirect<M>,
     out: &mut Vec<u8>,
 ) -> Result<(), postbox::BoxError> {
+    write_direct(&direct.entity, &direct.msg, out)
+}
+
+/// The envelope of a message sent by a direct path (told or asked), encoded in place.
+fn write_direct<M: Message>(
+    entity: &ThinId,
+    msg: &M,
+    out: &mut Vec<u8>,
+) -> Result<(), postbox::BoxError> {
     let codec = M::remote().ok_or("the message type has no remote codec")?;
-    write_envelope(out, &direct.entity, codec.tag, 1, |buf| {
-        (codec.encode)(&direct.msg, buf)
-    })
+    write_envelope(out, entity, codec.tag, 1, |buf| (codec.encode)(msg, buf))
 }
 
 fn decode_direct<M: Message>(bytes: &[u8]) -> Result<DeliverDirect<M>, postbox::BoxError> {
@@ -294,10 +301,7 @@ fn encode_direct_ask<M: Message>(
     direct: &DeliverAskDirect<M>,
     out: &mut Vec<u8>,
 ) -> Result<(), postbox::BoxError> {
-    let codec = M::remote().ok_or("the message type has no remote codec")?;
-    write_envelope(out, &direct.entity, codec.tag, 1, |buf| {
-        (codec.encode)(&direct.msg, buf)
-    })
+    write_direct(&direct.entity, &direct.msg, out)
 }
 
 fn decode_direct_ask<M: Message>(bytes: &[u8]) -> Result<DeliverAskDirect<M>, postbox::BoxError> {

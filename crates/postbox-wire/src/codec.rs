@@ -116,14 +116,14 @@ impl FrameCodec {
             _ => return Ok(None),
         };
         let len = usize::try_from(len).unwrap_or(usize::MAX);
-        let too_large = WireError::FrameTooLarge {
+        let too_large = || WireError::FrameTooLarge {
             len,
             max: self.max_frame,
         };
         if len > self.max_frame {
-            return Err(too_large);
+            return Err(too_large());
         }
-        len.checked_add(HEADER).map(Some).ok_or(too_large)
+        len.checked_add(HEADER).map(Some).ok_or_else(too_large)
     }
 
     /// The next whole frame's body (kind byte first), split off `src`.
@@ -569,10 +569,10 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
 fn encode_message_body(head: &MessageHead<'_>, payload: &[u8], out: &mut BytesMut) {
     // The head is a dozen small fields: written into a stack buffer and appended with the
     // payload in two copies, rather than one `BufMut` call (each checking for room) per
-    // byte and varint. A head too long for the buffer (long names or a sender) is written
-    // field by field below; the bytes are the same either way.
+    // byte and varint. A head too long for the buffer (long names) is written straight into
+    // `out`; the bytes are the same either way.
     let mut stack = StackHead::default();
-    if stack.message_head(head).is_some() {
+    if write_message_head(&mut stack, head).is_some() {
         out.extend_from_slice(stack.bytes());
         out.extend_from_slice(payload);
         return;
@@ -580,38 +580,41 @@ fn encode_message_body(head: &MessageHead<'_>, payload: &[u8], out: &mut BytesMu
     encode_message_body_by_field(head, payload, out);
 }
 
+/// The body written field by field into `out` (what a head too long for the stack takes).
 fn encode_message_body_by_field(head: &MessageHead<'_>, payload: &[u8], out: &mut BytesMut) {
-    let mut flags = 0;
-    if matches!(head.target, TargetRef::Name(_)) {
-        flags |= message_flags::TARGET_NAME;
-    }
-    if head.correlation.is_some() {
-        flags |= message_flags::CORRELATION;
-    }
-    if head.sender.is_some() {
-        flags |= message_flags::SENDER;
-    }
-    if head.trace.is_some() {
-        flags |= message_flags::TRACE;
-    }
-    out.put_u8(FrameKind::Message.code());
-    out.put_u8(flags);
-    match head.target {
-        TargetRef::Id(id) => put_varint(out, id),
-        TargetRef::Name(name) => put_str(out, name),
-    }
-    put_str(out, head.tag);
-    if let Some(correlation) = head.correlation {
-        put_varint(out, correlation);
-    }
-    if let Some(sender) = head.sender {
-        put_node(out, &sender.node);
-        put_varint(out, sender.id);
-    }
-    if let Some(trace) = head.trace {
-        put_str(out, trace);
-    }
+    // Writing into a `BytesMut` cannot fail.
+    let _ = write_message_head(out, head);
     out.put_slice(payload);
+}
+
+/// Where a message head is written: a `BytesMut` (always room) or a [`StackHead`] (`None`
+/// once full).
+trait HeadOut {
+    fn put(&mut self, bytes: &[u8]) -> Option<()>;
+
+    fn varint(&mut self, mut value: u64) -> Option<()> {
+        let mut buf = [0u8; 10];
+        let mut len = 0;
+        while value >= 0x80 {
+            buf[len] = (value as u8) | 0x80;
+            value >>= 7;
+            len += 1;
+        }
+        buf[len] = value as u8;
+        self.put(buf.get(..=len)?)
+    }
+
+    fn str(&mut self, s: &str) -> Option<()> {
+        self.varint(s.len() as u64)?;
+        self.put(s.as_bytes())
+    }
+}
+
+impl HeadOut for BytesMut {
+    fn put(&mut self, bytes: &[u8]) -> Option<()> {
+        self.extend_from_slice(bytes);
+        Some(())
+    }
 }
 
 /// A message frame's head, written on the stack (see `encode_message_body`).
@@ -633,62 +636,63 @@ impl StackHead {
     fn bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
     }
+}
 
-    fn byte(&mut self, byte: u8) -> Option<()> {
-        *self.buf.get_mut(self.len)? = byte;
-        self.len += 1;
-        Some(())
-    }
-
-    fn varint(&mut self, mut value: u64) -> Option<()> {
-        while value >= 0x80 {
-            self.byte((value as u8) | 0x80)?;
-            value >>= 7;
-        }
-        self.byte(value as u8)
-    }
-
-    fn str(&mut self, s: &str) -> Option<()> {
-        self.varint(s.len() as u64)?;
-        let end = self.len.checked_add(s.len())?;
-        self.buf
-            .get_mut(self.len..end)?
-            .copy_from_slice(s.as_bytes());
+impl HeadOut for StackHead {
+    fn put(&mut self, bytes: &[u8]) -> Option<()> {
+        let end = self.len.checked_add(bytes.len())?;
+        self.buf.get_mut(self.len..end)?.copy_from_slice(bytes);
         self.len = end;
         Some(())
     }
 
-    /// The same bytes as `encode_message_body` writes before the payload; `None` if they do
-    /// not fit (or there is a sender: rare, and written field by field).
-    fn message_head(&mut self, head: &MessageHead<'_>) -> Option<()> {
-        if head.sender.is_some() {
-            return None;
+    // Byte by byte into the buffer: no intermediate copy (the common case's hot path).
+    fn varint(&mut self, mut value: u64) -> Option<()> {
+        while value >= 0x80 {
+            *self.buf.get_mut(self.len)? = (value as u8) | 0x80;
+            self.len += 1;
+            value >>= 7;
         }
-        let mut flags = 0;
-        if matches!(head.target, TargetRef::Name(_)) {
-            flags |= message_flags::TARGET_NAME;
-        }
-        if head.correlation.is_some() {
-            flags |= message_flags::CORRELATION;
-        }
-        if head.trace.is_some() {
-            flags |= message_flags::TRACE;
-        }
-        self.byte(FrameKind::Message.code())?;
-        self.byte(flags)?;
-        match head.target {
-            TargetRef::Id(id) => self.varint(id)?,
-            TargetRef::Name(name) => self.str(name)?,
-        }
-        self.str(head.tag)?;
-        if let Some(correlation) = head.correlation {
-            self.varint(correlation)?;
-        }
-        if let Some(trace) = head.trace {
-            self.str(trace)?;
-        }
+        *self.buf.get_mut(self.len)? = value as u8;
+        self.len += 1;
         Some(())
     }
+}
+
+/// A message frame's body up to its payload; `None` if `out` ran out of room.
+fn write_message_head(out: &mut impl HeadOut, head: &MessageHead<'_>) -> Option<()> {
+    let mut flags = 0;
+    if matches!(head.target, TargetRef::Name(_)) {
+        flags |= message_flags::TARGET_NAME;
+    }
+    if head.correlation.is_some() {
+        flags |= message_flags::CORRELATION;
+    }
+    if head.sender.is_some() {
+        flags |= message_flags::SENDER;
+    }
+    if head.trace.is_some() {
+        flags |= message_flags::TRACE;
+    }
+    out.put(&[FrameKind::Message.code(), flags])?;
+    match head.target {
+        TargetRef::Id(id) => out.varint(id)?,
+        TargetRef::Name(name) => out.str(name)?,
+    }
+    out.str(head.tag)?;
+    if let Some(correlation) = head.correlation {
+        out.varint(correlation)?;
+    }
+    if let Some(sender) = head.sender {
+        out.str(&sender.node.addr)?;
+        out.varint(sender.node.node_id)?;
+        out.varint(sender.node.incarnation)?;
+        out.varint(sender.id)?;
+    }
+    if let Some(trace) = head.trace {
+        out.str(trace)?;
+    }
+    Some(())
 }
 
 /// Unsigned LEB128: 7 bits a byte, least significant group first, high bit = more follow.

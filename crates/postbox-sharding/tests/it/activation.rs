@@ -23,12 +23,7 @@ async fn single_activation_under_concurrent_first_messages_from_every_node() {
     }
     assert_eq!(answered, 3 * ids.len());
     for id in &ids {
-        let (value, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(0))
-            .await
-            .unwrap()
-            .unwrap();
+        let (value, node) = cluster.add(0, id, 0).await;
         assert_eq!(value, 3, "{id}: every node's add counted once");
         assert_eq!(cluster.lives.started(id), 1, "{id} started once");
         assert_eq!(cluster.lives.most_at_once(id), 1, "{id} never live twice");

@@ -308,6 +308,17 @@ impl Sharded {
         index
     }
 
+    /// Adds `n` to entity `id` through node `via`'s sharding: the new value and the node
+    /// hosting it (panics if the ask or the persist fails).
+    pub(crate) async fn add(&self, via: usize, id: &str, n: u64) -> (u64, String) {
+        self.counters[via]
+            .entity_ref(id)
+            .ask(Add(n))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// How many entities each node hosts now.
     pub(crate) async fn hosted(&self) -> Vec<usize> {
         let mut hosted = Vec::new();

@@ -6,12 +6,7 @@ async fn hosted_on(cluster: &Sharded, index: usize, candidates: &[String]) -> Ve
     let wanted = cluster.nodes.node(index).name().to_owned();
     let mut on = Vec::new();
     for id in candidates {
-        let (_, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(0))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, node) = cluster.add(0, id, 0).await;
         if node == wanted {
             on.push(id.clone());
         }
@@ -118,12 +113,7 @@ async fn rebalancing_on_join_moves_shards_to_the_new_node() {
     .await;
     let ids: Vec<String> = (0..60).map(|i| format!("bal-{i}")).collect();
     for id in &ids {
-        cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
+        cluster.add(0, id, 1).await;
     }
     assert_eq!(cluster.hosted().await[..2].iter().sum::<usize>(), ids.len());
     let joined = cluster.add_node().await;
@@ -131,12 +121,7 @@ async fn rebalancing_on_join_moves_shards_to_the_new_node() {
     // Shards move as the old homes see the new member; messages find the new homes.
     let hosted = until_async(PATIENCE, "the new node hosts entities", async || {
         for id in &ids {
-            let (_, _) = cluster.counters[0]
-                .entity_ref(id)
-                .ask(Add(0))
-                .await
-                .unwrap()
-                .unwrap();
+            let (_, _) = cluster.add(0, id, 0).await;
         }
         let hosted = cluster.hosted().await;
         (hosted[joined] > 0 && hosted.iter().sum::<usize>() == ids.len()).then_some(hosted)
@@ -144,12 +129,7 @@ async fn rebalancing_on_join_moves_shards_to_the_new_node() {
     .await;
     assert!(hosted[joined] >= ids.len() / 6, "{hosted:?}");
     for id in &ids {
-        let (value, _) = cluster.counters[joined]
-            .entity_ref(id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let (value, _) = cluster.add(joined, id, 1).await;
         assert_eq!(value, 2, "{id} continued from its journal");
         assert_eq!(cluster.lives.most_at_once(id), 1, "{id} never live twice");
     }

@@ -14,12 +14,7 @@ async fn node_loss_fails_asks_in_flight_and_reactivates_from_the_journal() {
     let mut on_victim = None;
     for i in 0..64 {
         let id = format!("lost-{i}");
-        let (_, node) = cluster.counters[0]
-            .entity_ref(&id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, node) = cluster.add(0, &id, 1).await;
         if node == victim_name {
             on_victim = Some(id);
             break;
@@ -27,12 +22,7 @@ async fn node_loss_fails_asks_in_flight_and_reactivates_from_the_journal() {
     }
     let id = on_victim.expect("an entity on node 2");
     for _ in 0..4 {
-        cluster.counters[1]
-            .entity_ref(&id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
+        cluster.add(1, &id, 1).await;
     }
     let entity = cluster.counters[0].entity_ref(&id);
     let in_flight = tokio::spawn({

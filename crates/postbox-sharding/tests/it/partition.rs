@@ -101,12 +101,7 @@ async fn a_partition_rehomes_the_minority_sides_entities_and_keeps_every_acknowl
     let acks: Acks = Arc::default();
     let mut homes = HashMap::new();
     for id in &ids {
-        let (value, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let (value, node) = cluster.add(0, id, 1).await;
         ack(&acks, id, value, node.clone());
         homes.insert(id.clone(), node);
     }

@@ -5,6 +5,7 @@
 use crate::common::*;
 use postbox_cluster::MemberStatus;
 use postbox_persistence::{MemoryStore, Persistence, PersistenceId, Versioned};
+use postbox_sharding::Entities;
 use postbox_testkit::{until, until_async, within, TestCluster, PATIENCE};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -53,17 +54,26 @@ async fn settled(cluster: &Sharded) -> bool {
     shards == 16
 }
 
+/// Entities started without a message, summed over `regions`.
+async fn remembered_starts(regions: &[Entities<Counter>]) -> u64 {
+    let mut starts = 0;
+    for counters in regions {
+        starts += counters
+            .snapshot()
+            .await
+            .unwrap()
+            .counters
+            .remembered_starts;
+    }
+    starts
+}
+
 /// Adds one to each entity (through node 0, in order): the name and index of the node
 /// hosting the last one.
 async fn add_one_to_each(cluster: &Sharded, ids: &[&str]) -> (String, usize) {
     let mut home = String::new();
     for id in ids {
-        let (_, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, node) = cluster.add(0, id, 1).await;
         home = node;
     }
     let index = (0..cluster.nodes.len())
@@ -82,12 +92,7 @@ async fn remembered_entities_restart_on_the_new_home_after_node_loss_without_a_m
     let mut on_victim = Vec::new();
     for i in 0..24u64 {
         let id = format!("mem-{i}");
-        let (value, node) = cluster.counters[0]
-            .entity_ref(&id)
-            .ask(Add(i + 1))
-            .await
-            .unwrap()
-            .unwrap();
+        let (value, node) = cluster.add(0, &id, i + 1).await;
         assert_eq!(value, i + 1);
         if node == victim_name {
             on_victim.push((id, value));
@@ -115,15 +120,7 @@ async fn remembered_entities_restart_on_the_new_home_after_node_loss_without_a_m
         })
     })
     .await;
-    let mut remembered_starts = 0;
-    for counters in &cluster.counters[..2] {
-        remembered_starts += counters
-            .snapshot()
-            .await
-            .unwrap()
-            .counters
-            .remembered_starts;
-    }
+    let remembered_starts = remembered_starts(&cluster.counters[..2]).await;
     // The victim's entities, and any of the survivors' whose shards moved between them as
     // the placement evened out: each started again without a message.
     let restarted = (0..24)
@@ -236,12 +233,7 @@ async fn graceful_handoffs_restart_remembered_entities_on_the_new_home() {
     let ids: Vec<String> = (0..40).map(|i| format!("move-{i}")).collect();
     let mut first_home = std::collections::HashMap::new();
     for id in &ids {
-        let (_, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, node) = cluster.add(0, id, 1).await;
         first_home.insert(id.clone(), node);
     }
     until_async(PATIENCE, "all 40 remembered", async || {
@@ -282,15 +274,7 @@ async fn graceful_handoffs_restart_remembered_entities_on_the_new_home() {
         "{snapshot:?}"
     );
     assert_eq!(snapshot.entities, on_joined.len(), "{snapshot:?}");
-    let mut remembered_starts = 0;
-    for counters in &cluster.counters {
-        remembered_starts += counters
-            .snapshot()
-            .await
-            .unwrap()
-            .counters
-            .remembered_starts;
-    }
+    let remembered_starts = remembered_starts(&cluster.counters[..]).await;
     assert_eq!(remembered_starts, moved.len() as u64);
     let mut started_before_leave = std::collections::HashMap::new();
     for id in &ids {
@@ -326,12 +310,7 @@ async fn graceful_handoffs_restart_remembered_entities_on_the_new_home() {
         }
         let expected = started;
         assert_eq!(cluster.lives.most_at_once(id), 1, "{id} never live twice");
-        let (value, node) = cluster.counters[0]
-            .entity_ref(id)
-            .ask(Add(0))
-            .await
-            .unwrap()
-            .unwrap();
+        let (value, node) = cluster.add(0, id, 0).await;
         assert_eq!(value, 1, "{id} kept its state");
         assert_ne!(node, joined_name);
         assert_eq!(
