@@ -237,6 +237,12 @@ async fn a_client_claims_the_identity_it_is_given() {
     let mut client = WireClient::connect_as(node.addr(), &node.fake_node().node(claimed.clone()))
         .await
         .unwrap();
+    // The client's handshake ends with the node's `Welcome`; the node registers the
+    // connection just after sending it.
+    until(PATIENCE, "the node holds the connection", || {
+        node.remote.stats().connections == 1
+    })
+    .await;
     // The node holds a connection to exactly that incarnation, and can close it.
     assert!(!node.remote.disconnect(&NodeAddr {
         incarnation: 43,
