@@ -15,7 +15,8 @@ pub enum ShardingError {
     /// This actor type is not registered on this node (register it on every node that sends
     /// to it, with a role on those that host it).
     NotRegistered(&'static str),
-    /// The region could not be started (the actor system is shutting down).
+    /// The region, or an entity's [recipient](crate::EntityRef::recipient), could not be
+    /// started (the actor system is shutting down).
     Spawn(postbox::SpawnError),
     /// The region is not running any more.
     Stopped,
@@ -33,7 +34,7 @@ impl fmt::Display for ShardingError {
             ShardingError::NotRegistered(what) => {
                 write!(f, "{what} is not registered with this node's sharding")
             }
-            ShardingError::Spawn(error) => write!(f, "cannot start the region: {error}"),
+            ShardingError::Spawn(error) => write!(f, "cannot start a sharding actor: {error}"),
             ShardingError::Stopped => f.write_str("the region is not running"),
         }
     }

@@ -125,12 +125,53 @@
 //! `ShardUnavailable` dead letter (an ask fails with `Remote(Refused)`), counted in
 //! [`RegionCounts::dropped`]. A message that passes through four regions without reaching
 //! its home (their views disagree: one has not yet seen a member leave, say) is parked in
-//! the fourth, in the same bounded buffer, and routed again when that region's view changes
-//! or the home asks for its shard, counted in [`RegionCounts::bounced`]. Active entities
+//! the fourth, in the same bounded buffer, and routed again when that region's view changes,
+//! when the home asks for its shard, or on a timer (50 ms, doubling to 1 s while any stay
+//! parked: the stale view may be another region's), counted in [`RegionCounts::bounced`]. Active entities
 //! per node are
 //! capped ([`max_active`](EntityType::max_active): the least recently used is passivated;
 //! remembered entities beyond it are not started eagerly, but on their first message)
 //! and idle ones passivated ([`idle_timeout`](EntityType::idle_timeout)).
+//!
+//! ## Where an `ActorRef` goes
+//!
+//! [`EntityRef::recipient`] makes an entity a `Recipient<M>`: a router's routee, a breaker's
+//! guarded recipient, anything that takes one. It starts a small local actor that passes
+//! each `M` on to the entity, in its senders' order, asks with the entity's own errors and
+//! ask timeout; the asks awaiting their reply count in its depth, at most
+//! [`FORWARDER_MAX_ASKS`], beyond which it takes no further message (its mailbox fills and
+//! holds its senders back). It stops with this node's region. For a single guarded call no
+//! recipient is needed: `breaker.call(entity.ask(msg))`.
+//!
+//! ```no_run
+//! # use postbox::prelude::*;
+//! # use postbox::{CircuitBreaker, Router};
+//! # use postbox_remote::remote_message;
+//! # use postbox_sharding::{entity, Entities};
+//! # use serde::{Deserialize, Serialize};
+//! # struct Account;
+//! # impl Actor for Account {}
+//! # #[derive(Serialize, Deserialize)]
+//! # struct Deposit(i64);
+//! # impl Message for Deposit { type Reply = i64; remote_message!("bank.Deposit"); }
+//! # impl Handler<Deposit> for Account {
+//! #     async fn handle(&mut self, Deposit(c): Deposit, _: &mut Context<Self>) -> i64 { c }
+//! # }
+//! # entity!(Account: Deposit);
+//! # async fn run(system: ActorSystem, accounts: Entities<Account>) -> Result<(), Box<dyn std::error::Error>> {
+//! let tills = ["till-1", "till-2", "till-3"].map(|id| accounts.entity_ref(id).recipient::<Deposit>());
+//! let tills = Router::group(tills.into_iter().collect::<Result<Vec<_>, _>>()?)
+//!     .spawn(&system)
+//!     .await?;
+//! tills.tell(Deposit(100)).await?;
+//!
+//! let breaker = CircuitBreaker::builder("alice").max_failures(5).build()?;
+//! let alice = breaker.guard_recipient(accounts.entity_ref("alice").recipient::<Deposit>()?);
+//! let balance = alice.ask(Deposit(5)).await?;
+//! # let _ = balance;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Singletons
 //!
@@ -143,6 +184,7 @@ mod direct;
 mod entity;
 mod error;
 mod parcel;
+mod recipient;
 mod region;
 mod remember;
 mod sharding;
@@ -152,5 +194,6 @@ mod wire;
 pub use allocation::Allocation;
 pub use entity::{Entity, EntityMessages, EntityType};
 pub use error::ShardingError;
+pub use recipient::FORWARDER_MAX_ASKS;
 pub use sharding::{Entities, EntityRef, Sharding};
 pub use stats::{RegionCounts, RegionSnapshot};

@@ -11,7 +11,9 @@ use crate::region::{
 use crate::stats::{RegionCounters, RegionSnapshot};
 use crate::wire::{Bin, Deliver, DeliverAsk, DeliverAskDirect, DeliverDirect, ThinId};
 use crate::Entity;
-use postbox::{ActorRef, ActorSystem, AskError, Handler, Message, Props, SendError, TrySendError};
+use postbox::{
+    ActorRef, ActorSystem, AskError, Handler, Message, Props, Recipient, SendError, TrySendError,
+};
 use postbox_cluster::{Cluster, EventsError};
 use postbox_remote::{Intercepted, Remote};
 use std::any::{Any, TypeId};
@@ -22,6 +24,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// What waits for the reply to an ask already in line (see [`EntityRef::enqueue_ask`]).
+pub(crate) type PendingReply<R> = Pin<Box<dyn Future<Output = Result<R, AskError>> + Send>>;
 
 type SnapshotFn =
     Box<dyn Fn() -> Pin<Box<dyn Future<Output = Option<RegionSnapshot>> + Send>> + Send + Sync>;
@@ -130,6 +135,7 @@ impl Sharding {
         spawn_feeds(&self.inner.cluster, &region, idle, rebalance);
         let entities = Entities {
             region: region.clone(),
+            system: self.inner.system.clone(),
             ask_timeout,
             name: Arc::from(name.as_str()),
             direct,
@@ -335,6 +341,7 @@ fn spawn_feeds<A: Entity>(
 /// The entities of one type, as seen from this node. Cheap to clone.
 pub struct Entities<A: Entity> {
     pub(crate) region: ActorRef<Region<A>>,
+    system: ActorSystem,
     ask_timeout: Duration,
     name: Arc<str>,
     direct: Arc<Direct<A>>,
@@ -344,6 +351,7 @@ impl<A: Entity> Clone for Entities<A> {
     fn clone(&self) -> Self {
         Self {
             region: self.region.clone(),
+            system: self.system.clone(),
             ask_timeout: self.ask_timeout,
             name: self.name.clone(),
             direct: self.direct.clone(),
@@ -360,6 +368,7 @@ impl<A: Entity> Entities<A> {
             thin_id: Arc::new(id.clone()),
             id,
             region: self.region.clone(),
+            system: self.system.clone(),
             ask_timeout: self.ask_timeout,
             direct: self.direct.clone(),
         }
@@ -410,7 +419,9 @@ pub struct EntityRef<A: Entity> {
     /// The id again, behind a thin pointer, for the direct paths' messages.
     thin_id: ThinId,
     shard: u32,
-    region: ActorRef<Region<A>>,
+    pub(crate) region: ActorRef<Region<A>>,
+    /// Where [`recipient`](Self::recipient) starts its forwarder.
+    system: ActorSystem,
     ask_timeout: Duration,
     direct: Arc<Direct<A>>,
 }
@@ -422,6 +433,7 @@ impl<A: Entity> Clone for EntityRef<A> {
             thin_id: self.thin_id.clone(),
             shard: self.shard,
             region: self.region.clone(),
+            system: self.system.clone(),
             ask_timeout: self.ask_timeout,
             direct: self.direct.clone(),
         }
@@ -432,6 +444,11 @@ impl<A: Entity> EntityRef<A> {
     /// The entity's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// How long an [`ask`](Self::ask) waits for its reply: the entity type's ask timeout.
+    pub fn ask_timeout(&self) -> Duration {
+        self.ask_timeout
     }
 
     /// Sends `msg`, waiting for room in this node's region; hands it back if the region is
@@ -549,26 +566,97 @@ impl<A: Entity> EntityRef<A> {
                 };
             }
         }
+        let asked = async move { self.enqueue_ask_via_region(msg).await?.await };
+        tokio::time::timeout(timeout, asked)
+            .await
+            .unwrap_or(Err(AskError::Timeout(timeout)))
+    }
+
+    /// Puts an ask in line — after every message sent through this reference before it, and
+    /// waiting for room like `tell` — and returns what waits for its reply (without the ask
+    /// timeout: the caller bounds it). The two halves of [`ask_within`](Self::ask_within),
+    /// for a forwarder that must keep its senders' order but not wait for each reply in turn.
+    pub(crate) async fn enqueue_ask<M>(&self, msg: M) -> Result<PendingReply<M::Reply>, AskError>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        if let Some(codec) = M::remote() {
+            if let Some(home) = self.direct.outbound_route(self.shard) {
+                let direct = DeliverAskDirect {
+                    entity: self.thin_id.clone(),
+                    msg,
+                };
+                self.direct.count_direct();
+                let reply = postbox::remote::enqueue_ask(&home, direct).await;
+                return Ok(Box::pin(async move {
+                    match reply.await {
+                        Ok(Ok(Bin(bytes))) => (codec.decode_reply)(&bytes)
+                            .map_err(|_| AskError::Remote(postbox::RemoteFailure::Undecodable)),
+                        Ok(Err(failure)) => Err(failure.into()),
+                        Err(error) => Err(error),
+                    }
+                }));
+            }
+        }
+        let reply = self.enqueue_ask_via_region(msg).await?;
+        Ok(Box::pin(reply))
+    }
+
+    /// An ask through this node's region, once it is in the region's mailbox: what waits for
+    /// the region to pass it on, then for the reply.
+    async fn enqueue_ask_via_region<M>(
+        &self,
+        msg: M,
+    ) -> Result<impl Future<Output = Result<M::Reply, AskError>> + Send + 'static, AskError>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
         let (reply, answer) = oneshot::channel();
         let route = RouteAsk {
             entity: self.id.clone(),
             msg,
             reply,
         };
-        let asked = async move {
-            // Counted, so that a later tell cannot overtake it by a direct path.
-            let entered = self.direct.enter_outbound(self.shard);
-            self.region
-                .tell(route)
-                .await
-                .map_err(|_| AskError::Stopped)?;
-            entered.passed();
+        // Counted, so that a later tell cannot overtake it by a direct path.
+        let entered = self.direct.enter_outbound(self.shard);
+        self.region
+            .tell(route)
+            .await
+            .map_err(|_| AskError::Stopped)?;
+        entered.passed();
+        Ok(async move {
             let reply = answer.await.map_err(|_| AskError::Stopped)?;
             reply.await
-        };
-        tokio::time::timeout(timeout, asked)
-            .await
-            .unwrap_or(Err(AskError::Timeout(timeout)))
+        })
+    }
+
+    /// This entity as a [`Recipient<M>`]: a local actor that passes every `M` it gets on to
+    /// the entity, so that an entity can be a router's routee, a breaker's guarded recipient
+    /// (`breaker.guard_recipient(..)`; for a single call, `breaker.call(entity.ask(msg))`
+    /// needs none), or anything else that takes a recipient.
+    ///
+    /// The forwarder keeps its senders' order (tells and asks are put in line in mailbox
+    /// order) without waiting for each reply: up to
+    /// [`FORWARDER_MAX_ASKS`](crate::FORWARDER_MAX_ASKS) asks at once, counted in its depth
+    /// (so smallest-mailbox routing sees an entity's outstanding work); at the bound it takes
+    /// no further message until a reply comes back, and its own mailbox fills, which holds its
+    /// senders back. An ask resolves as through [`ask`](Self::ask), with the same errors and
+    /// the type's ask timeout. A tell the region refuses (it stopped) is a dead letter
+    /// (`ActorStopped`) and the forwarder stops; it also stops when this node's region does,
+    /// which takes it out of any router. Each call starts a new forwarder: keep the recipient.
+    pub fn recipient<M>(&self) -> Result<Recipient<M>, ShardingError>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let entity = self.clone();
+        let forwarder = self
+            .system
+            .spawn(move || crate::recipient::Forwarder::<A, M>::new(entity.clone()))
+            .map_err(ShardingError::Spawn)?;
+        Ok(forwarder.recipient())
     }
 }
 

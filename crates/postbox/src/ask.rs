@@ -134,6 +134,28 @@ impl<T: Send + 'static> ReplyTo<T> {
         })
     }
 
+    /// Answers with `error` instead of a value: the asker's ask resolves with it. For a
+    /// [`handle_reply`](crate::Handler::handle_reply) that passes on the outcome of an ask of
+    /// its own (a proxy, a bridge), so that its asker learns the real cause — `NodeDown`,
+    /// `Timeout`, … — rather than the `Stopped` of a dropped handle. Fails, handing the error
+    /// back, if the asker stopped waiting; unlike [`send`](Self::send), nothing is counted
+    /// then (there was no reply to lose).
+    pub fn fail(mut self, error: AskError) -> Result<(), AskError> {
+        if let Some(tx) = self.tx.take() {
+            return tx.send(Err(error)).map_err(|_| error);
+        }
+        match self.extra.take().map(|extra| *extra) {
+            Some(Extra::Call(call)) => {
+                call(Err(error));
+                Ok(())
+            }
+            other => {
+                self.extra = other.map(Box::new);
+                Err(error)
+            }
+        }
+    }
+
     /// Sends without counting a failure (the caller counts it).
     pub(crate) fn send_unrecorded(mut self, value: T) -> Result<(), T> {
         self.deliver(value)

@@ -11,6 +11,7 @@ mod handoff;
 mod node_loss;
 mod partition;
 mod passivation;
+mod recipients;
 mod remember;
 mod singleton;
 mod split_brain;

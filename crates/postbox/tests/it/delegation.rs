@@ -81,6 +81,21 @@ impl Handler<Forget> for Deferring {
     }
 }
 
+/// Fails every held `Hold` with `NodeDown`; replies how many reached a waiting asker.
+struct Refuse;
+impl Message for Refuse {
+    type Reply = usize;
+}
+impl Handler<Refuse> for Deferring {
+    async fn handle(&mut self, _: Refuse, _: &mut Context<Self>) -> usize {
+        std::mem::take(&mut self.held)
+            .into_iter()
+            .map(|(reply, _counted)| reply.fail(AskError::NodeDown))
+            .filter(Result::is_ok)
+            .count()
+    }
+}
+
 /// Panics in the synchronous part of `handle_reply`, before any future exists.
 struct Explode;
 impl Message for Explode {
@@ -161,6 +176,25 @@ async fn a_delegated_reply_dropped_unanswered_tells_the_asker_the_actor_stopped(
         Err(AskError::Stopped)
     );
     assert_eq!(actor.depth(), 0);
+    system.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegated_reply_can_fail_with_the_real_cause() {
+    let system = ActorSystem::new();
+    let actor = system.spawn(Deferring::default).unwrap();
+    let waiting = hold(&actor);
+    let gone = hold(&actor);
+    until_depth(&actor, 2).await;
+    // The second asker gives up: its handle can no longer be answered, value or error.
+    gone.abort();
+    assert!(gone.await.unwrap_err().is_cancelled());
+    assert_eq!(within(PATIENCE, actor.ask(Refuse)).await.unwrap(), 1);
+    assert_eq!(
+        within(PATIENCE, waiting).await.unwrap(),
+        Err(AskError::NodeDown)
+    );
+    until_depth(&actor, 0).await;
     system.shutdown().await;
 }
 
