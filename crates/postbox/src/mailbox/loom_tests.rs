@@ -90,6 +90,38 @@ fn block_reuse_and_reclamation_under_concurrent_consumption() {
 }
 
 #[test]
+fn pooled_spares_taken_by_a_producer_while_the_consumer_trims_them() {
+    model(|| {
+        let q = Arc::new(Queue::new(UNBOUNDED));
+        // A backlog of five blocks, taken in one go: its reclaimed blocks fill the inline
+        // spare and the pool's one.
+        for seq in 0..10u8 {
+            assert!(q.push((1, seq)).is_ok());
+        }
+        assert_eq!(pop_n(&q, 10).len(), 10);
+        assert_eq!(q.spare_count(), 2);
+        // One more block takes the inline spare: the next one must come from the pool.
+        for seq in 0..2u8 {
+            assert!(q.push((0, seq)).is_ok());
+        }
+        assert_eq!(q.spare_count(), 1);
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                // The pool's block, unless the trim freed it first.
+                for seq in 2..4u8 {
+                    assert!(q.push((0, seq)).is_ok());
+                }
+            })
+        };
+        q.trim_spares();
+        let values = pop_n(&q, 4);
+        assert_per_producer_fifo(&values);
+        producer.join().unwrap();
+    });
+}
+
+#[test]
 fn bounded_never_exceeds_capacity() {
     model(|| {
         let q = Arc::new(Queue::new(1));

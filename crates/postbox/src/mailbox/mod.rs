@@ -445,8 +445,10 @@ impl<C: AsMailbox> Consumer<C> {
             if parked {
                 return Poll::Pending;
             }
-            // About to sleep on an empty lane: blocked senders must not sleep too.
+            // About to sleep on an empty lane: blocked senders must not sleep too, and the
+            // blocks a backlog left behind go back to the allocator.
             self.takes = 0;
+            mailbox.queue.trim_spares();
             mailbox.check_send_waiters();
             // Register, announce, then look once more: a producer that published after our
             // first look either shows up in the re-check or sees PARKED and wakes us.

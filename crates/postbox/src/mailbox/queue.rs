@@ -48,8 +48,15 @@
 //!    it does only after it has finished walking.
 //!
 //! Up to [`SPARES`] reclaimed blocks are kept and reused by producers that need a block, so a
-//! steady stream of messages does not allocate. Spares change hands only by swapping a whole
-//! pointer in or out of a slot, so there is no ABA hazard.
+//! steady stream of messages does not allocate. A queue that runs deeper reclaims blocks in
+//! bursts (the consumer takes a backlog in one go, then producers fill it again), more than
+//! those slots hold: the first time a reclaimed block finds them all taken, the queue gets a
+//! [`SparePool`] of [`POOL`] more, so a busy actor's backlog reuses its blocks instead of
+//! allocating one per [`BLOCK_CAP`] messages (and freeing it on another thread, which the
+//! system allocator handles slowly). The pool is emptied whenever the consumer runs out of
+//! work and goes to sleep ([`Queue::trim_spares`]), so an idle actor keeps at most the
+//! inline spares. Spares change hands only by swapping a whole pointer in or out of a slot,
+//! so there is no ABA hazard; the pool itself, once installed, lives as long as the queue.
 
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
 use std::mem::MaybeUninit;
@@ -72,8 +79,23 @@ const PARKED_FOR_SIGNALS: usize = 0b100;
 const INDEX_SHIFT: u32 = 3;
 const ONE: usize = 1 << INDEX_SHIFT;
 
-/// Reclaimed blocks kept for reuse.
-const SPARES: usize = 2;
+/// Reclaimed blocks kept for reuse in the queue itself: a stream of messages that the
+/// consumer keeps up with needs one (the producer takes it for the next block just before the
+/// consumer gives back the one before last). One word more here would grow every actor's
+/// cell past a size class: +144 resident bytes per idle actor (BENCHMARKS.md).
+const SPARES: usize = 1;
+
+/// Reclaimed blocks kept for reuse in a [`SparePool`], while the consumer has work: with the
+/// inline spare, a backlog of 32 blocks (512 messages) reuses its blocks.
+#[cfg(not(loom))]
+const POOL: usize = 31;
+#[cfg(loom)]
+const POOL: usize = 1;
+
+/// The spare blocks of a queue that ran deep (module docs).
+struct SparePool<T> {
+    slots: [AtomicPtr<Block<T>>; POOL],
+}
 
 /// Capacity value meaning "no bound".
 pub(crate) const UNBOUNDED: usize = usize::MAX;
@@ -136,6 +158,9 @@ pub(crate) struct Queue<T, M = ()> {
     tail_block: AtomicPtr<Block<T>>,
     cached_head: AtomicUsize,
     spares: [AtomicPtr<Block<T>>; SPARES],
+    /// Null until a reclaimed block first finds every inline spare slot taken; then set once,
+    /// and freed only with the queue.
+    pool: AtomicPtr<SparePool<T>>,
     /// Read-only after creation; beside `tail` because producers check it on every push.
     capacity: usize,
     /// The owner's cold fields, keeping the two hot groups apart.
@@ -173,6 +198,7 @@ impl<T, M> Queue<T, M> {
             tail_block: AtomicPtr::new(ptr::null_mut()),
             cached_head: AtomicUsize::new(0),
             spares: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            pool: AtomicPtr::new(ptr::null_mut()),
             capacity,
             middle,
             head: AtomicUsize::new(0),
@@ -407,18 +433,23 @@ impl<T, M> Queue<T, M> {
 
     /// A fresh block for `start`: a spare if there is one, else a new allocation.
     fn take_block(&self, start: usize) -> *mut Block<T> {
-        for slot in &self.spares {
-            if slot.load(Relaxed).is_null() {
-                continue;
+        let spare = match take_spare(&self.spares) {
+            Some(spare) => spare,
+            None => {
+                let pool = self.pool.load(Acquire);
+                if pool.is_null() {
+                    return Block::allocate(start);
+                }
+                // SAFETY: once installed, the pool lives as long as the queue.
+                match take_spare(unsafe { &(*pool).slots }) {
+                    Some(spare) => spare,
+                    None => return Block::allocate(start),
+                }
             }
-            let spare = slot.swap(ptr::null_mut(), Acquire);
-            if !spare.is_null() {
-                // SAFETY: the swap transferred exclusive ownership of the spare to this thread.
-                unsafe { (*spare).start.store(start, Relaxed) };
-                return spare;
-            }
-        }
-        Block::allocate(start)
+        };
+        // SAFETY: the swap transferred exclusive ownership of the spare to this thread.
+        unsafe { (*spare).start.store(start, Relaxed) };
+        spare
     }
 
     /// Keeps an unused, reset block as a spare, or frees it when every spare slot is taken.
@@ -426,16 +457,66 @@ impl<T, M> Queue<T, M> {
     /// # Safety
     /// No other thread may reference `block`, which must be in its freshly reset state.
     unsafe fn give_back(&self, block: *mut Block<T>) {
-        for slot in &self.spares {
-            if slot
-                .compare_exchange(ptr::null_mut(), block, AcqRel, Relaxed)
-                .is_ok()
-            {
-                return;
-            }
+        if keep_spare(&self.spares, block) {
+            return;
+        }
+        let pool = self.pool();
+        // SAFETY: once installed, the pool lives as long as the queue.
+        if keep_spare(unsafe { &(*pool).slots }, block) {
+            return;
         }
         // SAFETY: exclusively ours (contract) and never published.
         drop(unsafe { Box::from_raw(block) });
+    }
+
+    /// The spare pool, installed on first use.
+    fn pool(&self) -> *mut SparePool<T> {
+        let pool = self.pool.load(Acquire);
+        if !pool.is_null() {
+            return pool;
+        }
+        let fresh = Box::into_raw(Box::new(SparePool {
+            slots: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+        }));
+        match self
+            .pool
+            .compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire)
+        {
+            Ok(_) => fresh,
+            Err(installed) => {
+                // SAFETY: `fresh` was never published.
+                drop(unsafe { Box::from_raw(fresh) });
+                installed
+            }
+        }
+    }
+
+    /// Spare blocks held now, inline and pooled.
+    #[cfg(any(test, loom))]
+    pub(crate) fn spare_count(&self) -> usize {
+        let pool = self.pool.load(Acquire);
+        // SAFETY: once installed, the pool lives as long as the queue.
+        let pooled = (!pool.is_null()).then(|| unsafe { &(&(*pool).slots)[..] });
+        self.spares
+            .iter()
+            .chain(pooled.unwrap_or(&[]))
+            .filter(|slot| !slot.load(Acquire).is_null())
+            .count()
+    }
+
+    /// Consumer, about to sleep on an empty queue: frees the pooled spare blocks, so that an
+    /// idle actor keeps no more than the inline spares. (Producers may take from the pool
+    /// meanwhile; each block leaves it by one swap, to one owner.)
+    pub(crate) fn trim_spares(&self) {
+        let pool = self.pool.load(Acquire);
+        if pool.is_null() {
+            return;
+        }
+        // SAFETY: once installed, the pool lives as long as the queue.
+        while let Some(spare) = take_spare(unsafe { &(*pool).slots }) {
+            // SAFETY: the swap made it exclusively ours; spares are never published.
+            drop(unsafe { Box::from_raw(spare) });
+        }
     }
 
     /// Returns the block holding `index`, appending blocks as needed and moving `tail_block`
@@ -544,7 +625,11 @@ impl<T, M> Drop for Queue<T, M> {
             }
             block = owned.next.load(Relaxed);
         }
-        for slot in &self.spares {
+        let pool = self.pool.load(Relaxed);
+        // SAFETY: a non-null pool was installed by `pool()` and is freed only here.
+        let pooled = (!pool.is_null()).then(|| unsafe { Box::from_raw(pool) });
+        let pooled = pooled.iter().flat_map(|pool| pool.slots.iter());
+        for slot in self.spares.iter().chain(pooled) {
             let spare = slot.load(Relaxed);
             if !spare.is_null() {
                 // SAFETY: spares are exclusively owned by the queue.
@@ -552,6 +637,29 @@ impl<T, M> Drop for Queue<T, M> {
             }
         }
     }
+}
+
+/// Takes a spare block out of `slots`: exclusively the caller's once its pointer is swapped
+/// out.
+fn take_spare<T>(slots: &[AtomicPtr<Block<T>>]) -> Option<*mut Block<T>> {
+    for slot in slots {
+        if slot.load(Relaxed).is_null() {
+            continue;
+        }
+        let spare = slot.swap(ptr::null_mut(), Acquire);
+        if !spare.is_null() {
+            return Some(spare);
+        }
+    }
+    None
+}
+
+/// Puts an unpublished, reset block into a free slot of `slots`; false when all are taken.
+fn keep_spare<T>(slots: &[AtomicPtr<Block<T>>], block: *mut Block<T>) -> bool {
+    slots.iter().any(|slot| {
+        slot.compare_exchange(ptr::null_mut(), block, AcqRel, Relaxed)
+            .is_ok()
+    })
 }
 
 #[cfg(all(test, not(loom)))]
@@ -601,6 +709,34 @@ mod tests {
         assert!(q.is_closed());
         assert_eq!(q.push(2), Err(PushError::Closed(2)));
         assert_eq!(unsafe { q.pop() }, Some(1));
+    }
+
+    #[test]
+    fn a_deep_backlog_reuses_its_blocks_and_an_idle_queue_gives_them_back() {
+        let q = Queue::new(UNBOUNDED);
+        let backlog = BLOCK_CAP * 40;
+        for i in 0..backlog {
+            q.push(i).unwrap();
+        }
+        for i in 0..backlog {
+            assert_eq!(unsafe { q.pop() }, Some(i));
+        }
+        // Every reclaimed block it can hold is kept, inline and pooled.
+        assert_eq!(q.spare_count(), SPARES + POOL);
+        // The next backlog takes them back (the current block holds the first values).
+        for i in 0..(SPARES + POOL + 1) * BLOCK_CAP {
+            q.push(i).unwrap();
+        }
+        assert_eq!(q.spare_count(), 0);
+        for i in 0..(SPARES + POOL + 1) * BLOCK_CAP {
+            assert_eq!(unsafe { q.pop() }, Some(i));
+        }
+        assert!(q.spare_count() > SPARES);
+        // Empty and about to sleep: only the inline spares stay.
+        q.trim_spares();
+        assert_eq!(q.spare_count(), SPARES);
+        q.push(7).unwrap();
+        assert_eq!(unsafe { q.pop() }, Some(7));
     }
 
     #[test]
