@@ -778,3 +778,140 @@ impl ClusterEvents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::NodeLoad;
+    use std::collections::BTreeSet;
+
+    /// Member `i` of a cluster on loopback, as this node would read it from gossip.
+    fn node(i: u64) -> (ChitchatId, NodeInfo) {
+        let gossip: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16));
+        let info = NodeInfo {
+            node: NodeAddr {
+                addr: format!("127.0.0.1:{}", 4000 + i),
+                node_id: i + 1,
+                incarnation: 1,
+            },
+            roles: BTreeSet::new(),
+            leaving: false,
+            load_seq: 0,
+            load: NodeLoad::default(),
+            entries: Vec::new(),
+            acks: HashSet::new(),
+            up_since: i,
+            downed: HashSet::new(),
+        };
+        (ChitchatId::new(meta::node_id_text(i + 1), 1, gossip), info)
+    }
+
+    /// Every node, `cut` ones not live.
+    fn seen(nodes: &[(ChitchatId, NodeInfo)], cut: &[usize]) -> Observation {
+        Observation {
+            nodes: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, (id, info))| Observed {
+                    id: id.clone(),
+                    live: !cut.contains(&i),
+                    info: Arc::new(Ok(info.clone())),
+                })
+                .collect(),
+        }
+    }
+
+    fn unreachable(membership: &Membership) -> usize {
+        membership
+            .members()
+            .iter()
+            .filter(|m| m.status == MemberStatus::Unreachable)
+            .count()
+    }
+
+    /// Akka's stable-after: no decision until the unreachable members have stayed the same
+    /// for `down_after`, and a change of that set starts the wait again.
+    #[test]
+    fn downing_waits_until_the_unreachable_set_has_held_still_for_down_after() {
+        let nodes: Vec<_> = (0..5).map(node).collect();
+        let (me_id, me) = &nodes[0];
+        let down_after = Duration::from_secs(1);
+        let membership = Membership::new(
+            Member {
+                node: me.node.clone(),
+                gossip_addr: me_id.gossip_advertise_addr,
+                roles: BTreeSet::new(),
+                load: NodeLoad::default(),
+                status: MemberStatus::Up,
+            },
+            0,
+            down_after,
+            Duration::from_secs(60),
+            DowningStrategy::KeepMajority,
+        );
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        membership.apply(seen(&nodes, &[]), at(0));
+        assert_eq!(membership.members().len(), 5);
+        assert_eq!(unreachable(&membership), 0);
+
+        // Node 3 is cut off; half a period later node 4 too: the wait starts again.
+        membership.apply(seen(&nodes, &[3]), at(1_000));
+        assert_eq!(unreachable(&membership), 1);
+        membership.apply(seen(&nodes, &[3, 4]), at(1_500));
+        assert_eq!(unreachable(&membership), 2);
+        // A full period after the first cut, but not after the second: nothing decided.
+        let writes = membership.apply(seen(&nodes, &[3, 4]), at(2_200));
+        assert!(writes.downed.is_empty());
+        assert_eq!(membership.members().len(), 5);
+        assert_eq!(unreachable(&membership), 2);
+        assert_eq!(
+            membership.downing_counters.snapshot(false).kept_this_side,
+            0
+        );
+
+        // Stable for `down_after`: keep-majority keeps the three, downs the two.
+        let writes = membership.apply(seen(&nodes, &[3, 4]), at(2_600));
+        assert_eq!(writes.downed.len(), 2);
+        let members = membership.members();
+        assert_eq!(members.len(), 3);
+        assert!(members.iter().all(|m| m.status == MemberStatus::Up));
+        assert!(membership.downed().borrow().is_none(), "this side stays");
+        let stats = membership.downing_counters.snapshot(false);
+        assert_eq!((stats.kept_this_side, stats.members_downed), (1, 2));
+    }
+
+    /// A member that comes back before `down_after` is not downed, and the wait for the
+    /// next cut starts from that cut, not from the first.
+    #[test]
+    fn a_member_back_within_down_after_is_not_downed() {
+        let nodes: Vec<_> = (0..3).map(node).collect();
+        let (me_id, me) = &nodes[0];
+        let membership = Membership::new(
+            Member {
+                node: me.node.clone(),
+                gossip_addr: me_id.gossip_advertise_addr,
+                roles: BTreeSet::new(),
+                load: NodeLoad::default(),
+                status: MemberStatus::Up,
+            },
+            0,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            DowningStrategy::KeepMajority,
+        );
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        membership.apply(seen(&nodes, &[]), at(0));
+        membership.apply(seen(&nodes, &[2]), at(100));
+        membership.apply(seen(&nodes, &[]), at(900));
+        assert_eq!(unreachable(&membership), 0);
+        membership.apply(seen(&nodes, &[2]), at(1_000));
+        let writes = membership.apply(seen(&nodes, &[2]), at(1_800));
+        assert!(writes.downed.is_empty(), "cut again 0.8 s ago, not 1 s");
+        assert_eq!(membership.members().len(), 3);
+        let writes = membership.apply(seen(&nodes, &[2]), at(2_050));
+        assert_eq!(writes.downed.len(), 1);
+        assert_eq!(membership.members().len(), 2);
+    }
+}

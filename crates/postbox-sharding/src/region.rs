@@ -183,6 +183,8 @@ pub(crate) struct Region<A: Entity> {
     handed: HashMap<(u32, Identity), u64>,
     active: usize,
     handing: usize,
+    /// The most hand-offs at once so far (`RegionSnapshot::most_handing_off`).
+    most_handing: usize,
     epoch: u64,
     leaving: bool,
     /// Members that told this region they are leaving: no longer homes.
@@ -219,6 +221,7 @@ impl<A: Entity> Region<A> {
             handed: HashMap::new(),
             active: 0,
             handing: 0,
+            most_handing: 0,
             epoch: 0,
             leaving: false,
             excluded: HashSet::new(),
@@ -903,6 +906,7 @@ impl<A: Entity> Region<A> {
             remaining: state.entities.len(),
         };
         self.handing += 1;
+        self.most_handing = self.most_handing.max(self.handing);
         state.entities.is_empty()
     }
 
@@ -1163,6 +1167,7 @@ impl<A: Entity> Region<A> {
             remembered: self.memory.values().map(ShardMemory::remembered).sum(),
             buffered: self.buffered(),
             handing_off: self.handing,
+            most_handing_off: self.most_handing,
             acquiring: self
                 .shards
                 .values()

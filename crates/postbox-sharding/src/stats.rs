@@ -104,6 +104,10 @@ pub struct RegionSnapshot {
     pub buffered: usize,
     /// Shards being handed off.
     pub handing_off: usize,
+    /// The most shards it has handed off at once since it started: at most
+    /// [`max_handoffs`](crate::EntityType::max_handoffs), except while this node leaves
+    /// (a graceful leave hands every shard off at once).
+    pub most_handing_off: usize,
     /// Shards being acquired.
     pub acquiring: usize,
     /// Its counters.

@@ -145,7 +145,15 @@ async fn rebalancing_on_join_moves_shards_to_the_new_node() {
     );
     let mut handoffs = 0;
     for counters in &cluster.counters[..2] {
-        handoffs += counters.snapshot().await.unwrap().counters.handoffs;
+        let snapshot = counters.snapshot().await.unwrap();
+        handoffs += snapshot.counters.handoffs;
+        // The type's bound on concurrent hand-offs held on each old home.
+        assert!(
+            (1..=2).contains(&snapshot.most_handing_off) || snapshot.counters.handoffs == 0,
+            "{} hand-offs at once on {}",
+            snapshot.most_handing_off,
+            snapshot.node
+        );
     }
     assert!(handoffs >= shards_joined as u64, "{handoffs} hand-offs");
     // Allocated: every shard is placed on exactly one node, whether active there or not.
