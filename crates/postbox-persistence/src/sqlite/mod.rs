@@ -173,7 +173,16 @@ impl SqliteStore {
         let writer_max_size = max_size.clone();
         std::thread::Builder::new()
             .name("postbox-sqlite-writer".into())
-            .spawn(move || writer::run(conn, receiver, writer_max_size))
+            .spawn({
+                // A multi-thread runtime's workers run whether or not anyone blocks on it; a
+                // current-thread runtime's tasks would wait for its next `block_on`.
+                let answering = tokio::runtime::Handle::try_current()
+                    .ok()
+                    .filter(|runtime| {
+                        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                    });
+                move || writer::run(conn, receiver, writer_max_size, answering)
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             readers: Arc::new(Readers {

@@ -10,8 +10,31 @@ use std::sync::Arc;
 /// SQLite's own limit on pages: what "no cap" sets `max_page_count` back to.
 const NO_PAGE_LIMIT: u64 = 4_294_967_294;
 
+/// Answers for the ops of one batch, in batch order.
+type Answers = Vec<(WriteOp, Result<(), StoreError>)>;
+
 /// Commits batches until every sender is gone.
-pub(super) fn run(mut conn: Connection, mut queue: WriteQueueReceiver, max_size: Arc<AtomicU64>) {
+///
+/// With a runtime (`answering`), a committed batch's answers are handed to one task on it,
+/// which answers each op: the tasks waiting for them are then woken from a worker thread,
+/// into its own run queue, instead of one by one from this thread (each such wake-up from
+/// outside the runtime may unpark a worker) — one cross-thread wake-up per commit. Without
+/// one, or once it has shut down, this thread answers.
+pub(super) fn run(
+    mut conn: Connection,
+    mut queue: WriteQueueReceiver,
+    max_size: Arc<AtomicU64>,
+    answering: Option<tokio::runtime::Handle>,
+) {
+    let answerer = answering.map(|runtime| {
+        let (answers, mut to_answer) = tokio::sync::mpsc::unbounded_channel::<Answers>();
+        runtime.spawn(async move {
+            while let Some(batch) = to_answer.recv().await {
+                answer(batch);
+            }
+        });
+        answers
+    });
     let mut applied_max_size = None;
     while let Some(batch) = queue.blocking_next_batch() {
         let wanted = max_size.load(Relaxed);
@@ -21,7 +44,7 @@ pub(super) fn run(mut conn: Connection, mut queue: WriteQueueReceiver, max_size:
                 Err(e) => tracing::warn!(error = %e, "could not apply the store's size cap"),
             }
         }
-        match commit(&mut conn, &batch) {
+        let answers: Answers = match commit(&mut conn, &batch) {
             Ok(outcomes) => {
                 let events = batch
                     .iter()
@@ -30,17 +53,30 @@ pub(super) fn run(mut conn: Connection, mut queue: WriteQueueReceiver, max_size:
                     .map(|(op, _)| op.events())
                     .sum();
                 queue.counters.committed(events);
-                for (op, outcome) in batch.into_iter().zip(outcomes) {
-                    op.finish(outcome);
-                }
+                batch.into_iter().zip(outcomes).collect()
             }
             Err(error) => {
                 tracing::debug!(%error, ops = batch.len(), "a batch failed to commit");
-                for op in batch {
-                    op.finish(Err(error.clone()));
+                batch
+                    .into_iter()
+                    .map(|op| (op, Err(error.clone())))
+                    .collect()
+            }
+        };
+        match &answerer {
+            Some(answerer) => {
+                if let Err(unsent) = answerer.send(answers) {
+                    answer(unsent.0);
                 }
             }
+            None => answer(answers),
         }
+    }
+}
+
+fn answer(batch: Answers) {
+    for (op, outcome) in batch {
+        op.finish(outcome);
     }
 }
 

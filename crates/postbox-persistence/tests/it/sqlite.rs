@@ -4,7 +4,7 @@
 use crate::support::*;
 use postbox::prelude::*;
 use postbox_persistence::prelude::*;
-use postbox_persistence::{tck, SqliteOptions, SqliteStore, StoreError};
+use postbox_persistence::{tck, Journal, Record, SqliteOptions, SqliteStore, StoreError};
 use postbox_testkit::{within, PATIENCE};
 use std::path::Path;
 use std::sync::Arc;
@@ -236,4 +236,36 @@ async fn many_actors_persisting_at_once_share_commits() {
         commit.commits
     );
     system.shutdown().await;
+}
+
+/// The writer hands a commit's answers to a task on the multi-thread runtime that opened the
+/// store; once that runtime is gone, the writer answers itself: a store that outlives the
+/// runtime it was opened in keeps answering (here, on a current-thread runtime, whose tasks
+/// would only run while something blocks on it).
+#[test]
+fn a_store_keeps_answering_after_the_runtime_that_opened_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outlived.db");
+    let id = PersistenceId::of("c", "outlived");
+    let event = || vec![Record::new("test.event", 1, vec![7])];
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = first.block_on(open(&path));
+    first
+        .block_on(within(PATIENCE, store.append(&id, 0, event())))
+        .unwrap();
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        within(PATIENCE, store.append(&id, 1, event()))
+            .await
+            .unwrap();
+        assert_eq!(within(PATIENCE, store.highest_seq(&id)).await.unwrap(), 2);
+    });
 }
