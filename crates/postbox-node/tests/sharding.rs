@@ -5,14 +5,17 @@
 //! acknowledged increment is in the final value; with `--remember-entities`, the killed
 //! host's counter runs again on another node before anyone sends to it. And five nodes in
 //! network namespaces cut 3|2: the two down themselves, their entities re-home to the three
-//! and continue, and the restarted two rejoin after the heal.
+//! and continue (a key written from both sides through the cut is acknowledged once per
+//! value, with none lost), and the restarted two rejoin after the heal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 mod support;
 
-use postbox_testkit::until_async;
+use postbox_testkit::{until, until_async, within};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -28,16 +31,26 @@ async fn get(node: &NodeProcess, path: &str) -> String {
 
 /// `send counter` through `via`: the counter's value and hosting node, or the error.
 async fn add(via: &NodeProcess, key: &str, n: i64) -> Result<(i64, String), String> {
+    add_through(via.netns.as_deref(), &via.remote, key, n).await
+}
+
+/// [`add`] through the node at `remote` (in `netns`, if any).
+async fn add_through(
+    netns: Option<&str>,
+    remote: &str,
+    key: &str,
+    n: i64,
+) -> Result<(i64, String), String> {
     let body = format!(r#"{{"key": "{key}", "add": {n}}}"#);
     let output = run(
-        via.netns.as_deref(),
+        netns,
         &[
             "send",
             "--json",
             "--timeout",
             "20s",
             "--node",
-            &via.remote,
+            remote,
             "counter",
             &body,
         ],
@@ -211,6 +224,13 @@ async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
 /// The exit code of a node the cluster declared down.
 const EXIT_DOWNED: i32 = 3;
 
+/// Five nodes in network namespaces sharing one SQLite file, cut 3 | 2. The two down
+/// themselves and exit; their keys re-home to the three and continue from their last
+/// acknowledged values; after the heal the two restart and rejoin. One key of the two is
+/// written from both sides all through the cut — by the node hosting it until it downs
+/// itself, and through one of the three, whose adds wait until the key re-homes: two live
+/// instances writing from one state would acknowledge the same value twice, and a lost
+/// write would leave the counter short of the acknowledged adds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entities_of_the_losing_side_of_a_partition_rehome_to_the_winning_side() {
     let folder = tempfile::tempdir().unwrap();
@@ -253,12 +273,92 @@ async fn entities_of_the_losing_side_of_a_partition_rehome_to_the_winning_side()
         .collect();
     assert!(!moving.is_empty(), "the two host some keys: {hosts:?}");
 
+    // One more key on the two, written from both sides all through the cut: by the node
+    // hosting it (until it downs itself) and by one of the three (once it re-homes there).
+    let mut contested = None;
+    for i in 0..200 {
+        let key = format!("contested-{i}");
+        if add(&nodes[0], &key, 0)
+            .await
+            .is_ok_and(|(_, host)| losers.contains(&host))
+        {
+            contested = Some(key);
+            break;
+        }
+    }
+    let contested = contested.expect("a key hosted by the two");
+    let stop = Arc::new(AtomicBool::new(false));
+    let minority_acks = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = [(&nodes[3], Some(&minority_acks)), (&nodes[1], None)]
+        .into_iter()
+        .map(|(via, acks)| {
+            let (netns, remote) = (via.netns.clone(), via.remote.clone());
+            let (key, stop, acks) = (contested.clone(), stop.clone(), acks.cloned());
+            tokio::spawn(async move {
+                let (mut acknowledged, mut failed) = (Vec::new(), 0);
+                let mut pace = tokio::time::interval(std::time::Duration::from_millis(50));
+                while !stop.load(Relaxed) {
+                    pace.tick().await;
+                    match add_through(netns.as_deref(), &remote, &key, 1).await {
+                        Ok((value, _)) => {
+                            acknowledged.push(value);
+                            if let Some(acks) = &acks {
+                                acks.fetch_add(1, Relaxed);
+                            }
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (acknowledged, failed)
+            })
+        })
+        .collect();
+    until(BOUND, "the two's writer is acknowledged", || {
+        minority_acks.load(Relaxed) >= 2
+    })
+    .await;
+
     // 3 | 2: the two are a minority of five, down themselves and stop hosting.
     lan.cut(&[3, 4]);
     for node in &mut nodes[3..] {
         let status = node.exited(BOUND).await;
         assert_eq!(status.code(), Some(EXIT_DOWNED), "{status:?}");
     }
+    // The contested key answers on the three, then the writers stop.
+    until_async(
+        BOUND,
+        "the contested key answers on the three",
+        async || {
+            add(&nodes[2], &contested, 0)
+                .await
+                .ok()
+                .filter(|(_, host)| !losers.contains(host))
+        },
+    )
+    .await;
+    stop.store(true, Relaxed);
+    let (mut acknowledged, mut failed) = (Vec::new(), 0);
+    for writer in writers {
+        let (values, failures) = within(BOUND, writer).await.unwrap();
+        acknowledged.extend(values);
+        failed += failures;
+    }
+    // Two live instances writing from one state would both acknowledge the same value: each
+    // value is acknowledged once, and the counter holds every acknowledged add (plus at
+    // most the failed ones, which may have been applied).
+    let total = acknowledged.len();
+    acknowledged.sort_unstable();
+    acknowledged.dedup();
+    assert_eq!(acknowledged.len(), total, "a value acknowledged twice");
+    let (now, _) = until_async(BOUND, "the contested key answers", async || {
+        add(&nodes[2], &contested, 0).await.ok()
+    })
+    .await;
+    assert!(total > 0, "no add was acknowledged ({failed} failed)");
+    assert!(
+        (total as i64..=total as i64 + failed).contains(&now),
+        "{now} after {total} acknowledged and {failed} failed adds"
+    );
     // Every key answers on the three, continuing from its last acknowledged value.
     let mut values = std::collections::HashMap::new();
     for key in &keys {
