@@ -14,6 +14,7 @@ mod support;
 
 use postbox_testkit::{until, until_async, within};
 use serde_json::Value;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use support::*;
@@ -68,15 +69,15 @@ async fn add_through(
 
 /// Three nodes on loopback started with `settings`, the second and third seeded by the
 /// first, once each sees all three up.
-async fn three_on_loopback(settings: &[&str]) -> Vec<NodeProcess> {
+async fn three_on_loopback(folder: Option<&Path>, settings: &[&str]) -> Vec<NodeProcess> {
     let loopback = "127.0.0.1:0";
-    let first = NodeProcess::start(None, loopback, loopback, settings).await;
+    let first = NodeProcess::start_in(folder, None, loopback, loopback, settings).await;
     let seed = first.gossip.clone();
     let mut extra = settings.to_vec();
     extra.extend(["--seed", seed.as_str()]);
     let mut nodes = vec![first];
     for _ in 0..2 {
-        nodes.push(NodeProcess::start(None, loopback, loopback, &extra).await);
+        nodes.push(NodeProcess::start_in(folder, None, loopback, loopback, &extra).await);
     }
     let everyone: Vec<&NodeProcess> = nodes.iter().collect();
     for node in &everyone {
@@ -87,11 +88,13 @@ async fn three_on_loopback(settings: &[&str]) -> Vec<NodeProcess> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_is_one_counter_across_nodes_and_survives_sigkill_of_its_host() {
+    // As the README runs it: three nodes started from one folder, no store settings.
     let folder = tempfile::tempdir().unwrap();
-    let store = folder.path().join("postbox.db");
-    let store = store.to_str().unwrap();
-    let shared = ["--store", "sqlite", "--store-path", store];
-    let nodes = three_on_loopback(&shared).await;
+    let nodes = three_on_loopback(Some(folder.path()), &[]).await;
+    assert!(
+        folder.path().join("postbox-data/postbox.db").exists(),
+        "the default store, shared from the folder"
+    );
 
     // One key, one sequence of values, whichever node is asked; one hosting node.
     let mut host = None;
@@ -423,7 +426,7 @@ async fn with_remember_entities_a_killed_hosts_counter_restarts_without_a_messag
         "--remember-entities",
         "true",
     ];
-    let nodes = three_on_loopback(&shared).await;
+    let nodes = three_on_loopback(None, &shared).await;
     let (_, host) = until_async(BOUND, "the counter answers", async || {
         add(&nodes[0], "kept", 5).await.ok()
     })

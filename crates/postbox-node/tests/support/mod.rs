@@ -67,6 +67,19 @@ impl NodeProcess {
         gossip: &str,
         extra: &[&str],
     ) -> Self {
+        Self::start_in(None, netns, remote, gossip, extra).await
+    }
+
+    /// [`start`](Self::start), with `folder` (if any) as the working directory and the
+    /// node's default store — as the README's local cluster runs: nodes started from one
+    /// folder share `postbox-data/postbox.db` in it.
+    pub(crate) async fn start_in(
+        folder: Option<&std::path::Path>,
+        netns: Option<&str>,
+        remote: &str,
+        gossip: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut args = vec![
             "start",
             "--remote-listen",
@@ -77,7 +90,13 @@ impl NodeProcess {
             "127.0.0.1:0",
         ];
         args.extend_from_slice(extra);
-        let mut child = command(netns, &args)
+        let mut command = command(netns, &args);
+        if let Some(folder) = folder {
+            command
+                .current_dir(folder)
+                .env_remove("POSTBOX_PERSISTENCE_STORE");
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
