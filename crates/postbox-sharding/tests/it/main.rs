@@ -8,6 +8,7 @@ mod common;
 mod activation;
 mod direct;
 mod handoff;
+mod load;
 mod node_loss;
 mod partition;
 mod passivation;
