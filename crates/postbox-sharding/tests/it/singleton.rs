@@ -102,3 +102,70 @@ async fn the_singleton_moves_to_the_oldest_member_on_leave_and_on_loss() {
         );
     }
 }
+
+/// With a role, the singleton runs on the oldest member that has it (here the second node:
+/// the first, older, has no role); when that member is lost, on the next oldest with the
+/// role. Asks sent while its host is lost and not yet down each resolve — answered by the
+/// new host, or failed `NodeDown` — and none waits forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_singleton_with_a_role_runs_on_the_oldest_member_that_has_it() {
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut nodes = TestCluster::builder()
+        .nodes(4)
+        .cluster_config(move |config| {
+            // Nodes start one after the other: all but the first (the oldest) lead.
+            match started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => config,
+                _ => config.role("leads"),
+            }
+        })
+        .start()
+        .await;
+    let proxies: Vec<EntityRef<Leader>> = (0..4)
+        .map(|i| {
+            let node = nodes.node(i);
+            let name = node.name().to_owned();
+            Sharding::new(&node.system, &node.remote, &node.cluster)
+                .register_singleton("leader", Some("leads"), move || Leader {
+                    node: name.clone(),
+                })
+                .unwrap()
+        })
+        .collect();
+    let oldest_with_role = nodes.node(0).cluster.members_by_age()[1].node.clone();
+    let host = within(PATIENCE, proxies[0].ask(WhereAreYou)).await.unwrap();
+    assert_eq!(nodes.node(1).node(), &oldest_with_role);
+    assert_eq!(host, nodes.node(1).name(), "the oldest with the role");
+    for proxy in &proxies {
+        assert_eq!(
+            within(PATIENCE, proxy.ask(WhereAreYou)).await.unwrap(),
+            host
+        );
+    }
+
+    let victim = nodes.node(1).node().clone();
+    nodes.kill(1).await;
+    let asks: Vec<_> = (0..10)
+        .map(|_| {
+            let proxy = proxies[0].clone();
+            tokio::spawn(async move { proxy.ask(WhereAreYou).await })
+        })
+        .collect();
+    nodes
+        .wait_seen(&victim, postbox_cluster::MemberStatus::Down)
+        .await;
+    let next = nodes.node(2).name().to_owned();
+    for ask in asks {
+        match within(PATIENCE, ask).await.unwrap() {
+            Ok(answer) => assert_eq!(answer, next, "answered by the new host"),
+            Err(error) => assert_eq!(error, AskError::NodeDown),
+        }
+    }
+    for i in [0, 2, 3] {
+        assert_eq!(
+            within(PATIENCE, proxies[i].ask(WhereAreYou)).await.unwrap(),
+            next,
+            "the next oldest with the role"
+        );
+    }
+}
