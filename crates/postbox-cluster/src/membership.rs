@@ -821,6 +821,24 @@ mod tests {
         }
     }
 
+    /// The membership of node `me`, keep-majority after `down_after`.
+    fn keeping_majority(me: &(ChitchatId, NodeInfo), down_after: Duration) -> Membership {
+        let (id, info) = me;
+        Membership::new(
+            Member {
+                node: info.node.clone(),
+                gossip_addr: id.gossip_advertise_addr,
+                roles: BTreeSet::new(),
+                load: NodeLoad::default(),
+                status: MemberStatus::Up,
+            },
+            0,
+            down_after,
+            Duration::from_secs(60),
+            DowningStrategy::KeepMajority,
+        )
+    }
+
     fn unreachable(membership: &Membership) -> usize {
         membership
             .members()
@@ -834,21 +852,8 @@ mod tests {
     #[test]
     fn downing_waits_until_the_unreachable_set_has_held_still_for_down_after() {
         let nodes: Vec<_> = (0..5).map(node).collect();
-        let (me_id, me) = &nodes[0];
         let down_after = Duration::from_secs(1);
-        let membership = Membership::new(
-            Member {
-                node: me.node.clone(),
-                gossip_addr: me_id.gossip_advertise_addr,
-                roles: BTreeSet::new(),
-                load: NodeLoad::default(),
-                status: MemberStatus::Up,
-            },
-            0,
-            down_after,
-            Duration::from_secs(60),
-            DowningStrategy::KeepMajority,
-        );
+        let membership = keeping_majority(&nodes[0], down_after);
         let t = Instant::now();
         let at = |ms: u64| t + Duration::from_millis(ms);
         membership.apply(seen(&nodes, &[]), at(0));
@@ -886,20 +891,7 @@ mod tests {
     #[test]
     fn a_member_back_within_down_after_is_not_downed() {
         let nodes: Vec<_> = (0..3).map(node).collect();
-        let (me_id, me) = &nodes[0];
-        let membership = Membership::new(
-            Member {
-                node: me.node.clone(),
-                gossip_addr: me_id.gossip_advertise_addr,
-                roles: BTreeSet::new(),
-                load: NodeLoad::default(),
-                status: MemberStatus::Up,
-            },
-            0,
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-            DowningStrategy::KeepMajority,
-        );
+        let membership = keeping_majority(&nodes[0], Duration::from_secs(1));
         let t = Instant::now();
         let at = |ms: u64| t + Duration::from_millis(ms);
         membership.apply(seen(&nodes, &[]), at(0));

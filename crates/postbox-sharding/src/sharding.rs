@@ -558,12 +558,7 @@ impl<A: Entity> EntityRef<A> {
                     msg,
                 };
                 self.direct.count_direct();
-                return match home.ask(direct).timeout(timeout).await {
-                    Ok(Ok(Bin(bytes))) => (codec.decode_reply)(&bytes)
-                        .map_err(|_| AskError::Remote(postbox::RemoteFailure::Undecodable)),
-                    Ok(Err(failure)) => Err(failure.into()),
-                    Err(error) => Err(error),
-                };
+                return direct_reply(codec, home.ask(direct).timeout(timeout).await);
             }
         }
         let asked = async move { self.enqueue_ask_via_region(msg).await?.await };
@@ -589,14 +584,7 @@ impl<A: Entity> EntityRef<A> {
                 };
                 self.direct.count_direct();
                 let reply = postbox::remote::enqueue_ask(&home, direct).await;
-                return Ok(Box::pin(async move {
-                    match reply.await {
-                        Ok(Ok(Bin(bytes))) => (codec.decode_reply)(&bytes)
-                            .map_err(|_| AskError::Remote(postbox::RemoteFailure::Undecodable)),
-                        Ok(Err(failure)) => Err(failure.into()),
-                        Err(error) => Err(error),
-                    }
-                }));
+                return Ok(Box::pin(async move { direct_reply(codec, reply.await) }));
             }
         }
         let reply = self.enqueue_ask_via_region(msg).await?;
@@ -657,6 +645,19 @@ impl<A: Entity> EntityRef<A> {
             .spawn(move || crate::recipient::Forwarder::<A, M>::new(entity.clone()))
             .map_err(ShardingError::Spawn)?;
         Ok(forwarder.recipient())
+    }
+}
+
+/// The reply to an ask that took the direct path: the home region's answer, decoded.
+fn direct_reply<M: Message>(
+    codec: postbox::remote::RemoteCodec<M>,
+    answer: Result<crate::wire::WireReply, AskError>,
+) -> Result<M::Reply, AskError> {
+    match answer {
+        Ok(Ok(Bin(bytes))) => (codec.decode_reply)(&bytes)
+            .map_err(|_| AskError::Remote(postbox::RemoteFailure::Undecodable)),
+        Ok(Err(failure)) => Err(failure.into()),
+        Err(error) => Err(error),
     }
 }
 
