@@ -103,17 +103,17 @@ async fn the_singleton_moves_to_the_oldest_member_on_leave_and_on_loss() {
     }
 }
 
-/// With a role, the singleton runs on the oldest member that has it (here the second node:
-/// the first, older, has no role); when that member is lost, on the next oldest with the
-/// role. Asks sent while its host is lost and not yet down each resolve — answered by the
-/// new host, or failed `NodeDown` — and none waits forever.
+/// With a role, the singleton runs on the oldest member that has it, never on the one
+/// without (started first, so usually the oldest of all); when that member is lost, on the next oldest with the role. Asks sent
+/// while its host is lost and not yet down each resolve — answered by the new host, or
+/// failed `NodeDown` — and none waits forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_singleton_with_a_role_runs_on_the_oldest_member_that_has_it() {
     let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The first node has no role; the three that join after it, one at a time, lead.
     let mut nodes = TestCluster::builder()
-        .nodes(4)
+        .nodes(1)
         .cluster_config(move |config| {
-            // Nodes start one after the other: all but the first (the oldest) lead.
             match started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
                 0 => config,
                 _ => config.role("leads"),
@@ -121,6 +121,9 @@ async fn a_singleton_with_a_role_runs_on_the_oldest_member_that_has_it() {
         })
         .start()
         .await;
+    for _ in 0..3 {
+        nodes.add_node().await;
+    }
     let proxies: Vec<EntityRef<Leader>> = (0..4)
         .map(|i| {
             let node = nodes.node(i);
@@ -132,10 +135,20 @@ async fn a_singleton_with_a_role_runs_on_the_oldest_member_that_has_it() {
                 .unwrap()
         })
         .collect();
-    let oldest_with_role = nodes.node(0).cluster.members_by_age()[1].node.clone();
+    let by_age = nodes.node(0).cluster.members_by_age();
+    let leaders: Vec<usize> = by_age
+        .iter()
+        .filter(|m| m.roles.contains("leads"))
+        .map(|m| (0..4).find(|i| nodes.node(*i).node() == &m.node).unwrap())
+        .collect();
+    assert_eq!(leaders.len(), 3);
     let host = within(PATIENCE, proxies[0].ask(WhereAreYou)).await.unwrap();
-    assert_eq!(nodes.node(1).node(), &oldest_with_role);
-    assert_eq!(host, nodes.node(1).name(), "the oldest with the role");
+    assert_eq!(
+        host,
+        nodes.node(leaders[0]).name(),
+        "the oldest with the role"
+    );
+    assert_ne!(host, nodes.node(0).name(), "never on the member without it");
     for proxy in &proxies {
         assert_eq!(
             within(PATIENCE, proxy.ask(WhereAreYou)).await.unwrap(),
@@ -143,8 +156,8 @@ async fn a_singleton_with_a_role_runs_on_the_oldest_member_that_has_it() {
         );
     }
 
-    let victim = nodes.node(1).node().clone();
-    nodes.kill(1).await;
+    let victim = nodes.node(leaders[0]).node().clone();
+    nodes.kill(leaders[0]).await;
     let asks: Vec<_> = (0..10)
         .map(|_| {
             let proxy = proxies[0].clone();
@@ -154,14 +167,14 @@ async fn a_singleton_with_a_role_runs_on_the_oldest_member_that_has_it() {
     nodes
         .wait_seen(&victim, postbox_cluster::MemberStatus::Down)
         .await;
-    let next = nodes.node(2).name().to_owned();
+    let next = nodes.node(leaders[1]).name().to_owned();
     for ask in asks {
         match within(PATIENCE, ask).await.unwrap() {
             Ok(answer) => assert_eq!(answer, next, "answered by the new host"),
             Err(error) => assert_eq!(error, AskError::NodeDown),
         }
     }
-    for i in [0, 2, 3] {
+    for i in (0..4).filter(|i| *i != leaders[0]) {
         assert_eq!(
             within(PATIENCE, proxies[i].ask(WhereAreYou)).await.unwrap(),
             next,
