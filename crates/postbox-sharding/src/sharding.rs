@@ -11,6 +11,7 @@ use crate::region::{
 use crate::stats::{RegionCounters, RegionSnapshot};
 use crate::wire::{Bin, Deliver, DeliverAsk, DeliverAskDirect, DeliverDirect, ThinId};
 use crate::Entity;
+use postbox::remote::RemoteCodec;
 use postbox::{
     ActorRef, ActorSystem, AskError, Handler, Message, Props, Recipient, SendError, TrySendError,
 };
@@ -24,6 +25,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// An ask ready for its direct path: the home's region, the message in its envelope, its
+/// codec (see [`EntityRef::direct_ask`]).
+type DirectAsk<A, M> = (ActorRef<Region<A>>, DeliverAskDirect<M>, RemoteCodec<M>);
 
 /// What waits for the reply to an ask already in line (see [`EntityRef::enqueue_ask`]).
 pub(crate) type PendingReply<R> = Pin<Box<dyn Future<Output = Result<R, AskError>> + Send>>;
@@ -550,17 +555,12 @@ impl<A: Entity> EntityRef<A> {
         A: Handler<M>,
         M: Message,
     {
-        if let Some(codec) = M::remote() {
-            if let Some(home) = self.direct.outbound_route(self.shard) {
-                // Straight to the home's region, in line with this sender's direct tells.
-                let direct = DeliverAskDirect {
-                    entity: self.thin_id.clone(),
-                    msg,
-                };
-                self.direct.count_direct();
+        let msg = match self.direct_ask(msg) {
+            Ok((home, direct, codec)) => {
                 return direct_reply(codec, home.ask(direct).timeout(timeout).await);
             }
-        }
+            Err(msg) => msg,
+        };
         let asked = async move { self.enqueue_ask_via_region(msg).await?.await };
         tokio::time::timeout(timeout, asked)
             .await
@@ -576,19 +576,37 @@ impl<A: Entity> EntityRef<A> {
         A: Handler<M>,
         M: Message,
     {
-        if let Some(codec) = M::remote() {
-            if let Some(home) = self.direct.outbound_route(self.shard) {
-                let direct = DeliverAskDirect {
-                    entity: self.thin_id.clone(),
-                    msg,
-                };
-                self.direct.count_direct();
+        let msg = match self.direct_ask(msg) {
+            Ok((home, direct, codec)) => {
                 let reply = postbox::remote::enqueue_ask(&home, direct).await;
                 return Ok(Box::pin(async move { direct_reply(codec, reply.await) }));
             }
-        }
+            Err(msg) => msg,
+        };
         let reply = self.enqueue_ask_via_region(msg).await?;
         Ok(Box::pin(reply))
+    }
+
+    /// An ask's direct path, when it is open: the home's region and the message in its direct
+    /// envelope (counted as direct), straight there in line with this sender's direct tells.
+    /// Otherwise the message back, for the regions' path.
+    fn direct_ask<M>(&self, msg: M) -> Result<DirectAsk<A, M>, M>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let Some(codec) = M::remote() else {
+            return Err(msg);
+        };
+        let Some(home) = self.direct.outbound_route(self.shard) else {
+            return Err(msg);
+        };
+        self.direct.count_direct();
+        let direct = DeliverAskDirect {
+            entity: self.thin_id.clone(),
+            msg,
+        };
+        Ok((home, direct, codec))
     }
 
     /// An ask through this node's region, once it is in the region's mailbox: what waits for
@@ -650,7 +668,7 @@ impl<A: Entity> EntityRef<A> {
 
 /// The reply to an ask that took the direct path: the home region's answer, decoded.
 fn direct_reply<M: Message>(
-    codec: postbox::remote::RemoteCodec<M>,
+    codec: RemoteCodec<M>,
     answer: Result<crate::wire::WireReply, AskError>,
 ) -> Result<M::Reply, AskError> {
     match answer {

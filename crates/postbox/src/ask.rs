@@ -141,19 +141,7 @@ impl<T: Send + 'static> ReplyTo<T> {
     /// back, if the asker stopped waiting; unlike [`send`](Self::send), nothing is counted
     /// then (there was no reply to lose).
     pub fn fail(mut self, error: AskError) -> Result<(), AskError> {
-        if let Some(tx) = self.tx.take() {
-            return tx.send(Err(error)).map_err(|_| error);
-        }
-        match self.extra.take().map(|extra| *extra) {
-            Some(Extra::Call(call)) => {
-                call(Err(error));
-                Ok(())
-            }
-            other => {
-                self.extra = other.map(Box::new);
-                Err(error)
-            }
-        }
+        self.answer(Err(error)).map_err(|_| error)
     }
 
     /// Sends without counting a failure (the caller counts it).
@@ -162,20 +150,26 @@ impl<T: Send + 'static> ReplyTo<T> {
     }
 
     fn deliver(&mut self, value: T) -> Result<(), T> {
+        self.answer(Ok(value)).map_err(|back| match back {
+            Ok(value) => value,
+            Err(_) => unreachable!("an Ok outcome comes back as it went"),
+        })
+    }
+
+    /// Passes `outcome` to the asker: through the channel, or to the function. Hands it back
+    /// if the asker stopped waiting (or the handle was already answered).
+    fn answer(&mut self, outcome: Result<T, AskError>) -> Result<(), Result<T, AskError>> {
         if let Some(tx) = self.tx.take() {
-            return tx.send(Ok(value)).map_err(|back| match back {
-                Ok(value) => value,
-                Err(_) => unreachable!("only Ok values are sent"),
-            });
+            return tx.send(outcome);
         }
         match self.extra.take().map(|extra| *extra) {
             Some(Extra::Call(call)) => {
-                call(Ok(value));
+                call(outcome);
                 Ok(())
             }
             other => {
                 self.extra = other.map(Box::new);
-                Err(value)
+                Err(outcome)
             }
         }
     }
