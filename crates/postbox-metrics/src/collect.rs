@@ -829,7 +829,7 @@ fn encode_sharding(
 ) -> Result<(), Error> {
     use MetricType::{Counter, Gauge};
     type Read = fn(&crate::sources::ShardingStats) -> u64;
-    let series: [(&str, &str, MetricType, Read); 13] = [
+    let series: [(&str, &str, MetricType, Read); 14] = [
         ("postbox_sharding_shards", "Shards active on this node (activated by a message, a singleton or remember entities), by entity type.", Gauge, |s| s.shards),
         (
             "postbox_sharding_allocated_shards",
@@ -855,9 +855,15 @@ fn encode_sharding(
         ),
         (
             "postbox_sharding_bounced",
-            "Messages parked after passing four regions that disagreed on their shard's home (they wait for the next view change).",
+            "Messages parked because the regions disagreed on their shard's home (they wait for the next view change or a short retry).",
             Counter,
             |s| s.bounced,
+        ),
+        (
+            "postbox_sharding_fences",
+            "Fences sent: this node's next messages for a moving shard waited until a fence sent the old way came back behind its earlier ones (each sender's order kept).",
+            Counter,
+            |s| s.fences,
         ),
         (
             "postbox_sharding_direct",
@@ -1143,6 +1149,7 @@ mod tests {
         counter.activations = 130;
         counter.dropped = 1;
         counter.bounced = 2;
+        counter.fences = 6;
         counter.direct = 5_000;
         let text = exposition(Snapshot {
             sharding: Some(vec![counter, crate::sources::ShardingStats::new("account")]),
@@ -1159,6 +1166,7 @@ mod tests {
             "postbox_sharding_activations_total{entity_type=\"counter\"} 130",
             "postbox_sharding_dropped_total{entity_type=\"counter\"} 1",
             "postbox_sharding_bounced_total{entity_type=\"counter\"} 2",
+            "postbox_sharding_fences_total{entity_type=\"counter\"} 6",
             "postbox_sharding_direct_total{entity_type=\"counter\"} 5000",
             "postbox_sharding_allocated_shards{entity_type=\"counter\"} 40",
             "postbox_sharding_allocated_shards{entity_type=\"account\"} 0",

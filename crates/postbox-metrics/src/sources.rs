@@ -422,6 +422,10 @@ pub struct ShardingStats {
     /// Messages parked because the regions' views disagreed on their shard's home
     /// (monotonic).
     pub bounced: u64,
+    /// Fences sent: a shard's home moved (or one of its messages came back to the region)
+    /// while this node's earlier messages for it were on their way, so its next ones waited
+    /// until the fence came back behind them (monotonic).
+    pub fences: u64,
     /// Told messages that skipped a region by a direct path (monotonic).
     pub direct: u64,
     /// Entities recorded as remembered in the shards active here (remember entities).

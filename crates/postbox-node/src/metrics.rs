@@ -247,6 +247,7 @@ fn stats_of(region: postbox_sharding::RegionSnapshot) -> ShardingStats {
     stats.activations = region.counters.activations;
     stats.dropped = region.counters.dropped;
     stats.bounced = region.counters.bounced;
+    stats.fences = region.counters.fences;
     stats.direct = region.counters.direct;
     stats
 }

@@ -30,8 +30,11 @@
 //!
 //! **Moves.** Clearing an entry is what sends messages back through the regions. A sender
 //! that read an outbound entry just before it was cleared sends to the old home, whose region
-//! forwards or buffers it like any message that was on its way when the view changed (the
-//! documented interleaving of two paths). An inbound entry is removed before its entity is
+//! forwards or buffers it like any message that was on its way when the view changed. Such a
+//! send is counted (`Direct::sending`, taken under the table's read lock, released once the
+//! message is in the home's queue), and the region's fence for the shard (`region.rs`,
+//! *Order*) waits for the count to fall to zero before it goes the same way, so the fence is
+//! behind it. An inbound entry is removed before its entity is
 //! told to stop; a message put into its mailbox before the stop is handled by it (a drain
 //! stop handles everything queued), one that finds the mailbox closed goes to the region,
 //! which buffers it for the next instance or the new home.
@@ -134,10 +137,32 @@ impl InRegion {
 
     /// The region dispatched one message of `shard` (or it never reached the region).
     pub(crate) fn leave(&self, shard: u32) {
-        if let Some(count) = self.counts.get(shard as usize) {
-            // Never below zero: a region restarted with messages counted for its old
-            // instance would otherwise wrap and close the direct path for good.
-            let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
+        self.leave_last(shard);
+    }
+
+    /// [`leave`](Self::leave), telling whether it was the last one counted.
+    fn leave_last(&self, shard: u32) -> bool {
+        let Some(count) = self.counts.get(shard as usize) else {
+            return false;
+        };
+        // Never below zero: a region restarted with messages counted for its old
+        // instance would otherwise wrap and close the direct path for good.
+        count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1)) == Ok(1)
+    }
+}
+
+/// A direct send that found its route and may still wait for room in the home's queue (see
+/// [`Direct::sending`]): uncounted when dropped, once the message is in that queue or given up.
+pub(crate) struct Sending<'a> {
+    sending: &'a InRegion,
+    drained: &'a tokio::sync::Notify,
+    shard: u32,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if self.sending.leave_last(self.shard) {
+            self.drained.notify_waiters();
         }
     }
 }
@@ -175,6 +200,12 @@ pub(crate) struct Direct<A: Entity> {
     /// By shard.
     outbound: RwLock<Vec<Option<ActorRef<Region<A>>>>>,
     pub(crate) outbound_queued: InRegion,
+    /// Direct sends that read their shard's route and are not yet in the home's queue: a
+    /// route cleared under the write lock may still have these on their way to the old home,
+    /// and the region's fence must go after them ([`sends_drained`](Self::sends_drained)).
+    sending: InRegion,
+    /// Told when a shard's `sending` count drops to zero.
+    drained: tokio::sync::Notify,
     /// Messages that took a direct path (both ways), for the region's counters.
     delivered: AtomicU64,
 }
@@ -187,6 +218,8 @@ impl<A: Entity> Direct<A> {
             inbound_queued: InRegion::new(shards),
             outbound: RwLock::new((0..shards).map(|_| None).collect()),
             outbound_queued: InRegion::new(shards),
+            sending: InRegion::new(shards),
+            drained: tokio::sync::Notify::new(),
             delivered: AtomicU64::new(0),
         }
     }
@@ -278,28 +311,66 @@ impl<A: Entity> Direct<A> {
     // Outbound.
 
     /// The home region to send a message of `shard` to directly, if its way is settled and
-    /// nothing of the shard is on its way through this node's region.
-    pub(crate) fn outbound_route(&self, shard: u32) -> Option<ActorRef<Region<A>>> {
+    /// nothing of the shard is on its way through this node's region — with the send counted
+    /// until the returned [`Sending`] is dropped, which must be once the message is in the
+    /// home's queue (or given up).
+    pub(crate) fn outbound_route(&self, shard: u32) -> Option<(ActorRef<Region<A>>, Sending<'_>)> {
         if !self.outbound_queued.is_clear(shard) {
             return None;
         }
-        self.outbound
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        let routes = self.outbound.read().unwrap_or_else(PoisonError::into_inner);
+        let home = routes
             .get(shard as usize)?
             .as_ref()
-            .filter(|region| region.is_alive())
-            .cloned()
+            .filter(|region| region.is_alive())?
+            .clone();
+        // Under the read lock: a region that clears the route afterwards sees this send.
+        Some((home, self.count_sending(shard)))
     }
 
-    /// `send(home, message)` for the home region of `shard`, under the table's read lock, if
-    /// its way is settled and nothing of the shard is on its way through this node's region;
-    /// the message back otherwise. `send` must not wait.
-    pub(crate) fn with_route<T, R>(
-        &self,
+    fn count_sending(&self, shard: u32) -> Sending<'_> {
+        self.sending.enter(shard);
+        Sending {
+            sending: &self.sending,
+            drained: &self.drained,
+            shard,
+        }
+    }
+
+    /// Resolves once no direct send of `shard` that read its route before now is still on
+    /// its way into the old home's queue. Called after the route is cleared, so the count
+    /// only falls.
+    pub(crate) fn sends_drained(
+        self: &Arc<Self>,
+        shard: u32,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if self.sending.is_clear(shard) {
+            return None;
+        }
+        let direct = Arc::clone(self);
+        Some(async move {
+            loop {
+                let notified = direct.drained.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if direct.sending.is_clear(shard) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+    }
+
+    /// `send(home, message, count)` for the home region of `shard`, under the table's read
+    /// lock, if its way is settled and nothing of the shard is on its way through this
+    /// node's region; the message back otherwise. `send` must not wait; if it leaves the
+    /// message to be sent after the lock (waiting for room), it counts that send with `count`
+    /// (see [`outbound_route`](Self::outbound_route)).
+    pub(crate) fn with_route<'s, T, R>(
+        &'s self,
         shard: u32,
         message: T,
-        send: impl FnOnce(&ActorRef<Region<A>>, T) -> R,
+        send: impl FnOnce(&ActorRef<Region<A>>, T, &dyn Fn() -> Sending<'s>) -> R,
     ) -> Result<R, T> {
         if !self.outbound_queued.is_clear(shard) {
             return Err(message);
@@ -310,7 +381,7 @@ impl<A: Entity> Direct<A> {
             .and_then(Option::as_ref)
             .filter(|region| region.is_alive())
         {
-            Some(home) => Ok(send(home, message)),
+            Some(home) => Ok(send(home, message, &|| self.count_sending(shard))),
             None => Err(message),
         }
     }

@@ -85,6 +85,11 @@
 //!   order and ahead of what the new home buffered itself.
 //! - **Graceful leave** ([`Sharding::leave`]): the same for every shard of the node, before
 //!   it leaves the cluster. No message accepted by a region is lost in a graceful hand-off.
+//! - **Order**: each sender's messages reach the new home in the order it sent them, also
+//!   from a node whose own view changes in the middle of the move: its region sends a fence
+//!   after its messages still on the old way and holds the next ones until the fence comes
+//!   back behind them ([`RegionCounts::fences`]); a message that reaches a region whose
+//!   view disagrees waits there in line instead of circling.
 //! - **Node loss**: once membership declares the node down, its shards are acquired by their
 //!   new homes and its entities start again on their first message, recovering from their
 //!   journal. `tell`s in flight to the lost node are lost (at-most-once); `ask`s in flight
@@ -123,12 +128,15 @@
 //! it is passivated, per shard while its home is unknown or unreachable
 //! ([`buffer`](EntityType::buffer) messages each). Beyond it a message is a
 //! `ShardUnavailable` dead letter (an ask fails with `Remote(Refused)`), counted in
-//! [`RegionCounts::dropped`]. A message that passes through four regions without reaching
-//! its home (their views disagree: one has not yet seen a member leave, say) is parked in
-//! the fourth, in the same bounded buffer, and routed again when that region's view changes,
-//! when the home asks for its shard, or on a timer (50 ms, doubling to 1 s while any stay
-//! parked: the stale view may be another region's), counted in [`RegionCounts::bounced`]. Active entities
-//! per node are
+//! [`RegionCounts::dropped`]. A message that another node sent to a region as to its
+//! shard's home, while that region counts another node as the home (their views disagree:
+//! one has not yet seen a member join or leave, say), is parked there in line, in the same
+//! bounded buffer, rather than sent round again, and routed again when that region's view
+//! changes, when the home asks for its shard, or on a timer (50 ms, doubling to 1 s while
+//! any stay parked: the stale view may be another region's), counted in
+//! [`RegionCounts::bounced`]. While a shard moves, this node's messages for it wait behind
+//! a fence (in the same bound; [`RegionCounts::fences`]) until its earlier ones, still on
+//! the old way, are ahead of them. Active entities per node are
 //! capped ([`max_active`](EntityType::max_active): the least recently used is passivated;
 //! remembered entities beyond it are not started eagerly, but on their first message)
 //! and idle ones passivated ([`idle_timeout`](EntityType::idle_timeout)).

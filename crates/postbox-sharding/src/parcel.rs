@@ -82,6 +82,84 @@ pub(crate) trait Parcel<A: Entity>: Send + 'static {
     ) -> Result<BoxFuture, (Box<dyn Parcel<A>>, Failed)>;
     /// Gives up on it: a dead letter for a tell, an error for an ask.
     fn fail(self: Box<Self>, system: &ActorSystem, region: ActorId, why: Failed);
+    /// Whether it is a sender's fence (see `region.rs`, *Order*): answered where it would
+    /// be delivered, never handed to an entity.
+    fn is_fence(&self) -> bool {
+        false
+    }
+    /// Answers a fence that reached the end of its way.
+    fn answer_fence(self: Box<Self>) {}
+}
+
+/// The tag of a fence's envelope: no entity handles it.
+pub(crate) const FENCE_TAG: &str = "postbox.sharding.fence";
+
+/// A sender's fence, from this node's region: sent to the shard's old home along the path its
+/// earlier messages took, it comes back (as its ask's answer) once it has reached the end of
+/// that path behind them, or failed. Either way the region then releases what it held.
+pub(crate) struct Fence<A: Entity> {
+    pub(crate) region: ActorRef<Region<A>>,
+    pub(crate) shard: u32,
+    pub(crate) token: u64,
+}
+
+impl<A: Entity> Fence<A> {
+    fn release(self) {
+        let done = crate::region::FenceDone {
+            shard: self.shard,
+            token: self.token,
+        };
+        let region = self.region;
+        // Answered from within this region's own handler, or from a task: never wait here.
+        tokio::spawn(async move {
+            let _ = region.tell(done).await;
+        });
+    }
+}
+
+impl<A: Entity> Parcel<A> for Fence<A> {
+    fn deliver(self: Box<Self>, _: &ActorRef<A>) -> Delivery<A> {
+        self.release();
+        Delivery::Done
+    }
+
+    fn forward(
+        self: Box<Self>,
+        entity: &str,
+        to: &ActorRef<Region<A>>,
+        hops: u8,
+        handed_off: bool,
+    ) -> Result<BoxFuture, (Box<dyn Parcel<A>>, Failed)> {
+        let envelope = Envelope {
+            entity: entity.to_owned(),
+            tag: FENCE_TAG.to_owned(),
+            payload: Bin(Vec::new()),
+            hops,
+            handed_off,
+        };
+        let to = to.clone();
+        Ok(Box::pin(async move {
+            let answer = enqueue_ask(&to, DeliverAsk(envelope)).await;
+            tokio::spawn(async move {
+                // Whatever the answer (or the connection's end), the fence is done; the
+                // region stops waiting at the same bound, so no task outlives it.
+                let _ = tokio::time::timeout(crate::region::FENCE_TIMEOUT, answer).await;
+                self.release();
+            });
+        }))
+    }
+
+    fn fail(self: Box<Self>, _: &ActorSystem, _: ActorId, _: Failed) {
+        self.release();
+    }
+
+    fn is_fence(&self) -> bool {
+        true
+    }
+
+    fn answer_fence(self: Box<Self>) {
+        self.release();
+    }
 }
 
 fn dead_letter(system: &ActorSystem, region: ActorId, message_type: &'static str, why: Failed) {
@@ -275,9 +353,23 @@ impl<A: Entity> Parcel<A> for Wire<A> {
     }
 
     fn fail(self: Box<Self>, system: &ActorSystem, region: ActorId, why: Failed) {
+        if self.is_fence() {
+            // Nothing of an entity's is lost: the sender just stops waiting.
+            return self.answer_fence();
+        }
         dead_letter(system, region, "postbox_sharding::Envelope", why);
         if let Some(reply) = self.reply {
             let _ = reply.send(Err(WireFailure::from(ask_error(why))));
+        }
+    }
+
+    fn is_fence(&self) -> bool {
+        self.envelope.tag == FENCE_TAG
+    }
+
+    fn answer_fence(self: Box<Self>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(Ok(Bin(Vec::new())));
         }
     }
 }

@@ -29,13 +29,31 @@
 //! *Order*: a region delivers what it forwards and buffers in arrival order. After a
 //! hand-off the old home forwards its buffer (marked `handed_off`) and tells the new home
 //! how many it sent in its `Free` answer; the new home delivers those before what it
-//! buffered itself, so each sender's messages stay in order across a graceful hand-off
-//! (unless the sender's own view changes in between, when two paths may interleave).
+//! buffered itself. That keeps the order of everything the old home's region accepted. Two
+//! more rules keep each sender's order when its own node's view changes in the middle:
+//!
+//! - *Fence.* A region remembers, per shard, the region it last sent this node's messages
+//!   to (`sent_to`: by forwarding, or the direct route it opened). When the shard's home
+//!   moves away from it, or one of the shard's messages comes back here (views disagreeing),
+//!   this node's earlier messages may still be on the old way. The region then sends a
+//!   fence the old way — after any direct send that read the old route — and holds this
+//!   node's next messages of the shard (`fences`, bounded like any buffer) until the fence
+//!   comes back. The fence travels as a message of the shard would (buffered, handed off,
+//!   forwarded, parked) and is answered where it would be delivered, so everything sent
+//!   before it is then ahead of what is released. A fence that does not come back within
+//!   [`FENCE_TIMEOUT`] (its way lost with a node) releases them anyway: order across a node
+//!   loss is best effort, as delivery is.
+//! - *No loops.* A message sent here by another node as to the shard's home, while this
+//!   region counts a third node or the sender as the home, is parked here in line instead
+//!   of being sent on (`RegionCounts::bounced`): sent back, it would circle between regions
+//!   whose views disagree, and later messages would pass it. It moves on when this view
+//!   changes, when the home's acquire asks, or after a short wait. A leaving region, the
+//!   home of nothing, sends everything on.
 
 use crate::allocation::{shard_of, Candidate};
 use crate::direct::{Direct, DirectEntity};
 use crate::entity::{EntityMessages, EntityType};
-use crate::parcel::{Ask, Delivery, Failed, Parcel, Tell};
+use crate::parcel::{Ask, Delivery, Failed, Fence, Parcel, Tell};
 use crate::remember::{self, RememberedSet, ShardMemory};
 use crate::stats::{RegionCounters, RegionCounts, RegionSnapshot};
 use crate::wire::{
@@ -56,8 +74,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// How many regions a message may pass through before it is given up (views disagreeing
-/// about its shard's home).
+/// How many regions a message may pass through before it parks (views disagreeing about
+/// its shard's home: what a region still sends on — a leaving region's forwards, a parked
+/// message's retry — see *No loops* above).
 const MAX_HOPS: u8 = 4;
 /// How long an acquire waits for one region's answer, and a lookup of a region.
 const ASK_REGION: Duration = Duration::from_secs(2);
@@ -70,6 +89,10 @@ const HANDED_WAIT: Duration = Duration::from_secs(1);
 /// along, so no change of its own view is coming to send it on.
 const PARKED_RETRY_FIRST: Duration = Duration::from_millis(50);
 const PARKED_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// How long a sender's fence may take before the region releases what it held anyway (the
+/// old home lost, the fence lost with it): ordering is then best effort, as across any loss.
+pub(crate) const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Identity = (u64, u64);
 
@@ -96,6 +119,9 @@ pub(crate) struct Pending<A: Entity> {
     entity: Arc<str>,
     parcel: Box<dyn Parcel<A>>,
     handed_off: bool,
+    /// Sent by an `EntityRef` of this node (not come from another region): what a fence of
+    /// this region holds back (module docs, *Order*).
+    local: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,11 +224,23 @@ pub(crate) struct Region<A: Entity> {
     /// Remembered entities of the active shards (remember entities on).
     memory: HashMap<u32, ShardMemory>,
     memory_generation: u64,
+    /// By shard: the region this one last forwarded the shard's messages to.
+    sent_to: Vec<Option<Identity>>,
+    /// Shards whose messages wait here for a fence to come back (module docs, *Order*).
+    fences: HashMap<u32, Fenced<A>>,
+    next_fence: u64,
+}
+
+/// A shard's messages held while its fence is out.
+struct Fenced<A: Entity> {
+    token: u64,
+    held: VecDeque<(Pending<A>, u8)>,
 }
 
 impl<A: Entity> Region<A> {
     pub(crate) fn new(shared: Arc<TypeShared<A>>) -> Self {
         let me = shared.cluster.node().clone();
+        let shards = shared.settings.shards as usize;
         Region {
             shared,
             me,
@@ -231,6 +269,9 @@ impl<A: Entity> Region<A> {
             routes_to_open: Vec::new(),
             memory: HashMap::new(),
             memory_generation: 0,
+            sent_to: vec![None; shards],
+            fences: HashMap::new(),
+            next_fence: 0,
         }
     }
 
@@ -257,7 +298,9 @@ impl<A: Entity> Region<A> {
             .values()
             .map(|s| s.buffer.len() + s.entities.values().map(|e| e.buffer.len()).sum::<usize>())
             .sum();
-        in_shards + self.parked.values().map(VecDeque::len).sum::<usize>()
+        in_shards
+            + self.parked.values().map(VecDeque::len).sum::<usize>()
+            + self.fences.values().map(|f| f.held.len()).sum::<usize>()
     }
 
     /// Routes one message: deliver here, buffer, or forward.
@@ -269,6 +312,28 @@ impl<A: Entity> Region<A> {
         let home = self.home(shard);
         let limit = self.settings().buffer;
         let max_handoffs = self.settings().max_handoffs;
+        if pending.local {
+            if let Some(fence) = self.fences.get_mut(&shard) {
+                if fence.held.len() >= limit {
+                    return self.fail(ctx, pending.parcel, Failed::Unavailable);
+                }
+                fence.held.push_back((pending, hops));
+                return;
+            }
+        }
+        if self.parked.get(&shard).is_some_and(|p| !p.is_empty()) {
+            // The shard's parked messages go first, when they are routed again: this one
+            // waits behind them rather than overtake them by a route found meanwhile.
+            return self.park(ctx, shard, pending);
+        }
+        let pending = if pending.local {
+            match self.fence_if_moved(ctx, shard, home, pending, hops) {
+                Some(pending) => pending,
+                None => return,
+            }
+        } else {
+            pending
+        };
         if let Some(state) = self.shards.get_mut(&shard) {
             match &mut state.state {
                 ShardState::Active if home == Home::Me => {
@@ -319,15 +384,125 @@ impl<A: Entity> Region<A> {
                 state.buffer.push_back(pending);
                 self.start_acquire(ctx, shard);
             }
+            // Sent here by another node's region or `EntityRef` that counts this node as
+            // the home, while this one counts another: the views disagree, and sending it
+            // on could send it round in a loop, passed by later ones. It waits here in line
+            // for this view to change, or for a short while (`RetryParked`). A leaving
+            // region sends everything on: it is no one's home.
+            Home::Node(_) if hops > 0 && !pending.local && !self.leaving => {
+                self.shared.counters.add_bounced();
+                self.park(ctx, shard, pending)
+            }
             Home::Node(index) => self.forward(ctx, shard, index, pending, hops).await,
             Home::Nobody => self.park(ctx, shard, pending),
         }
+    }
+
+    /// Starts a fence when `shard`'s messages from this node would now go elsewhere than the
+    /// region it last sent them to (see [`start_fence`](Self::start_fence)). `None`: `pending`
+    /// is held.
+    fn fence_if_moved(
+        &mut self,
+        ctx: &Context<Self>,
+        shard: u32,
+        home: Home,
+        pending: Pending<A>,
+        hops: u8,
+    ) -> Option<Pending<A>> {
+        let Some(old) = self.sent_to.get(shard as usize).copied().flatten() else {
+            return Some(pending);
+        };
+        let moved = match home {
+            Home::Me => true,
+            Home::Node(index) => self.candidates.get(index).map(|c| identity(&c.node)) != Some(old),
+            // Nowhere to go yet: it parks, and the question comes back when it has a home.
+            Home::Nobody => false,
+        };
+        if !moved || !self.start_fence(ctx, shard, &pending.entity) {
+            return Some(pending);
+        }
+        if let Some(fence) = self.fences.get_mut(&shard) {
+            fence.held.push_back((pending, hops));
+        }
+        None
+    }
+
+    /// Sends a fence after this node's messages of `shard` that may still be on their way
+    /// to the region it last sent them to — because the shard's home moved, or because one
+    /// of them came back here (views disagreeing) — and holds this node's next messages of
+    /// the shard until it comes back ([`FenceDone`]) or [`FENCE_TIMEOUT`] passes. The fence
+    /// goes the way they went, behind them and behind any direct send that read the old
+    /// route, and is answered where it would be delivered: so what is released after it
+    /// cannot overtake them. False if there is nothing to fence (no such region, or it is
+    /// gone, and what was on the way with it).
+    fn start_fence(&mut self, ctx: &Context<Self>, shard: u32, entity: &Arc<str>) -> bool {
+        if self.fences.contains_key(&shard) {
+            return true;
+        }
+        let Some(old) = self.sent_to.get_mut(shard as usize).and_then(Option::take) else {
+            return false;
+        };
+        // Across a cut, or to a node on its way out of the cluster, a fence would only hold
+        // this node's messages until its timeout: what went that way may be lost anyway
+        // (at-most-once across a node loss).
+        let reachable = self
+            .members
+            .iter()
+            .any(|m| identity(&m.node) == old && m.status == MemberStatus::Up);
+        let region = self.regions.get(&old).filter(|r| r.is_alive()).cloned();
+        let Some(region) = region.filter(|_| reachable) else {
+            return false;
+        };
+        // No direct send of the shard starts after this; those that read the route before
+        // are waited for.
+        self.shared.direct.clear_route(shard);
+        self.next_fence += 1;
+        let token = self.next_fence;
+        let fence = Box::new(Fence {
+            region: ctx.myself().clone(),
+            shard,
+            token,
+        });
+        let drained = self.shared.direct.sends_drained(shard);
+        let entity = entity.clone();
+        // Sent from a task: nothing of this node's goes to that region for the shard
+        // meanwhile (it is held here), so the fence is still behind all of it.
+        tokio::spawn(async move {
+            if let Some(drained) = drained {
+                drained.await;
+            }
+            match fence.forward(&entity, &region, 1, false) {
+                Ok(sending) => sending.await,
+                Err((fence, _)) => fence.answer_fence(),
+            }
+        });
+        self.shared.counters.add_fence();
+        self.fences.insert(
+            shard,
+            Fenced {
+                token,
+                held: VecDeque::new(),
+            },
+        );
+        Self::schedule(ctx, FENCE_TIMEOUT, FenceDone { shard, token });
+        true
     }
 
     fn park(&mut self, ctx: &Context<Self>, shard: u32, pending: Pending<A>) {
         // Later messages of the shard must not pass this one by the direct path.
         self.shared.direct.clear_route(shard);
         let limit = self.settings().buffer;
+        // This node's earlier messages of the shard may be on their way back here behind
+        // it (views disagreeing): its own wait behind a fence, which comes back with them.
+        if self.start_fence(ctx, shard, &pending.entity) && pending.local {
+            if let Some(fence) = self.fences.get_mut(&shard) {
+                if fence.held.len() >= limit {
+                    return self.fail(ctx, pending.parcel, Failed::Unavailable);
+                }
+                fence.held.push_back((pending, 0));
+                return;
+            }
+        }
         let parked = self.parked.entry(shard).or_default();
         if parked.len() >= limit {
             return self.fail(ctx, pending.parcel, Failed::Unavailable);
@@ -368,12 +543,18 @@ impl<A: Entity> Region<A> {
             return;
         };
         let handed_off = pending.handed_off;
+        let local = pending.local;
         match pending
             .parcel
             .forward(&pending.entity, &region, hops + 1, handed_off)
         {
             Ok(sending) => {
                 sending.await;
+                if local {
+                    if let Some(sent_to) = self.sent_to.get_mut(shard as usize) {
+                        *sent_to = Some(id);
+                    }
+                }
                 if !self.shared.direct.has_route(shard) {
                     self.routes_to_open.push(shard);
                 }
@@ -420,6 +601,11 @@ impl<A: Entity> Region<A> {
     }
 
     async fn deliver_local(&mut self, ctx: &mut Context<Self>, shard: u32, pending: Pending<A>) {
+        if pending.parcel.is_fence() {
+            // Everything ahead of it on its way is in its entities' mailboxes, or buffered here
+            // ahead of what comes next.
+            return pending.parcel.answer_fence();
+        }
         let limit = self.settings().buffer;
         let exists = self
             .shards
@@ -478,6 +664,7 @@ impl<A: Entity> Region<A> {
                         entity: pending.entity,
                         parcel,
                         handed_off: false,
+                        local: pending.local,
                     });
                 }
             }
@@ -500,17 +687,20 @@ impl<A: Entity> Region<A> {
                 continue;
             };
             if self.shards.contains_key(&shard)
+                || self.fences.contains_key(&shard)
                 || self.parked.get(&shard).is_some_and(|p| !p.is_empty())
             {
                 continue;
             }
-            let region = self
-                .candidates
-                .get(index)
-                .and_then(|c| self.regions.get(&identity(&c.node)))
-                .filter(|r| r.is_alive());
-            if let Some(region) = region {
+            let Some(id) = self.candidates.get(index).map(|c| identity(&c.node)) else {
+                continue;
+            };
+            if let Some(region) = self.regions.get(&id).filter(|r| r.is_alive()) {
                 self.shared.direct.set_route(shard, region);
+                // This node's messages of the shard now go there directly.
+                if let Some(sent_to) = self.sent_to.get_mut(shard as usize) {
+                    *sent_to = Some(id);
+                }
             }
         }
     }
@@ -1272,6 +1462,7 @@ where
             entity: route.entity,
             parcel: Box::new(Tell(route.msg)),
             handed_off: false,
+            local: true,
         };
         self.dispatch(ctx, pending, 0).await;
         self.open_direct_paths();
@@ -1292,6 +1483,7 @@ where
             entity: Arc::clone(&direct.entity),
             parcel: Box::new(Tell(direct.msg)),
             handed_off: false,
+            local: true,
         };
         self.dispatch(ctx, pending, 1).await;
         self.open_direct_paths();
@@ -1323,6 +1515,7 @@ where
                 reply: route.reply,
             }),
             handed_off: false,
+            local: true,
         };
         self.dispatch(ctx, pending, 0).await;
         self.open_direct_paths();
@@ -1342,6 +1535,7 @@ impl<A: Entity> Handler<Deliver> for Region<A> {
                 reply: None,
                 messages: self.shared.messages.clone(),
             }),
+            local: false,
         };
         self.dispatch(ctx, pending, hops).await;
         self.open_direct_paths();
@@ -1371,6 +1565,7 @@ impl<A: Entity> Handler<DeliverAsk> for Region<A> {
                 reply,
                 messages: self.shared.messages.clone(),
             }),
+            local: false,
         };
         self.dispatch(ctx, pending, hops).await;
         self.open_direct_paths();
@@ -1419,6 +1614,7 @@ where
                 reply,
                 messages: self.shared.messages.clone(),
             }),
+            local: true,
         };
         self.dispatch(ctx, pending, 1).await;
         self.open_direct_paths();
@@ -1634,6 +1830,33 @@ impl<A: Entity> Handler<RetryAcquire> for Region<A> {
                 self.abandon(ctx, retry.shard).await;
             }
         }
+    }
+}
+
+/// A fence came back (or its time is up): release what the shard held, in order.
+pub(crate) struct FenceDone {
+    pub(crate) shard: u32,
+    pub(crate) token: u64,
+}
+
+impl Message for FenceDone {
+    type Reply = ();
+}
+
+impl<A: Entity> Handler<FenceDone> for Region<A> {
+    async fn handle(&mut self, FenceDone { shard, token }: FenceDone, ctx: &mut Context<Self>) {
+        // What an earlier handler delivered (see `open_direct_paths`).
+        self.open_direct_paths();
+        if self.fences.get(&shard).is_none_or(|f| f.token != token) {
+            return;
+        }
+        let Some(fence) = self.fences.remove(&shard) else {
+            return;
+        };
+        for (pending, hops) in fence.held {
+            self.dispatch(ctx, pending, hops).await;
+        }
+        self.open_direct_paths();
     }
 }
 
@@ -1888,6 +2111,7 @@ impl<A: Entity> Handler<Reroute<A>> for Region<A> {
             entity: reroute.entity,
             parcel: reroute.parcel,
             handed_off: false,
+            local: false,
         };
         self.dispatch(ctx, pending, 0).await;
         self.open_direct_paths();
@@ -1969,6 +2193,11 @@ impl<A: Entity> Handler<Downed> for Region<A> {
         self.downed = true;
         tracing::warn!(entity_type = %self.settings().name, "this node is down: its entities stop");
         self.stop_hosting(ctx);
+        for (_, fence) in std::mem::take(&mut self.fences) {
+            for (pending, _) in fence.held {
+                self.fail(ctx, pending.parcel, Failed::NodeDown);
+            }
+        }
         for waiter in self.leave_waiters.drain(..) {
             let _ = waiter.send(());
         }
@@ -2039,8 +2268,14 @@ mod tests {
     /// had the current view all along (the one that disagreed was the other). Without the
     /// retry it waited for the next membership change, and an ask behind it timed out and
     /// was still applied later.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_message_parked_after_bouncing_reaches_its_home_without_a_change_of_view() {
+    /// Two nodes with the marker type registered, and an entity whose home is the second
+    /// node by both regions' (settled) views.
+    async fn an_entity_on_the_second_of_two_nodes() -> (
+        TestCluster,
+        Vec<crate::Entities<Marker>>,
+        Arc<Mutex<Vec<u64>>>,
+        String,
+    ) {
         let nodes = TestCluster::start(2).await;
         let marks = Arc::new(Mutex::new(Vec::new()));
         let mut entities = Vec::new();
@@ -2056,7 +2291,6 @@ mod tests {
             entities.push(sharding.register(entity_type).unwrap());
         }
         let other = nodes.node(1).name().to_owned();
-        // An entity whose home is the other node, by both regions' (settled) views.
         let mut id = None;
         for i in 0..64 {
             let candidate = format!("e{i}");
@@ -2070,6 +2304,12 @@ mod tests {
             }
         }
         let id = id.expect("some entity lives on the other node");
+        (nodes, entities, marks, id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_parked_after_bouncing_reaches_its_home_without_a_change_of_view() {
+        let (_nodes, entities, marks, id) = an_entity_on_the_second_of_two_nodes().await;
 
         // As if it had already passed through as many regions as a message may.
         let codec = Mark::remote().unwrap();
@@ -2086,5 +2326,34 @@ mod tests {
         .await;
         let snapshot = entities[0].snapshot().await.unwrap();
         assert_eq!(snapshot.buffered, 0, "nothing left parked");
+    }
+
+    /// A message another node sent here as to its shard's home, while this region counts
+    /// another node, waits here in line (counted as bounced) instead of being sent on at
+    /// once — between two regions whose views disagree it would circle, passed by later
+    /// messages — and reaches its home with the ones behind it, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_sent_here_by_a_disagreeing_view_waits_in_line_instead_of_circling() {
+        let (_nodes, entities, marks, id) = an_entity_on_the_second_of_two_nodes().await;
+
+        // As if another node's region had sent them here, counting this node as the home.
+        let codec = Mark::remote().unwrap();
+        for n in 1..=3 {
+            let envelope = Envelope::encode(&id, &codec, &Mark(n), 1, false).unwrap();
+            entities[0].region.tell(Deliver(envelope)).await.unwrap();
+        }
+        // The first parks for the disagreement, the next two behind it; and this node's
+        // next messages of the shard would wait behind the fence its region sent after its
+        // own earlier ones (the asks above), which might be circling too.
+        let snapshot = entities[0].snapshot().await.unwrap();
+        assert_eq!(snapshot.counters.bounced, 1, "{snapshot:?}");
+        assert_eq!(snapshot.counters.fences, 1, "{snapshot:?}");
+        until(BOUND, "all three reach the home", || {
+            marks.lock().unwrap().len() == 3
+        })
+        .await;
+        assert_eq!(*marks.lock().unwrap(), vec![1, 2, 3]);
+        let snapshot = entities[0].snapshot().await.unwrap();
+        assert_eq!(snapshot.buffered, 0, "nothing left parked or held");
     }
 }

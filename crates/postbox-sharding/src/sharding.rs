@@ -1,7 +1,7 @@
 //! `Sharding`: registering entity types on a node, and `EntityRef`, the reference to one
 //! entity from anywhere.
 
-use crate::direct::Direct;
+use crate::direct::{Direct, Sending};
 use crate::entity::{EntityMessages, EntityType};
 use crate::error::ShardingError;
 use crate::region::{
@@ -20,7 +20,7 @@ use postbox_remote::{Intercepted, Remote};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -28,7 +28,12 @@ use tokio::sync::oneshot;
 
 /// An ask ready for its direct path: the home's region, the message in its envelope, its
 /// codec (see [`EntityRef::direct_ask`]).
-type DirectAsk<A, M> = (ActorRef<Region<A>>, DeliverAskDirect<M>, RemoteCodec<M>);
+type DirectAsk<'a, A, M> = (
+    ActorRef<Region<A>>,
+    DeliverAskDirect<M>,
+    RemoteCodec<M>,
+    Sending<'a>,
+);
 
 /// What waits for the reply to an ask already in line (see [`EntityRef::enqueue_ask`]).
 pub(crate) type PendingReply<R> = Pin<Box<dyn Future<Output = Result<R, AskError>> + Send>>;
@@ -469,19 +474,22 @@ impl<A: Entity> EntityRef<A> {
                 msg,
             };
             // Room in the home's queue now: no reference taken, no waiting.
-            let sent = self.direct.with_route(self.shard, direct, |home, direct| {
-                postbox::remote::try_enqueue(home, direct).map_err(|e| match e {
-                    TrySendError::Full(direct) => (Some(home.clone()), direct),
-                    TrySendError::Closed(direct) => (None, direct),
-                })
-            });
+            let sent = self
+                .direct
+                .with_route(self.shard, direct, |home, direct, count| {
+                    postbox::remote::try_enqueue(home, direct).map_err(|e| match e {
+                        // Waited for after the lock, counted until it is in the queue.
+                        TrySendError::Full(direct) => (Some((home.clone(), count())), direct),
+                        TrySendError::Closed(direct) => (None, direct),
+                    })
+                });
             match sent {
                 Ok(Ok(())) => {
                     self.direct.count_direct();
                     return Ok(());
                 }
                 // Full: wait for room there, in line behind what is queued.
-                Ok(Err((Some(home), direct))) => match home.tell(direct).await {
+                Ok(Err((Some((home, _sending)), direct))) => match home.tell(direct).await {
                     Ok(()) => {
                         self.direct.count_direct();
                         return Ok(());
@@ -509,20 +517,23 @@ impl<A: Entity> EntityRef<A> {
         A: Handler<M>,
         M: Message,
     {
-        if let Some(home) = self.direct.outbound_route(self.shard) {
-            if M::remote().is_some() {
-                let direct = DeliverDirect {
-                    entity: self.thin_id.clone(),
-                    msg,
-                };
-                match home.try_tell(direct) {
-                    Ok(()) => {
-                        self.direct.count_direct();
-                        return Ok(());
-                    }
-                    Err(TrySendError::Full(direct) | TrySendError::Closed(direct)) => {
-                        msg = direct.msg;
-                    }
+        if M::remote().is_some() {
+            let direct = DeliverDirect {
+                entity: self.thin_id.clone(),
+                msg,
+            };
+            // Under the route's read lock, as `tell`: nothing here waits.
+            let sent = self
+                .direct
+                .with_route(self.shard, direct, |home, direct, _| home.try_tell(direct));
+            match sent {
+                Ok(Ok(())) => {
+                    self.direct.count_direct();
+                    return Ok(());
+                }
+                Ok(Err(TrySendError::Full(direct) | TrySendError::Closed(direct)))
+                | Err(direct) => {
+                    msg = direct.msg;
                 }
             }
         }
@@ -556,8 +567,13 @@ impl<A: Entity> EntityRef<A> {
         M: Message,
     {
         let msg = match self.direct_ask(msg) {
-            Ok((home, direct, codec)) => {
-                return direct_reply(codec, home.ask(direct).timeout(timeout).await);
+            Ok((home, direct, codec, sending)) => {
+                let asked = home.ask(direct).timeout(timeout).into_future();
+                // Counted until it is in the home's queue (a full queue: until answered).
+                let sending = (!asked.is_queued()).then_some(sending);
+                let answer = asked.await;
+                drop(sending);
+                return direct_reply(codec, answer);
             }
             Err(msg) => msg,
         };
@@ -577,8 +593,9 @@ impl<A: Entity> EntityRef<A> {
         M: Message,
     {
         let msg = match self.direct_ask(msg) {
-            Ok((home, direct, codec)) => {
+            Ok((home, direct, codec, sending)) => {
                 let reply = postbox::remote::enqueue_ask(&home, direct).await;
+                drop(sending);
                 return Ok(Box::pin(async move { direct_reply(codec, reply.await) }));
             }
             Err(msg) => msg,
@@ -590,7 +607,7 @@ impl<A: Entity> EntityRef<A> {
     /// An ask's direct path, when it is open: the home's region and the message in its direct
     /// envelope (counted as direct), straight there in line with this sender's direct tells.
     /// Otherwise the message back, for the regions' path.
-    fn direct_ask<M>(&self, msg: M) -> Result<DirectAsk<A, M>, M>
+    fn direct_ask<M>(&self, msg: M) -> Result<DirectAsk<'_, A, M>, M>
     where
         A: Handler<M>,
         M: Message,
@@ -598,7 +615,7 @@ impl<A: Entity> EntityRef<A> {
         let Some(codec) = M::remote() else {
             return Err(msg);
         };
-        let Some(home) = self.direct.outbound_route(self.shard) else {
+        let Some((home, sending)) = self.direct.outbound_route(self.shard) else {
             return Err(msg);
         };
         self.direct.count_direct();
@@ -606,7 +623,7 @@ impl<A: Entity> EntityRef<A> {
             entity: self.thin_id.clone(),
             msg,
         };
-        Ok((home, direct, codec))
+        Ok((home, direct, codec, sending))
     }
 
     /// An ask through this node's region, once it is in the region's mailbox: what waits for

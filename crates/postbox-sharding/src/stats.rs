@@ -11,6 +11,7 @@ pub(crate) struct RegionCounters {
     handoffs: AtomicU64,
     dropped: AtomicU64,
     bounced: AtomicU64,
+    fences: AtomicU64,
     remembered_starts: AtomicU64,
     remember_failures: AtomicU64,
 }
@@ -31,6 +32,9 @@ impl RegionCounters {
     pub(crate) fn add_bounced(&self) {
         self.bounced.fetch_add(1, Relaxed);
     }
+    pub(crate) fn add_fence(&self) {
+        self.fences.fetch_add(1, Relaxed);
+    }
     pub(crate) fn add_remembered_start(&self) {
         self.remembered_starts.fetch_add(1, Relaxed);
     }
@@ -44,6 +48,7 @@ impl RegionCounters {
             handoffs: self.handoffs.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             bounced: self.bounced.load(Relaxed),
+            fences: self.fences.load(Relaxed),
             remembered_starts: self.remembered_starts.load(Relaxed),
             remember_failures: self.remember_failures.load(Relaxed),
             direct: 0,
@@ -64,11 +69,17 @@ pub struct RegionCounts {
     /// Messages given up (`ShardUnavailable` / `NotRemotable` dead letters, or asks
     /// failed): buffer full, node down.
     pub dropped: u64,
-    /// Messages that passed through four regions without reaching their shard's home
-    /// (the regions' views disagreed) and were parked here, to be routed again on the next
+    /// Messages parked here because the regions' views disagreed: another node sent one
+    /// here as to its shard's home while this region counts another node as the home (or it
+    /// passed through four regions). They wait in line, to be routed again on the next
     /// change of view or after a short wait (from 50 ms, growing to 1 s while they stay
     /// parked).
     pub bounced: u64,
+    /// Fences sent: a shard's home moved (or one of its messages came back here) while
+    /// this node's earlier messages for it may still have been on their way, so its next
+    /// ones waited here until a fence sent the old way came back behind them (or 5 s passed)
+    /// — each sender's order kept across the move.
+    pub fences: u64,
     /// Entities started because they were remembered, without a message
     /// ([`EntityType::remember_entities`](crate::EntityType::remember_entities)).
     pub remembered_starts: u64,

@@ -261,6 +261,14 @@ impl<'a, R> AskFuture<'a, R> {
     }
 }
 
+impl<R> AskFuture<'_, R> {
+    /// Whether the message is in the mailbox yet: an ask whose mailbox was full when it was
+    /// made waits for room when first polled.
+    pub fn is_queued(&self) -> bool {
+        self.sending.is_none()
+    }
+}
+
 impl<R> Future for AskFuture<'_, R> {
     type Output = Result<R, AskError>;
 

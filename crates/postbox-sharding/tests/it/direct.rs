@@ -119,11 +119,13 @@ async fn the_switch_from_the_regions_to_the_direct_paths_keeps_the_order() {
 }
 
 /// A stream of direct tells while the entities' shards move to a joining node: every tell
-/// arrives exactly once, at one instance or the next. (Not necessarily in order: the
-/// sender's own view changes during the hand-off, and its messages may take the old and
-/// the new path at once — the documented interleaving.)
+/// arrives exactly once, at one instance or the next, and in the sender's order — though the
+/// sender's own view changes during the hand-off, its messages still on the old path are
+/// fenced (the next ones wait until a fence sent the old way comes back behind them), and a
+/// message that comes back to a region whose view disagrees waits there instead of going
+/// round again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hand_off_under_a_stream_of_direct_tells_loses_nothing() {
+async fn a_hand_off_under_a_stream_of_direct_tells_loses_nothing_and_keeps_order() {
     // Buffers large enough for the whole stream: a bound reached is a counted dead letter
     // (`buffer_overflow_is_a_counted_dead_letter`), not what this test is about.
     let mut cluster =
@@ -158,12 +160,11 @@ async fn a_hand_off_under_a_stream_of_direct_tells_loses_nothing() {
     cluster.add_node().await;
     within(PATIENCE, sender).await.unwrap();
     for entity in &refs {
-        let mut seen = until_async(PATIENCE, "all 800 recorded", async || {
+        let seen = until_async(PATIENCE, "all 800 recorded", async || {
             let (seen, _) = entity.ask(Seen).await.unwrap();
             (seen.len() >= 800).then_some(seen)
         })
         .await;
-        seen.sort_unstable();
         assert_eq!(seen, (0..800).collect::<Vec<_>>(), "{}", entity.id());
     }
     let moved = within(PATIENCE, cluster.counters[1].snapshot())
@@ -172,13 +173,15 @@ async fn a_hand_off_under_a_stream_of_direct_tells_loses_nothing() {
         .counters
         .handoffs;
     assert!(moved > 0, "the join moved no shard");
-    let new_home = cluster.nodes.node(2).name().to_owned();
+    // Bounded-load rendezvous may move a shard of node 1 to node 0 as well as to the new
+    // node: either is a hand-off under the stream (to node 0, the sender's own).
+    let old_home = cluster.nodes.node(1).name().to_owned();
     let mut rehomed = 0;
     for entity in &refs {
         let (_, node) = within(PATIENCE, entity.ask(Seen)).await.unwrap();
-        rehomed += usize::from(node == new_home);
+        rehomed += usize::from(node != old_home);
     }
-    assert!(rehomed > 0, "none of the 24 entities moved to the new node");
+    assert!(rehomed > 0, "none of the 24 entities moved");
     for node in 0..3 {
         let counters = within(PATIENCE, cluster.counters[node].snapshot())
             .await
