@@ -6,7 +6,7 @@
 use crate::common::*;
 use postbox::prelude::*;
 use postbox::AskError;
-use postbox_cluster::MemberStatus;
+use postbox_cluster::{DowningStrategy, MemberStatus};
 use postbox_remote::NodeAddr;
 use postbox_testkit::ClusterNode;
 
@@ -194,4 +194,92 @@ async fn a_cut_and_heal_between_two_nodes_reconnects_them() {
     nodes.heal(0, 1);
     let after = lookup().await.unwrap();
     assert_eq!(after.ask(WhereAreYou).await.unwrap(), "n1");
+}
+
+/// The index of the oldest member (up the longest), as node 0 sees it.
+fn oldest(nodes: &TestCluster) -> usize {
+    let oldest = nodes.node(0).cluster.members_by_age()[0].node.clone();
+    (0..nodes.nodes().len())
+        .find(|i| *nodes.node(*i).node() == oldest)
+        .expect("the oldest member is one of the nodes")
+}
+
+/// Keep-oldest: the side with the oldest member stays whatever its size. The oldest cut off
+/// alone from the three others keeps its side of one, and the three down themselves; with
+/// `down_if_alone`, the same cut goes the other way — the oldest gives way and the three
+/// stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_oldest_keeps_the_oldest_members_side_unless_it_is_alone_and_gives_way() {
+    for down_if_alone in [false, true] {
+        let mut nodes = TestCluster::builder()
+            .nodes(4)
+            .cluster_config(move |config| {
+                config.downing(DowningStrategy::KeepOldest { down_if_alone })
+            })
+            .start()
+            .await;
+        let oldest = oldest(&nodes);
+        let others: Vec<usize> = (0..4).filter(|i| *i != oldest).collect();
+        nodes.partition(&[oldest], &others).await;
+        let (gone, kept) = if down_if_alone {
+            (vec![oldest], others)
+        } else {
+            (others, vec![oldest])
+        };
+        for &node in &gone {
+            let node = nodes.node(node);
+            let why = within(PATIENCE, node.cluster.downed()).await;
+            assert!(
+                node.is_down() && !node.is_running(),
+                "{}: {why}",
+                node.name()
+            );
+            assert_eq!(node.cluster.downing_stats().kept_this_side, 0);
+        }
+        for &node in &kept {
+            let node = nodes.node(node);
+            for &subject in &gone {
+                node.wait_for(nodes.node(subject).node(), MemberStatus::Down)
+                    .await;
+            }
+            assert!(
+                !node.is_down(),
+                "{} (down_if_alone {down_if_alone})",
+                node.name()
+            );
+        }
+        let kept_decisions: u64 = kept
+            .iter()
+            .map(|&i| nodes.node(i).cluster.downing_stats().kept_this_side)
+            .sum();
+        assert!(kept_decisions >= 1, "no node of the kept side decided");
+        nodes.shutdown().await;
+    }
+}
+
+/// Down-all: whatever the sides, every member downs itself — the three of a 3 | 2 split as
+/// well as the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_all_downs_both_sides_of_a_partition() {
+    let mut nodes = TestCluster::builder()
+        .nodes(5)
+        .cluster_config(|config| config.downing(DowningStrategy::DownAll))
+        .start()
+        .await;
+    nodes.partition(&[0, 1, 2], &[3, 4]).await;
+    let mut everyone = 0;
+    for index in 0..5 {
+        let node = nodes.node(index);
+        let why = within(PATIENCE, node.cluster.downed()).await;
+        assert!(
+            node.is_down() && !node.is_running(),
+            "{}: {why}",
+            node.name()
+        );
+        let stats = node.cluster.downing_stats();
+        assert_eq!(stats.kept_this_side, 0, "{}: {stats:?}", node.name());
+        everyone += stats.downed_everyone;
+    }
+    assert!(everyone >= 2, "each side decides for itself: {everyone}");
+    nodes.shutdown().await;
 }
