@@ -18,6 +18,17 @@ fn statuses_of(node: &ClusterNode, subject: &NodeAddr) -> Vec<MemberStatus> {
         .collect()
 }
 
+/// Waits until `node` is down and has stopped; its downing counters then.
+async fn downs_itself(node: &ClusterNode) -> postbox_cluster::DowningStats {
+    let why = within(PATIENCE, node.cluster.downed()).await;
+    assert!(
+        node.is_down() && !node.is_running(),
+        "{}: {why}",
+        node.name()
+    );
+    node.cluster.downing_stats()
+}
+
 /// A `Worker` started on node `on`, as node `from` reaches it.
 async fn worker_across(nodes: &TestCluster, on: usize, from: usize) -> ActorRef<Worker> {
     let name = nodes.node(on).name().to_owned();
@@ -84,13 +95,7 @@ async fn a_partition_downs_the_minority_side_and_restarted_nodes_rejoin_after_th
     let mut decided = 0;
     for minority in [3, 4] {
         let node = nodes.node(minority);
-        let why = within(PATIENCE, node.cluster.downed()).await;
-        assert!(
-            node.is_down() && !node.is_running(),
-            "{}: {why}",
-            node.name()
-        );
-        let stats = node.cluster.downing_stats();
+        let stats = downs_itself(node).await;
         assert!(stats.this_node_down, "{stats:?}");
         assert_eq!(stats.kept_this_side, 0, "{stats:?}");
         decided += stats.downed_this_side;
@@ -227,14 +232,7 @@ async fn keep_oldest_keeps_the_oldest_members_side_unless_it_is_alone_and_gives_
             (others, vec![oldest])
         };
         for &node in &gone {
-            let node = nodes.node(node);
-            let why = within(PATIENCE, node.cluster.downed()).await;
-            assert!(
-                node.is_down() && !node.is_running(),
-                "{}: {why}",
-                node.name()
-            );
-            assert_eq!(node.cluster.downing_stats().kept_this_side, 0);
+            assert_eq!(downs_itself(nodes.node(node)).await.kept_this_side, 0);
         }
         for &node in &kept {
             let node = nodes.node(node);
@@ -270,13 +268,7 @@ async fn down_all_downs_both_sides_of_a_partition() {
     let mut everyone = 0;
     for index in 0..5 {
         let node = nodes.node(index);
-        let why = within(PATIENCE, node.cluster.downed()).await;
-        assert!(
-            node.is_down() && !node.is_running(),
-            "{}: {why}",
-            node.name()
-        );
-        let stats = node.cluster.downing_stats();
+        let stats = downs_itself(node).await;
         assert_eq!(stats.kept_this_side, 0, "{}: {stats:?}", node.name());
         everyone += stats.downed_everyone;
     }
