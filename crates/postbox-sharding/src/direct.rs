@@ -343,12 +343,9 @@ impl<A: Entity> Direct<A> {
     pub(crate) fn sends_drained(
         self: &Arc<Self>,
         shard: u32,
-    ) -> Option<impl Future<Output = ()> + Send + 'static> {
-        if self.sending.is_clear(shard) {
-            return None;
-        }
+    ) -> impl Future<Output = ()> + Send + 'static {
         let direct = Arc::clone(self);
-        Some(async move {
+        async move {
             loop {
                 let notified = direct.drained.notified();
                 let mut notified = std::pin::pin!(notified);
@@ -358,7 +355,7 @@ impl<A: Entity> Direct<A> {
                 }
                 notified.await;
             }
-        })
+        }
     }
 
     /// `send(home, message, count)` for the home region of `shard`, under the table's read

@@ -95,8 +95,11 @@ pub(crate) trait Parcel<A: Entity>: Send + 'static {
 pub(crate) const FENCE_TAG: &str = "postbox.sharding.fence";
 
 /// A sender's fence, from this node's region: sent to the shard's old home along the path its
-/// earlier messages took, it comes back (as its ask's answer) once it has reached the end of
-/// that path behind them, or failed. Either way the region then releases what it held.
+/// earlier messages took, as an ask whose answer comes (`Parcel::answer_fence` of its wire
+/// parcel, where it would be delivered) once it
+/// has reached the end of that path behind them. Whatever the answer — or none within
+/// [`FENCE_TIMEOUT`](crate::region::FENCE_TIMEOUT), the bound at which the region stops
+/// waiting too — the region is then told to release what it held.
 pub(crate) struct Fence<A: Entity> {
     pub(crate) region: ActorRef<Region<A>>,
     pub(crate) shard: u32,
@@ -104,61 +107,22 @@ pub(crate) struct Fence<A: Entity> {
 }
 
 impl<A: Entity> Fence<A> {
-    fn release(self) {
-        let done = crate::region::FenceDone {
-            shard: self.shard,
-            token: self.token,
-        };
-        let region = self.region;
-        // Answered from within this region's own handler, or from a task: never wait here.
-        tokio::spawn(async move {
-            let _ = region.tell(done).await;
-        });
-    }
-}
-
-impl<A: Entity> Parcel<A> for Fence<A> {
-    fn deliver(self: Box<Self>, _: &ActorRef<A>) -> Delivery<A> {
-        self.release();
-        Delivery::Done
-    }
-
-    fn forward(
-        self: Box<Self>,
-        entity: &str,
-        to: &ActorRef<Region<A>>,
-        hops: u8,
-        handed_off: bool,
-    ) -> Result<BoxFuture, (Box<dyn Parcel<A>>, Failed)> {
+    /// Sends the fence for `entity`'s shard to `to` and waits for it to come back.
+    pub(crate) async fn send(self, entity: &str, to: &ActorRef<Region<A>>) {
         let envelope = Envelope {
             entity: entity.to_owned(),
             tag: FENCE_TAG.to_owned(),
             payload: Bin(Vec::new()),
-            hops,
-            handed_off,
+            hops: 1,
+            handed_off: false,
         };
-        let to = to.clone();
-        Ok(Box::pin(async move {
-            let answer = enqueue_ask(&to, DeliverAsk(envelope)).await;
-            tokio::spawn(async move {
-                // Whatever the answer (or the connection's end), the fence is done; the
-                // region stops waiting at the same bound, so no task outlives it.
-                let _ = tokio::time::timeout(crate::region::FENCE_TIMEOUT, answer).await;
-                self.release();
-            });
-        }))
-    }
-
-    fn fail(self: Box<Self>, _: &ActorSystem, _: ActorId, _: Failed) {
-        self.release();
-    }
-
-    fn is_fence(&self) -> bool {
-        true
-    }
-
-    fn answer_fence(self: Box<Self>) {
-        self.release();
+        let answer = enqueue_ask(to, DeliverAsk(envelope)).await;
+        let _ = tokio::time::timeout(crate::region::FENCE_TIMEOUT, answer).await;
+        let done = crate::region::FenceDone {
+            shard: self.shard,
+            token: self.token,
+        };
+        let _ = self.region.tell(done).await;
     }
 }
 

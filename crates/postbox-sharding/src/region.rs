@@ -312,15 +312,14 @@ impl<A: Entity> Region<A> {
         let home = self.home(shard);
         let limit = self.settings().buffer;
         let max_handoffs = self.settings().max_handoffs;
-        if pending.local {
-            if let Some(fence) = self.fences.get_mut(&shard) {
-                if fence.held.len() >= limit {
-                    return self.fail(ctx, pending.parcel, Failed::Unavailable);
-                }
-                fence.held.push_back((pending, hops));
-                return;
+        let pending = if pending.local {
+            match self.hold(ctx, shard, pending, hops) {
+                Some(pending) => pending,
+                None => return,
             }
-        }
+        } else {
+            pending
+        };
         if self.parked.get(&shard).is_some_and(|p| !p.is_empty()) {
             // The shard's parked messages go first, when they are routed again: this one
             // waits behind them rather than overtake them by a route found meanwhile.
@@ -421,7 +420,25 @@ impl<A: Entity> Region<A> {
         if !moved || !self.start_fence(ctx, shard, &pending.entity) {
             return Some(pending);
         }
-        if let Some(fence) = self.fences.get_mut(&shard) {
+        self.hold(ctx, shard, pending, hops)
+    }
+
+    /// Holds `pending` behind its shard's fence, if one is out (a full hold is a counted
+    /// dead letter, as any full buffer); hands it back otherwise.
+    fn hold(
+        &mut self,
+        ctx: &Context<Self>,
+        shard: u32,
+        pending: Pending<A>,
+        hops: u8,
+    ) -> Option<Pending<A>> {
+        let limit = self.settings().buffer;
+        let Some(fence) = self.fences.get_mut(&shard) else {
+            return Some(pending);
+        };
+        if fence.held.len() >= limit {
+            self.fail(ctx, pending.parcel, Failed::Unavailable);
+        } else {
             fence.held.push_back((pending, hops));
         }
         None
@@ -458,23 +475,18 @@ impl<A: Entity> Region<A> {
         self.shared.direct.clear_route(shard);
         self.next_fence += 1;
         let token = self.next_fence;
-        let fence = Box::new(Fence {
+        let fence = Fence {
             region: ctx.myself().clone(),
             shard,
             token,
-        });
+        };
         let drained = self.shared.direct.sends_drained(shard);
         let entity = entity.clone();
         // Sent from a task: nothing of this node's goes to that region for the shard
         // meanwhile (it is held here), so the fence is still behind all of it.
         tokio::spawn(async move {
-            if let Some(drained) = drained {
-                drained.await;
-            }
-            match fence.forward(&entity, &region, 1, false) {
-                Ok(sending) => sending.await,
-                Err((fence, _)) => fence.answer_fence(),
-            }
+            drained.await;
+            fence.send(&entity, &region).await;
         });
         self.shared.counters.add_fence();
         self.fences.insert(
@@ -494,15 +506,14 @@ impl<A: Entity> Region<A> {
         let limit = self.settings().buffer;
         // This node's earlier messages of the shard may be on their way back here behind
         // it (views disagreeing): its own wait behind a fence, which comes back with them.
-        if self.start_fence(ctx, shard, &pending.entity) && pending.local {
-            if let Some(fence) = self.fences.get_mut(&shard) {
-                if fence.held.len() >= limit {
-                    return self.fail(ctx, pending.parcel, Failed::Unavailable);
-                }
-                fence.held.push_back((pending, 0));
-                return;
+        let pending = if self.start_fence(ctx, shard, &pending.entity) && pending.local {
+            match self.hold(ctx, shard, pending, 0) {
+                Some(pending) => pending,
+                None => return,
             }
-        }
+        } else {
+            pending
+        };
         let parked = self.parked.entry(shard).or_default();
         if parked.len() >= limit {
             return self.fail(ctx, pending.parcel, Failed::Unavailable);
