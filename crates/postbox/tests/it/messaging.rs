@@ -163,6 +163,29 @@ async fn tell_waits_for_room_and_resumes_in_order() {
     system.shutdown().await;
 }
 
+/// An ask made while there is room is in the mailbox at once; one made on a full mailbox is
+/// not (`AskFuture::is_queued`), and goes in once polled and room is made.
+#[tokio::test]
+async fn an_ask_on_a_full_mailbox_is_not_queued_until_there_is_room() {
+    use std::future::IntoFuture;
+    let system = ActorSystem::new();
+    let (actor, gate) = gated(&system, MailboxCapacity::bounded(1));
+    actor.tell(Hold).await.unwrap();
+    until_holding(&actor).await;
+    let first = actor.ask(Seen).into_future();
+    assert!(first.is_queued(), "room for one: in the mailbox at once");
+    let second = actor.ask(Seen).into_future();
+    assert!(
+        !second.is_queued(),
+        "the mailbox is full: it waits for room"
+    );
+    assert_eq!(actor.depth(), 1);
+    gate.notify_one();
+    assert_eq!(within(PATIENCE, first).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(within(PATIENCE, second).await.unwrap(), Vec::<u32>::new());
+    system.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_recipient_tell_that_waits_for_room_is_not_a_dead_letter() {
     let system = ActorSystem::new();
