@@ -25,11 +25,18 @@
 //!
 //! Usage: `cargo bench --bench remote -- [--tells N] [--asks K] [--only LIST]` (defaults
 //! 1 000 000 and 20 000, × `POSTBOX_BENCH_SCALE`; `LIST` picks scenarios: `raw`, `postbox`,
-//! `tls`, `fan-in`, `fan-out`, `open-loop`).
+//! `tls`, `fan-in`, `fan-out`, `open-loop`). Every process runs a multi-thread Tokio runtime
+//! of 2 workers, or `POSTBOX_BENCH_WORKERS` (inherited by the children); `--features
+//! mimalloc` puts every process on mimalloc instead of the system allocator.
 //!
 //! Instructions per message on each side: run `--only postbox` under callgrind with
 //! `--trace-children=yes` at two sizes; the slope of each process's total is its cost per
 //! message (BENCHMARKS.md).
+
+/// `--features mimalloc`: both nodes and the raw baseline's, on mimalloc (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bytes::{Bytes, BytesMut};
 use postbox::prelude::*;
@@ -617,7 +624,12 @@ async fn bench_raw_fan(tells: u64, asks: usize, nodes: usize) -> Report {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(
+            std::env::var("POSTBOX_BENCH_WORKERS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .build()
         .expect("runtime")
