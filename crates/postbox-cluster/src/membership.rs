@@ -601,6 +601,10 @@ impl Membership {
                 }
             }
         }
+        // Counted before this node marks itself down: whoever learns that it is down (its
+        // `downed()` watchers) finds the decision that took it down already counted.
+        self.downing_counters
+            .decided(decision, writes.downed.len() - downed_before);
         if matches!(decision, Decision::DownThisSide | Decision::DownEveryone) {
             let why = format!(
                 "the downing strategy ({:?}) took this side of the partition down: {} of {} members reachable",
@@ -610,8 +614,6 @@ impl Membership {
             );
             self.mark_self_down(view, why, events);
         }
-        self.downing_counters
-            .decided(decision, writes.downed.len() - downed_before);
         view.unreachable.clear();
         view.stable_since = None;
     }

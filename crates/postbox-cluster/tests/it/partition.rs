@@ -266,12 +266,17 @@ async fn down_all_downs_both_sides_of_a_partition() {
         .await;
     nodes.partition(&[0, 1, 2], &[3, 4]).await;
     let mut everyone = 0;
+    let mut decisions = Vec::new();
     for index in 0..5 {
         let node = nodes.node(index);
         let stats = downs_itself(node).await;
         assert_eq!(stats.kept_this_side, 0, "{}: {stats:?}", node.name());
         everyone += stats.downed_everyone;
+        decisions.push((node.name().to_owned(), stats.downed_everyone));
     }
-    assert!(everyone >= 2, "each side decides for itself: {everyone}");
+    // Once the cut is in place each side decides for itself (two decisions or more); but
+    // on a stalled machine a node may miss heartbeats before the cut, and down-all then
+    // takes the whole cluster down with that one decision — down-all working as well.
+    assert!(everyone >= 2, "decisions per node: {decisions:?}");
     nodes.shutdown().await;
 }
