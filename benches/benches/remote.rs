@@ -624,12 +624,10 @@ async fn bench_raw_fan(tells: u64, asks: usize, nodes: usize) -> Report {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::env::var("POSTBOX_BENCH_WORKERS")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(2),
-        )
+        .worker_threads(std::env::var("POSTBOX_BENCH_WORKERS").map_or(2, |n| {
+            n.parse()
+                .expect("POSTBOX_BENCH_WORKERS: a number of worker threads")
+        }))
         .enable_all()
         .build()
         .expect("runtime")
