@@ -29,6 +29,9 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest `node.shutdown_timeout`.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Most `node.worker_threads`.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// The built-in services the `postbox-node` binary can host.
 pub const BUILTIN_SERVICES: [&str; 2] = ["echo", "counter"];
 
@@ -82,6 +85,11 @@ pub struct NodeSection {
     /// anyway, reporting what was left.
     #[serde(with = "duration_text")]
     pub shutdown_timeout: Duration,
+    /// The Tokio worker threads that run the node's actors (Erlang's schedulers, an Akka
+    /// dispatcher's pool); unset, one per core the process may use. Read by the
+    /// `postbox-node` binary, which builds the runtime; an application that builds its own
+    /// node runs it on the runtime it chose.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for NodeSection {
@@ -93,6 +101,7 @@ impl Default for NodeSection {
             roles: Vec::new(),
             services: BUILTIN_SERVICES.iter().map(|s| s.to_string()).collect(),
             shutdown_timeout: Duration::from_secs(10),
+            worker_threads: None,
         }
     }
 }
@@ -382,6 +391,12 @@ pub const SETTINGS: &[Setting] = &[
         "shutdown-timeout",
         Kind::Duration,
         "how long a graceful stop may take (up to 1h)",
+    ),
+    setting(
+        "node.worker_threads",
+        "worker-threads",
+        Kind::Count,
+        "worker threads running the actors (1 to 1024; default one per core)",
     ),
     setting(
         "remote.listen",
@@ -712,6 +727,13 @@ impl NodeConfig {
             "node.roles" => self.node.roles = list(),
             "node.services" => self.node.services = list(),
             "node.shutdown_timeout" => self.node.shutdown_timeout = duration()?,
+            "node.worker_threads" => {
+                let text = one()?;
+                self.node.worker_threads = Some(
+                    text.parse()
+                        .map_err(|_| fail(format!("`{text}` is not a whole number")))?,
+                );
+            }
             "remote.listen" => self.remote.listen = address()?,
             "remote.advertise" => self.remote.advertise = Some(address()?),
             "remote.tls_ca" => self.remote.tls_ca = Some(one()?.into()),
@@ -828,6 +850,14 @@ impl NodeConfig {
                     format_duration(self.node.shutdown_timeout)
                 ),
             );
+        }
+        if let Some(threads) = self.node.worker_threads {
+            if !(1..=MAX_WORKER_THREADS).contains(&threads) {
+                return fail(
+                    "node.worker_threads",
+                    format!("must be from 1 to {MAX_WORKER_THREADS}, not {threads}"),
+                );
+            }
         }
         let tls = [
             &self.remote.tls_ca,
@@ -1316,6 +1346,9 @@ mod tests {
             ("cluster.gossip_interval", "0ms", "from 10ms to 60s"),
             ("cluster.phi_threshold", "0.1", "from 1 to 100"),
             ("metrics.max_connections", "0", "from 1 to 65536"),
+            ("node.worker_threads", "0", "from 1 to 1024"),
+            ("node.worker_threads", "1025", "from 1 to 1024"),
+            ("node.worker_threads", "-1", "not a whole number"),
             ("node.name", "a\nb", "without control characters"),
         ];
         for &(key, value, reason) in cases {

@@ -214,10 +214,12 @@ fn main() -> ExitCode {
         },
         _ => {}
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.node.worker_threads {
+        // In range: `NodeConfig::load` refused anything else (tokio panics on 0).
+        runtime.worker_threads(threads);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("postbox-node: cannot start the runtime: {error}");

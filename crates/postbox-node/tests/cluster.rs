@@ -58,10 +58,19 @@ async fn send(via: &NodeProcess, service: &str, body: &str) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_a_cluster_survive_a_crash_and_see_a_restart() {
-    // Node 1 hosts the services; 2 and 3 host none and must reach 1's.
+    // Node 1 hosts the services; 2 and 3 host none and must reach 1's. Node 3 runs on a
+    // single worker thread (`node.worker_threads`).
     let one = start(&[]).await;
     let two = start(&["--services", "", "--seed", &one.gossip]).await;
-    let three = start(&["--services", "", "--seed", &one.gossip]).await;
+    let three = start(&[
+        "--services",
+        "",
+        "--seed",
+        &one.gossip,
+        "--worker-threads",
+        "1",
+    ])
+    .await;
     let everyone = [&one, &two, &three];
 
     for node in everyone {
@@ -253,6 +262,15 @@ async fn bad_config_is_refused_naming_the_setting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("`cluster.down_after` (from flag --down-after): `soon` is not a duration"),
+        "{stderr}"
+    );
+
+    // Refused before the runtime is built (Tokio would panic on zero workers).
+    let output = run(&["start", "--worker-threads", "0"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`node.worker_threads`") && stderr.contains("must be from 1 to 1024"),
         "{stderr}"
     );
 
