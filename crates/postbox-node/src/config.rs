@@ -720,6 +720,11 @@ impl NodeConfig {
                 .map_err(|_| fail(format!("`{text}` is not an ip:port address")))
         };
         let duration = || -> Result<Duration, ConfigError> { parse_duration(one()?).map_err(fail) };
+        let count = || -> Result<usize, ConfigError> {
+            let text = one()?;
+            text.parse()
+                .map_err(|_| fail(format!("`{text}` is not a whole number")))
+        };
         match setting.key {
             "node.name" => self.node.name = Some(one()?.to_owned()),
             "node.cluster" => self.node.cluster = one()?.to_owned(),
@@ -727,13 +732,7 @@ impl NodeConfig {
             "node.roles" => self.node.roles = list(),
             "node.services" => self.node.services = list(),
             "node.shutdown_timeout" => self.node.shutdown_timeout = duration()?,
-            "node.worker_threads" => {
-                let text = one()?;
-                self.node.worker_threads = Some(
-                    text.parse()
-                        .map_err(|_| fail(format!("`{text}` is not a whole number")))?,
-                );
-            }
+            "node.worker_threads" => self.node.worker_threads = Some(count()?),
             "remote.listen" => self.remote.listen = address()?,
             "remote.advertise" => self.remote.advertise = Some(address()?),
             "remote.tls_ca" => self.remote.tls_ca = Some(one()?.into()),
@@ -761,12 +760,7 @@ impl NodeConfig {
                 }
             }
             "metrics.listen" => self.metrics.listen = address()?,
-            "metrics.max_connections" => {
-                let text = one()?;
-                self.metrics.max_connections = text
-                    .parse()
-                    .map_err(|_| fail(format!("`{text}` is not a whole number")))?;
-            }
+            "metrics.max_connections" => self.metrics.max_connections = count()?,
             "metrics.header_read_timeout" => self.metrics.header_read_timeout = duration()?,
             "persistence.store" => self.persistence.store = one()?.to_owned(),
             "persistence.path" => self.persistence.path = one()?.into(),
