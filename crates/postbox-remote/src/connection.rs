@@ -30,7 +30,7 @@
 //! answers a reply that is too large with a `TooLarge` error, so that the asker on the other
 //! node learns why.
 
-use crate::handlers::{Deliver, ReplyFailure};
+use crate::handlers::{Delivery, ReplyFailure};
 use crate::outbox::{Appender, NoRoom, Outbox, FRAME_OVERHEAD};
 use crate::peer::Peer;
 use crate::remote::TransportState;
@@ -626,14 +626,14 @@ impl Request {
 }
 
 /// The last target and tag resolved on a connection: a run of messages to one actor (the
-/// common case: a remote ref forwards its mailbox in order) finds its actor and handler
-/// without a lookup. It keeps that one actor's cell alive while the connection lives, and is
+/// common case: a remote ref forwards its mailbox in order) finds its actor and handler,
+/// already bound to each other, without a lookup. It keeps that one actor's cell alive while the connection lives, and is
 /// used only while the actor takes messages (else the lookup says what became of it).
 struct LastTarget {
     id: u64,
     tag: String,
     actor: LocalActor,
-    deliver: Deliver,
+    deliver: Delivery,
 }
 
 /// What the reader holds while the peer's requests wait.
@@ -1107,7 +1107,7 @@ fn deliver_with<B: FrameBody>(
                 TargetRef::Name(_) => refuse(RemoteFailure::UnknownTarget),
             };
         };
-        let deliver = match shared.types.handler(&local, tag) {
+        let deliver = match shared.types.delivery(&local, tag) {
             Ok(deliver) => deliver,
             Err(failure) => {
                 local.rejected("remote message");
@@ -1134,7 +1134,7 @@ fn deliver_with<B: FrameBody>(
         }),
         _ => None,
     };
-    let deliver = || (target.deliver)(&target.actor, message.payload_bytes(), ask, &shared.refs);
+    let deliver = || (target.deliver)(message.payload_bytes(), ask, &shared.refs);
     // The message is put in the mailbox (now, or by `enqueue`) inside the sender's trace
     // context, so that its envelope carries it to the handler.
     let delivery = match &trace {

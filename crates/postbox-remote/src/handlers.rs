@@ -25,13 +25,18 @@ pub(crate) enum ReplyFailure {
     Unencodable(String),
 }
 
-/// Decodes a payload and puts it in the actor's mailbox: at once when there is room (`None`),
+/// How one actor type takes one message type from other nodes: bound to a live actor of that
+/// type, it gives the [`Delivery`] that a run of messages to that actor goes through (`None`
+/// if the actor is not of that type).
+pub(crate) type Deliver = Arc<dyn Fn(&LocalActor) -> Option<Delivery> + Send + Sync>;
+
+/// Decodes a payload and puts it in one actor's mailbox: at once when there is room (`None`),
 /// else through a future that resolves once it is queued. An ask comes with its
 /// [`AskReply`], which the answering task completes (the reply encoded where it is sent);
-/// on `Err` the caller answers the ask with the failure.
-pub(crate) type Deliver = Arc<
+/// on `Err` the caller answers the ask with the failure. It holds the actor's typed
+/// reference, so that a message costs no lookup or downcast of its own.
+pub(crate) type Delivery = Box<
     dyn Fn(
-            &LocalActor,
             &[u8],
             Option<AskReply>,
             &Arc<dyn RefCodec>,
@@ -109,59 +114,65 @@ where
     A: Actor + Handler<M>,
     M: Message,
 {
-    Arc::new(move |target, payload, mut ask, refs| {
-        let actor = target.downcast::<A>().ok_or(RemoteFailure::UnknownTag)?;
-        if let Some(hook) = &hook {
-            let arrival = if ask.is_some() {
-                Arrival::Ask
-            } else {
-                Arrival::Tell
-            };
-            match (hook(&actor, payload, arrival), ask) {
-                (Intercepted::Queue, again) => ask = again,
-                // Documented: an ask is always queued; a hook that kept it leaves its asker
-                // with `NoReply` rather than waiting for its timeout.
-                (Intercepted::Delivered | Intercepted::Pending(_), Some(ask)) => {
-                    ask.send(Err(ReplyFailure::Ask(postbox::AskError::NoReply)));
-                    return Ok(None);
+    Arc::new(move |target| {
+        let actor = target.downcast::<A>()?;
+        let hook = hook.clone();
+        Some(Box::new(
+            move |payload: &[u8], mut ask: Option<AskReply>, refs: &Arc<dyn RefCodec>| {
+                if let Some(hook) = &hook {
+                    let arrival = if ask.is_some() {
+                        Arrival::Ask
+                    } else {
+                        Arrival::Tell
+                    };
+                    match (hook(&actor, payload, arrival), ask) {
+                        (Intercepted::Queue, again) => ask = again,
+                        // Documented: an ask is always queued; a hook that kept it leaves its asker
+                        // with `NoReply` rather than waiting for its timeout.
+                        (Intercepted::Delivered | Intercepted::Pending(_), Some(ask)) => {
+                            ask.send(Err(ReplyFailure::Ask(postbox::AskError::NoReply)));
+                            return Ok(None);
+                        }
+                        (Intercepted::Delivered, None) => return Ok(None),
+                        (Intercepted::Pending(delivering), None) => return Ok(Some(delivering)),
+                    }
                 }
-                (Intercepted::Delivered, None) => return Ok(None),
-                (Intercepted::Pending(delivering), None) => return Ok(Some(delivering)),
-            }
-        }
-        let msg = (codec.decode)(payload).map_err(|_| RemoteFailure::Undecodable)?;
-        let Some(ask) = ask else {
-            // The common case, without a boxed future: room in the mailbox.
-            let msg = match postbox::remote::try_enqueue(&actor, msg) {
-                Ok(()) => return Ok(None),
-                Err(postbox::TrySendError::Full(msg)) => msg,
-                // `tell` below counts the dead letter.
-                Err(postbox::TrySendError::Closed(msg)) => msg,
-            };
-            return Ok(Some(Box::pin(async move {
-                // Refusals are counted by the actor's own dead-letter accounting.
-                let _ = actor.tell(msg).await;
-            })));
-        };
-        let refs = refs.clone();
-        // Runs in the task that answers: the reply goes into the connection's outbox from
-        // there, with no task of the transport's to wake in between.
-        let answer = move |reply: Result<M::Reply, postbox::AskError>| {
-            let encoded = match reply {
-                Ok(value) => with_ref_codec(&refs, || {
-                    let mut out = Vec::with_capacity(128);
-                    (codec.encode_reply)(&value, &mut out)
-                        .map(|()| out)
-                        .map_err(|e| ReplyFailure::Unencodable(e.to_string()))
-                }),
-                Err(error) => Err(ReplyFailure::Ask(error)),
-            };
-            ask.send(encoded);
-        };
-        Ok(
-            postbox::remote::try_enqueue_ask_calling(&actor, msg, answer)
-                .map(|waiting| Box::pin(waiting) as BoxedEnqueue),
-        )
+                let msg = (codec.decode)(payload).map_err(|_| RemoteFailure::Undecodable)?;
+                let Some(ask) = ask else {
+                    // The common case, without a boxed future: room in the mailbox.
+                    let msg = match postbox::remote::try_enqueue(&actor, msg) {
+                        Ok(()) => return Ok(None),
+                        Err(postbox::TrySendError::Full(msg)) => msg,
+                        // `tell` below counts the dead letter.
+                        Err(postbox::TrySendError::Closed(msg)) => msg,
+                    };
+                    let actor = actor.clone();
+                    return Ok(Some(Box::pin(async move {
+                        // Refusals are counted by the actor's own dead-letter accounting.
+                        let _ = actor.tell(msg).await;
+                    })));
+                };
+                let refs = refs.clone();
+                // Runs in the task that answers: the reply goes into the connection's outbox from
+                // there, with no task of the transport's to wake in between.
+                let answer = move |reply: Result<M::Reply, postbox::AskError>| {
+                    let encoded = match reply {
+                        Ok(value) => with_ref_codec(&refs, || {
+                            let mut out = Vec::with_capacity(128);
+                            (codec.encode_reply)(&value, &mut out)
+                                .map(|()| out)
+                                .map_err(|e| ReplyFailure::Unencodable(e.to_string()))
+                        }),
+                        Err(error) => Err(ReplyFailure::Ask(error)),
+                    };
+                    ask.send(encoded);
+                };
+                Ok(
+                    postbox::remote::try_enqueue_ask_calling(&actor, msg, answer)
+                        .map(|waiting| Box::pin(waiting) as BoxedEnqueue),
+                )
+            },
+        ) as Delivery)
     })
 }
 
@@ -191,14 +202,19 @@ impl TypeRegistry {
             .insert(TypeId::of::<A>(), Arc::new(handlers.by_tag));
     }
 
-    /// How to deliver a message with `tag` to `target`.
-    pub(crate) fn handler(&self, target: &LocalActor, tag: &str) -> Result<Deliver, RemoteFailure> {
+    /// How to deliver messages with `tag` to `target`.
+    pub(crate) fn delivery(
+        &self,
+        target: &LocalActor,
+        tag: &str,
+    ) -> Result<Delivery, RemoteFailure> {
         let table = self
             .types
             .get(&target.actor_type_id())
             .map(|t| t.value().clone())
             .ok_or(RemoteFailure::UnknownTag)?;
-        table.get(tag).cloned().ok_or(RemoteFailure::UnknownTag)
+        let deliver = table.get(tag).ok_or(RemoteFailure::UnknownTag)?;
+        deliver(target).ok_or(RemoteFailure::UnknownTag)
     }
 
     /// Puts `hook` in front of `M`'s delivery to actors of type `A` (exposing `A` first if
