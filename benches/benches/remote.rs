@@ -12,6 +12,14 @@
 //!   decodes and counts them — no actors, no proxies, no mailboxes: the practical limit of the
 //!   framing. Then `k` sequential request/reply frames.
 //!
+//! - **raw + task**: the raw baseline with the one thing a remote tell does that it does not:
+//!   hand each message to another task. Its child decodes each payload into the message type
+//!   (`Blob`) and passes it through a bounded `tokio::sync::mpsc` channel (4 096, the size of
+//!   the `Sink`'s mailbox) to a task that counts it and answers asks — a hand-written actor.
+//! - **postbox, no actor**: the postbox run with the child's transport intercepting `Blob` on
+//!   the connection's reader (`Remote::intercept`) and counting it there: everything a remote
+//!   tell costs except its delivery into the actor's mailbox and the actor's turn.
+//!
 //! - **postbox + TLS**: the postbox run again with mutual TLS on both nodes (certificates from
 //!   `crates/postbox-remote/tests/fixtures/tls`).
 //!
@@ -25,7 +33,7 @@
 //!
 //! Usage: `cargo bench --bench remote -- [--tells N] [--asks K] [--only LIST]` (defaults
 //! 1 000 000 and 20 000, × `POSTBOX_BENCH_SCALE`; `LIST` picks scenarios: `raw`, `postbox`,
-//! `tls`, `fan-in`, `fan-out`, `open-loop`). Every process runs a multi-thread Tokio runtime
+//! `raw-task`, `no-actor`, `tls`, `fan-in`, `fan-out`, `open-loop`). Every process runs a multi-thread Tokio runtime
 //! of 2 workers, or `POSTBOX_BENCH_WORKERS` (inherited by the children); `--features
 //! mimalloc` puts every process on mimalloc instead of the system allocator.
 //!
@@ -44,6 +52,7 @@ use postbox_remote::{remote_actor, remote_message, Remote, RemoteConfig, TlsConf
 use postbox_wire::{Envelope, Frame, FrameCodec, Target};
 use serde::{Deserialize, Serialize};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -74,6 +83,9 @@ impl Handler<Blob> for Sink {
     }
 }
 
+/// `Blob`s counted by the no-actor child's reader instead of delivered to its `Sink`.
+static INTERCEPTED: AtomicU64 = AtomicU64::new(0);
+
 #[derive(Serialize, Deserialize)]
 struct Count;
 impl Message for Count {
@@ -82,7 +94,7 @@ impl Message for Count {
 }
 impl Handler<Count> for Sink {
     async fn handle(&mut self, _: Count, _: &mut Context<Self>) -> u64 {
-        self.count
+        self.count + INTERCEPTED.load(Relaxed)
     }
 }
 
@@ -126,10 +138,18 @@ async fn wait_for_stdin_eof() {
     let _ = tokio::io::stdin().read_to_end(&mut sink).await;
 }
 
-async fn child_postbox(tls: bool) {
+/// The far node. With `intercept`, its reader counts every `Blob` on arrival (undecoded) and
+/// drops it instead of delivering it to the `Sink`.
+async fn child_postbox(tls: bool, intercept: bool) {
     let system = ActorSystem::new();
     let remote = Remote::start(&system, config(tls)).await.expect("listen");
     remote.expose::<Sink>();
+    if intercept {
+        remote.intercept::<Sink, Blob>(|_, _, _| {
+            INTERCEPTED.fetch_add(1, Relaxed);
+            postbox_remote::Intercepted::Delivered
+        });
+    }
     let sink = system
         .spawn(Props::new(Sink::default).mailbox(MailboxCapacity::bounded(4096)))
         .expect("spawn");
@@ -195,6 +215,81 @@ async fn serve_raw(mut stream: TcpStream) {
             return;
         }
     }
+}
+
+/// What the raw + task child's reader hands its counting task.
+enum RawItem {
+    Blob(Blob),
+    /// An ask: answer it with the count so far (after every message before it).
+    Ask(u64),
+}
+
+/// Decodes frames, decodes each message's payload into a `Blob` and hands it to a task over
+/// a bounded channel; that task counts and answers asks on the connection.
+async fn child_raw_task() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    println!("LISTENING {}", listener.local_addr().expect("addr"));
+    let accept = async {
+        loop {
+            let (stream, _) = listener.accept().await.expect("accept");
+            tokio::spawn(serve_raw_task(stream));
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        () = wait_for_stdin_eof() => {}
+    }
+}
+
+async fn serve_raw_task(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<RawItem>(4096);
+    let actor = tokio::spawn(async move {
+        let mut count = 0u64;
+        let mut out = BytesMut::new();
+        while let Some(item) = rx.recv().await {
+            match item {
+                RawItem::Blob(blob) => {
+                    std::hint::black_box(blob);
+                    count += 1;
+                }
+                RawItem::Ask(correlation) => {
+                    count += 1;
+                    let reply = Frame::Reply {
+                        correlation,
+                        payload: Bytes::from(count.to_le_bytes().to_vec()),
+                    };
+                    postbox_wire::encode_frame(&reply, &mut out).expect("encode");
+                    write.write_all(&out).await.expect("write");
+                    out.clear();
+                }
+            }
+        }
+    });
+    let mut codec = FrameCodec::default();
+    let mut buf = BytesMut::with_capacity(128 * 1024);
+    loop {
+        while let Some(frame) = codec.decode(&mut buf).expect("valid frames") {
+            if let Frame::Message(envelope) = frame {
+                let item = match envelope.correlation {
+                    Some(correlation) => RawItem::Ask(correlation),
+                    None => RawItem::Blob(
+                        postbox_wire::from_payload(&envelope.payload).expect("a Blob"),
+                    ),
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        }
+        buf.reserve(64 * 1024);
+        if read.read_buf(&mut buf).await.expect("read") == 0 {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = actor.await;
 }
 
 async fn start_child(kind: &str) -> (tokio::process::Child, String) {
@@ -268,8 +363,9 @@ async fn sequential_asks(sink: &ActorRef<Sink>, asks: usize) -> Vec<Duration> {
     latencies
 }
 
-async fn bench_postbox(tells: u64, asks: usize, tls: bool) -> Report {
-    let (mut child, addr) = start_child(if tls { "postbox-tls" } else { "postbox" }).await;
+async fn bench_postbox(tells: u64, asks: usize, kind: &str) -> Report {
+    let tls = kind == "postbox-tls";
+    let (mut child, addr) = start_child(kind).await;
     let client = node(tls).await;
     let sink: ActorRef<Sink> = client.remote.lookup(&addr, "sink").await.expect("lookup");
     // Warm up the connection and both ends.
@@ -552,8 +648,8 @@ impl RawConn {
     }
 }
 
-async fn bench_raw(tells: u64, asks: usize) -> Report {
-    let (mut child, addr) = start_child("raw").await;
+async fn bench_raw(tells: u64, asks: usize, kind: &str) -> Report {
+    let (mut child, addr) = start_child(kind).await;
     let mut conn = RawConn::connect(&addr).await;
     let started = Instant::now();
     conn.tells(tells, &[1]).await;
@@ -644,9 +740,11 @@ fn main() {
     if let Some(kind) = value("--child") {
         let rt = runtime();
         match kind.as_str() {
-            "postbox" => rt.block_on(child_postbox(false)),
-            "postbox-tls" => rt.block_on(child_postbox(true)),
+            "postbox" => rt.block_on(child_postbox(false, false)),
+            "postbox-tls" => rt.block_on(child_postbox(true, false)),
+            "postbox-no-actor" => rt.block_on(child_postbox(false, true)),
             "raw" => rt.block_on(child_raw()),
+            "raw-task" => rt.block_on(child_raw_task()),
             other => panic!("unknown child {other:?}"),
         }
         return;
@@ -664,7 +762,7 @@ fn main() {
         .unwrap_or((20_000.0 * scale) as usize)
         .max(10);
     // `--only postbox` (for instruction counts under callgrind) or a comma-separated list of
-    // raw, postbox, tls, open-loop, fan-in, fan-out.
+    // raw, raw-task, postbox, no-actor, tls, open-loop, fan-in, fan-out.
     let only = value("--only");
     let runs = |name: &str| {
         only.as_deref()
@@ -682,15 +780,24 @@ fn main() {
             name, r.tells_per_sec, r.p50, r.p99
         );
     };
-    let raw = runs("raw").then(|| rt.block_on(bench_raw(tells, asks)));
+    let raw = runs("raw").then(|| rt.block_on(bench_raw(tells, asks, "raw")));
     if let Some(r) = &raw {
         show("raw", r);
     }
-    let postbox = runs("postbox").then(|| rt.block_on(bench_postbox(tells, asks, false)));
+    let raw_task = runs("raw-task").then(|| rt.block_on(bench_raw(tells, asks, "raw-task")));
+    if let Some(r) = &raw_task {
+        show("raw + task", r);
+    }
+    let postbox = runs("postbox").then(|| rt.block_on(bench_postbox(tells, asks, "postbox")));
     if let Some(r) = &postbox {
         show("postbox", r);
     }
-    let tls = runs("tls").then(|| rt.block_on(bench_postbox(tells, asks, true)));
+    let no_actor =
+        runs("no-actor").then(|| rt.block_on(bench_postbox(tells, asks, "postbox-no-actor")));
+    if let Some(r) = &no_actor {
+        show("postbox, no actor", r);
+    }
+    let tls = runs("tls").then(|| rt.block_on(bench_postbox(tells, asks, "postbox-tls")));
     if let Some(r) = &tls {
         show("postbox+tls", r);
     }
@@ -731,6 +838,18 @@ fn main() {
             postbox.p99.as_secs_f64() / raw.p99.as_secs_f64()
         );
     }
+    let ratio = |name: &str, of: &Option<Report>, to: &Option<Report>, base: &str| {
+        if let (Some(of), Some(to)) = (of, to) {
+            println!(
+                "{name} / {base}: throughput {:.2}×, ask p50 {:.2}×",
+                of.tells_per_sec / to.tells_per_sec,
+                of.p50.as_secs_f64() / to.p50.as_secs_f64()
+            );
+        }
+    };
+    ratio("postbox", &postbox, &raw_task, "raw + task");
+    ratio("raw + task", &raw_task, &raw, "raw");
+    ratio("postbox, no actor", &no_actor, &raw, "raw");
     if let (Some(raw), Some(postbox), Some(tls)) = (&raw, &postbox, &tls) {
         println!(
             "postbox+tls / raw: throughput {:.2}×, ask p50 {:.2}×; TLS / plain: throughput {:.2}×",
