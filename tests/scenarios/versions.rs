@@ -6,7 +6,8 @@
 use postbox::prelude::*;
 use postbox_testkit::wire::FakeNode;
 use postbox_testkit::{
-    remote_config, within, CloseReason, RemoteNode, WireClient, PATIENCE, TEST_CLUSTER, TEST_SECRET,
+    remote_config, until, within, CloseReason, RemoteNode, WireClient, PATIENCE, TEST_CLUSTER,
+    TEST_SECRET,
 };
 use postbox_tests::{Echo, Journal, Pad};
 use postbox_wire::{
@@ -74,6 +75,13 @@ async fn an_older_peer_is_never_sent_a_refusal_it_cannot_read() {
     let (as_old, as_new) = (node.fake_node().version(1), node.fake_node().version(2));
     let mut old = WireClient::connect_as(node.addr(), &as_old).await.unwrap();
     let mut new = WireClient::connect_as(node.addr(), &as_new).await.unwrap();
+    // A client's handshake ends when it is welcomed; the node registers the connection just
+    // after. Quarantine both once they are registered, so that each is closed as an open
+    // connection (the refusal is what this test is about).
+    until(PATIENCE, "both connections registered", || {
+        node.remote.stats().connections == 2
+    })
+    .await;
     for me in [&as_old, &as_new] {
         assert!(node.remote.quarantine(&me.node));
     }

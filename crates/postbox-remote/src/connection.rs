@@ -417,8 +417,21 @@ pub(crate) fn run_connection(
         last_heard: AtomicU64::new(0),
     });
     peer.set_connection(&conn);
-    // Registered first, checked second: a cut that registered before this check is seen
-    // here; one after finds this connection and closes it (see `cuts.rs`).
+    // Registered first, checked second: a quarantine that began after the handshake checked
+    // the incarnation but before this registration is seen here; one after it finds this
+    // connection and closes it (`Remote::quarantine` adds first, looks second). Without this,
+    // a downed incarnation that reconnected in that window would be served as a live peer.
+    if shared.quarantine.contains(&conn.peer_node) {
+        conn.close_with(
+            RefuseReason::Quarantined,
+            format!(
+                "{} was declared down by the cluster; restart as a new incarnation",
+                conn.peer_node
+            ),
+        );
+    }
+    // Likewise for cuts: a cut that registered before this check is seen here; one after
+    // finds this connection and closes it (see `cuts.rs`).
     #[cfg(feature = "fault-injection")]
     if shared.cuts.is_addr_cut(&conn.peer_node.addr) {
         conn.abort();

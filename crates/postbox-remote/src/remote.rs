@@ -333,7 +333,8 @@ impl Remote {
     /// is told so and closed (its asks in flight fail with `NodeDown`, remote refs through it
     /// end). For a membership layer that has declared the node down — a downed incarnation
     /// that comes back (after a pause, or a partition) must learn it is no longer a member.
-    /// Returns whether a connection was closed.
+    /// Returns whether an open connection to it was found and closed; one still in its
+    /// handshake is refused, or closed as it is registered.
     pub fn quarantine(&self, node: &NodeAddr) -> bool {
         if self.shared.quarantine.add(node) {
             tracing::info!(%node, "quarantined");

@@ -3,8 +3,9 @@
 //! it is no longer a member, and every later handshake is refused with the same reason.
 
 use super::*;
-use postbox_remote::{ConnectError, Refusal, RefuseReason, RemoteError};
+use postbox_remote::{Admission, ConnectError, NodeAddr, Refusal, RefuseReason, RemoteError};
 use postbox_testkit::{until, within, CloseReason, PATIENCE};
+use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantined_incarnation_is_told_why_and_refused_from_then_on() {
@@ -67,6 +68,54 @@ async fn a_quarantined_incarnation_is_told_why_and_refused_from_then_on() {
     // Another incarnation is a new node: served.
     still_serving(host.addr()).await;
     zombie.shutdown().await;
+    host.shutdown().await;
+}
+
+/// Quarantines every node it is asked to admit, then admits it: the quarantine lands after
+/// the handshake checked the incarnation and before the connection is registered — the window
+/// a downed incarnation reconnecting at the moment it is declared down falls into.
+struct QuarantineWhileAdmitting(std::sync::OnceLock<Remote>);
+
+impl Admission for QuarantineWhileAdmitting {
+    fn check(&self, node: &NodeAddr) -> Result<(), (RefuseReason, String)> {
+        if let Some(remote) = self.0.get() {
+            // No connection of it is registered yet: nothing to close.
+            assert!(!remote.quarantine(node));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incarnation_quarantined_during_its_handshake_is_not_served() {
+    let (host, _prey) = prey_node(remote_config()).await;
+    let admission = Arc::new(QuarantineWhileAdmitting(std::sync::OnceLock::new()));
+    let _ = admission.0.set(host.remote.clone());
+    host.remote.set_admission(admission.clone());
+    let me = host.fake_node();
+    // Welcomed — the handshake had passed its quarantine check — and then told, as the
+    // connection is registered, that it was declared down.
+    let mut zombie = WireClient::connect_as(host.addr(), &me)
+        .await
+        .expect("welcomed");
+    assert!(matches!(
+        within(PATIENCE, zombie.wait_closed()).await,
+        Ok(CloseReason::Refused {
+            reason: RefuseReason::Quarantined,
+            ..
+        })
+    ));
+    assert!(host.remote.is_quarantined(&me.node));
+    until(PATIENCE, "the connection to be gone", || {
+        host.remote.stats().connections == 0
+    })
+    .await;
+    // Later claims of that incarnation are refused in the handshake.
+    let mut claimant = WireClient::connect(host.addr()).await.expect("connect");
+    match claimant.handshake(&me).await {
+        Err(error) => assert_eq!(error.refusal(), Some(&RefuseReason::Quarantined), "{error}"),
+        Ok(_) => panic!("a quarantined incarnation was welcomed"),
+    }
     host.shutdown().await;
 }
 
