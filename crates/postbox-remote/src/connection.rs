@@ -15,7 +15,9 @@
 //!   [`max_inbound_asks`](crate::RemoteConfig::max_inbound_asks) permits until its reply is
 //!   queued. With none left, the connection stops taking the peer's *requests* (messages,
 //!   watches, lookups) — in order, so per-sender ordering holds — and stops reading once the
-//!   requests it has read fill [`REQUEST_BACKLOG`] bytes: TCP pushes back on the peer.
+//!   requests it has read fill [`REQUEST_BACKLOG`] bytes (a message counts its frame's whole
+//!   body, which waits copied into the reader's backlog buffer), counted in `reads_paused`:
+//!   TCP pushes back on the peer.
 //!   Replies to this node's own asks, heartbeats and termination notices are still read and
 //!   handled meanwhile, so two nodes asking each other never wait on each other's readers.
 //!   A full mailbox holds back the peer's requests the same way.
@@ -63,7 +65,8 @@ pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 /// frame).
 const WRITE_CHUNK: usize = 256 * 1024;
 /// Bytes of the peer's requests read ahead while they wait (for an ask permit or mailbox
-/// room); the reader stops reading beyond this (one whole frame is always let in).
+/// room) — a message's whole frame body, a rarer request's variable parts, each plus a fixed
+/// overhead; the reader stops reading beyond this (one whole frame is always let in).
 pub const REQUEST_BACKLOG: usize = 256 * 1024;
 /// How long a connection closed with a reason (`Refused` after the handshake) waits for that
 /// frame to be written before closing regardless.
@@ -621,18 +624,28 @@ async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Re
     }
 }
 
-/// One of the peer's requests: a message (still in its frame's bytes), or a watch, unwatch,
-/// lookup or goodbye (boxed: rare, and a `Frame` is large to move through the queue).
+/// One of the peer's requests: a message (its checked fields here, its frame's body in the
+/// reader's backlog), or a watch, unwatch, lookup or goodbye (boxed: rare, and a `Frame` is
+/// large to move through the queue).
 enum Request {
-    Message(MessageFrame),
+    Message(Backlogged),
     Other(Box<Frame>),
+}
+
+/// A queued message: its fields, checked when it was read, over the length of its body, which
+/// waits in [`Requests::backlog`] (bodies in queue order, back to back).
+struct Backlogged {
+    frame: MessageFrame<usize>,
+    /// What it counts against [`REQUEST_BACKLOG`]: its whole body, as held in the backlog
+    /// (a long target name or sender counts too, not only payload, tag and trace).
+    bytes: usize,
 }
 
 impl Request {
     /// About how many bytes it holds (its variable parts).
     fn bytes(&self) -> usize {
         match self {
-            Request::Message(message) => message.len(),
+            Request::Message(message) => message.bytes,
             Request::Other(frame) => frame_bytes(frame),
         }
     }
@@ -655,11 +668,56 @@ struct Requests {
     bytes: usize,
     /// The request being delivered, if it had to wait.
     running: Option<BoxFuture>,
+    /// The bodies of the queued messages, in queue order. A message that has to wait is
+    /// copied here out of the read buffer rather than split off it as `Bytes`: a read buffer
+    /// with pieces still out is shared, and each read into it would allocate a fresh one.
+    /// Its live bytes are what [`REQUEST_BACKLOG`] bounds, plus one frame.
+    backlog: BytesMut,
 }
+
+/// Capacity the backlog keeps once its queue has drained; a larger one (after a large frame,
+/// or a long queue) is given back.
+const BACKLOG_KEPT: usize = 64 * 1024;
 
 impl Requests {
     fn is_full(&self) -> bool {
         self.bytes >= REQUEST_BACKLOG
+    }
+
+    /// Queues a message behind what waits, its body copied into the backlog.
+    fn push_message<B: FrameBody>(&mut self, message: MessageFrame<B>) -> bool {
+        let body = message.body();
+        let len = body.len();
+        self.backlog.extend_from_slice(body);
+        self.push(Request::Message(Backlogged {
+            frame: message.rebody(len),
+            bytes: len,
+        }))
+    }
+
+    /// Queues a request; whether the queue is now full.
+    fn push(&mut self, request: Request) -> bool {
+        self.bytes += request.bytes() + FRAME_OVERHEAD;
+        self.queue.push_back(request);
+        self.is_full()
+    }
+
+    /// The next request, if any (its message's body is then the backlog's front).
+    fn pop(&mut self) -> Option<Request> {
+        let request = self.queue.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(request.bytes() + FRAME_OVERHEAD);
+        Some(request)
+    }
+
+    /// Empties the backlog once nothing waits, keeping at most [`BACKLOG_KEPT`] of room.
+    fn reset_backlog_if_drained(&mut self) {
+        if self.queue.is_empty() {
+            if self.backlog.capacity() > BACKLOG_KEPT {
+                self.backlog = BytesMut::new();
+            } else {
+                self.backlog.clear();
+            }
+        }
     }
 }
 
@@ -678,6 +736,7 @@ async fn read_loop(
         queue: VecDeque::new(),
         bytes: 0,
         running: None,
+        backlog: BytesMut::new(),
     };
     let mut last: Option<LastTarget> = None;
     // Why reading stopped (the peer closed, or the socket failed): what was read before is
@@ -690,35 +749,45 @@ async fn read_loop(
         let mut needs_bytes = false;
         if !requests.is_full() {
             loop {
-                if requests.running.is_none() && requests.queue.is_empty() {
-                    // Nothing waits ahead of it: a message is delivered straight from the
-                    // read buffer — no `Bytes` split off for it, no trip through the queue.
-                    match codec.peek_message(&buf) {
-                        Ok(Some((message, taken))) => {
-                            shared.stats.frames_in.fetch_add(1, Relaxed);
+                match codec.peek_message(&buf) {
+                    Ok(Some((message, taken))) => {
+                        shared.stats.frames_in.fetch_add(1, Relaxed);
+                        let full = if requests.running.is_none() && requests.queue.is_empty() {
+                            // Nothing waits ahead of it: delivered straight from the read
+                            // buffer, nothing copied.
                             requests.running = with_ref_codec(&shared.refs, || {
                                 deliver(shared, conn, &message, &mut last)
                             });
                             drop(message);
-                            buf.advance(taken);
-                            continue;
+                            false
+                        } else {
+                            requests.push_message(message)
+                        };
+                        buf.advance(taken);
+                        if full {
+                            // Read no more until the queue drains: TCP pushes back on the peer.
+                            shared.stats.reads_paused.fetch_add(1, Relaxed);
+                            break;
                         }
-                        // Not a whole message frame: `decode_incoming` below says what.
-                        Ok(None) => {}
-                        Err(error) => {
-                            shared.stats.protocol_errors.fetch_add(1, Relaxed);
-                            tracing::warn!(peer = %peer.addr, %error, "bad frame; closing the connection");
-                            return error.to_string();
-                        }
+                        continue;
+                    }
+                    // Not a whole message frame: `decode_incoming` below says what.
+                    Ok(None) => {}
+                    Err(error) => {
+                        shared.stats.protocol_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(peer = %peer.addr, %error, "bad frame; closing the connection");
+                        return error.to_string();
                     }
                 }
                 match codec.decode_incoming(&mut buf) {
                     Ok(Some(incoming)) => {
                         shared.stats.frames_in.fetch_add(1, Relaxed);
-                        let request = match incoming {
-                            Incoming::Message(message) => Request::Message(message),
+                        let full = match incoming {
+                            // `peek_message` takes every whole message frame; queued the same
+                            // way should one come through here.
+                            Incoming::Message(message) => requests.push_message(message),
                             Incoming::Other(frame) if is_request(&frame) => {
-                                Request::Other(Box::new(frame))
+                                requests.push(Request::Other(Box::new(frame)))
                             }
                             Incoming::Other(frame) => {
                                 if let Some(end) = on_response(shared, peer, conn, frame) {
@@ -727,9 +796,9 @@ async fn read_loop(
                                 continue;
                             }
                         };
-                        requests.bytes += request.bytes() + FRAME_OVERHEAD;
-                        requests.queue.push_back(request);
-                        if requests.is_full() {
+                        if full {
+                            // Read no more until the queue drains: TCP pushes back on the peer.
+                            shared.stats.reads_paused.fetch_add(1, Relaxed);
                             break;
                         }
                     }
@@ -750,20 +819,19 @@ async fn read_loop(
         if requests.running.is_none() && !requests.queue.is_empty() {
             let left = with_ref_codec(&shared.refs, || {
                 while requests.running.is_none() {
-                    let Some(request) = requests.queue.pop_front() else {
+                    let Some(request) = requests.pop() else {
                         break;
                     };
-                    requests.bytes = requests
-                        .bytes
-                        .saturating_sub(request.bytes() + FRAME_OVERHEAD);
                     // The peer's goodbye comes after everything it sent: only now is it
                     // leaving.
                     if matches!(&request, Request::Other(frame) if matches!(**frame, Frame::Goodbye))
                     {
                         return true;
                     }
-                    requests.running = on_request(shared, conn, request, &mut last);
+                    requests.running =
+                        on_request(shared, conn, request, &mut requests.backlog, &mut last);
                 }
+                requests.reset_backlog_if_drained();
                 false
             });
             if left {
@@ -873,10 +941,19 @@ fn on_request(
     shared: &Arc<TransportState>,
     conn: &Arc<Connection>,
     request: Request,
+    backlog: &mut BytesMut,
     last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
     let frame = match request {
-        Request::Message(message) => return deliver(shared, conn, &message, last),
+        Request::Message(Backlogged { frame, .. }) => {
+            // Its body is the backlog's front (bodies are copied and taken in queue order).
+            let len = frame.body_len().min(backlog.len());
+            let message = frame.rebody(backlog.get(..len).unwrap_or_default());
+            let next = deliver(shared, conn, &message, last);
+            drop(message);
+            backlog.advance(len);
+            return next;
+        }
         Request::Other(frame) => *frame,
     };
     match frame {

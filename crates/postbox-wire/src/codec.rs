@@ -207,7 +207,39 @@ impl FrameBody for &[u8] {
     }
 }
 
+impl<B> MessageFrame<B> {
+    /// The same checked frame over `body`, which must be this frame's body byte for byte
+    /// (a copy of it, or where it was copied to): nothing is read or checked again. The
+    /// reader of a connection uses it to keep a queued frame's fields while its body waits
+    /// in a buffer of its own (`MessageFrame<usize>`: the body's length). Over any other
+    /// bytes the fields read whatever is at their offsets — never out of bounds (a slice out
+    /// of range reads as empty), never a panic.
+    pub fn rebody<C>(self, body: C) -> MessageFrame<C> {
+        MessageFrame {
+            body,
+            target: self.target,
+            tag: self.tag,
+            correlation: self.correlation,
+            sender: self.sender,
+            trace: self.trace,
+            payload: self.payload,
+        }
+    }
+}
+
+impl MessageFrame<usize> {
+    /// For a frame held over its body's length ([`rebody`](Self::rebody)`(len)`): that length.
+    pub fn body_len(&self) -> usize {
+        self.body
+    }
+}
+
 impl<B: FrameBody> MessageFrame<B> {
+    /// The frame's body, kind byte first (what follows the 4-byte length on the wire).
+    pub fn body(&self) -> &[u8] {
+        self.body.as_ref()
+    }
+
     fn parse(body: B) -> Result<Self, WireError> {
         let mut r = Reader {
             buf: body.as_ref(),
@@ -1141,6 +1173,47 @@ mod tests {
         let peek_error = codec.peek_message(&bad).unwrap_err().to_string();
         let decode_error = codec.decode_incoming(&mut bad).unwrap_err().to_string();
         assert_eq!(peek_error, decode_error);
+    }
+
+    #[test]
+    fn a_message_moved_to_a_copy_of_its_body_reads_the_same() {
+        let frame = Frame::Message(Envelope {
+            target: Target::Name("user/counter".into()),
+            tag: "bench.Blob".into(),
+            correlation: Some(42),
+            sender: None,
+            trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            payload: Bytes::from_static(b"payload"),
+        });
+        let mut buf = BytesMut::new();
+        encode_frame(&frame, &mut buf).unwrap();
+        let codec = FrameCodec::new(DEFAULT_MAX_FRAME);
+        let (peeked, taken) = codec.peek_message(&buf).unwrap().unwrap();
+        assert_eq!(peeked.body(), &buf[HEADER..taken]);
+        let mut elsewhere = b"earlier bodies ".to_vec();
+        let start = elsewhere.len();
+        elsewhere.extend_from_slice(peeked.body());
+        let expected = peeked.to_shared();
+        let held = peeked.rebody(taken - HEADER);
+        drop(buf);
+        let moved = held.rebody(&elsewhere[start..]);
+        assert_eq!(moved.to_shared(), expected);
+        assert_eq!(moved.tag(), "bench.Blob");
+        assert_eq!(moved.payload_bytes(), b"payload");
+        assert_eq!(moved.target(), TargetRef::Name("user/counter"));
+        // Over bytes that are not its body it reads nonsense, but within bounds.
+        let (peeked, _) = FrameCodec::new(DEFAULT_MAX_FRAME)
+            .peek_message(&{
+                let mut again = BytesMut::new();
+                encode_frame(&frame, &mut again).unwrap();
+                again
+            })
+            .unwrap()
+            .map(|(m, taken)| (m.to_shared(), taken))
+            .unwrap();
+        let short = peeked.rebody(&b"xy"[..]);
+        assert_eq!(short.tag(), "");
+        assert_eq!(short.payload_bytes(), b"");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use postbox::prelude::*;
 use postbox_remote::{remote_actor, remote_message, Remote};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -16,6 +17,35 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 pub struct Journal {
     log: Vec<u64>,
+    /// What `Hold` waits for a permit of, if set.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Journal {
+    /// A journal whose `Hold` handler waits for a permit of `gate`.
+    pub fn gated(gate: Arc<tokio::sync::Semaphore>) -> Self {
+        Self {
+            log: Vec::new(),
+            gate: Some(gate),
+        }
+    }
+}
+
+/// Keeps the journal busy until its gate gives it a permit (at once if it has no gate).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Hold;
+impl Message for Hold {
+    type Reply = ();
+    remote_message!("test.Hold");
+}
+impl Handler<Hold> for Journal {
+    async fn handle(&mut self, _: Hold, _: &mut Context<Self>) {
+        if let Some(gate) = &self.gate {
+            if let Ok(permit) = gate.acquire().await {
+                permit.forget();
+            }
+        }
+    }
 }
 
 impl Actor for Journal {}
@@ -144,7 +174,7 @@ impl Handler<Reflect> for Journal {
     }
 }
 
-remote_actor!(Journal: Record, ReadLog, Echo, Pad, Stall, Quit, Forward, Reflect);
+remote_actor!(Journal: Record, ReadLog, Echo, Pad, Stall, Quit, Forward, Reflect, Hold);
 
 /// Spawns a `Journal` in `system` (transient: `Quit` ends it for good), registers it as
 /// "journal" and exposes the type to other nodes through `remote`.

@@ -6,6 +6,7 @@
 //! a cluster or another process (accept, gossip, identity) are in the workspace's `tests/`.
 
 mod admission;
+mod backlog;
 mod errors;
 mod logs;
 mod lookups;
