@@ -170,21 +170,30 @@ async fn child_postbox(tls: bool, intercept: bool) {
     wait_for_stdin_eof().await;
 }
 
-/// Decodes frames and counts messages; answers a message that carries a correlation id.
-/// Serves every connection it accepts, each on a task of its own.
-async fn child_raw() {
+/// Listens on loopback, prints `LISTENING <addr>`, and serves every connection it accepts
+/// with `serve`, each on a task of its own, until stdin closes.
+async fn serve_each<F, Fut>(serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
     println!("LISTENING {}", listener.local_addr().expect("addr"));
     let accept = async {
         loop {
             let (stream, _) = listener.accept().await.expect("accept");
-            tokio::spawn(serve_raw(stream));
+            tokio::spawn(serve(stream));
         }
     };
     tokio::select! {
         () = accept => {}
         () = wait_for_stdin_eof() => {}
     }
+}
+
+/// Decodes frames and counts messages; answers a message that carries a correlation id.
+async fn child_raw() {
+    serve_each(serve_raw).await;
 }
 
 async fn serve_raw(mut stream: TcpStream) {
@@ -227,18 +236,7 @@ enum RawItem {
 /// Decodes frames, decodes each message's payload into a `Blob` and hands it to a task over
 /// a bounded channel; that task counts and answers asks on the connection.
 async fn child_raw_task() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
-    println!("LISTENING {}", listener.local_addr().expect("addr"));
-    let accept = async {
-        loop {
-            let (stream, _) = listener.accept().await.expect("accept");
-            tokio::spawn(serve_raw_task(stream));
-        }
-    };
-    tokio::select! {
-        () = accept => {}
-        () = wait_for_stdin_eof() => {}
-    }
+    serve_each(serve_raw_task).await;
 }
 
 async fn serve_raw_task(stream: TcpStream) {
