@@ -635,7 +635,7 @@ pub(crate) fn encode_snapshot(
         counter(
             encoder,
             "postbox_remote_reads_paused",
-            "Times a connection stopped reading because its peer had the most asks in flight.",
+            "Times a connection stopped reading: its peer had the most asks in flight, or its read-ahead requests filled the backlog.",
             t.reads_paused,
         )?;
         gauge(

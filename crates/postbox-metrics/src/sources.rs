@@ -44,7 +44,8 @@ pub struct TransportStats {
     pub invalid_trace_contexts: u64,
     /// Asks from other nodes in flight now.
     pub inbound_asks: u64,
-    /// Times a connection stopped reading because its peer had the most asks in flight.
+    /// Times a connection stopped reading: its peer had the most asks in flight, or the
+    /// requests it read ahead filled `REQUEST_BACKLOG`.
     pub reads_paused: u64,
     /// Watches held for other nodes now.
     pub watches: u64,

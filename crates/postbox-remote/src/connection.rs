@@ -116,6 +116,10 @@ pub(crate) struct Connection {
     writer_done: CancellationToken,
     /// Cancelled to close the connection from this side.
     stop: CancellationToken,
+    /// Cancelled when this side closes the connection with a reason (`close_with`): from
+    /// then on nothing more from the peer is read or delivered, while the writer still has
+    /// its grace period to tell the peer why.
+    refusing: CancellationToken,
     /// Cancelled when the reader has stopped: nothing more from the peer is delivered.
     #[cfg(feature = "fault-injection")]
     pub(crate) reader_done: CancellationToken,
@@ -283,7 +287,10 @@ impl Connection {
 
     /// Tells the peer why (a `Refused` frame after the handshake), then closes: at once if
     /// the frame cannot be queued, else once it is written or after a short grace period.
+    /// Nothing more from the peer is delivered from this call on (a quarantined incarnation
+    /// gets no message in edgeways during the grace period).
     pub(crate) fn close_with(self: &Arc<Self>, reason: RefuseReason, message: String) {
+        self.refusing.cancel();
         let frame = Frame::Refused { reason, message };
         if self.try_push(frame).is_err() {
             self.abort();
@@ -414,6 +421,7 @@ pub(crate) fn run_connection(
         closed: AtomicBool::new(false),
         writer_done: CancellationToken::new(),
         stop: CancellationToken::new(),
+        refusing: CancellationToken::new(),
         #[cfg(feature = "fault-injection")]
         reader_done: CancellationToken::new(),
         opened: Instant::now(),
@@ -457,9 +465,14 @@ pub(crate) fn run_connection(
         #[cfg(feature = "fault-injection")]
         let _reader_done = reader_conn.reader_done.clone().drop_guard();
         let why = tokio::select! {
-            // A closed connection delivers nothing more, even with frames buffered.
+            // A closed connection delivers nothing more, even with frames buffered; nor does
+            // one this node is closing with a reason (it ends once the reason is written).
             biased;
             () = reader_conn.stop.cancelled() => "closed by this node".to_owned(),
+            () = reader_conn.refusing.cancelled() => {
+                reader_conn.stop.cancelled().await;
+                "closed by this node, with a reason".to_owned()
+            }
             why = read_loop(&reader_shared, &reader_peer, &reader_conn, read, leftover) => why,
         };
         tracing::debug!(
@@ -947,6 +960,10 @@ fn on_request(
     let frame = match request {
         Request::Message(Backlogged { frame, .. }) => {
             // Its body is the backlog's front (bodies are copied and taken in queue order).
+            debug_assert!(
+                frame.body_len() <= backlog.len(),
+                "the backlog holds the body"
+            );
             let len = frame.body_len().min(backlog.len());
             let message = frame.rebody(backlog.get(..len).unwrap_or_default());
             let next = deliver(shared, conn, &message, last);

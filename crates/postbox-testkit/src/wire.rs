@@ -514,6 +514,16 @@ impl WireClient {
     /// may want to see what it answers); a `Refused` at any step ends it with
     /// [`ClientError::Closed`] and the reason.
     pub async fn handshake(&mut self, me: &FakeNode) -> Result<NodeAddr, ClientError> {
+        self.handshake_pipelining(me, &[]).await
+    }
+
+    /// [`handshake`](Self::handshake), with `frames` written in the same write as the
+    /// `Proof`, before the node has welcomed us: a peer that pipelines its first messages.
+    pub async fn handshake_pipelining(
+        &mut self,
+        me: &FakeNode,
+        frames: &[Frame],
+    ) -> Result<NodeAddr, ClientError> {
         let nonce: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
         self.send(&me.hello(nonce)).await?;
         let challenge = match self.handshake_frame("challenge").await? {
@@ -530,7 +540,9 @@ impl WireClient {
                 challenge.node
             )));
         }
-        self.send(&me.proof(&challenge, &nonce)).await?;
+        let mut proof_and_after = vec![me.proof(&challenge, &nonce)];
+        proof_and_after.extend_from_slice(frames);
+        self.send_all(&proof_and_after).await?;
         match self.handshake_frame("welcome").await? {
             Frame::Welcome => {
                 self.peer = Some(challenge.node.clone());

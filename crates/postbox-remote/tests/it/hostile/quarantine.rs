@@ -5,6 +5,7 @@
 use super::*;
 use postbox_remote::{Admission, ConnectError, NodeAddr, Refusal, RefuseReason, RemoteError};
 use postbox_testkit::{until, within, CloseReason, PATIENCE};
+use postbox_wire::{Frame, Target};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,15 +90,23 @@ impl Admission for QuarantineWhileAdmitting {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incarnation_quarantined_during_its_handshake_is_not_served() {
     let (host, _prey) = prey_node(remote_config()).await;
+    let journal = serve_journal(&host.system, &host.remote);
     let admission = Arc::new(QuarantineWhileAdmitting(std::sync::OnceLock::new()));
     let _ = admission.0.set(host.remote.clone());
     host.remote.set_admission(admission.clone());
     let me = host.fake_node();
     // Welcomed — the handshake had passed its quarantine check — and then told, as the
-    // connection is registered, that it was declared down.
-    let mut zombie = WireClient::connect_as(host.addr(), &me)
-        .await
-        .expect("welcomed");
+    // connection is registered, that it was declared down. The record it pipelined behind
+    // its proof is already in the node's read buffer then, and is never delivered.
+    let mut zombie = WireClient::connect(host.addr()).await.expect("connect");
+    let pipelined = postbox_testkit::wire::envelope(Target::Name("journal".into()), &Record(7))
+        .expect("an envelope");
+    within(
+        PATIENCE,
+        zombie.handshake_pipelining(&me, &[Frame::Message(pipelined)]),
+    )
+    .await
+    .expect("welcomed");
     assert!(matches!(
         within(PATIENCE, zombie.wait_closed()).await,
         Ok(CloseReason::Refused {
@@ -110,6 +119,11 @@ async fn an_incarnation_quarantined_during_its_handshake_is_not_served() {
         host.remote.stats().connections == 0
     })
     .await;
+    assert_eq!(
+        within(PATIENCE, journal.ask(ReadLog)).await,
+        Ok(Vec::new()),
+        "nothing from the quarantined incarnation was delivered"
+    );
     // Later claims of that incarnation are refused in the handshake.
     let mut claimant = WireClient::connect(host.addr()).await.expect("connect");
     match claimant.handshake(&me).await {
