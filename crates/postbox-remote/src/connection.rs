@@ -686,6 +686,8 @@ struct Requests {
     /// with pieces still out is shared, and each read into it would allocate a fresh one.
     /// Its live bytes are what [`REQUEST_BACKLOG`] bounds, plus one frame.
     backlog: BytesMut,
+    /// The queue reached its bound and has not drained since (counted once).
+    paused: bool,
 }
 
 /// Capacity the backlog keeps once its queue has drained; a larger one (after a large frame,
@@ -722,9 +724,20 @@ impl Requests {
         Some(request)
     }
 
-    /// Empties the backlog once nothing waits, keeping at most [`BACKLOG_KEPT`] of room.
+    /// Counts a stop at the bound in `reads_paused` — once per episode: refills of a queue
+    /// that has not drained since are the same pause.
+    fn count_pause(&mut self, shared: &TransportState) {
+        if !self.paused {
+            self.paused = true;
+            shared.stats.reads_paused.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Empties the backlog once nothing waits, keeping at most [`BACKLOG_KEPT`] of room; the
+    /// pause, if any, is over.
     fn reset_backlog_if_drained(&mut self) {
         if self.queue.is_empty() {
+            self.paused = false;
             if self.backlog.capacity() > BACKLOG_KEPT {
                 self.backlog = BytesMut::new();
             } else {
@@ -750,6 +763,7 @@ async fn read_loop(
         bytes: 0,
         running: None,
         backlog: BytesMut::new(),
+        paused: false,
     };
     let mut last: Option<LastTarget> = None;
     // Why reading stopped (the peer closed, or the socket failed): what was read before is
@@ -779,7 +793,7 @@ async fn read_loop(
                         buf.advance(taken);
                         if full {
                             // Read no more until the queue drains: TCP pushes back on the peer.
-                            shared.stats.reads_paused.fetch_add(1, Relaxed);
+                            requests.count_pause(shared);
                             break;
                         }
                         continue;
@@ -811,7 +825,7 @@ async fn read_loop(
                         };
                         if full {
                             // Read no more until the queue drains: TCP pushes back on the peer.
-                            shared.stats.reads_paused.fetch_add(1, Relaxed);
+                            requests.count_pause(shared);
                             break;
                         }
                     }

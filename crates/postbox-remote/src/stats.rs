@@ -176,8 +176,10 @@ pub struct RemoteStats {
     /// [`max_inbound_asks`](crate::RemoteConfig::max_inbound_asks) per connection).
     pub inbound_asks: u64,
     /// Times a connection's reader stopped reading because its peer had the most asks in
-    /// flight, or [`REQUEST_BACKLOG`](crate::REQUEST_BACKLOG) bytes of requests waiting behind
-    /// one that waits for its actor's mailbox (TCP then pushes back on the peer).
+    /// flight (once per ask that had to wait), or
+    /// [`REQUEST_BACKLOG`](crate::REQUEST_BACKLOG) bytes of requests waiting behind one that
+    /// waits for its actor's mailbox (once per episode, until that queue drains); TCP then
+    /// pushes back on the peer.
     pub reads_paused: u64,
     /// Watches held for peers now (at most [`max_watches`](crate::RemoteConfig::max_watches)
     /// per connection).
