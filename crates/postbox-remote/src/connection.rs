@@ -641,24 +641,19 @@ async fn write_all(write: &mut WriteHalf, mut buf: &[u8], stall: Duration) -> Re
 /// reader's backlog), or a watch, unwatch, lookup or goodbye (boxed: rare, and a `Frame` is
 /// large to move through the queue).
 enum Request {
-    Message(Backlogged),
+    /// Its fields, checked when it was read, over the length of its body, which waits in
+    /// [`Requests::backlog`] (bodies in queue order, back to back).
+    Message(MessageFrame<usize>),
     Other(Box<Frame>),
 }
 
-/// A queued message: its fields, checked when it was read, over the length of its body, which
-/// waits in [`Requests::backlog`] (bodies in queue order, back to back).
-struct Backlogged {
-    frame: MessageFrame<usize>,
-    /// What it counts against [`REQUEST_BACKLOG`]: its whole body, as held in the backlog
-    /// (a long target name or sender counts too, not only payload, tag and trace).
-    bytes: usize,
-}
-
 impl Request {
-    /// About how many bytes it holds (its variable parts).
+    /// About how many bytes it holds: a message its whole body, as held in the backlog (a long
+    /// target name or sender counts too, not only payload, tag and trace); another request
+    /// its variable parts.
     fn bytes(&self) -> usize {
         match self {
-            Request::Message(message) => message.bytes,
+            Request::Message(message) => message.body_len(),
             Request::Other(frame) => frame_bytes(frame),
         }
     }
@@ -704,10 +699,7 @@ impl Requests {
         let body = message.body();
         let len = body.len();
         self.backlog.extend_from_slice(body);
-        self.push(Request::Message(Backlogged {
-            frame: message.rebody(len),
-            bytes: len,
-        }))
+        self.push(Request::Message(message.rebody(len)))
     }
 
     /// Queues a request; whether the queue is now full.
@@ -972,7 +964,7 @@ fn on_request(
     last: &mut Option<LastTarget>,
 ) -> Option<BoxFuture> {
     let frame = match request {
-        Request::Message(Backlogged { frame, .. }) => {
+        Request::Message(frame) => {
             // Its body is the backlog's front (bodies are copied and taken in queue order).
             debug_assert!(
                 frame.body_len() <= backlog.len(),
